@@ -1,0 +1,265 @@
+"""Canonical types shared by every part of Escalator.
+
+Platform adapters translate their payloads INTO these types and translate a
+`Plan` OUT to their own requests; the policy evaluator only ever sees these.
+This module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Union
+
+
+class Priority(str, Enum):
+    """Platform-neutral priority. P1 is the most urgent."""
+
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+    @property
+    def rank(self) -> int:
+        """1 for P1 … 4 for P4: lower is more urgent."""
+        return int(self.value[1])
+
+    def raised(self, steps: int) -> Priority:
+        """This priority made `steps` levels more urgent, never past P1."""
+        return Priority(f"P{max(1, min(4, self.rank - steps))}")
+
+    def outranks(self, other: Priority | None) -> bool:
+        """True when this priority is more urgent than `other` (anything outranks None)."""
+        return other is None or self.rank < other.rank
+
+
+class Status(str, Enum):
+    """Normalised ticket status; each platform maps its own workflow onto these."""
+
+    NEW = "new"
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    PENDING = "pending"
+    ON_HOLD = "on_hold"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class EventKind(str, Enum):
+    """What happened to a ticket. Policy rules name these in `on:`."""
+
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    COMMENT_ADDED = "comment.added"
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone acting on a platform, identified by the platform's account id."""
+
+    id: str
+    name: str = ""
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Requester:
+    """The customer who raised the ticket; tier / region / language feed the policy."""
+
+    id: str
+    name: str = ""
+    email: str | None = None
+    tier: str = ""
+    region: str = ""
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """Enough to find a ticket again: platform, stable id, human key, browse URL."""
+
+    platform: str
+    id: str
+    key: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A snapshot of a ticket as the platform showed it when the event was sent."""
+
+    ref: TicketRef
+    title: str = ""
+    status: Status = Status.OPEN
+    priority: Priority | None = None
+    platform_priority: str | None = None
+    labels: frozenset[str] = frozenset()
+    assignee: str | None = None
+    group: str | None = None
+    requester: Requester | None = None
+    # Platform fields by the platform's own id (e.g. Jira "customfield_10050"),
+    # raw values; the policy names the ones it reads.
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field changed by the event, as the platform's display strings."""
+
+    field: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: str
+    text: str
+    author: Person
+    public: bool = True
+    by_requester: bool = False
+
+
+@dataclass(frozen=True)
+class TicketEvent:
+    """One thing that happened to one ticket, in canonical form."""
+
+    kind: EventKind
+    ticket: Ticket
+    actor: Person | None = None
+    changes: tuple[Change, ...] = ()
+    comment: Comment | None = None
+    occurred_at: datetime | None = None
+    delivery_id: str = ""
+
+    def changed(self, field_name: str) -> Change | None:
+        """The change to `field_name` in this event, if any."""
+        return next((c for c in self.changes if c.field == field_name), None)
+
+
+# --- actions: what a decision asks for, platform-neutral ---------------------
+
+
+@dataclass(frozen=True)
+class SetPriority:
+    priority: Priority
+
+
+@dataclass(frozen=True)
+class AssignTier:
+    """Move the ticket to an escalation tier; each platform maps tiers to people/groups."""
+
+    tier: str
+
+
+@dataclass(frozen=True)
+class AssignGroup:
+    group: str
+
+
+@dataclass(frozen=True)
+class AssignUser:
+    user: str
+
+
+@dataclass(frozen=True)
+class AddLabel:
+    label: str
+
+
+@dataclass(frozen=True)
+class RemoveLabel:
+    label: str
+
+
+@dataclass(frozen=True)
+class AddNote:
+    """A note for agents; `internal` notes are never shown to the requester."""
+
+    text: str
+    internal: bool = True
+
+
+Action = Union[SetPriority, AssignTier, AssignGroup, AssignUser, AddLabel, RemoveLabel, AddNote]
+
+
+def action_to_dict(action: Action) -> dict[str, Any]:
+    """A JSON-ready form of an action, for the audit log and dry-run output."""
+    kind = {
+        SetPriority: "set_priority",
+        AssignTier: "assign_tier",
+        AssignGroup: "assign_group",
+        AssignUser: "assign_user",
+        AddLabel: "add_label",
+        RemoveLabel: "remove_label",
+        AddNote: "add_note",
+    }[type(action)]
+    body = {k: (v.value if isinstance(v, Enum) else v) for k, v in vars(action).items()}
+    return {"action": kind, **body}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy decided for one event, with the reasons. Pure data."""
+
+    priority_before: Priority | None
+    priority_after: Priority | None
+    priority_why: str
+    tier_before: str | None
+    tier_after: str | None
+    actions: tuple[Action, ...] = ()
+    rules: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+# --- plan: a decision reduced to what the ticket does not already show -------
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    internal: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The platform-level changes one write must make. Empty means: send nothing."""
+
+    ticket: TicketRef
+    priority: str | None = None  # the platform's priority name/value to set
+    assignee: str | None = None  # platform account id
+    group: str | None = None  # platform group id
+    fields: Mapping[str, Any] = field(default_factory=dict)  # other platform fields to set
+    labels_add: frozenset[str] = frozenset()
+    labels_remove: frozenset[str] = frozenset()
+    labels_current: frozenset[str] = frozenset()  # what the ticket shows now (full-list platforms)
+    note: Note | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.priority is not None
+            or self.assignee is not None
+            or self.group is not None
+            or self.fields
+            or self.labels_add
+            or self.labels_remove
+            or self.note is not None
+        )
+
+    @property
+    def labels_after(self) -> frozenset[str]:
+        return (self.labels_current | self.labels_add) - self.labels_remove
+
+
+@dataclass(frozen=True)
+class TicketState:
+    """What Escalator remembers about a ticket between events (input to the policy)."""
+
+    tier: str | None = None  # the tier Escalator last put the ticket in
+    priority_pinned: bool = False  # a person set the priority; raise_only leaves it alone

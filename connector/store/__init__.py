@@ -1,0 +1,1 @@
+"""Persistence: one schema (SQLAlchemy Core + Alembic) for SQLite and PostgreSQL."""

@@ -1,0 +1,93 @@
+"""Table definitions. Alembic migrations in connector/migrations are the source of truth
+for the live schema; these mirror them for queries. Change both together."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+# Every webhook delivery we accepted, until it is processed (and kept after, for the record).
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(32), nullable=False),
+    Column("delivery_id", String(255), nullable=False),
+    Column("event_type", String(128), nullable=False),
+    Column("ticket_id", String(255), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # pending → processing → done | ignored | failed   (pending again on a transient error)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("progress", Integer, nullable=False, default=0),  # requests of the plan already confirmed
+    Column("last_error", Text, nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("platform", "delivery_id", name="uq_inbox_delivery"),
+)
+Index("ix_inbox_due", inbox.c.status, inbox.c.next_attempt_at)
+Index("ix_inbox_ticket", inbox.c.platform, inbox.c.ticket_id, inbox.c.id)
+
+# What Escalator remembers per ticket, plus the per-ticket lease that keeps events in order.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("ticket_id", String(255), primary_key=True),
+    Column("ticket_key", String(255), nullable=True),
+    Column("tier", String(64), nullable=True),
+    Column("priority", String(8), nullable=True),
+    Column("priority_pinned", Boolean, nullable=False, default=False),
+    Column("last_write", JSON, nullable=True),  # fingerprint of our last write, for echo detection
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+# Append-only, hash-chained record of every decision (see connector/audit.py).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=False),
+    Column("record_id", String(36), nullable=False, unique=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("ticket_id", String(255), nullable=True),
+    Column("rules", Text, nullable=True),  # space-joined rule names, for filtering
+    Column("outcome", String(16), nullable=False),
+    Column("record", Text, nullable=False),  # canonical JSON of the whole record
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_platform_at", audit_log.c.platform, audit_log.c.at)
+Index("ix_audit_ticket", audit_log.c.platform, audit_log.c.ticket_id)
+
+# One row: the head of the audit chain. Updating it first serialises appenders on every backend.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Id, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,98 @@
+"""The contract every platform adapter fulfils.
+
+A platform is two things (as in Sentry's integrations):
+- a `Provider`: stateless knowledge of the platform's webhooks (verify, identify,
+  normalise) and its capabilities;
+- a `PlatformClient`: a configured installation holding credentials that turns a
+  `Plan` into the exact request(s) we mean and sends them.
+
+Adapters know `connector.model` and their client library; never the store or Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from connector.model import Plan, TicketEvent
+
+# Capabilities a platform may lack; the core skips (or the policy check flags) what is missing.
+CAP_PRIORITY = "priority"
+CAP_ASSIGNEE = "assignee"
+CAP_GROUP = "group"
+CAP_LABELS = "labels"
+CAP_INTERNAL_NOTES = "internal_notes"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the inbox needs to know about a webhook before it is processed.
+
+    `ignored` deliveries are stored and answered 200 but never evaluated.
+    """
+
+    delivery_id: str
+    event_type: str
+    ticket_id: str | None
+    ignored: bool = False
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """One HTTP request exactly as we mean to send it (also what dry-run shows)."""
+
+    method: str
+    url: str
+    json: Mapping[str, Any] | None = None
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """One request that went out and the platform's answer."""
+
+    request: OutboundRequest
+    status: int
+
+
+class Provider(Protocol):
+    """Stateless knowledge of one platform's inbound side."""
+
+    key: str
+    capabilities: frozenset[str]
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
+        """Raise SignatureError unless the body was signed with `secret`."""
+
+    def identify(self, headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery:
+        """Delivery id, event type and ticket id; raise PayloadError on a wrong shape."""
+
+    def normalise(self, payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
+        """The canonical event; raise PayloadError on a wrong shape."""
+
+
+class PlatformClient(Protocol):
+    """A configured installation of one platform: credentials, base URL, our own identity."""
+
+    own_account_id: str | None
+
+    def render(self, plan: Plan) -> list[OutboundRequest]:
+        """The request(s) `plan` becomes, in send order. Pure: no I/O."""
+
+    def send(self, request: OutboundRequest) -> SentRequest:
+        """Send one request. Raises TransientPlatformError or RejectedByPlatform."""
+
+
+@dataclass
+class ApplyResult:
+    sent: list[SentRequest] = field(default_factory=list)
+
+
+def apply_plan(client: PlatformClient, plan: Plan) -> ApplyResult:
+    """Send every request of `plan` in order; stop at the first error (it propagates)."""
+    result = ApplyResult()
+    for request in client.render(plan):
+        result.sent.append(client.send(request))
+    return result

@@ -1,0 +1,70 @@
+"""The one error tree for everything a platform can say or do wrong.
+
+Inbound (webhook) problems map to HTTP answers; outbound problems decide
+whether the worker retries (transient) or records a failure (rejected).
+"""
+
+from __future__ import annotations
+
+
+class PlatformError(Exception):
+    """Base of every platform-related error."""
+
+
+# --- inbound -----------------------------------------------------------------
+
+
+class SignatureError(PlatformError):
+    """The webhook's signature is missing, malformed, wrong or stale (HTTP 401)."""
+
+
+class PayloadError(PlatformError):
+    """The webhook body is not the shape the platform sends (HTTP 400)."""
+
+
+# --- outbound ----------------------------------------------------------------
+
+
+class TransientPlatformError(PlatformError):
+    """429, 5xx, timeout or connection failure: try again later.
+
+    `retry_after` is the platform's own hint in seconds (Retry-After), if it gave one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RejectedByPlatform(PlatformError):
+    """A 4xx other than 429: the request itself is wrong (mapping, permissions). Never retried blindly."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class NotConfigured(PlatformError):
+    """The platform has no settings (or no credentials) in the config."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
