@@ -35,6 +35,7 @@ inbox = Table(
     Column("ticket_id", String(255), nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("ignored", Boolean, nullable=False, default=False),  # an event type we record but never act on
     # pending → processing → done | ignored | failed   (pending again on a transient error)
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -56,6 +57,7 @@ tickets = Table(
     Column("platform", String(32), primary_key=True),
     Column("ticket_id", String(255), primary_key=True),
     Column("ticket_key", String(255), nullable=True),
+    Column("requester_id", String(255), nullable=True),  # comment payloads may omit the reporter
     Column("tier", String(64), nullable=True),
     Column("priority", String(8), nullable=True),
     Column("priority_pinned", Boolean, nullable=False, default=False),

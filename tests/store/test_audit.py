@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from connector import audit
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+
+
+def _record(platform="jira", ticket="10040", outcome="applied", rules=("outage-goes-to-l2",)):
+    return {
+        "platform": platform,
+        "ticket": {"id": ticket, "key": "TES-41", "url": "https://x.atlassian.net/browse/TES-41"},
+        "trigger": {"kind": "ticket.created", "delivery_id": f"d-{ticket}"},
+        "policy": {"name": "global-support", "version": 1, "sha256": "ab" * 32},
+        "rules": list(rules),
+        "inputs": {"labels": ["outage"]},
+        "priority": {"from": "P3", "to": "P1", "why": "impact high × urgency high"},
+        "tier": {"from": "L1", "to": "L2"},
+        "actions_planned": [{"action": "set_priority", "priority": "P1"}],
+        "actions_applied": [{"method": "PUT", "status": 204}],
+        "outcome": outcome,
+    }
+
+
+def _append(engine, n, start=0, **kw):
+    out = []
+    for i in range(start, start + n):
+        with engine.begin() as conn:
+            out.append(audit.append(conn, _record(**kw), at=T0 + timedelta(minutes=i)))
+    return out
+
+
+def test_chain_links_each_record_to_the_previous(engine):
+    first, second = _append(engine, 2)
+    assert first["prev_hash"] == audit.GENESIS
+    assert second["prev_hash"] == first["hash"]
+    assert (first["seq"], second["seq"]) == (1, 2)
+    result = audit.verify(engine)
+    assert result.ok and result.checked == 2, str(result)
+
+
+def test_unknown_outcome_is_refused(engine):
+    with pytest.raises(ValueError, match="outcome"):
+        with engine.begin() as conn:
+            audit.append(conn, _record(outcome="maybe"), at=T0)
+
+
+def _disable_guard(conn):
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+    else:
+        conn.execute(text("DROP TRIGGER audit_log_no_update"))
+        conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+
+
+def test_verify_names_the_first_altered_record(engine):
+    _append(engine, 4)
+    with engine.begin() as conn:  # an attacker with table rights edits record 2
+        _disable_guard(conn)
+        row = conn.execute(text("SELECT record FROM audit_log WHERE seq = 2")).scalar_one()
+        forged = json.loads(row)
+        forged["priority"]["to"] = "P4"
+        conn.execute(text("UPDATE audit_log SET record = :r WHERE seq = 2"), {"r": audit.canonical_json(forged)})
+    result = audit.verify(engine)
+    assert not result.ok
+    assert result.broken_seq == 2
+    assert "altered" in result.reason
+
+
+def test_verify_detects_a_deleted_record_and_a_truncated_tail(engine):
+    _append(engine, 3)
+    with engine.begin() as conn:
+        _disable_guard(conn)
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+    result = audit.verify(engine)
+    assert not result.ok and result.broken_seq == 3 and "missing" in result.reason
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 1"))
+    result = audit.verify(engine)
+    assert not result.ok and result.broken_seq == 2
+
+
+def test_export_filters_and_formats(engine):
+    _append(engine, 2, platform="jira")
+    _append(engine, 1, start=2, platform="zendesk", ticket="77", rules=("security-goes-to-l3",))
+    out = io.StringIO()
+    assert audit.write_jsonl(audit.records(engine, platform="zendesk"), out) == 1
+    line = json.loads(out.getvalue())
+    assert line["platform"] == "zendesk" and line["seq"] == 3 and len(line["hash"]) == 64
+
+    out = io.StringIO()
+    assert audit.write_csv(audit.records(engine, since=T0 + timedelta(minutes=1)), out) == 2
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["seq"] for r in rows] == ["2", "3"]
+    assert rows[0]["priority_to"] == "P1" and rows[0]["tier_to"] == "L2"
+
+    assert [r["seq"] for r in audit.records(engine, rule="security-goes-to-l3")] == [3]
+    assert [r["seq"] for r in audit.records(engine, ticket="10040")] == [1, 2]
+
+
+def test_pseudonym_hides_personal_data_stably():
+    assert audit.pseudonym("ann@example.com") == audit.pseudonym("ann@example.com")
+    assert "ann" not in audit.pseudonym("ann@example.com")
+    assert audit.pseudonym(None) is None

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from connector.store import inbox
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+LEASE = timedelta(seconds=60)
+
+
+def _accept(engine, delivery_id, ticket="10040", ignored=False, now=T0):
+    return inbox.accept(
+        engine, platform="jira", delivery_id=delivery_id, event_type="jira:issue_updated",
+        ticket_id=ticket, ignored=ignored, body=b"{}", now=now,
+    )  # fmt: skip
+
+
+def test_a_redelivery_is_stored_once(engine):
+    assert _accept(engine, "d1") is True
+    assert _accept(engine, "d1") is False
+    assert inbox.counts(engine) == {"pending": 1}
+
+
+def test_one_ticket_at_a_time_in_order(engine):
+    for d in ("a1", "a2", "a3"):
+        _accept(engine, d, ticket="A")
+    _accept(engine, "b1", ticket="B")
+    first = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    assert [i.delivery_id for i in first] == ["a1", "b1"]
+    # a second worker gets nothing: A's next event waits for a1, B has no more
+    assert inbox.claim(engine, owner="w2", now=T0, lease=LEASE, limit=10) == []
+    with engine.begin() as conn:
+        inbox.finish(conn, first[0], status=inbox.DONE, owner="w1", now=T0)
+    assert [i.delivery_id for i in inbox.claim(engine, owner="w2", now=T0, lease=LEASE, limit=10)] == ["a2"]
+
+
+def test_retry_later_keeps_the_ticket_blocked_and_comes_back_when_due(engine):
+    _accept(engine, "a1", ticket="A")
+    _accept(engine, "a2", ticket="A")
+    (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    with engine.begin() as conn:
+        inbox.retry_later(conn, item, owner="w1", at=T0 + timedelta(seconds=30), error="503")
+    assert inbox.claim(engine, owner="w1", now=T0 + timedelta(seconds=10), lease=LEASE, limit=10) == []
+    (again,) = inbox.claim(engine, owner="w1", now=T0 + timedelta(seconds=31), lease=LEASE, limit=10)
+    assert again.delivery_id == "a1" and again.attempts == 2
+
+
+def test_a_dead_workers_lease_expires_and_progress_survives(engine):
+    _accept(engine, "a1", ticket="A")
+    (item,) = inbox.claim(engine, owner="dead", now=T0, lease=LEASE, limit=10)
+    inbox.record_progress(engine, item, 1)
+    assert inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=30), lease=LEASE, limit=10) == []
+    (again,) = inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=61), lease=LEASE, limit=10)
+    assert again.id == item.id and again.progress == 1
+
+
+def test_events_without_a_ticket_are_claimed_independently(engine):
+    _accept(engine, "x1", ticket=None, ignored=True)
+    _accept(engine, "x2", ticket=None, ignored=True)
+    items = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    assert [(i.delivery_id, i.ignored) for i in items] == [("x1", True), ("x2", True)]
