@@ -1,0 +1,186 @@
+"""The one config file: where the database is, which policy runs, how to reach each platform.
+
+    escalator serve --config escalator.yaml
+
+Secrets come from the environment with ${VAR} (or ${VAR:-default}). With no file at all the
+embedded default runs: SQLite in the working directory, the example policy, dry-run.
+Every error names the file, line and key, and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from platforms.registry import PLATFORMS
+
+EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "examples" / "global-support.yaml"
+DEFAULT_DATABASE = "sqlite:///escalator.db"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The config file is unreadable or wrong; the message lists every problem as FILE:LINE: key: what."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    threads: int = Field(8, ge=1, le=256)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger webhook bodies get 413")
+
+
+class WorkerConfig(_Strict):
+    threads: int = Field(2, ge=1, le=64)
+    poll_seconds: float = Field(1.0, gt=0)
+    batch: int = Field(20, ge=1, le=1000)
+    lease_seconds: float = Field(300.0, gt=0, description="after this a dead worker's event is taken again")
+    backoff_initial_seconds: float = Field(2.0, gt=0)
+    backoff_max_seconds: float = Field(900.0, gt=0)
+
+
+Platforms = create_model(  # type: ignore[call-overload]
+    "Platforms",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    **{key: (reg.settings | None, None) for key, reg in PLATFORMS.items()},
+)
+
+
+class Config(_Strict):
+    database: str = DEFAULT_DATABASE
+    policy: str = str(EXAMPLE_POLICY)
+    dry_run: bool | None = Field(None, description="default: true when no platform has write credentials")
+    log_format: Literal["text", "json"] = "text"
+    server: ServerConfig = ServerConfig()
+    worker: WorkerConfig = WorkerConfig()
+    platforms: Platforms = Platforms()  # type: ignore[valid-type]
+
+    def platform(self, key: str) -> Any | None:
+        """The settings of one platform, or None when it is not configured."""
+        return getattr(self.platforms, key, None)
+
+    @property
+    def configured_platforms(self) -> dict[str, Any]:
+        return {k: s for k in PLATFORMS if (s := self.platform(k)) is not None}
+
+    @property
+    def effective_dry_run(self) -> bool:
+        if self.dry_run is not None:
+            return self.dry_run
+        return not any(getattr(s, "can_write", False) for s in self.configured_platforms.values())
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate the config file; None gives the embedded default."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    try:
+        tree = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise ConfigError(f"{path}:{line}: not valid YAML: {exc.problem}") from exc
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping of keys (database, policy, platforms, …)")
+    problems: list[str] = []
+    data = _substitute_env(tree, tree, (), path, problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    if isinstance(data.get("policy"), str) and not Path(data["policy"]).is_absolute():
+        data["policy"] = str((path.parent / data["policy"]).resolve())  # relative to the config file
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(exc, tree, path))) from exc
+
+
+def _substitute_env(tree: Any, node: Any, loc: tuple, path: Path, problems: list[str]) -> Any:
+    """Plain-Python copy of the YAML tree with ${VAR} replaced in every string."""
+    if isinstance(node, dict):
+        return {k: _substitute_env(tree, v, (*loc, k), path, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_env(tree, v, (*loc, i), path, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def replace(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name)
+            if value is None:
+                if default is not None:
+                    return default
+                problems.append(
+                    f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: "
+                    f"environment variable {name} is not set (set it, or write ${{{name}:-default}})"
+                )
+                return ""
+            return value
+
+        return _ENV_REF.sub(replace, node)
+    return node
+
+
+def _describe(exc: ValidationError, tree: Any, path: Path) -> list[str]:
+    out = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key '{loc[-1]}'" + _known_keys_hint(loc)
+        elif error["type"] == "missing":
+            message = "is required but missing"
+        else:
+            message = error["msg"]
+            if "input" in error and not isinstance(error["input"], (dict, list)):
+                message += f" (got {error['input']!r})"
+        out.append(f"{path}:{line_of(tree, loc)}: {key}: {message}")
+    return out
+
+
+def _known_keys_hint(loc: tuple) -> str:
+    model: Any = Config
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        annotation = field.annotation
+        model = next((a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None)
+        if model is None:
+            return ""
+    return f" (known keys: {', '.join(model.model_fields)})"
+
+
+def line_of(tree: Any, loc: tuple) -> int:
+    """1-based line of the deepest node of `loc` that exists in a ruamel round-trip tree."""
+    line, node = 1, tree
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        if lc is None:
+            break
+        try:
+            if isinstance(node, dict) and part in node:
+                line = lc.key(part)[0] + 1
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                line = lc.item(part)[0] + 1
+                node = node[part]
+            else:
+                break
+        except (KeyError, IndexError, TypeError):
+            break
+    return line

@@ -1,0 +1,93 @@
+"""Decision minus what the ticket already shows = the plan. Pure; no I/O.
+
+An empty plan means no request at all, which is what makes Escalator convergent:
+re-evaluating a ticket it already changed finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from connector.model import (
+    AddLabel,
+    AddNote,
+    AssignGroup,
+    AssignTier,
+    AssignUser,
+    Decision,
+    Note,
+    Plan,
+    RemoveLabel,
+    SetPriority,
+    Ticket,
+)
+from platforms.base import CAP_ASSIGNEE, CAP_GROUP, CAP_LABELS, CAP_PRIORITY
+
+
+def make_plan(decision: Decision, ticket: Ticket, mapping: Any, capabilities: Collection[str]) -> Plan:
+    """Resolve the decision's actions through the platform mapping, then drop what is already true."""
+    priority: str | None = None
+    assignee: str | None = None
+    group: str | None = None
+    fields: dict[str, Any] = {}
+    add: set[str] = set()
+    remove: set[str] = set()
+    notes: list[AddNote] = []
+
+    for action in decision.actions:
+        if isinstance(action, SetPriority) and CAP_PRIORITY in capabilities:
+            value = mapping.priorities[action.priority]
+            if isinstance(value, str):
+                priority = value
+            else:  # e.g. ServiceNow: priority is derived from impact + urgency fields
+                fields.update(value)
+        elif isinstance(action, AssignTier):
+            target = mapping.tiers.get(action.tier)
+            if target is not None:
+                assignee = target.assignee or assignee
+                group = target.group or group
+                fields.update(target.fields)
+        elif isinstance(action, AssignUser):
+            assignee = action.user
+        elif isinstance(action, AssignGroup):
+            group = action.group
+        elif isinstance(action, AddLabel):
+            add.add(action.label)
+            remove.discard(action.label)
+        elif isinstance(action, RemoveLabel):
+            remove.add(action.label)
+            add.discard(action.label)
+        elif isinstance(action, AddNote):
+            notes.append(action)
+
+    if priority is not None and ticket.platform_priority is not None:
+        if priority.casefold() == ticket.platform_priority.casefold():
+            priority = None
+    if assignee is not None and (CAP_ASSIGNEE not in capabilities or assignee == ticket.assignee):
+        assignee = None
+    if group is not None and (CAP_GROUP not in capabilities or group == ticket.group):
+        group = None
+    fields = {k: v for k, v in fields.items() if ticket.fields.get(k) != v}
+    if CAP_LABELS in capabilities:
+        add -= ticket.labels
+        remove &= ticket.labels
+    else:
+        add, remove = set(), set()
+    note = None
+    if notes:
+        # Several rules may each explain themselves; agents get one note. Internal wins:
+        # a note meant for agents must never reach the requester because another was public.
+        note = Note("\n\n".join(n.text for n in notes), internal=any(n.internal for n in notes))
+
+    return Plan(
+        ticket=ticket.ref,
+        priority=priority,
+        assignee=assignee,
+        group=group,
+        fields=fields,
+        labels_add=frozenset(add),
+        labels_remove=frozenset(remove),
+        labels_current=ticket.labels,
+        note=note,
+    )

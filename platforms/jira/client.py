@@ -1,0 +1,186 @@
+"""Outbound side: a `Plan` → the exact Jira REST request(s), and sending them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from jira import JIRA
+from jira.exceptions import JIRAError
+
+from connector.model import Plan
+from platforms.base import OutboundRequest, SentRequest
+from platforms.errors import (
+    NotConfigured,
+    PlatformError,
+    RejectedByPlatform,
+    TransientPlatformError,
+    parse_retry_after,
+)
+from platforms.jira.settings import Settings
+
+# Jira retries its own webhooks on these, and they mean the same for our writes:
+# timeout, conflict (concurrent edit of the issue), too early, rate limited.
+_TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+
+# The JSM entity property that makes a comment internal (agents only). On a project
+# without JSM the property is stored but has no effect: the comment is then a normal one.
+_INTERNAL_COMMENT_PROPERTY = {"key": "sd.public.comment", "value": {"internal": True}}
+
+
+class JiraClient:
+    """One configured Jira site: renders plans and sends them through the `jira` library's session.
+
+    We use `jira.JIRA` only for its session (auth, base headers, timeout) and send the
+    request we rendered ourselves: `Issue.update()` re-reads the issue after writing
+    (two calls, and a read we do not need), and its `assignee=` shortcut sends `name`,
+    which Jira Cloud rejects since usernames were removed for privacy (GDPR).
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.own_account_id: str | None = settings.account_id
+        self._jira: JIRA | None = None
+        self._lock = threading.Lock()
+
+    # --- render (pure) -------------------------------------------------------
+
+    def render(self, plan: Plan) -> list[OutboundRequest]:
+        """One PUT for the edit, plus one POST when the note must be a JSM-internal comment.
+
+        `plan.group` is ignored: Jira has no native group assignment (no CAP_GROUP);
+        a tier that needs a team field maps to a custom field in `plan.fields` instead.
+        """
+        issue_url = f"{self.settings.url}/rest/api/2/issue/{quote(plan.ticket.key, safe='')}"
+        note = plan.note
+        note_as_internal_comment = note is not None and note.internal and self.settings.notes == "internal"
+
+        fields: dict[str, Any] = dict(plan.fields)
+        if plan.priority is not None:
+            fields["priority"] = {"name": plan.priority}
+        if plan.assignee is not None:
+            # accountId, never name/key: Cloud ignores or rejects usernames.
+            fields["assignee"] = {"accountId": plan.assignee}
+
+        update: dict[str, list[dict[str, Any]]] = {}
+        label_ops = [{"add": label} for label in sorted(plan.labels_add)]
+        label_ops += [{"remove": label} for label in sorted(plan.labels_remove)]
+        if label_ops:
+            # add/remove operations, not a full `labels` list: a label a person adds
+            # between our read and our write survives.
+            update["labels"] = label_ops
+        if note is not None and not note_as_internal_comment:
+            update["comment"] = [{"add": {"body": note.text}}]
+
+        requests_: list[OutboundRequest] = []
+        body: dict[str, Any] = {}
+        if fields:
+            body["fields"] = fields
+        if update:
+            body["update"] = update
+        if body:
+            requests_.append(OutboundRequest("PUT", issue_url, body, purpose="edit issue"))
+        if note_as_internal_comment:
+            assert note is not None
+            # Last on purpose: if it fails and the plan is retried, the PUT before it
+            # is idempotent (set priority, add/remove labels) and sends no comment.
+            requests_.append(
+                OutboundRequest(
+                    "POST",
+                    f"{issue_url}/comment",
+                    {"body": note.text, "properties": [_INTERNAL_COMMENT_PROPERTY]},
+                    purpose="internal note",
+                )
+            )
+        return requests_
+
+    # --- send ----------------------------------------------------------------
+
+    def send(self, request: OutboundRequest) -> SentRequest:
+        """Send one rendered request; TransientPlatformError or RejectedByPlatform on failure."""
+        if not self.settings.can_write:
+            raise NotConfigured("Jira: 'email' and 'api_token' are required to write to issues")
+        session = self._session()
+        what = f"{request.method} {request.url}"
+        data = json.dumps(request.json) if request.json is not None else None
+        try:
+            # The session adds auth, Content-Type: application/json and the timeout.
+            response = session.request(request.method, request.url, data=data)
+        except JIRAError as exc:
+            # The library raises for every non-2xx answer; the response is on the error.
+            # We build our own message: str(exc) dumps all headers and the body.
+            if exc.response is None:
+                raise TransientPlatformError(f"Jira gave no response to {what}") from exc
+            raise error_from_response(exc.response, what) from exc
+        except requests.Timeout as exc:
+            raise TransientPlatformError(
+                f"Jira did not answer {what} within {self.settings.timeout:g}s"
+            ) from exc
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TransientPlatformError(f"could not reach Jira for {what}: {exc}") from exc
+        except requests.RequestException as exc:
+            # e.g. too many redirects or an invalid URL: neither retryable nor Jira's answer.
+            raise PlatformError(f"request {what} failed: {exc}") from exc
+        return SentRequest(request, response.status_code)
+
+    def _session(self) -> requests.Session:
+        """The `jira` library's session, built on first use.
+
+        Building it makes no request: get_server_info=False skips GET serverInfo,
+        validate stays False (no GET session), check_update=False skips the PyPI
+        look-up. max_retries=0 because the worker retries, honouring Retry-After,
+        instead of the library sleeping inside our transaction.
+        """
+        with self._lock:
+            if self._jira is None:
+                assert self.settings.email is not None and self.settings.api_token is not None
+                self._jira = JIRA(
+                    server=self.settings.url,
+                    basic_auth=(self.settings.email, self.settings.api_token),
+                    get_server_info=False,
+                    max_retries=0,
+                    options={"check_update": False},
+                    timeout=self.settings.timeout,
+                )
+            return self._jira._session
+
+
+def error_from_response(response: requests.Response, what: str) -> PlatformError:
+    """Our error for one failed Jira answer: transient (retry later) or rejected (don't)."""
+    status = response.status_code
+    message = jira_message(response)
+    if status in _TRANSIENT_STATUSES or status >= 500:
+        reason = response.headers.get("RateLimit-Reason")
+        text = f"Jira answered {status} to {what}"
+        if reason:
+            text += f" (RateLimit-Reason: {reason})"
+        if message:
+            text += f": {message}"
+        return TransientPlatformError(
+            text, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    return RejectedByPlatform(f"Jira rejected {what} ({status}): {message or response.reason}", status=status)
+
+
+def jira_message(response: requests.Response) -> str:
+    """Jira's own explanation: `errorMessages` and `errors` {field: message}, else the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500]
+    if not isinstance(body, dict):
+        return response.text.strip()[:500]
+    parts: list[str] = []
+    messages = body.get("errorMessages")
+    if isinstance(messages, list):
+        parts += [str(m) for m in messages if m]
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        parts += [f"{field}: {msg}" for field, msg in errors.items()]
+    for key in ("message", "errorMessage"):  # older and gateway-level errors
+        if not parts and isinstance(body.get(key), str):
+            parts.append(body[key])
+    return "; ".join(parts) if parts else response.text.strip()[:500]

@@ -1,0 +1,48 @@
+"""Configuration of one Jira Cloud / JSM installation."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Settings(BaseModel):
+    """What the connector needs to talk to one Jira site.
+
+    Reading webhooks needs only `webhook_secret`; writing needs `email` + `api_token`
+    (see `can_write`). `account_id` is the connector's own Atlassian accountId: events
+    whose actor is that account are our own writes coming back (echoes).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="Base URL of the site, e.g. https://example.atlassian.net")
+    email: str | None = None
+    # repr=False: settings end up in logs and tracebacks; secrets must not.
+    api_token: str | None = Field(default=None, repr=False)
+    webhook_secret: str | None = Field(default=None, repr=False)
+    account_id: str | None = None
+    # "internal": JSM internal comment, one extra POST after the edit.
+    # "comment": a plain comment inside the edit itself (projects without JSM).
+    notes: Literal["internal", "comment"] = "internal"
+    timeout: float = Field(default=15.0, gt=0, description="seconds per request")
+
+    @field_validator("url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"must be an http(s) base URL such as https://example.atlassian.net, got {value!r}"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment")
+        return value
+
+    @property
+    def can_write(self) -> bool:
+        """True when there are credentials to write back onto issues."""
+        return bool(self.email and self.api_token)

@@ -1,0 +1,24 @@
+"""The one place platforms are registered. A fourth platform is one folder plus one line here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from platforms import jira
+from platforms.base import PlatformClient, Provider
+
+
+@dataclass(frozen=True)
+class Registration:
+    provider: Provider
+    settings: type  # a pydantic model: the platform's section of the config file
+    make_client: Any  # settings -> PlatformClient
+
+    def client(self, settings: Any) -> PlatformClient:
+        return self.make_client(settings)
+
+
+PLATFORMS: dict[str, Registration] = {
+    "jira": Registration(provider=jira.provider, settings=jira.Settings, make_client=jira.JiraClient),
+}
