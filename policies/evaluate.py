@@ -1,0 +1,202 @@
+"""The pure evaluator: (policy, event, state, now) → Decision. No I/O; equal inputs give equal outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import cel
+
+from connector.model import (
+    Action,
+    AddLabel,
+    AddNote,
+    AssignTier,
+    Decision,
+    EventKind,
+    Priority,
+    RemoveLabel,
+    SetPriority,
+    TicketEvent,
+    TicketState,
+)
+
+from .policy import NEXT_TIER, Escalate, Level, NoteTemplate, Policy
+from .templates import RENDER_ERRORS, render_note
+from .variables import comment_variables, event_variables, ticket_variables
+
+_PERSON_SET = "priority set by a person; raise_only keeps it"
+
+
+def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: datetime) -> Decision:
+    """Apply the policy to one event. `now` is part of the contract for SLA rules; v1 does not read it."""
+    ticket = event.ticket
+    tier_before = state.tier or policy.tiers[0]
+    mapping = policy.platforms.get(ticket.ref.platform)
+    variables: dict[str, Any] = {
+        "ticket": ticket_variables(event, tier_before, policy.fields, mapping.fields if mapping else {}),
+        "event": event_variables(event),
+        "comment": comment_variables(event),
+    }
+    context = cel.Context(variables)  # converted to CEL values once, shared by every condition
+    reasons: list[str] = []
+
+    # 1. impact × urgency → base priority, then raises
+    prio = policy.priority
+    impact = _choose("impact", prio.impact, context, reasons)
+    urgency = _choose("urgency", prio.urgency, context, reasons)
+    computed = prio.matrix[impact][urgency]
+    why = [f"impact {impact} × urgency {urgency} → {computed.value}"]
+    context.add_variable("decision", {"priority": computed.value, "impact": impact, "urgency": urgency})
+    for entry in prio.raises:
+        if entry.when.test(context, reasons):
+            raised = computed.raised(entry.by)
+            because = f" ({entry.why})" if entry.why else ""
+            why.append(
+                f"raised {entry.by}{because} → {raised.value}"
+                if raised != computed
+                else f"raise {entry.by}{because}: already P1"
+            )
+            computed = raised
+
+    # 2. what the mode lets us set. A created ticket lists every initial field as "changed" (Jira's changelog
+    # does), so only a later event that changes the priority means a person just chose it.
+    person_set = event.kind is not EventKind.TICKET_CREATED and event.changed("priority") is not None
+    locked = policy.mode == "raise_only" and (state.priority_pinned or person_set)
+    target = _allowed(policy.mode, locked, ticket.priority, computed, why)
+
+    # 3. rules in file order
+    def set_decision() -> None:
+        context.add_variable("decision", {"priority": _name(target), "impact": impact, "urgency": urgency})
+
+    set_decision()
+    kind = str(getattr(event.kind, "value", event.kind))
+    fired: list[str] = []
+    escalations: list[str] = []
+    steps: list[tuple[str, Any]] = []
+    for rule in policy.rules:
+        if kind not in rule.on or (rule.when is not None and not rule.when.test(context, reasons)):
+            continue
+        fired.append(rule.name)
+        reasons.append(f"rule '{rule.name}' fired" + (f": {rule.when.source}" if rule.when else ""))
+        for step in rule.then:
+            if isinstance(step, SetPriority):
+                new = _rule_priority(policy.mode, locked, target, step.priority, rule.name, why)
+                if new != target:
+                    target = new
+                    set_decision()
+            elif isinstance(step, Escalate):
+                escalations.append(step.tier)
+            else:
+                steps.append((rule.name, step))
+        if rule.stop:
+            reasons.append(f"rule '{rule.name}' has stop: later rules were not evaluated")
+            break
+
+    tier_after = _escalate(policy.tiers, tier_before, escalations)
+    if tier_after != tier_before:
+        reasons.append(f"escalated {tier_before} → {tier_after}")
+
+    # 4. the decision: priority and tier first, then the rules' actions in order, minus what the ticket shows
+    actions: list[Action] = []
+    if target is not None and target != ticket.priority:
+        actions.append(SetPriority(target))
+    if tier_after != tier_before:
+        actions.append(AssignTier(tier_after))
+    note_context = {
+        **variables,
+        "decision": {
+            "priority": _name(target),
+            "priority_before": _name(ticket.priority),
+            "tier": tier_after,
+            "tier_before": tier_before,
+            "impact": impact,
+            "urgency": urgency,
+        },
+        "policy": {"name": policy.name, "version": policy.version},
+    }
+    for rule_name, step in steps:
+        action = _action(step, rule_name, note_context, reasons)
+        if action is None or action in actions:
+            continue
+        if isinstance(action, AddLabel) and action.label in ticket.labels:
+            continue
+        if isinstance(action, RemoveLabel) and action.label not in ticket.labels:
+            continue
+        actions.append(action)
+    return Decision(
+        priority_before=ticket.priority,
+        priority_after=target,
+        priority_why="; ".join(why),
+        tier_before=tier_before,
+        tier_after=tier_after,
+        actions=tuple(actions),
+        rules=tuple(fired),
+        reasons=tuple(reasons),
+    )
+
+
+def _choose(key: str, levels: tuple[Level, ...], context: cel.Context, reasons: list[str]) -> str:
+    """The first level whose condition holds; the loader guarantees the last one has none."""
+    for entry in levels:
+        if entry.when is None:
+            reasons.append(f"{key} {entry.level} (default)")
+            return entry.level
+        if entry.when.test(context, reasons):
+            reasons.append(f"{key} {entry.level}: {entry.when.source}")
+            return entry.level
+    return levels[-1].level  # unreachable for a loaded policy; keeps the function total
+
+
+def _allowed(
+    mode: str, locked: bool, current: Priority | None, computed: Priority, why: list[str]
+) -> Priority | None:
+    """Step 2: enforce takes the computed priority; raise_only only raises, and never over a person."""
+    if mode == "enforce":
+        return computed
+    if locked:
+        why.append(_PERSON_SET)
+        return current
+    if computed.outranks(current):
+        return computed
+    if current is not None and current != computed:
+        why.append(f"raise_only keeps {current.value} (never lowers)")
+    return current
+
+
+def _rule_priority(
+    mode: str, locked: bool, target: Priority | None, wanted: Priority, rule: str, why: list[str]
+) -> Priority | None:
+    """A rule's `priority:` under the same mode rule as the computed priority."""
+    if mode == "enforce" or (not locked and wanted.outranks(target)):
+        if wanted != target:
+            why.append(f"rule '{rule}' set {wanted.value}")
+        return wanted
+    if wanted != target:
+        reason = _PERSON_SET if locked else f"raise_only keeps {_name(target)}"
+        why.append(f"rule '{rule}' wanted {wanted.value}; {reason}")
+    return target
+
+
+def _escalate(tiers: tuple[str, ...], current: str, targets: list[str]) -> str:
+    """The highest of the current tier and every target; `next` is one above the current (capped)."""
+    rank = {tier: i for i, tier in enumerate(tiers)}
+    here = rank.get(current, -1)
+    resolved = [tiers[min(here + 1, len(tiers) - 1)] if t == NEXT_TIER else t for t in targets]
+    return max([current, *resolved], key=lambda t: rank.get(t, -1))
+
+
+def _action(step: Any, rule: str, note_context: Mapping[str, Any], reasons: list[str]) -> Action | None:
+    if not isinstance(step, NoteTemplate):
+        return step  # AddLabel, RemoveLabel, AssignUser, AssignGroup: already model actions
+    try:
+        text = render_note(step.template, {**note_context, "rule": {"name": rule}})
+    except RENDER_ERRORS as exc:
+        reasons.append(f"rule '{rule}': note not written, its template failed ({type(exc).__name__}: {exc})")
+        return None
+    return AddNote(text, step.internal)
+
+
+def _name(priority: Priority | None) -> str:
+    return priority.value if priority is not None else ""

@@ -1,0 +1,165 @@
+"""The shape of a policy file (v1) as strict pydantic models: unknown keys and wrong types are errors.
+
+Only the shape lives here; cross-references (tiers, fields, CEL, templates) are checked in `build.py`.
+Sections, rules and list entries are validated one by one (containers say `Any` for their parts) so that one
+mistake does not hide the others.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
+
+PriorityName = Literal["P1", "P2", "P3", "P4"]
+FieldType = Literal["bool", "int", "number", "string", "list"]
+Mode = Literal["raise_only", "enforce"]
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _one_or_many(value: Any) -> Any:
+    """Allow `key: x` as a short form of `key: [x]`."""
+    return [value] if isinstance(value, str) else value
+
+
+def _note_short_form(value: Any) -> Any:
+    """`note: "text"` is short for `note: {text: "text"}`."""
+    return {"text": value} if isinstance(value, str) else value
+
+
+def _int_or_str(value: Any) -> Any:
+    # A plain union would report one error per branch with pydantic's branch names in the location.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"must be a number or a string (got {value!r})")
+    return value
+
+
+def _platform_priority(value: Any) -> Any:
+    if not isinstance(value, str | dict) or (isinstance(value, str) and not value):
+        raise ValueError(f"must be the platform's priority name or a mapping of its fields (got {value!r})")
+    return value
+
+
+class Strict(BaseModel):
+    """Base for every section: no coercion, no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FieldSpec(Strict):
+    """A custom ticket field the policy reads (`ticket.fields.<name>`)."""
+
+    type: FieldType
+    default: Any = None
+    description: str | None = None
+
+
+class ChoiceSpec(Strict):
+    """One `impact` / `urgency` entry: the level it yields when its condition holds."""
+
+    when: NonEmptyStr | None = None
+    is_: NonEmptyStr = Field(alias="is")
+
+
+class RaiseSpec(Strict):
+    """One `raise` entry: make the priority `by` levels more urgent when `when` holds."""
+
+    when: NonEmptyStr
+    by: int = Field(default=1, ge=1, le=3)
+    why: str = ""
+
+
+class PrioritySpec(Strict):
+    """The `priority` section; matrix rows and list entries are validated one by one (see `build.py`)."""
+
+    matrix: dict[str, Any] = Field(min_length=1)
+    impact: list[Any] = Field(min_length=1)
+    urgency: list[Any] = Field(min_length=1)
+    raise_: list[Any] = Field(default_factory=list, alias="raise")
+    mode: Any = "raise_only"
+
+
+MatrixRow = TypeAdapter(dict[str, PriorityName])
+ModeName = TypeAdapter(Mode)
+
+
+class AssignSpec(Strict):
+    user: NonEmptyStr | None = None
+    group: NonEmptyStr | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AssignSpec:
+        if (self.user is None) == (self.group is None):
+            raise ValueError("assign needs exactly one of 'user' or 'group'")
+        return self
+
+
+class NoteSpec(Strict):
+    text: NonEmptyStr
+    internal: bool = True
+
+
+ACTION_KEYS = ("priority", "escalate", "label", "labels", "unlabel", "assign", "note")
+
+
+class ActionSpec(Strict):
+    """One step of a rule's `then`: a mapping with exactly one of ACTION_KEYS."""
+
+    priority: PriorityName | None = None
+    escalate: NonEmptyStr | None = None
+    label: NonEmptyStr | None = None
+    labels: list[NonEmptyStr] | None = Field(default=None, min_length=1)
+    unlabel: Annotated[list[NonEmptyStr] | None, BeforeValidator(_one_or_many)] = None
+    assign: AssignSpec | None = None
+    note: Annotated[NoteSpec | None, BeforeValidator(_note_short_form)] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ActionSpec:
+        if len(self.model_fields_set) != 1:
+            raise ValueError(f"an action is a mapping with exactly one key, one of: {', '.join(ACTION_KEYS)}")
+        return self
+
+
+class RuleSpec(Strict):
+    """One rule; each action in `then` is validated on its own as an ActionSpec."""
+
+    name: NonEmptyStr
+    description: str | None = None
+    on: Annotated[list[NonEmptyStr], BeforeValidator(_one_or_many), Field(min_length=1)]
+    when: NonEmptyStr | None = None
+    then: list[Any] = Field(min_length=1)
+    stop: bool = False
+
+
+class TierTargetSpec(Strict):
+    assignee: NonEmptyStr | None = None
+    group: NonEmptyStr | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> TierTargetSpec:
+        if self.assignee is None and self.group is None and not self.fields:
+            raise ValueError("a tier target needs at least one of 'assignee', 'group', 'fields'")
+        return self
+
+
+class PlatformSpec(Strict):
+    """One platform's names; each tier target is validated on its own as a TierTargetSpec."""
+
+    priorities: dict[PriorityName, Annotated[Any, BeforeValidator(_platform_priority)]]
+    tiers: dict[str, Any] = Field(default_factory=dict)
+    fields: dict[str, NonEmptyStr] = Field(default_factory=dict)
+
+
+class PolicyHead(Strict):
+    """The top level. Sections are `Any` here and validated one by one with the models above."""
+
+    policy: NonEmptyStr
+    version: Annotated[Any, BeforeValidator(_int_or_str)]
+    description: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    priority: Any
+    tiers: list[NonEmptyStr] = Field(min_length=1)
+    rules: list[Any] = Field(default_factory=list)
+    platforms: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,162 @@
+"""The example policy's promised behaviour, through `evaluate`."""
+
+from __future__ import annotations
+
+import time
+
+from connector.model import (
+    AddLabel,
+    AddNote,
+    AssignTier,
+    Change,
+    EventKind,
+    Priority,
+    RemoveLabel,
+    SetPriority,
+    TicketState,
+)
+from policies import Policy, check_policy, evaluate
+from tests.policies.policy_helpers import EXAMPLE, NOW, Requester, event, requester_comment
+
+
+def notes(decision) -> list[str]:
+    return [a.text for a in decision.actions if isinstance(a, AddNote)]
+
+
+def test_example_checks_clean() -> None:
+    assert check_policy(EXAMPLE) == []
+
+
+def test_summary_names_the_policy(example: Policy) -> None:
+    assert example.summary() == "policy global-support v1: 5 rules, 4 tiers, platforms: jira"
+    assert len(example.sha256) == 64 and example.path == str(EXAMPLE)
+
+
+def test_outage_is_p1_goes_straight_to_l2_with_label_and_internal_note(example: Policy) -> None:
+    d = evaluate(example, event(labels={"outage"}), TicketState(), NOW)
+    assert d.priority_after is Priority.P1
+    assert (d.tier_before, d.tier_after) == ("L1", "L2")
+    assert d.actions[:3] == (SetPriority(Priority.P1), AssignTier("L2"), AddLabel("escalated-l2"))
+    [note] = [a for a in d.actions if isinstance(a, AddNote)]
+    assert note.internal
+    assert "total outage" in note.text and "P1" in note.text and "from L1 to L2" in note.text
+    assert "outage-goes-to-l2" in note.text  # says why: the rule
+    assert d.rules == ("outage-goes-to-l2",)
+    assert d.priority_why == "impact high × urgency high → P1"
+
+
+def test_outage_already_at_l2_is_not_noted_again(example: Policy) -> None:
+    d = evaluate(
+        example,
+        event(EventKind.TICKET_UPDATED, labels={"outage", "escalated-l2"}, priority=Priority.P1),
+        TicketState(tier="L2"),
+        NOW,
+    )
+    assert d.actions == () and d.tier_after == "L2"
+
+
+def test_security_goes_to_l3_with_note(example: Policy) -> None:
+    d = evaluate(example, event(labels={"security"}), TicketState(), NOW)
+    assert d.tier_after == "L3"
+    assert AssignTier("L3") in d.actions
+    assert "security" in notes(d)[0] and "to L3" in notes(d)[0]
+    assert "security-goes-to-l3" in d.rules
+
+
+def test_security_raises_priority_one_level(example: Policy) -> None:
+    d = evaluate(example, event(labels={"security"}), TicketState(), NOW)
+    assert d.priority_after is Priority.P3  # low × medium = P4, raised 1
+    assert d.priority_why == "impact low × urgency medium → P4; raised 1 (security risk) → P3"
+
+
+def test_requester_asking_for_a_manager_goes_to_management(example: Policy) -> None:
+    d = evaluate(
+        example, requester_comment("I want to speak to your SUPERVISOR now"), TicketState(tier="L2"), NOW
+    )
+    assert (d.tier_before, d.tier_after) == ("L2", "management")
+    assert AssignTier("management") in d.actions
+    assert "manager" in notes(d)[0] and "from L2 to management" in notes(d)[0]
+
+
+def test_agent_mentioning_a_manager_does_not_escalate(example: Policy) -> None:
+    d = evaluate(example, event(EventKind.COMMENT_ADDED), TicketState(), NOW)
+    assert d.tier_after == "L1" and d.rules == ()
+
+
+def test_any_p1_goes_at_least_to_l2(example: Policy) -> None:
+    # all customers hit (field, not the outage label) and money lost → P1 by the matrix
+    fields = {"customfield_10052": "all", "customfield_10050": {"value": "Yes"}}
+    d = evaluate(example, event(fields=fields), TicketState(), NOW)
+    assert d.priority_after is Priority.P1
+    assert d.tier_after == "L2"
+    assert "p1-goes-to-l2" in d.rules and AddLabel("revenue-impact") in d.actions
+
+
+def test_p1_rule_never_moves_a_higher_tier_down(example: Policy) -> None:
+    fields = {"customfield_10052": "all", "customfield_10050": True}
+    d = evaluate(example, event(fields=fields), TicketState(tier="L3"), NOW)
+    assert d.tier_after == "L3" and not any(isinstance(a, AssignTier) for a in d.actions)
+
+
+def test_priority_levels_of_the_example(example: Policy) -> None:
+    many_down = evaluate(
+        example, event(labels={"function-down"}, fields={"customfield_10052": "many"}), TicketState(), NOW
+    )
+    few_partial = evaluate(example, event(fields={"customfield_10051": "5"}), TicketState(), NOW)
+    one_minor = evaluate(example, event(labels={"minor"}), TicketState(), NOW)
+    assert [d.priority_after for d in (many_down, few_partial, one_minor)] == [
+        Priority.P2,
+        Priority.P3,
+        Priority.P4,
+    ]
+
+
+def test_enterprise_customer_gets_at_least_p3(example: Policy) -> None:
+    vip = Requester(id="r-9", name="Big Co", tier="enterprise")
+    d = evaluate(example, event(requester=vip), TicketState(), NOW)
+    assert d.priority_after is Priority.P3
+
+
+def test_unknown_platform_reads_field_defaults(example: Policy) -> None:
+    d = evaluate(example, event(platform="zendesk", fields={"customfield_10052": "all"}), TicketState(), NOW)
+    assert d.priority_after is Priority.P4
+
+
+def test_same_input_gives_equal_decision(example: Policy) -> None:
+    e = event(labels={"outage", "security", "triage"}, fields={"customfield_10050": "yes"})
+    assert evaluate(example, e, TicketState(), NOW) == evaluate(example, e, TicketState(), NOW)
+
+
+def test_evaluate_is_fast(example: Policy) -> None:
+    e = event(labels={"outage", "security"}, fields={"customfield_10050": "yes"})
+    evaluate(example, e, TicketState(), NOW)
+    runs = 200
+    start = time.perf_counter()
+    for _ in range(runs):
+        evaluate(example, e, TicketState(), NOW)
+    assert (time.perf_counter() - start) / runs < 0.001
+
+
+def test_person_changing_priority_is_kept_in_raise_only(example: Policy) -> None:
+    change = Change("priority", "Highest", "Low")
+    d = evaluate(
+        example,
+        event(
+            EventKind.TICKET_UPDATED,
+            labels={"outage", "escalated-l2"},
+            priority=Priority.P4,
+            changes=[change],
+        ),
+        TicketState(tier="L2"),
+        NOW,
+    )
+    assert d.priority_after is Priority.P4
+    assert not any(isinstance(a, SetPriority) for a in d.actions)
+    assert "priority set by a person; raise_only keeps it" in d.priority_why
+
+
+def test_unlabel_only_removes_labels_the_ticket_has(example: Policy) -> None:
+    # the example has no unlabel; covered in test_policy_evaluate with its own policy
+    d = evaluate(example, event(labels={"escalated-l2", "outage"}), TicketState(), NOW)
+    assert AddLabel("escalated-l2") not in d.actions
+    assert not any(isinstance(a, RemoveLabel) for a in d.actions)

@@ -1,0 +1,109 @@
+"""Platform mappings, custom-field coercion and the condition scanner."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pytest
+
+from connector.model import Priority
+from policies import KNOWN_PLATFORMS, PlatformMapping, Policy, TierTarget
+from policies.conditions import scan_expression
+from policies.variables import BOOL, INT, LIST, NUMBER, STRING, FieldDef
+from tests.policies.policy_helpers import ticket
+
+
+def test_known_platforms() -> None:
+    assert KNOWN_PLATFORMS == ("jira", "zendesk", "servicenow")
+
+
+def test_example_jira_mapping(example: Policy) -> None:
+    jira = example.platforms["jira"]
+    assert isinstance(jira, PlatformMapping) and jira.platform == "jira"
+    assert dict(jira.priorities) == {
+        Priority.P1: "Highest",
+        Priority.P2: "High",
+        Priority.P3: "Medium",
+        Priority.P4: "Low",
+    }
+    assert list(jira.tiers) == ["L1", "L2", "L3", "management"]
+    assert jira.tiers["L2"] == TierTarget(assignee="557058:l2-oncall-account-id")
+    assert jira.fields["revenue_impact"] == "customfield_10050"
+
+
+def test_priority_of_is_case_insensitive(example: Policy) -> None:
+    jira = example.platforms["jira"]
+    assert jira.priority_of("highest") is Priority.P1
+    assert jira.priority_of(" Low ") is Priority.P4
+    assert jira.priority_of("Blocker") is None and jira.priority_of(None) is None
+
+
+def test_priority_of_skips_structured_values() -> None:
+    snow = PlatformMapping("servicenow", {Priority.P1: {"impact": 1, "urgency": 1}, Priority.P2: "2"})
+    assert snow.priority_of("2") is Priority.P2 and snow.priority_of("1") is None
+
+
+def test_tier_of_picks_the_highest_matching_tier() -> None:
+    mapping = PlatformMapping(
+        "zendesk",
+        {},
+        tiers=MappingProxyType(
+            {
+                "L1": TierTarget(group="support"),
+                "L2": TierTarget(assignee="oncall", group="support"),
+                "L3": TierTarget(fields=MappingProxyType({"team": "sec"})),
+            }
+        ),
+    )
+    assert mapping.tier_of(ticket(assignee="oncall")) == "L2"
+    assert mapping.tier_of(ticket(assignee="someone")) is None
+    t = ticket()
+    assert mapping.tier_of(type(t)(ref=t.ref, group="support")) == "L2"  # both targets name the group
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "expected"),
+    [
+        (BOOL, {"value": "Yes"}, True),
+        (BOOL, "TRUE", True),
+        (BOOL, "no", False),
+        (BOOL, 0, False),
+        (BOOL, [{"value": "Yes"}], True),
+        (BOOL, [], False),
+        (BOOL, "maybe", "default"),
+        (INT, 12, 12),
+        (INT, "12", 12),
+        (INT, 12.9, 12),
+        (INT, " 7.0 ", 7),
+        (INT, True, "default"),
+        (INT, "many", "default"),
+        (NUMBER, "2.5", 2.5),
+        (NUMBER, 3, 3.0),
+        (NUMBER, "nan", "default"),
+        (STRING, {"value": "EMEA"}, "EMEA"),
+        (STRING, {"name": "Ada"}, "Ada"),
+        (STRING, 5, "5"),
+        (STRING, ["a"], "default"),
+        (LIST, ["a", {"value": "b"}], ["a", "b"]),
+        (LIST, "a", ["a"]),
+        (LIST, None, "default"),
+        (STRING, {"id": "1"}, "default"),
+    ],
+)
+def test_field_coercion(kind: str, raw: object, expected: object) -> None:
+    assert FieldDef("f", kind, "default").read(raw) == expected
+
+
+def test_scanner_finds_paths_and_bound_names() -> None:
+    scan = scan_expression(
+        '"ticket.nope" in ticket.labels && ticket.labels.exists(l, l == r"a.b") && '
+        "size(ticket.title) > 1.5 && comment.text.matches('x') && [1].all(n, n.foo > 0)"
+    )
+    assert scan.bound == {"l", "n"}
+    assert ("ticket", "labels") in scan.paths and ("ticket", "title") in scan.paths
+    assert ("comment", "text") in scan.paths
+    assert all("nope" not in path for path in scan.paths)
+    assert ("size",) not in scan.paths and (
+        "n",
+        "foo",
+    ) in scan.paths  # bound paths are skipped by the checker
