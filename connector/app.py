@@ -1,0 +1,50 @@
+"""The Flask app factory: webhooks, health, readiness and metrics. Runs under any WSGI server."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from connector.runtime import Runtime
+from connector.store import inbox
+from webhooks.blueprint import bp as webhooks_bp
+
+
+def create_app(rt: Runtime) -> Flask:
+    app = Flask("escalator")
+    app.extensions["escalator"] = rt
+    app.register_blueprint(webhooks_bp)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        try:
+            with rt.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # readiness must answer, not raise
+            return jsonify(status="unavailable", error=f"database: {type(exc).__name__}"), 503
+        policy = rt.policy.current
+        return jsonify(
+            status="ready",
+            policy=policy.summary(),
+            dry_run=rt.dry_run,
+            platforms=sorted(rt.installations),
+        )
+
+    @app.get("/metrics")
+    def metrics():
+        # Inbox depth is read at scrape time rather than tracked, so it is right across replicas.
+        depth = inbox.counts(rt.engine)
+        lines = [
+            "# HELP escalator_inbox_events Inbox rows by status (all replicas).",
+            "# TYPE escalator_inbox_events gauge",
+            *(f'escalator_inbox_events{{status="{s}"}} {n}' for s, n in sorted(depth.items())),
+        ]
+        body = generate_latest(rt.metrics.registry) + ("\n".join(lines) + "\n").encode()
+        return body, 200, {"Content-Type": CONTENT_TYPE_LATEST}
+
+    return app

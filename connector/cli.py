@@ -1,0 +1,192 @@
+"""The `escalator` command (also `python -m connector`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from connector.config import ConfigError, Config, load_config
+
+DEFAULT_CONFIG = "escalator.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"escalator: config error:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="escalator", description="One escalation policy for Jira, Zendesk and ServiceNow.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="receive webhooks and apply the policy")
+    _config_arg(serve)
+    serve.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
+    serve.set_defaults(run=_serve)
+
+    policy = sub.add_parser("policy", help="work with policy files").add_subparsers(metavar="ACTION")
+    check = policy.add_parser("check", help="validate policy files; prints FILE:LINE: problem")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(run=_policy_check)
+
+    audit_cmd = sub.add_parser("audit", help="read the audit log").add_subparsers(metavar="ACTION")
+    export = audit_cmd.add_parser("export", help="write audit records as JSON lines or CSV")
+    _config_arg(export)
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--platform", help="only this platform (jira, zendesk, servicenow)")
+    export.add_argument("--since", type=_timestamp, help="only records at or after this ISO-8601 date/time (UTC if no zone)")
+    export.add_argument("--ticket", help="only this ticket id")
+    export.add_argument("--rule", help="only records where this rule fired")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    export.set_defaults(run=_audit_export)
+    verify = audit_cmd.add_parser("verify", help="prove the hash chain is unbroken; names the first bad record")
+    _config_arg(verify)
+    verify.set_defaults(run=_audit_verify)
+    return parser
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", "-c", help=f"config file (default: ./{DEFAULT_CONFIG} if present, else the embedded default)"
+    )
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 date/time: {value!r} (e.g. 2026-11-01 or 2026-11-01T09:00:00Z)") from exc
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _load(args) -> Config:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    return load_config(path)
+
+
+def _serve(args) -> int:
+    from waitress import create_server
+
+    from connector.app import create_app
+    from connector.runtime import build_runtime
+    from connector.worker import WorkerPool
+    from policies import PolicyError
+
+    config = _load(args)
+    _setup_logging(config.log_format)
+    try:
+        rt = build_runtime(config)
+    except PolicyError as exc:
+        print(f"escalator: the policy does not load:\n{exc}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    server = create_server(create_app(rt), host=host, port=port, threads=config.server.threads, ident="escalator")
+    pool = WorkerPool(rt)
+    pool.start()
+    mode = "DRY-RUN (decisions are audited, nothing is written to platforms)" if rt.dry_run else "LIVE"
+    platforms = ", ".join(f"POST /webhooks/{k}" for k in rt.installations) or "none configured (add platforms.jira)"
+    print(
+        f"Escalator listening on http://{host}:{server.effective_port}\n"
+        f"  policy:    {rt.policy.current.summary()}\n"
+        f"  database:  {_redact(config.database)}\n"
+        f"  mode:      {mode}\n"
+        f"  webhooks:  {platforms}\n"
+        f"  health:    /healthz /readyz /metrics",
+        flush=True,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pool.stop()
+    return 0
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def _policy_check(args) -> int:
+    from policies import check_policy, load_policy
+
+    failed = False
+    for file in args.files:
+        problems = check_policy(file)
+        for problem in problems:
+            print(problem)
+        if problems:
+            failed = True
+            continue
+        print(f"{file}: OK — {load_policy(file).summary()}")
+    return 1 if failed else 0
+
+
+def _audit_engine(args):
+    from connector.store.db import make_engine, migrate
+
+    engine = make_engine(_load(args).database)
+    migrate(engine)
+    return engine
+
+
+def _audit_export(args) -> int:
+    from connector import audit
+
+    engine = _audit_engine(args)
+    records = audit.records(engine, platform=args.platform, since=args.since, ticket=args.ticket, rule=args.rule)
+    write = audit.write_csv if args.format == "csv" else audit.write_jsonl
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            count = write(records, out)
+        print(f"wrote {count} audit records to {args.output}", file=sys.stderr)
+    else:
+        write(records, sys.stdout)
+    return 0
+
+
+def _audit_verify(args) -> int:
+    from connector import audit
+
+    result = audit.verify(_audit_engine(args))
+    print(result)
+    return 0 if result.ok else 1
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

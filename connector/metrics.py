@@ -1,0 +1,31 @@
+"""Prometheus metrics, one registry per runtime (so tests and several apps never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter(
+            "escalator_webhooks_total",
+            "Webhook deliveries by platform and answer (accepted, duplicate, ignored, unauthorized, malformed, too_large, unknown_platform).",
+            ["platform", "result"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "escalator_decisions_total", "Decisions by platform and outcome.", ["platform", "outcome"], registry=self.registry
+        )
+        self.platform_requests = Counter(
+            "escalator_platform_requests_total",
+            "Requests sent to platforms by platform, method and HTTP status (or 'error').",
+            ["platform", "method", "status"],
+            registry=self.registry,
+        )
+        self.processing_seconds = Histogram(
+            "escalator_event_processing_seconds",
+            "From claim to audit record, per event.",
+            ["platform"],
+            registry=self.registry,
+        )

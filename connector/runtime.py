@@ -1,0 +1,109 @@
+"""Everything a running Escalator shares: config, database, the live policy, the platforms, the clock."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine
+
+from connector.config import Config
+from connector.metrics import Metrics
+from connector.store.db import make_engine, migrate
+from platforms.base import PlatformClient, Provider
+from platforms.registry import PLATFORMS
+from policies import Policy, PolicyError, load_policy
+
+log = logging.getLogger("escalator")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Installation:
+    """One configured platform: how to read its webhooks and (lazily) a client to write back."""
+
+    key: str
+    provider: Provider
+    settings: Any
+    make_client: Callable[[Any], PlatformClient]
+    _client: PlatformClient | None = None
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return getattr(self.settings, "webhook_secret", None)
+
+    @property
+    def can_write(self) -> bool:
+        return bool(getattr(self.settings, "can_write", False))
+
+    def client(self) -> PlatformClient:
+        if self._client is None:
+            self._client = self.make_client(self.settings)
+        return self._client
+
+
+class PolicyHolder:
+    """The live policy. A reload that fails leaves the last good policy serving."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._policy: Policy = load_policy(path)
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Policy:
+        return self._policy
+
+    def reload(self) -> Policy:
+        """Load the file again; raises PolicyError (and keeps the old policy) when it is broken."""
+        try:
+            fresh = load_policy(self.path)
+        except PolicyError:
+            log.error("policy reload refused; still serving %s", self._policy.summary())
+            raise
+        with self._lock:
+            self._policy = fresh
+        return fresh
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    policy: PolicyHolder
+    installations: dict[str, Installation]
+    clock: Clock = utc_now
+    metrics: Metrics = field(default_factory=Metrics)
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    wake_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.config.effective_dry_run
+
+    def wake(self) -> None:
+        """Tell idle workers there is new work (they also poll, so a lost wake-up costs one poll)."""
+        self.wake_event.set()
+
+
+def build_runtime(config: Config, *, clock: Clock = utc_now, engine: Engine | None = None) -> Runtime:
+    """Open (and migrate) the database, load the policy, set up each configured platform."""
+    engine = engine or make_engine(config.database)
+    migrate(engine)
+    installations = {
+        key: Installation(key, PLATFORMS[key].provider, settings, PLATFORMS[key].make_client)
+        for key, settings in config.configured_platforms.items()
+    }
+    return Runtime(config=config, engine=engine, policy=PolicyHolder(config.policy), installations=installations, clock=clock)

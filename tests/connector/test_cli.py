@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from connector.cli import main
+from connector.config import EXAMPLE_POLICY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_policy_check_accepts_the_example(capsys):
+    assert main(["policy", "check", str(EXAMPLE_POLICY)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"{EXAMPLE_POLICY}: OK") and "\n" not in out
+
+
+def test_policy_check_lists_every_problem_with_file_and_line(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        EXAMPLE_POLICY.read_text().replace("tiers: [", "teirs: [", 1) + "\nsurprise: 1\n"
+    )
+    assert main(["policy", "check", str(broken)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) >= 2
+    assert all(line.startswith(f"{broken}:") for line in lines)
+    assert any("surprise" in line for line in lines)
+
+
+def test_python_dash_m_connector_runs_the_cli():
+    done = subprocess.run(
+        [sys.executable, "-m", "connector", "policy", "check", str(EXAMPLE_POLICY)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_config_error_exits_2_with_the_reason(tmp_path, capsys):
+    config = tmp_path / "escalator.yaml"
+    config.write_text("databse: sqlite:///x.db\n")
+    assert main(["audit", "verify", "--config", str(config)]) == 2
+    assert f"{config}:1: databse: unknown key 'databse'" in capsys.readouterr().err
+
+
+def test_audit_verify_and_export_on_an_empty_log(tmp_path, capsys):
+    config = tmp_path / "escalator.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path / 'a.db'}\n")
+    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert "intact: 0 records" in capsys.readouterr().out
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "export", "--config", str(config), "--format", "csv", "-o", str(out)]) == 0
+    assert out.read_text().startswith("seq,id,at,platform")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_comes_up_on_the_embedded_default(tmp_path):
+    """What `make run` does on a fresh clone: no config, SQLite in the working directory, dry-run."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "serve", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                    ready = json.load(answer)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"serve did not come up:\n{proc.stdout.read() if proc.poll() is not None else ''}")
+                time.sleep(0.2)
+        assert ready["status"] == "ready" and ready["dry_run"] is True
+        assert (tmp_path / "escalator.db").exists()
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=15)
+    assert "DRY-RUN" in output and f"http://127.0.0.1:{port}" in output
+
+
+def test_serve_refuses_a_broken_policy_with_file_and_line(tmp_path):
+    policy = tmp_path / "p.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text() + "\nsurprise: 1\n")
+    config = tmp_path / "escalator.yaml"
+    config.write_text(textwrap.dedent(f"database: sqlite:///{tmp_path / 'x.db'}\npolicy: {policy}\n"))
+    done = subprocess.run(
+        [sys.executable, "-m", "connector", "serve", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"{policy}:" in done.stderr and "surprise" in done.stderr

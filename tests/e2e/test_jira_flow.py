@@ -1,0 +1,336 @@
+"""Jira end to end: signed recorded payloads → Flask → inbox → worker → policy → exact requests → audit."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import requests
+import responses
+from jsonschema import Draft202012Validator
+
+from tests.support.fixtures import FIXTURES, fixture_bytes, load_fixture
+from tests.support.harness import JIRA_URL, body_of, jira_config, sign
+
+ISSUE = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+$")
+COMMENT = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+/comment$")
+SCHEMA = json.loads((FIXTURES / "jira" / "schema" / "IssueUpdateDetails.schema.json").read_text())
+
+
+@pytest.fixture
+def jira():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def esc(db_url, launch):
+    return launch(jira_config(db_url))
+
+
+def tier_account(esc, tier: str) -> str:
+    return esc.rt.policy.current.platforms["jira"].tiers[tier].assignee
+
+
+def ok(jira, put_status=204, post_status=201):
+    jira.add(responses.PUT, ISSUE, status=put_status)
+    jira.add(responses.POST, COMMENT, json={"id": "10100"}, status=post_status)
+
+
+def assert_valid_edit(body):
+    errors = sorted(Draft202012Validator(SCHEMA).iter_errors(body), key=str)
+    assert not errors, [e.message for e in errors]
+
+
+# --- the happy paths ------------------------------------------------------------------
+
+
+def test_outage_ticket_gets_one_edit_and_one_internal_note(esc, jira):
+    ok(jira)
+    answer = esc.deliver("issue_created__outage", delivery_id="d-1")
+    assert answer.status_code == 202 and answer.json["result"] == "accepted"
+    assert len(jira.calls) == 0  # nothing is sent inside the request
+    assert esc.work() == 1
+
+    key = load_fixture("jira", "issue_created__outage")["issue"]["key"]
+    assert [(c.request.method, c.request.url) for c in jira.calls] == [
+        ("PUT", f"{JIRA_URL}/rest/api/2/issue/{key}"),
+        ("POST", f"{JIRA_URL}/rest/api/2/issue/{key}/comment"),
+    ]
+    edit = body_of(jira.calls[0])
+    assert_valid_edit(edit)
+    assert edit["fields"]["priority"] == {"name": "Highest"}
+    assert edit["fields"]["assignee"] == {"accountId": tier_account(esc, "L2")}
+    assert {"add": "escalated-l2"} in edit["update"]["labels"]
+    assert "comment" not in edit["update"]  # the note must not be public
+    note = body_of(jira.calls[1])
+    assert note["properties"] == [{"key": "sd.public.comment", "value": {"internal": True}}]
+    assert "L2" in note["body"]
+
+    (record,) = esc.audit()
+    assert record["outcome"] == "applied"
+    assert record["priority"]["to"] == "P1" and record["tier"]["to"] == "L2"
+    assert [a["status"] for a in record["actions_applied"]] == [204, 201]
+    assert record["policy"]["name"] == esc.rt.policy.current.name and len(record["policy"]["sha256"]) == 64
+    assert record["trigger"] == {**record["trigger"], "kind": "ticket.created", "delivery_id": "d-1"}
+
+
+def test_public_notes_travel_inside_the_single_edit(db_url, jira, launch):
+    esc = launch(jira_config(db_url, notes="comment"))
+    ok(jira)
+    esc.deliver("issue_created__outage")
+    esc.work()
+    assert [c.request.method for c in jira.calls] == ["PUT"]
+    edit = body_of(jira.calls[0])
+    assert_valid_edit(edit)
+    assert "L2" in edit["update"]["comment"][0]["add"]["body"]
+
+
+def test_security_ticket_goes_to_l3(esc, jira):
+    ok(jira)
+    esc.deliver("issue_created__security")
+    esc.work()
+    edit = body_of(jira.calls[0])
+    assert_valid_edit(edit)
+    assert edit["fields"]["assignee"] == {"accountId": tier_account(esc, "L3")}
+    assert esc.audit()[-1]["tier"]["to"] == "L3"
+
+
+def test_requester_asking_for_a_manager_escalates_to_management(esc, jira):
+    ok(jira)
+    # Comment payloads carry a trimmed issue without the reporter; Escalator remembers it
+    # from the issue's creation.
+    esc.deliver("issue_created__outage")
+    esc.work()
+    jira.calls.reset()
+    esc.deliver("comment_created__asks_for_manager")
+    esc.work()
+    edit = body_of(jira.calls[0])
+    assert edit["fields"]["assignee"] == {"accountId": tier_account(esc, "management")}
+    record = esc.audit()[-1]
+    assert record["tier"]["to"] == "management" and record["outcome"] == "applied"
+    assert record["inputs"]["comment"]["by_requester"] is True
+    assert "manager" not in json.dumps(record["inputs"])  # no comment bodies in the log
+
+
+# --- nothing to do: no request at all -----------------------------------------------------
+
+
+def test_nothing_to_change_sends_nothing(esc, jira):
+    esc.deliver("issue_created__minor")
+    esc.work()
+    assert len(jira.calls) == 0
+    assert esc.audit()[-1]["outcome"] == "no_change"
+
+
+def test_a_ticket_already_showing_the_decision_sends_nothing(esc, jira):
+    ok(jira)
+    esc.deliver("issue_created__outage")
+    esc.work()
+    sent = len(jira.calls)
+    # Jira then reports the issue as we left it: P1, L2's assignee, the label.
+    payload = load_fixture("jira", "issue_created__outage")
+    fields = payload["issue"]["fields"]
+    fields["priority"] = {"name": "Highest", "id": "1"}
+    fields["assignee"] = {"accountId": tier_account(esc, "L2"), "displayName": "L2 on call"}
+    fields["labels"] = sorted(set(fields["labels"]) | {"escalated-l2"})
+    payload["webhookEvent"] = "jira:issue_updated"
+    payload["user"] = {"accountId": "someone-else", "displayName": "An agent"}
+    esc.deliver("", body=json.dumps(payload).encode())
+    esc.work()
+    assert len(jira.calls) == sent
+    assert esc.audit()[-1]["outcome"] == "no_change"
+
+
+def test_echo_of_our_own_write_is_dropped(esc, jira):
+    esc.deliver("issue_updated__echo")
+    esc.work()
+    assert len(jira.calls) == 0
+    assert esc.audit()[-1]["outcome"] == "echo"
+
+
+def test_duplicate_delivery_is_processed_once(esc, jira):
+    ok(jira)
+    first = esc.deliver("issue_created__outage", delivery_id="same")
+    again = esc.deliver("issue_created__outage", delivery_id="same")
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json["result"] == "duplicate"
+    esc.work()
+    assert esc.deliver("issue_created__outage", delivery_id="same").status_code == 200  # after processing too
+    esc.work()
+    assert [c.request.method for c in jira.calls] == ["PUT", "POST"]
+    assert len(esc.audit()) == 1
+
+
+def test_dry_run_sends_nothing_but_audits_the_plan(db_url, jira, launch):
+    esc = launch(jira_config(db_url, dry_run=True))
+    esc.deliver("issue_created__outage")
+    esc.work()
+    assert len(jira.calls) == 0
+    record = esc.audit()[-1]
+    assert record["outcome"] == "dry_run" and record["dry_run"] is True
+    assert [r["method"] for r in record["requests"]] == ["PUT", "POST"]
+
+
+# --- bad input at the door ---------------------------------------------------------------
+
+
+def test_missing_and_wrong_signatures_are_refused_and_nothing_is_stored(esc):
+    body = fixture_bytes("jira", "issue_created__outage")
+    missing = esc.deliver("", body=body, headers={"X-Hub-Signature": None})
+    wrong = esc.deliver("", body=body, headers={"X-Hub-Signature": "sha256=" + "0" * 64})
+    tampered = esc.http.post("/webhooks/jira", data=body + b" ", headers={"X-Hub-Signature": sign(body)})
+    assert (missing.status_code, wrong.status_code, tampered.status_code) == (401, 401, 401)
+    assert "X-Hub-Signature" in missing.json["error"]
+    assert esc.work() == 0 and esc.audit() == []
+
+
+def test_malformed_json_is_400(esc):
+    answer = esc.deliver("", body=b'{"webhookEvent": "jira:issue_created", ')
+    assert answer.status_code == 400 and "not JSON" in answer.json["error"]
+    assert esc.deliver("", body=b"[1, 2]").status_code == 400
+    shapeless = esc.deliver("", body=b'{"webhookEvent": "jira:issue_created"}')
+    assert shapeless.status_code == 400 and "issue" in shapeless.json["error"]
+    assert esc.work() == 0
+
+
+def test_oversized_body_is_413(db_url, launch):
+    esc = launch(jira_config(db_url))
+    limit = esc.rt.config.server.max_body_bytes
+    answer = esc.deliver("", body=b"{" + b" " * limit + b"}")
+    assert answer.status_code == 413
+    assert esc.work() == 0
+
+
+def test_unknown_event_is_200_and_recorded_as_ignored(esc, jira):
+    answer = esc.deliver("issue_deleted__basic")
+    assert answer.status_code == 200 and answer.json["result"] == "ignored"
+    esc.work()
+    assert len(jira.calls) == 0
+    record = esc.audit()[-1]
+    assert record["outcome"] == "ignored" and record["trigger"]["event_type"] == "jira:issue_deleted"
+
+
+def test_unknown_or_unconfigured_platform_is_404(esc):
+    assert esc.http.post("/webhooks/freshdesk", data=b"{}").status_code == 404
+    answer = esc.http.post("/webhooks/zendesk", data=b"{}")
+    assert answer.status_code == 404
+
+
+# --- platform faults ---------------------------------------------------------------------
+
+
+def test_429_is_retried_after_retry_after_then_succeeds(esc, jira):
+    jira.add(responses.PUT, ISSUE, status=429, headers={"Retry-After": "30"})
+    jira.add(responses.PUT, ISSUE, status=204)
+    jira.add(responses.POST, COMMENT, status=201, json={})
+    esc.deliver("issue_created__outage")
+    esc.work()
+    assert [c.response.status_code for c in jira.calls] == [429]
+    retrying = esc.audit()[-1]
+    assert retrying["outcome"] == "retrying" and "429" in retrying["detail"]
+
+    esc.clock.advance(29)
+    assert esc.work() == 0  # not before Retry-After
+    esc.clock.advance(60)
+    assert esc.work() == 1
+    assert [c.response.status_code for c in jira.calls] == [429, 204, 201]
+    assert esc.audit()[-1]["outcome"] == "applied"
+
+
+def test_timeout_is_retried(esc, jira):
+    jira.add(responses.PUT, ISSUE, body=requests.exceptions.ReadTimeout("read timed out"))
+    jira.add(responses.PUT, ISSUE, status=204)
+    jira.add(responses.POST, COMMENT, status=201, json={})
+    esc.deliver("issue_created__outage")
+    esc.work()
+    assert esc.audit()[-1]["outcome"] == "retrying"
+    esc.clock.advance(120)
+    esc.work()
+    assert esc.audit()[-1]["outcome"] == "applied"
+
+
+def test_503_then_success_across_a_restart(db_url, jira, launch):
+    first = launch(jira_config(db_url))
+    jira.add(responses.PUT, ISSUE, status=503)
+    first.deliver("issue_created__outage", delivery_id="survives")
+    first.work()
+    assert first.audit()[-1]["outcome"] == "retrying"
+    first.rt.engine.dispose()  # the process goes away (launch disposes again at teardown: harmless)
+
+    jira.replace(responses.PUT, ISSUE, status=204)
+    jira.add(responses.POST, COMMENT, status=201, json={})
+    clock = first.clock
+    clock.advance(300)
+    second = launch(jira_config(db_url), clock)
+    assert second.work() == 1
+    assert [c.response.status_code for c in jira.calls] == [503, 204, 201]
+    assert [r["outcome"] for r in second.audit()] == ["retrying", "applied"]
+
+
+def test_a_failed_note_is_retried_without_repeating_the_edit(esc, jira):
+    jira.add(responses.PUT, ISSUE, status=204)
+    jira.add(responses.POST, COMMENT, status=502)
+    jira.add(responses.POST, COMMENT, status=201, json={})
+    esc.deliver("issue_created__outage")
+    esc.work()
+    esc.clock.advance(120)
+    esc.work()
+    assert [(c.request.method, c.response.status_code) for c in jira.calls] == [("PUT", 204), ("POST", 502), ("POST", 201)]
+    assert esc.audit()[-1]["outcome"] == "applied"
+
+
+def test_400_from_jira_is_recorded_as_failed_and_not_retried(esc, jira):
+    jira.add(
+        responses.PUT, ISSUE, status=400,
+        json={"errorMessages": [], "errors": {"priority": "Specify a valid priority"}},
+    )  # fmt: skip
+    esc.deliver("issue_created__outage")
+    esc.work()
+    esc.clock.advance(3600)
+    assert esc.work() == 0
+    assert len(jira.calls) == 1
+    record = esc.audit()[-1]
+    assert record["outcome"] == "failed" and "Specify a valid priority" in record["detail"]
+
+
+def test_events_of_one_ticket_wait_for_an_earlier_retry(esc, jira):
+    jira.add(responses.PUT, ISSUE, status=503)
+    esc.deliver("issue_created__outage", delivery_id="first")
+    esc.work()
+    esc.deliver("issue_created__outage", delivery_id="second")  # same issue, later event
+    assert esc.work() == 0  # blocked behind "first", which is not due yet
+
+
+def test_a_crashed_worker_leaves_the_event_to_be_taken_again(esc, jira):
+    from datetime import timedelta
+
+    from connector.store import inbox
+
+    ok(jira)
+    esc.deliver("issue_created__outage")
+    claimed = inbox.claim(esc.rt.engine, owner="crashed", now=esc.clock(), lease=timedelta(seconds=300), limit=5)
+    assert len(claimed) == 1  # ... and the worker dies here
+    assert esc.work() == 0
+    esc.clock.advance(301)
+    assert esc.work() == 1
+    assert esc.audit()[-1]["outcome"] == "applied"
+
+
+# --- health & metrics ---------------------------------------------------------------------
+
+
+def test_health_readiness_and_metrics(esc, jira):
+    ok(jira)
+    esc.deliver("issue_created__outage")
+    esc.deliver("", body=b"nope", headers={"X-Hub-Signature": "sha256=" + "0" * 64})
+    esc.work()
+    assert esc.http.get("/healthz").json == {"status": "ok"}
+    ready = esc.http.get("/readyz").json
+    assert ready["status"] == "ready" and ready["platforms"] == ["jira"] and ready["dry_run"] is False
+    text = esc.http.get("/metrics").get_data(as_text=True)
+    assert 'escalator_webhooks_total{platform="jira",result="accepted"} 1.0' in text
+    assert 'escalator_webhooks_total{platform="jira",result="unauthorized"} 1.0' in text
+    assert 'escalator_decisions_total{outcome="applied",platform="jira"} 1.0' in text
+    assert 'escalator_inbox_events{status="done"} 1' in text

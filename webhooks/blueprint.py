@@ -1,0 +1,72 @@
+"""POST /webhooks/<platform>: verify, size-limit, store durably, answer fast.
+
+No platform call and no policy evaluation happens inside the request: the worker does that.
+Answers: 202 accepted · 200 duplicate or ignored · 401 signature · 400 malformed · 404 platform · 413 size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from connector.store import inbox
+from platforms.errors import PayloadError, SignatureError
+from platforms.registry import PLATFORMS
+
+log = logging.getLogger("escalator.webhooks")
+bp = Blueprint("webhooks", __name__)
+
+
+def _answer(status: int, result: str, platform: str, **body) -> tuple[Response, int]:
+    current_app.extensions["escalator"].metrics.webhooks.labels(platform, result).inc()
+    return jsonify(result=result, **body), status
+
+
+@bp.post("/webhooks/<platform>")
+def receive(platform: str):
+    rt = current_app.extensions["escalator"]
+    if platform not in PLATFORMS:
+        return _answer(404, "unknown_platform", "unknown", error=f"unknown platform '{platform}' (known: {', '.join(PLATFORMS)})")
+    installation = rt.installations.get(platform)
+    if installation is None:
+        return _answer(404, "unknown_platform", platform, error=f"platform '{platform}' is not configured (add platforms.{platform} to the config)")
+
+    limit = rt.config.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _answer(413, "too_large", platform, error=f"body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:  # chunked or lying Content-Length
+        return _answer(413, "too_large", platform, error=f"body exceeds the {limit}-byte limit")
+
+    secret = installation.webhook_secret
+    if not secret:
+        return _answer(401, "unauthorized", platform, error=f"platforms.{platform}.webhook_secret is not set; unsigned deliveries are refused")
+    try:
+        installation.provider.verify(request.headers, body, secret, rt.clock())
+    except SignatureError as exc:
+        log.warning("%s webhook refused: %s", platform, exc)
+        return _answer(401, "unauthorized", platform, error=str(exc))
+
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _answer(400, "malformed", platform, error=f"body is not JSON: {exc}")
+    if not isinstance(payload, dict):
+        return _answer(400, "malformed", platform, error="body must be a JSON object")
+    try:
+        delivery = installation.provider.identify(request.headers, payload)
+    except PayloadError as exc:
+        return _answer(400, "malformed", platform, error=str(exc))
+
+    stored = inbox.accept(
+        rt.engine, platform=platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
+        ticket_id=delivery.ticket_id, ignored=delivery.ignored, body=body, now=rt.clock(),
+    )  # fmt: skip
+    if not stored:
+        return _answer(200, "duplicate", platform, delivery_id=delivery.delivery_id)
+    rt.wake()
+    if delivery.ignored:
+        return _answer(200, "ignored", platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type)
+    return _answer(202, "accepted", platform, delivery_id=delivery.delivery_id)
