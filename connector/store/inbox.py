@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
+from connector.store.db import writing
 from connector.store.tables import inbox, tickets
 
 PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
@@ -32,14 +35,78 @@ class InboxItem:
     received_at: datetime
 
 
-def _insert_ignoring_duplicates(conn: Connection, table, values: dict) -> bool:
+_INSERT_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: Table, values: dict) -> bool:
     """INSERT … ON CONFLICT DO NOTHING; True when a row was inserted.
 
+    The statement is built once per table and dialect and reused with new parameters:
+    rebuilding it per call cost more than the insert itself on the webhook path.
     RETURNING, not rowcount: psycopg reports -1 for this statement under SQLAlchemy 2.1.
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
-    return conn.execute(stmt).first() is not None
+    key = (table.name, conn.dialect.name)
+    stmt = _INSERT_CACHE.get(key)
+    if stmt is None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+        _INSERT_CACHE[key] = stmt
+    return conn.execute(stmt, values).first() is not None
+
+
+def new_row(
+    platform: str, delivery_id: str, event_type: str, ticket_id: str | None, ignored: bool, body: bytes, now: datetime
+) -> dict[str, Any]:
+    """The inbox row for a delivery just received."""
+    return dict(
+        platform=platform,
+        delivery_id=delivery_id,
+        event_type=event_type,
+        ticket_id=ticket_id,
+        ignored=ignored,
+        body=body,
+        received_at=now,
+        status=PENDING,
+        attempts=0,
+        progress=0,
+        next_attempt_at=now,
+    )
+
+
+_ROW_COLUMNS = (
+    "platform", "delivery_id", "event_type", "ticket_id", "ignored", "body", "received_at", "status",
+    "attempts", "progress", "next_attempt_at",
+)  # fmt: skip
+_ROW_INSERT: dict[str, tuple[str, list]] = {}
+
+
+def store_rows(dbapi_connection: Any, dialect: Dialect, rows: list[dict[str, Any]]) -> list[bool]:
+    """Insert new_row()s in the DBAPI connection's open transaction; False for each delivery id already stored.
+
+    This is the webhook hot path, so it runs one prepared statement on the DBAPI cursor with
+    SQLAlchemy's own bind processors (values are stored exactly as Core would store them);
+    building a Core statement per row cost more than the insert.
+    """
+    prepared = _ROW_INSERT.get(dialect.name)
+    if prepared is None:
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO inbox ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join([mark] * len(_ROW_COLUMNS))}) "
+            "ON CONFLICT (platform, delivery_id) DO NOTHING"
+        )
+        processors = [inbox.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _ROW_COLUMNS]
+        prepared = _ROW_INSERT[dialect.name] = (sql, processors)
+    sql, processors = prepared
+    cursor = dbapi_connection.cursor()
+    try:
+        stored = []
+        for row in rows:
+            values = [row[name] for name in _ROW_COLUMNS]
+            cursor.execute(sql, [p(v) if p else v for p, v in zip(processors, values)])
+            stored.append(cursor.rowcount == 1)
+        return stored
+    finally:
+        cursor.close()
 
 
 def accept(
@@ -53,25 +120,10 @@ def accept(
     body: bytes,
     now: datetime,
 ) -> bool:
-    """Store a delivery durably. False when this delivery id was stored before (a redelivery)."""
-    with engine.begin() as conn:
-        return _insert_ignoring_duplicates(
-            conn,
-            inbox,
-            dict(
-                platform=platform,
-                delivery_id=delivery_id,
-                event_type=event_type,
-                ticket_id=ticket_id,
-                ignored=ignored,
-                body=body,
-                received_at=now,
-                status=PENDING,
-                attempts=0,
-                progress=0,
-                next_attempt_at=now,
-            ),
-        )
+    """Store a delivery durably in its own transaction. False when it was stored before (a redelivery)."""
+    with writing(engine) as conn:
+        row = new_row(platform, delivery_id, event_type, ticket_id, ignored, body, now)
+        return store_rows(conn.connection.dbapi_connection, conn.dialect, [row])[0]
 
 
 def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[InboxItem]:
@@ -83,26 +135,27 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
     _recover_expired(engine, now)
     until = now + lease
     claimed: list[InboxItem] = []
-    with engine.begin() as conn:
-        older = inbox.alias("older")
+    # The oldest unfinished row of each ticket; only unfinished rows are read, so the cost
+    # follows the backlog, never the history (a NOT EXISTS over older rows was O(history²)).
+    heads = (
+        select(func.min(inbox.c.id))
+        .where(inbox.c.status.in_((PENDING, PROCESSING)), inbox.c.ticket_id.is_not(None))
+        .group_by(inbox.c.platform, inbox.c.ticket_id)
+    )
+    with writing(engine) as conn:
         candidates = conn.execute(
             select(inbox.c.id, inbox.c.platform, inbox.c.ticket_id)
             .where(
                 inbox.c.status == PENDING,
                 inbox.c.next_attempt_at <= now,
-                ~exists().where(
-                    older.c.platform == inbox.c.platform,
-                    older.c.ticket_id == inbox.c.ticket_id,
-                    older.c.id < inbox.c.id,
-                    older.c.status.in_((PENDING, PROCESSING)),
-                ),
+                or_(inbox.c.ticket_id.is_(None), inbox.c.id.in_(heads)),
             )
             .order_by(inbox.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=inbox)
         ).all()
     for row in candidates:
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             if row.ticket_id is not None and not _lease_ticket(conn, row.platform, row.ticket_id, owner, now, until):
                 continue
             taken = conn.execute(
@@ -134,7 +187,7 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
 
 def _recover_expired(engine: Engine, now: datetime) -> None:
     """Rows whose worker died mid-way go back to pending, keeping the progress they confirmed."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         conn.execute(
             update(inbox)
             .where(inbox.c.status == PROCESSING, inbox.c.lease_until < now)
@@ -168,7 +221,7 @@ def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str)
 
 def record_progress(engine: Engine, item: InboxItem, progress: int) -> None:
     """Remember that the first `progress` requests of this item's plan were confirmed by the platform."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         conn.execute(update(inbox).where(inbox.c.id == item.id).values(progress=progress))
 
 
@@ -196,8 +249,6 @@ def retry_later(conn: Connection, item: InboxItem, *, owner: str, at: datetime, 
 
 def counts(engine: Engine) -> dict[str, int]:
     """Rows per status, for /metrics and readiness."""
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         rows = conn.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status)).all()
     return {status: n for status, n in rows}
@@ -205,7 +256,5 @@ def counts(engine: Engine) -> dict[str, int]:
 
 def next_due(engine: Engine, now: datetime) -> datetime | None:
     """When the earliest pending row becomes due (None when nothing is pending)."""
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         return conn.execute(select(func.min(inbox.c.next_attempt_at)).where(and_(inbox.c.status == PENDING))).scalar()
