@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(serve)
     serve.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
+    serve.add_argument(
+        "--no-worker", action="store_true", help="only accept webhooks; run `escalator work` elsewhere to process them"
+    )
     serve.set_defaults(run=_serve)
+
+    work = sub.add_parser("work", help="process accepted webhooks (serve starts one of these itself)")
+    _config_arg(work)
+    work.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by serve: stop when it is gone
+    work.set_defaults(run=_work)
 
     policy = sub.add_parser("policy", help="work with policy files").add_subparsers(metavar="ACTION")
     check = policy.add_parser("check", help="validate policy files; prints FILE:LINE: problem")
@@ -84,7 +93,6 @@ def _serve(args) -> int:
 
     from connector.app import create_app
     from connector.runtime import build_runtime
-    from connector.worker import WorkerPool
     from policies import PolicyError
 
     config = _load(args)
@@ -97,8 +105,9 @@ def _serve(args) -> int:
     host = args.host or config.server.host
     port = args.port or config.server.port
     server = create_server(create_app(rt), host=host, port=port, threads=config.server.threads, ident="escalator")
-    pool = WorkerPool(rt)
-    pool.start()
+    # Workers run in their own process: in this one they would compete with the webhook
+    # threads for the GIL and the acknowledgement latency would follow the worker's load.
+    worker = None if args.no_worker or config.worker.threads == 0 else _spawn_worker(args)
     mode = "DRY-RUN (decisions are audited, nothing is written to platforms)" if rt.dry_run else "LIVE"
     platforms = ", ".join(f"POST /webhooks/{k}" for k in rt.installations) or "none configured (add platforms.jira)"
     print(
@@ -107,15 +116,60 @@ def _serve(args) -> int:
         f"  database:  {_redact(config.database)}\n"
         f"  mode:      {mode}\n"
         f"  webhooks:  {platforms}\n"
+        f"  workers:   {f'{config.worker.threads} threads in process {worker.pid}' if worker else 'none here'}\n"
         f"  health:    /healthz /readyz /metrics",
         flush=True,
     )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a service manager's stop: shut down cleanly
     try:
         server.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        pool.stop()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(15)
+    return 0
+
+
+def _exit_on_sigterm(_signum, _frame) -> None:
+    raise SystemExit(0)
+
+
+def _spawn_worker(args):
+    import os
+    import subprocess
+
+    command = [sys.executable, "-m", "connector", "work", "--parent-pid", str(os.getpid())]
+    if args.config:
+        command += ["--config", args.config]
+    return subprocess.Popen(command)
+
+
+def _work(args) -> int:
+    import os
+
+    from connector.runtime import build_runtime
+    from connector.worker import WorkerPool
+    from policies import PolicyError
+
+    config = _load(args)
+    _setup_logging(config.log_format)
+    try:
+        rt = build_runtime(config)
+    except PolicyError as exc:
+        print(f"escalator: the policy does not load:\n{exc}", file=sys.stderr)
+        return 2
+    # The parent may already be gone by the time this process has imported everything.
+    parent = args.parent_pid
+    if parent is not None and os.getppid() != parent:
+        logging.getLogger("escalator").warning("parent process %s is gone; not starting", parent)
+        return 0
+    pool = WorkerPool(rt, threads=max(1, config.worker.threads), parent_pid=parent)
+    signal.signal(signal.SIGTERM, lambda *_: pool.request_stop())
+    logging.getLogger("escalator").info("worker started: %s, policy %s", rt.owner, rt.policy.current.summary())
+    pool.start()
+    pool.wait()
     return 0
 
 

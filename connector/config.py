@@ -41,8 +41,8 @@ class ServerConfig(_Strict):
 
 
 class WorkerConfig(_Strict):
-    threads: int = Field(2, ge=1, le=64)
-    poll_seconds: float = Field(1.0, gt=0)
+    threads: int = Field(2, ge=0, le=64, description="0: this process only accepts webhooks (run `escalator work` elsewhere)")
+    poll_seconds: float = Field(0.25, gt=0, description="how often an idle worker looks for due events")
     batch: int = Field(20, ge=1, le=1000)
     lease_seconds: float = Field(300.0, gt=0, description="after this a dead worker's event is taken again")
     backoff_initial_seconds: float = Field(2.0, gt=0)

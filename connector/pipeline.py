@@ -20,6 +20,7 @@ from connector.plan import make_plan
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
 from connector.store import inbox, tickets
+from connector.store.db import writing
 from connector.store.inbox import InboxItem
 from platforms.base import Delivery, OutboundRequest, SentRequest
 from platforms.errors import (
@@ -159,7 +160,7 @@ def _enrich(event: TicketEvent, mapping: Any, known_requester: str | None) -> Ti
 
 def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     now = rt.clock()
-    with rt.engine.begin() as conn:
+    with writing(rt.engine) as conn:
         audit.append(conn, audit_record(rt, item, result), at=now)
         event = result.event
         if result.state is not None and event is not None and result.outcome in ("applied", "no_change", "dry_run"):

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from connector.config import Config
 from connector.metrics import Metrics
 from connector.store.db import make_engine, migrate
+from connector.store.intake import Intake
 from platforms.base import PlatformClient, Provider
 from platforms.registry import PLATFORMS
 from policies import Policy, PolicyError, load_policy
@@ -88,10 +89,19 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     wake_event: threading.Event = field(default_factory=threading.Event)
+    intake: Intake = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intake = Intake(self.engine)
 
     @property
     def dry_run(self) -> bool:
         return self.config.effective_dry_run
+
+    def close(self) -> None:
+        """Release the database: the intake's connection, then the pool."""
+        self.intake.close()
+        self.engine.dispose()
 
     def wake(self) -> None:
         """Tell idle workers there is new work (they also poll, so a lost wake-up costs one poll)."""

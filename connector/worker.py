@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import timedelta
 
@@ -38,20 +39,34 @@ def drain(rt: Runtime, *, max_rounds: int = 1000) -> int:
 class WorkerPool:
     """N threads that each claim and process; woken by new deliveries, otherwise polling."""
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, *, threads: int | None = None, parent_pid: int | None = None):
         self.rt = rt
+        self.threads = threads if threads is not None else rt.config.worker.threads
+        self.parent_pid = parent_pid  # stop when the process that started us is gone
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for n in range(self.rt.config.worker.threads):
+        for n in range(self.threads):
             thread = threading.Thread(target=self._loop, name=f"escalator-worker-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
         self.rt.wake()
+
+    def wait(self) -> None:
+        """Block until stopped (by request_stop, or because the parent process died)."""
+        while not self._stop.wait(1.0):
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.warning("parent process %s is gone; stopping", self.parent_pid)
+                self.request_stop()
+        for thread in self._threads:
+            thread.join(30)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
         for thread in self._threads:
             thread.join(timeout)
 

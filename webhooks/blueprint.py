@@ -1,7 +1,8 @@
 """POST /webhooks/<platform>: verify, size-limit, store durably, answer fast.
 
 No platform call and no policy evaluation happens inside the request: the worker does that.
-Answers: 202 accepted · 200 duplicate or ignored · 401 signature · 400 malformed · 404 platform · 413 size.
+Answers: 202 accepted · 200 duplicate or ignored · 401 signature · 400 malformed · 404 platform ·
+413 size · 503 the database could not store it (the platform retries).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from connector.store import inbox
+from connector.store.intake import IntakeUnavailable
 from platforms.errors import PayloadError, SignatureError
 from platforms.registry import PLATFORMS
 
@@ -60,10 +61,15 @@ def receive(platform: str):
     except PayloadError as exc:
         return _answer(400, "malformed", platform, error=str(exc))
 
-    stored = inbox.accept(
-        rt.engine, platform=platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
-        ticket_id=delivery.ticket_id, ignored=delivery.ignored, body=body, now=rt.clock(),
-    )  # fmt: skip
+    try:
+        stored = rt.intake.accept(
+            platform=platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
+            ticket_id=delivery.ticket_id, ignored=delivery.ignored, body=body, now=rt.clock(),
+        )  # fmt: skip
+    except IntakeUnavailable as exc:
+        # Not stored, so not acknowledged: the platform's own retry brings it back.
+        log.error("%s delivery %s not stored: %s", platform, delivery.delivery_id, exc)
+        return _answer(503, "unavailable", platform, error=f"{exc}; retry later")
     if not stored:
         return _answer(200, "duplicate", platform, delivery_id=delivery.delivery_id)
     rt.wake()

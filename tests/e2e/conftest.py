@@ -17,4 +17,4 @@ def launch():
 
     yield _launch
     for esc in started:
-        esc.rt.engine.dispose()
+        esc.rt.close()

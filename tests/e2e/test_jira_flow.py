@@ -257,7 +257,7 @@ def test_503_then_success_across_a_restart(db_url, jira, launch):
     first.deliver("issue_created__outage", delivery_id="survives")
     first.work()
     assert first.audit()[-1]["outcome"] == "retrying"
-    first.rt.engine.dispose()  # the process goes away (launch disposes again at teardown: harmless)
+    first.rt.close()  # the process goes away (launch disposes again at teardown: harmless)
 
     jira.replace(responses.PUT, ISSUE, status=204)
     jira.add(responses.POST, COMMENT, status=201, json={})

@@ -1,0 +1,115 @@
+"""Group commit for the webhook path (leader/follower).
+
+Each request thread queues its delivery. If no one is writing, it becomes the leader: it
+stores everything queued so far in ONE transaction, wakes the followers whose deliveries it
+committed, and repeats until the queue is empty. Otherwise it waits for a leader to commit
+its delivery. A 202 therefore still means "durably stored"; with no load every request is
+its own leader (no thread hop at all), and under load N deliveries share one commit.
+
+The leader writes on one DBAPI connection kept for the intake's lifetime: a pool checkout,
+transaction bookkeeping and reset per request cost more than the insert itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from connector.store.db import write_lock
+from connector.store.inbox import new_row, store_rows
+
+log = logging.getLogger("escalator.intake")
+
+
+class IntakeUnavailable(Exception):
+    """The delivery could not be stored (database down or full); the sender should retry."""
+
+
+@dataclass
+class _Pending:
+    row: dict
+    done: threading.Event = field(default_factory=threading.Event)
+    stored: bool = False
+    error: BaseException | None = None
+
+
+class Intake:
+    def __init__(self, engine: Engine, *, max_batch: int = 256, timeout: float = 10.0):
+        self.engine = engine
+        self.max_batch = max_batch
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._leading = False
+        self._connection = None  # SQLAlchemy's proxy of the one DBAPI connection the leader writes on
+
+    def accept(
+        self, *, platform: str, delivery_id: str, event_type: str, ticket_id: str | None, ignored: bool,
+        body: bytes, now: datetime,
+    ) -> bool:  # fmt: skip
+        """Store a delivery durably; False when it was stored before. Raises IntakeUnavailable."""
+        pending = _Pending(new_row(platform, delivery_id, event_type, ticket_id, ignored, body, now))
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        if lead:
+            self._lead()
+        elif not pending.done.wait(self.timeout):
+            raise IntakeUnavailable(f"the database did not store the delivery within {self.timeout:.0f}s")
+        if pending.error is not None:
+            raise IntakeUnavailable(f"the database refused the delivery: {pending.error}") from pending.error
+        return pending.stored
+
+    def _lead(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                if not batch:
+                    self._leading = False
+                    return
+            try:
+                results = self._store(batch)
+            except Exception as exc:  # every waiter learns its batch failed; none is left hanging
+                log.exception("could not store %d webhook deliveries", len(batch))
+                self._discard_connection()
+                for p in batch:
+                    p.error = exc
+                    p.done.set()
+                continue
+            for p, stored in zip(batch, results):
+                p.stored = stored
+                p.done.set()
+
+    def _store(self, batch: list[_Pending]) -> list[bool]:
+        if self._connection is None:
+            self._connection = self.engine.raw_connection()
+        dbapi = self._connection.dbapi_connection
+        with write_lock(self.engine):
+            try:
+                results = store_rows(dbapi, self.engine.dialect, [p.row for p in batch])
+                dbapi.commit()
+            except BaseException:
+                dbapi.rollback()
+                raise
+        return results
+
+    def _discard_connection(self) -> None:
+        """After a failure the connection may be broken; the next batch opens a fresh one."""
+        if self._connection is not None:
+            try:
+                self._connection.invalidate()
+            except Exception:  # already unusable; dropping it is all that is left to do
+                log.debug("invalidating the intake connection failed", exc_info=True)
+            self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
