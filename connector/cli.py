@@ -121,6 +121,7 @@ def _serve(args) -> int:
         flush=True,
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a service manager's stop: shut down cleanly
+    signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt, worker))
     try:
         server.run()
     except (KeyboardInterrupt, SystemExit):
@@ -130,6 +131,19 @@ def _serve(args) -> int:
             worker.terminate()
             worker.wait(15)
     return 0
+
+
+def _reload_policy(rt, worker=None) -> None:
+    """SIGHUP: load the policy file again; a broken file is refused and the old policy keeps serving."""
+    from policies import PolicyError
+
+    log = logging.getLogger("escalator")
+    try:
+        log.info("policy reloaded: %s", rt.policy.reload().summary())
+    except PolicyError as exc:
+        log.error("policy reload refused, still serving %s:\n%s", rt.policy.current.summary(), exc)
+    if worker is not None:
+        worker.send_signal(signal.SIGHUP)
 
 
 def _exit_on_sigterm(_signum, _frame) -> None:
@@ -167,6 +181,7 @@ def _work(args) -> int:
         return 0
     pool = WorkerPool(rt, threads=max(1, config.worker.threads), parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: pool.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt))
     logging.getLogger("escalator").info("worker started: %s, policy %s", rt.owner, rt.policy.current.summary())
     pool.start()
     pool.wait()

@@ -20,7 +20,7 @@ from connector.store.db import make_engine, migrate
 from connector.store.intake import Intake
 from platforms.base import PlatformClient, Provider
 from platforms.registry import PLATFORMS
-from policies import Policy, PolicyError, load_policy
+from policies import Policy, load_policy
 
 log = logging.getLogger("escalator")
 
@@ -69,11 +69,7 @@ class PolicyHolder:
 
     def reload(self) -> Policy:
         """Load the file again; raises PolicyError (and keeps the old policy) when it is broken."""
-        try:
-            fresh = load_policy(self.path)
-        except PolicyError:
-            log.error("policy reload refused; still serving %s", self._policy.summary())
-            raise
+        fresh = load_policy(self.path)
         with self._lock:
             self._policy = fresh
         return fresh

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from connector.config import EXAMPLE_POLICY
+from connector.runtime import PolicyHolder
+from policies import PolicyError
+
+
+def test_a_broken_policy_never_replaces_the_running_one(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(EXAMPLE_POLICY.read_text())
+    holder = PolicyHolder(str(path))
+    good = holder.current
+
+    path.write_text(EXAMPLE_POLICY.read_text().replace("version: 1", "version: 2") + "\nsurprise: 1\n")
+    with pytest.raises(PolicyError, match=rf"{path}:\d+: .*surprise"):
+        holder.reload()
+    assert holder.current is good
+
+    path.write_text(EXAMPLE_POLICY.read_text().replace("version: 1", "version: 2"))
+    assert holder.reload().version == 2
+    assert holder.current.version == 2 and holder.current.sha256 != good.sha256
+
+
+def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    config = tmp_path / "escalator.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path / 'x.db'}\npolicy: {policy}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "work", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        _wait_for(proc, "worker started")
+        policy.write_text(EXAMPLE_POLICY.read_text() + "\nsurprise: 1\n")
+        os.kill(proc.pid, signal.SIGHUP)
+        _wait_for(proc, "policy reload refused")
+        assert "surprise" in proc.stdout.readline()  # the problems follow, FILE:LINE: message
+        policy.write_text(EXAMPLE_POLICY.read_text().replace("version: 1", "version: 7"))
+        os.kill(proc.pid, signal.SIGHUP)
+        assert "v7" in _wait_for(proc, "policy reloaded")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def _wait_for(proc, text: str, timeout: float = 30.0) -> str:
+    """The first output line containing `text`."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return line
+    pytest.fail(f"never saw {text!r}; output:\n{''.join(seen)}")
