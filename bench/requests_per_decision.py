@@ -1,6 +1,6 @@
 """Platform requests per decision, per scenario, through the real pipeline (Jira faked by `responses`).
 
-    .venv/bin/python bench/requests_per_decision.py
+.venv/bin/python bench/requests_per_decision.py
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ SCENARIOS = [
 
 
 def count_requests(notes: str, fixture: str, before: tuple[str, ...]) -> tuple[str, Counter]:
-    with tempfile.TemporaryDirectory() as tmp, responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
+    ):
         mock.add_callback(responses.PUT, _any_issue(), callback=lambda r: (204, {}, ""))
         mock.add_callback(responses.POST, _any_issue("/comment"), callback=lambda r: (201, {}, "{}"))
         esc = start(jira_config(f"sqlite:///{tmp}/bench.db", notes=notes))

@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,7 +155,7 @@ def start_escalator(workdir: Path, port: int, threads: int, worker_threads: int)
     config.write_text(
         textwrap.dedent(
             f"""
-            database: sqlite:///{workdir / 'bench.db'}
+            database: sqlite:///{workdir / "bench.db"}
             server: {{host: 127.0.0.1, port: {port}, threads: {threads}}}
             worker: {{threads: {worker_threads}}}
             platforms:
@@ -173,7 +172,9 @@ def start_escalator(workdir: Path, port: int, threads: int, worker_threads: int)
 
 
 def start_bare(port: int, threads: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(threads)], stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", BARE_APP, str(port), str(threads)], stderr=subprocess.DEVNULL
+    )
 
 
 def measure(name: str, proc: subprocess.Popen, port: int, args) -> dict:
@@ -196,19 +197,25 @@ def measure(name: str, proc: subprocess.Popen, port: int, args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--throughput-seconds", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=8, help="waitress threads for both servers")
-    parser.add_argument("--worker-threads", type=int, default=2, help="Escalator worker threads in the server process")
+    parser.add_argument(
+        "--worker-threads", type=int, default=2, help="Escalator worker threads in the server process"
+    )
     args = parser.parse_args()
 
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        full = measure("escalator", start_escalator(Path(tmp), port, args.threads, args.worker_threads), port, args)
+        full = measure(
+            "escalator", start_escalator(Path(tmp), port, args.threads, args.worker_threads), port, args
+        )
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         ingest = measure("web only", start_escalator(Path(tmp), port, args.threads, 0), port, args)
@@ -221,9 +228,11 @@ def main() -> int:
     for name, run in (("escalator", full), ("web only", ingest)):
         ratio = run["throughput"]["rps"] / bare["throughput"]["rps"]
         p99 = run["latency"]["p99_ms"]
+        throughput_verdict = "met" if ratio >= 0.5 else "MISSED"
+        latency_verdict = "met" if p99 < 50 else "MISSED"
         print(
-            f"{name:>10}: throughput / bare = {ratio:.2f} (target ≥ 0.50: {'met' if ratio >= 0.5 else 'MISSED'}); "
-            f"p99 ack at {args.rate:.0f} req/s = {p99:.2f} ms (target < 50 ms: {'met' if p99 < 50 else 'MISSED'})"
+            f"{name:>10}: throughput / bare = {ratio:.2f} (target ≥ 0.50: {throughput_verdict}); "
+            f"p99 ack at {args.rate:.0f} req/s = {p99:.2f} ms (target < 50 ms: {latency_verdict})"
         )
 
     from requests_per_decision import report

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, and_, select, update
@@ -49,12 +49,14 @@ def append(conn: Connection, record: Mapping[str, Any], *, at: datetime) -> dict
     if record.get("outcome") not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {OUTCOMES}, got {record.get('outcome')!r}")
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1))
-    seq, prev_hash = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+    seq, prev_hash = conn.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+    ).one()
     body = {
         **record,
         "id": str(uuid.uuid4()),
         "seq": seq,
-        "at": at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
     }
     body_json = canonical_json(body)
     digest = chain_hash(prev_hash, body_json)
@@ -87,7 +89,10 @@ class Verification:
     def __str__(self) -> str:
         if self.ok:
             return f"audit chain intact: {self.checked} records"
-        return f"audit chain BROKEN at record seq={self.broken_seq}: {self.reason} ({self.checked} records checked)"
+        return (
+            f"audit chain BROKEN at record seq={self.broken_seq}: {self.reason} "
+            f"({self.checked} records checked)"
+        )
 
 
 def verify(engine: Engine, *, batch: int = 1000) -> Verification:
@@ -110,7 +115,10 @@ def verify(engine: Engine, *, batch: int = 1000) -> Verification:
         head_seq, head_hash = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one()
     if (head_seq, head_hash) != (expected_seq - 1, prev_hash):
         return Verification(
-            False, checked, expected_seq, f"records after seq={expected_seq - 1} are missing (head is seq={head_seq})"
+            False,
+            checked,
+            expected_seq,
+            f"records after seq={expected_seq - 1} are missing (head is seq={head_seq})",
         )
     return Verification(True, checked)
 

@@ -7,10 +7,10 @@ import json
 import logging
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from connector.config import ConfigError, Config, load_config
+from connector.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "escalator.yaml"
 
@@ -21,15 +21,22 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    from policies import PolicyError
+
     try:
         return args.run(args)
     except ConfigError as exc:
         print(f"escalator: config error:\n{exc}", file=sys.stderr)
         return 2
+    except PolicyError as exc:
+        print(f"escalator: the policy does not load:\n{exc}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="escalator", description="One escalation policy for Jira, Zendesk and ServiceNow.")
+    parser = argparse.ArgumentParser(
+        prog="escalator", description="One escalation policy for Jira, Zendesk and ServiceNow."
+    )
     sub = parser.add_subparsers(metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="receive webhooks and apply the policy")
@@ -37,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
     serve.add_argument(
-        "--no-worker", action="store_true", help="only accept webhooks; run `escalator work` elsewhere to process them"
+        "--no-worker",
+        action="store_true",
+        help="only accept webhooks; run `escalator work` elsewhere to process them",
     )
     serve.set_defaults(run=_serve)
 
@@ -56,12 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(export)
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--platform", help="only this platform (jira, zendesk, servicenow)")
-    export.add_argument("--since", type=_timestamp, help="only records at or after this ISO-8601 date/time (UTC if no zone)")
+    export.add_argument(
+        "--since", type=_timestamp, help="only records at or after this ISO-8601 date/time (UTC if no zone)"
+    )
     export.add_argument("--ticket", help="only this ticket id")
     export.add_argument("--rule", help="only records where this rule fired")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
     export.set_defaults(run=_audit_export)
-    verify = audit_cmd.add_parser("verify", help="prove the hash chain is unbroken; names the first bad record")
+    verify = audit_cmd.add_parser(
+        "verify", help="prove the hash chain is unbroken; names the first bad record"
+    )
     _config_arg(verify)
     verify.set_defaults(run=_audit_verify)
     return parser
@@ -69,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--config", "-c", help=f"config file (default: ./{DEFAULT_CONFIG} if present, else the embedded default)"
+        "--config",
+        "-c",
+        help=f"config file (default: ./{DEFAULT_CONFIG} if present, else the embedded default)",
     )
 
 
@@ -77,8 +92,10 @@ def _timestamp(value: str) -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 date/time: {value!r} (e.g. 2026-11-01 or 2026-11-01T09:00:00Z)") from exc
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 date/time: {value!r} (e.g. 2026-11-01 or 2026-11-01T09:00:00Z)"
+        ) from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _load(args) -> Config:
@@ -88,35 +105,41 @@ def _load(args) -> Config:
     return load_config(path)
 
 
+def _runtime(args):
+    """Config, logging, database and policy for a long-running command."""
+    from connector.runtime import build_runtime
+
+    config = _load(args)
+    _setup_logging(config.log_format)
+    return build_runtime(config)
+
+
 def _serve(args) -> int:
     from waitress import create_server
 
     from connector.app import create_app
-    from connector.runtime import build_runtime
-    from policies import PolicyError
 
-    config = _load(args)
-    _setup_logging(config.log_format)
-    try:
-        rt = build_runtime(config)
-    except PolicyError as exc:
-        print(f"escalator: the policy does not load:\n{exc}", file=sys.stderr)
-        return 2
+    rt = _runtime(args)
+    config = rt.config
     host = args.host or config.server.host
     port = args.port or config.server.port
-    server = create_server(create_app(rt), host=host, port=port, threads=config.server.threads, ident="escalator")
+    server = create_server(
+        create_app(rt), host=host, port=port, threads=config.server.threads, ident="escalator"
+    )
     # Workers run in their own process: in this one they would compete with the webhook
     # threads for the GIL and the acknowledgement latency would follow the worker's load.
     worker = None if args.no_worker or config.worker.threads == 0 else _spawn_worker(args)
     mode = "DRY-RUN (decisions are audited, nothing is written to platforms)" if rt.dry_run else "LIVE"
-    platforms = ", ".join(f"POST /webhooks/{k}" for k in rt.installations) or "none configured (add platforms.jira)"
+    platforms = (
+        ", ".join(f"POST /webhooks/{k}" for k in rt.installations) or "none configured (add platforms.jira)"
+    )
     print(
         f"Escalator listening on http://{host}:{server.effective_port}\n"
         f"  policy:    {rt.policy.current.summary()}\n"
         f"  database:  {_redact(config.database)}\n"
         f"  mode:      {mode}\n"
         f"  webhooks:  {platforms}\n"
-        f"  workers:   {f'{config.worker.threads} threads in process {worker.pid}' if worker else 'none here'}\n"
+        f"  workers:   {_describe_worker(config, worker)}\n"
         f"  health:    /healthz /readyz /metrics",
         flush=True,
     )
@@ -146,6 +169,10 @@ def _reload_policy(rt, worker=None) -> None:
         worker.send_signal(signal.SIGHUP)
 
 
+def _describe_worker(config, worker) -> str:
+    return f"{config.worker.threads} threads in process {worker.pid}" if worker else "none here"
+
+
 def _exit_on_sigterm(_signum, _frame) -> None:
     raise SystemExit(0)
 
@@ -163,26 +190,20 @@ def _spawn_worker(args):
 def _work(args) -> int:
     import os
 
-    from connector.runtime import build_runtime
     from connector.worker import WorkerPool
-    from policies import PolicyError
 
-    config = _load(args)
-    _setup_logging(config.log_format)
-    try:
-        rt = build_runtime(config)
-    except PolicyError as exc:
-        print(f"escalator: the policy does not load:\n{exc}", file=sys.stderr)
-        return 2
+    rt = _runtime(args)
     # The parent may already be gone by the time this process has imported everything.
     parent = args.parent_pid
     if parent is not None and os.getppid() != parent:
         logging.getLogger("escalator").warning("parent process %s is gone; not starting", parent)
         return 0
-    pool = WorkerPool(rt, threads=max(1, config.worker.threads), parent_pid=parent)
+    pool = WorkerPool(rt, threads=max(1, rt.config.worker.threads), parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: pool.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt))
-    logging.getLogger("escalator").info("worker started: %s, policy %s", rt.owner, rt.policy.current.summary())
+    logging.getLogger("escalator").info(
+        "worker started: %s, policy %s", rt.owner, rt.policy.current.summary()
+    )
     pool.start()
     pool.wait()
     return 0
@@ -223,7 +244,9 @@ def _audit_export(args) -> int:
     from connector import audit
 
     engine = _audit_engine(args)
-    records = audit.records(engine, platform=args.platform, since=args.since, ticket=args.ticket, rule=args.rule)
+    records = audit.records(
+        engine, platform=args.platform, since=args.since, ticket=args.ticket, rule=args.rule
+    )
     write = audit.write_csv if args.format == "csv" else audit.write_jsonl
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
@@ -245,7 +268,7 @@ def _audit_verify(args) -> int:
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -257,5 +280,9 @@ class _JsonFormatter(logging.Formatter):
 
 def _setup_logging(fmt: str) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        _JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

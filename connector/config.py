@@ -41,7 +41,9 @@ class ServerConfig(_Strict):
 
 
 class WorkerConfig(_Strict):
-    threads: int = Field(2, ge=0, le=64, description="0: this process only accepts webhooks (run `escalator work` elsewhere)")
+    threads: int = Field(
+        2, ge=0, le=64, description="0: this process only accepts webhooks (run `escalator work` elsewhere)"
+    )
     poll_seconds: float = Field(0.25, gt=0, description="how often an idle worker looks for due events")
     batch: int = Field(20, ge=1, le=1000)
     lease_seconds: float = Field(300.0, gt=0, description="after this a dead worker's event is taken again")
@@ -159,7 +161,9 @@ def _known_keys_hint(loc: tuple) -> str:
         if field is None:
             return ""
         annotation = field.annotation
-        model = next((a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None)
+        model = next(
+            (a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None
+        )
         if model is None:
             return ""
     return f" (known keys: {', '.join(model.model_fields)})"

@@ -10,12 +10,16 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.webhooks = Counter(
             "escalator_webhooks_total",
-            "Webhook deliveries by platform and answer (accepted, duplicate, ignored, unauthorized, malformed, too_large, unknown_platform).",
+            "Webhook deliveries by platform and answer (accepted, duplicate, ignored, unauthorized, "
+            "malformed, too_large, unknown_platform, unavailable).",
             ["platform", "result"],
             registry=self.registry,
         )
         self.decisions = Counter(
-            "escalator_decisions_total", "Decisions by platform and outcome.", ["platform", "outcome"], registry=self.registry
+            "escalator_decisions_total",
+            "Decisions by platform and outcome.",
+            ["platform", "outcome"],
+            registry=self.registry,
         )
         self.platform_requests = Counter(
             "escalator_platform_requests_total",

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
-from typing import Any, Union
+from enum import Enum, StrEnum
+from typing import Any
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     """Platform-neutral priority. P1 is the most urgent."""
 
     P1 = "P1"
@@ -36,7 +36,7 @@ class Priority(str, Enum):
         return other is None or self.rank < other.rank
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Normalised ticket status; each platform maps its own workflow onto these."""
 
     NEW = "new"
@@ -48,7 +48,7 @@ class Status(str, Enum):
     CLOSED = "closed"
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     """What happened to a ticket. Policy rules name these in `on:`."""
 
     TICKET_CREATED = "ticket.created"
@@ -185,7 +185,7 @@ class AddNote:
     internal: bool = True
 
 
-Action = Union[SetPriority, AssignTier, AssignGroup, AssignUser, AddLabel, RemoveLabel, AddNote]
+Action = SetPriority | AssignTier | AssignGroup | AssignUser | AddLabel | RemoveLabel | AddNote
 
 
 def action_to_dict(action: Action) -> dict[str, Any]:

@@ -86,7 +86,9 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
     policy = rt.policy.current
     mapping = policy.platforms.get(item.platform)
     if mapping is None:
-        return Outcome("failed", detail=f"policy '{policy.name}' has no 'platforms.{item.platform}' section", event=event)
+        return Outcome(
+            "failed", detail=f"policy '{policy.name}' has no 'platforms.{item.platform}' section", event=event
+        )
 
     with rt.engine.connect() as conn:
         stored = tickets.load(conn, item.platform, event.ticket.ref.id)
@@ -95,7 +97,9 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
     if state.tier is None:
         state = dataclasses.replace(state, tier=mapping.tier_of(event.ticket))
     if _person_set_priority(event) and not state.priority_pinned:
-        state = dataclasses.replace(state, priority_pinned=True)  # a person chose it; raise_only respects that
+        state = dataclasses.replace(
+            state, priority_pinned=True
+        )  # a person chose it; raise_only respects that
 
     decision = evaluate(policy, event, state, rt.clock())
     state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
@@ -119,7 +123,9 @@ def _apply(rt, item, client, event, decision, planned, state) -> Outcome:
         try:
             answer = client.send(request)
         except TransientPlatformError as exc:
-            rt.metrics.platform_requests.labels(item.platform, request.method, str(exc.status or "error")).inc()
+            rt.metrics.platform_requests.labels(
+                item.platform, request.method, str(exc.status or "error")
+            ).inc()
             retry_at = rt.clock() + timedelta(seconds=_backoff(rt, item, exc.retry_after))
             return Outcome("retrying", detail=str(exc), event=event, decision=decision, planned=planned,
                            sent=sent, retry_at=retry_at)  # fmt: skip
@@ -128,10 +134,14 @@ def _apply(rt, item, client, event, decision, planned, state) -> Outcome:
             return Outcome("failed", detail=f"{exc.status}: {exc}", event=event, decision=decision,
                            planned=planned, sent=sent)  # fmt: skip
         except NotConfigured as exc:
-            return Outcome("dry_run", detail=str(exc), event=event, decision=decision, planned=planned, state=state)
+            return Outcome(
+                "dry_run", detail=str(exc), event=event, decision=decision, planned=planned, state=state
+            )
         except PlatformError as exc:  # neither transient nor the platform's answer (bad URL, redirect loop)
             rt.metrics.platform_requests.labels(item.platform, request.method, "error").inc()
-            return Outcome("failed", detail=str(exc), event=event, decision=decision, planned=planned, sent=sent)
+            return Outcome(
+                "failed", detail=str(exc), event=event, decision=decision, planned=planned, sent=sent
+            )
         rt.metrics.platform_requests.labels(item.platform, request.method, str(answer.status)).inc()
         sent.append(answer)
         inbox.record_progress(rt.engine, item, index + 1)
@@ -145,7 +155,9 @@ def _person_set_priority(event: TicketEvent) -> bool:
 
 def _backoff(rt: Runtime, item: InboxItem, retry_after: float | None) -> float:
     w = rt.config.worker
-    return backoff_seconds(item.attempts, retry_after, initial=w.backoff_initial_seconds, maximum=w.backoff_max_seconds)
+    return backoff_seconds(
+        item.attempts, retry_after, initial=w.backoff_initial_seconds, maximum=w.backoff_max_seconds
+    )
 
 
 def _enrich(event: TicketEvent, mapping: Any, known_requester: str | None) -> TicketEvent:
@@ -163,11 +175,15 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     with writing(rt.engine) as conn:
         audit.append(conn, audit_record(rt, item, result), at=now)
         event = result.event
-        if result.state is not None and event is not None and result.outcome in ("applied", "no_change", "dry_run"):
+        if (
+            result.state is not None
+            and event is not None
+            and result.outcome in ("applied", "no_change", "dry_run")
+        ):
             ticket = event.ticket
             tickets.save(
                 conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
-                priority=(result.decision.priority_after.value if result.decision and result.decision.priority_after else None),
+                priority=_priority_value(result.decision),
                 requester_id=ticket.requester.id if ticket.requester else None,
                 last_write=_fingerprint(result) if result.outcome == "applied" else None, now=now,
             )  # fmt: skip
@@ -176,6 +192,10 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
         else:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
             inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=result.detail or None)
+
+
+def _priority_value(decision: Decision | None) -> str | None:
+    return decision.priority_after.value if decision and decision.priority_after else None
 
 
 def _fingerprint(result: Outcome) -> dict[str, Any]:
@@ -214,7 +234,10 @@ def audit_record(rt: Runtime, item: InboxItem, result: Outcome) -> dict[str, Any
             "to": decision.priority_after.value if decision and decision.priority_after else None,
             "why": decision.priority_why if decision else None,
         },
-        "tier": {"from": decision.tier_before if decision else None, "to": decision.tier_after if decision else None},
+        "tier": {
+            "from": decision.tier_before if decision else None,
+            "to": decision.tier_after if decision else None,
+        },
         "actions_planned": [action_to_dict(a) for a in decision.actions] if decision else [],
         "requests": [_request_summary(r) for r in result.planned],
         "actions_applied": [{**_request_summary(s.request), "status": s.status} for s in result.sent],

@@ -6,7 +6,12 @@ import random
 
 
 def backoff_seconds(
-    attempts: int, retry_after: float | None, *, initial: float, maximum: float, rng: random.Random | None = None
+    attempts: int,
+    retry_after: float | None,
+    *,
+    initial: float,
+    maximum: float,
+    rng: random.Random | None = None,
 ) -> float:
     """Exponential backoff with ±20 % jitter, never sooner than the platform's Retry-After."""
     rng = rng or random.Random()

@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -28,7 +28,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -112,4 +112,10 @@ def build_runtime(config: Config, *, clock: Clock = utc_now, engine: Engine | No
         key: Installation(key, PLATFORMS[key].provider, settings, PLATFORMS[key].make_client)
         for key, settings in config.configured_platforms.items()
     }
-    return Runtime(config=config, engine=engine, policy=PolicyHolder(config.policy), installations=installations, clock=clock)
+    return Runtime(
+        config=config,
+        engine=engine,
+        policy=PolicyHolder(config.policy),
+        installations=installations,
+        clock=clock,
+    )

@@ -18,7 +18,11 @@ def run_once(rt: Runtime, *, limit: int | None = None) -> int:
     """Claim one batch of due events and process it; returns how many were handled."""
     w = rt.config.worker
     items = inbox.claim(
-        rt.engine, owner=rt.owner, now=rt.clock(), lease=timedelta(seconds=w.lease_seconds), limit=limit or w.batch
+        rt.engine,
+        owner=rt.owner,
+        now=rt.clock(),
+        lease=timedelta(seconds=w.lease_seconds),
+        limit=limit or w.batch,
     )
     for item in items:
         process(rt, item)

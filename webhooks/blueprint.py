@@ -31,22 +31,39 @@ def receive(platform: str):
     rt = current_app.extensions["escalator"]
     req = request._get_current_object()  # type: ignore[attr-defined]
     if platform not in PLATFORMS:
-        return _answer(404, "unknown_platform", "unknown", error=f"unknown platform '{platform}' (known: {', '.join(PLATFORMS)})")
+        return _answer(
+            404,
+            "unknown_platform",
+            "unknown",
+            error=f"unknown platform '{platform}' (known: {', '.join(PLATFORMS)})",
+        )
     installation = rt.installations.get(platform)
     if installation is None:
-        return _answer(404, "unknown_platform", platform, error=f"platform '{platform}' is not configured (add platforms.{platform} to the config)")
+        return _answer(
+            404,
+            "unknown_platform",
+            platform,
+            error=f"platform '{platform}' is not configured (add platforms.{platform} to the config)",
+        )
 
     limit = rt.config.server.max_body_bytes
     length = req.content_length
     if length is not None and length > limit:
-        return _answer(413, "too_large", platform, error=f"body of {length} bytes exceeds the {limit}-byte limit")
+        return _answer(
+            413, "too_large", platform, error=f"body of {length} bytes exceeds the {limit}-byte limit"
+        )
     body = req.stream.read(limit + 1)
     if len(body) > limit:  # chunked or lying Content-Length
         return _answer(413, "too_large", platform, error=f"body exceeds the {limit}-byte limit")
 
     secret = installation.webhook_secret
     if not secret:
-        return _answer(401, "unauthorized", platform, error=f"platforms.{platform}.webhook_secret is not set; unsigned deliveries are refused")
+        return _answer(
+            401,
+            "unauthorized",
+            platform,
+            error=f"platforms.{platform}.webhook_secret is not set; unsigned deliveries are refused",
+        )
     try:
         headers = req.headers
         installation.provider.verify(headers, body, secret, rt.clock())
@@ -78,5 +95,7 @@ def receive(platform: str):
         return _answer(200, "duplicate", platform, delivery_id=delivery.delivery_id)
     rt.wake()
     if delivery.ignored:
-        return _answer(200, "ignored", platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type)
+        return _answer(
+            200, "ignored", platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type
+        )
     return _answer(202, "accepted", platform, delivery_id=delivery.delivery_id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -55,7 +55,13 @@ def _insert_ignoring_duplicates(conn: Connection, table: Table, values: dict) ->
 
 
 def new_row(
-    platform: str, delivery_id: str, event_type: str, ticket_id: str | None, ignored: bool, body: bytes, now: datetime
+    platform: str,
+    delivery_id: str,
+    event_type: str,
+    ticket_id: str | None,
+    ignored: bool,
+    body: bytes,
+    now: datetime,
 ) -> dict[str, Any]:
     """The inbox row for a delivery just received."""
     return dict(
@@ -81,7 +87,7 @@ _ROW_INSERT: dict[str, tuple[str, list]] = {}
 
 
 def store_rows(dbapi_connection: Any, dialect: Dialect, rows: list[dict[str, Any]]) -> list[bool]:
-    """Insert new_row()s in the DBAPI connection's open transaction; False for each delivery id already stored.
+    """Insert new_row()s in the DBAPI connection's open transaction; False for each id already stored.
 
     This is the webhook hot path, so it runs one prepared statement on the DBAPI cursor with
     SQLAlchemy's own bind processors (values are stored exactly as Core would store them);
@@ -94,7 +100,9 @@ def store_rows(dbapi_connection: Any, dialect: Dialect, rows: list[dict[str, Any
             f"INSERT INTO inbox ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join([mark] * len(_ROW_COLUMNS))}) "
             "ON CONFLICT (platform, delivery_id) DO NOTHING"
         )
-        processors = [inbox.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _ROW_COLUMNS]
+        processors = [
+            inbox.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _ROW_COLUMNS
+        ]
         prepared = _ROW_INSERT[dialect.name] = (sql, processors)
     sql, processors = prepared
     cursor = dbapi_connection.cursor()
@@ -102,7 +110,7 @@ def store_rows(dbapi_connection: Any, dialect: Dialect, rows: list[dict[str, Any
         stored = []
         for row in rows:
             values = [row[name] for name in _ROW_COLUMNS]
-            cursor.execute(sql, [p(v) if p else v for p, v in zip(processors, values)])
+            cursor.execute(sql, [p(v) if p else v for p, v in zip(processors, values, strict=True)])
             stored.append(cursor.rowcount == 1)
         return stored
     finally:
@@ -156,12 +164,16 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
         ).all()
     for row in candidates:
         with writing(engine) as conn:
-            if row.ticket_id is not None and not _lease_ticket(conn, row.platform, row.ticket_id, owner, now, until):
+            if row.ticket_id is not None and not _lease_ticket(
+                conn, row.platform, row.ticket_id, owner, now, until
+            ):
                 continue
             taken = conn.execute(
                 update(inbox)
                 .where(inbox.c.id == row.id, inbox.c.status == PENDING)
-                .values(status=PROCESSING, lease_owner=owner, lease_until=until, attempts=inbox.c.attempts + 1)
+                .values(
+                    status=PROCESSING, lease_owner=owner, lease_until=until, attempts=inbox.c.attempts + 1
+                )
             ).rowcount
             if not taken:
                 if row.ticket_id is not None:
@@ -195,15 +207,21 @@ def _recover_expired(engine: Engine, now: datetime) -> None:
         )
 
 
-def _lease_ticket(conn: Connection, platform: str, ticket_id: str, owner: str, now: datetime, until: datetime) -> bool:
-    _insert_ignoring_duplicates(conn, tickets, dict(platform=platform, ticket_id=ticket_id, priority_pinned=False))
+def _lease_ticket(
+    conn: Connection, platform: str, ticket_id: str, owner: str, now: datetime, until: datetime
+) -> bool:
+    _insert_ignoring_duplicates(
+        conn, tickets, dict(platform=platform, ticket_id=ticket_id, priority_pinned=False)
+    )
     return (
         conn.execute(
             update(tickets)
             .where(
                 tickets.c.platform == platform,
                 tickets.c.ticket_id == ticket_id,
-                (tickets.c.lease_until.is_(None)) | (tickets.c.lease_until < now) | (tickets.c.lease_owner == owner),
+                (tickets.c.lease_until.is_(None))
+                | (tickets.c.lease_until < now)
+                | (tickets.c.lease_owner == owner),
             )
             .values(lease_owner=owner, lease_until=until)
         ).rowcount
@@ -214,7 +232,9 @@ def _lease_ticket(conn: Connection, platform: str, ticket_id: str, owner: str, n
 def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str) -> None:
     conn.execute(
         update(tickets)
-        .where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id, tickets.c.lease_owner == owner)
+        .where(
+            tickets.c.platform == platform, tickets.c.ticket_id == ticket_id, tickets.c.lease_owner == owner
+        )
         .values(lease_owner=None, lease_until=None)
     )
 
@@ -225,7 +245,9 @@ def record_progress(engine: Engine, item: InboxItem, progress: int) -> None:
         conn.execute(update(inbox).where(inbox.c.id == item.id).values(progress=progress))
 
 
-def finish(conn: Connection, item: InboxItem, *, status: str, owner: str, now: datetime, error: str | None = None) -> None:
+def finish(
+    conn: Connection, item: InboxItem, *, status: str, owner: str, now: datetime, error: str | None = None
+) -> None:
     """Close the item (inside the caller's transaction, with its audit record) and free its ticket."""
     conn.execute(
         update(inbox)
@@ -252,9 +274,3 @@ def counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status)).all()
     return {status: n for status, n in rows}
-
-
-def next_due(engine: Engine, now: datetime) -> datetime | None:
-    """When the earliest pending row becomes due (None when nothing is pending)."""
-    with engine.connect() as conn:
-        return conn.execute(select(func.min(inbox.c.next_attempt_at)).where(and_(inbox.c.status == PENDING))).scalar()

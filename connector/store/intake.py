@@ -82,7 +82,7 @@ class Intake:
                     p.error = exc
                     p.done.set()
                 continue
-            for p, stored in zip(batch, results):
+            for p, stored in zip(batch, results, strict=True):
                 p.stored = stored
                 p.done.set()
 

@@ -27,7 +27,11 @@ def load(conn: Connection, platform: str, ticket_id: str) -> StoredTicket:
     ).first()
     if row is None:
         return StoredTicket(TicketState(), None, None)
-    return StoredTicket(TicketState(tier=row.tier, priority_pinned=bool(row.priority_pinned)), row.requester_id, row.last_write)
+    return StoredTicket(
+        TicketState(tier=row.tier, priority_pinned=bool(row.priority_pinned)),
+        row.requester_id,
+        row.last_write,
+    )
 
 
 def save(
@@ -44,10 +48,18 @@ def save(
 ) -> None:
     """Update the row the claim created (the ticket lease guarantees it exists)."""
     values: dict[str, Any] = dict(
-        ticket_key=key, tier=state.tier, priority=priority, priority_pinned=state.priority_pinned, updated_at=now
+        ticket_key=key,
+        tier=state.tier,
+        priority=priority,
+        priority_pinned=state.priority_pinned,
+        updated_at=now,
     )
     if requester_id:
         values["requester_id"] = requester_id
     if last_write is not None:
         values["last_write"] = last_write
-    conn.execute(update(tickets).where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id).values(**values))
+    conn.execute(
+        update(tickets)
+        .where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id)
+        .values(**values)
+    )

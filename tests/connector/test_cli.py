@@ -25,9 +25,7 @@ def test_policy_check_accepts_the_example(capsys):
 
 def test_policy_check_lists_every_problem_with_file_and_line(tmp_path, capsys):
     broken = tmp_path / "broken.yaml"
-    broken.write_text(
-        EXAMPLE_POLICY.read_text().replace("tiers: [", "teirs: [", 1) + "\nsurprise: 1\n"
-    )
+    broken.write_text(EXAMPLE_POLICY.read_text().replace("tiers: [", "teirs: [", 1) + "\nsurprise: 1\n")
     assert main(["policy", "check", str(broken)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) >= 2
@@ -82,7 +80,9 @@ def test_serve_comes_up_on_the_embedded_default(tmp_path):
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"serve did not come up:\n{proc.stdout.read() if proc.poll() is not None else ''}")
+                    pytest.fail(
+                        f"serve did not come up:\n{proc.stdout.read() if proc.poll() is not None else ''}"
+                    )
                 time.sleep(0.2)
         assert ready["status"] == "ready" and ready["dry_run"] is True
         assert (tmp_path / "escalator.db").exists()

@@ -47,7 +47,9 @@ def test_env_substitution_and_relative_policy(tmp_path, monkeypatch):
 
 def test_unset_env_var_names_key_and_line(tmp_path, monkeypatch):
     monkeypatch.delenv("NOPE_TOKEN", raising=False)
-    path = _write(tmp_path, "platforms:\n  jira:\n    url: https://a.atlassian.net\n    api_token: ${NOPE_TOKEN}\n")
+    path = _write(
+        tmp_path, "platforms:\n  jira:\n    url: https://a.atlassian.net\n    api_token: ${NOPE_TOKEN}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert f"{path}:4: platforms.jira.api_token: environment variable NOPE_TOKEN is not set" in str(err.value)

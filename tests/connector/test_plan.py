@@ -4,7 +4,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.model import (
-    AddLabel, AddNote, AssignTier, Decision, Priority, RemoveLabel, SetPriority, Ticket, TicketRef,
+    AddLabel,
+    AddNote,
+    AssignTier,
+    Decision,
+    Priority,
+    RemoveLabel,
+    SetPriority,
+    Ticket,
+    TicketRef,
 )  # fmt: skip
 from connector.plan import make_plan
 from platforms.base import CAP_ASSIGNEE, CAP_INTERNAL_NOTES, CAP_LABELS, CAP_PRIORITY
@@ -59,7 +67,9 @@ def test_nothing_the_ticket_already_shows_is_planned():
         assignee="acc-l2", fields={"customfield_10001": "team-l2"},
     )  # fmt: skip
     plan = make_plan(
-        _decision(SetPriority(Priority.P1), AssignTier("L2"), AddLabel("escalated-l2"), RemoveLabel("absent")),
+        _decision(
+            SetPriority(Priority.P1), AssignTier("L2"), AddLabel("escalated-l2"), RemoveLabel("absent")
+        ),
         shown, JIRA, JIRA_CAPS,
     )  # fmt: skip
     assert plan.is_empty
@@ -72,7 +82,9 @@ def test_missing_capabilities_are_skipped():
 
 
 def test_notes_merge_and_internal_wins():
-    plan = make_plan(_decision(AddNote("a", internal=False), AddNote("b", internal=True)), TICKET, JIRA, JIRA_CAPS)
+    plan = make_plan(
+        _decision(AddNote("a", internal=False), AddNote("b", internal=True)), TICKET, JIRA, JIRA_CAPS
+    )
     assert plan.note.text == "a\n\nb" and plan.note.internal
 
 

@@ -277,7 +277,11 @@ def test_a_failed_note_is_retried_without_repeating_the_edit(esc, jira):
     esc.work()
     esc.clock.advance(120)
     esc.work()
-    assert [(c.request.method, c.response.status_code) for c in jira.calls] == [("PUT", 204), ("POST", 502), ("POST", 201)]
+    assert [(c.request.method, c.response.status_code) for c in jira.calls] == [
+        ("PUT", 204),
+        ("POST", 502),
+        ("POST", 201),
+    ]
     assert esc.audit()[-1]["outcome"] == "applied"
 
 
@@ -310,7 +314,9 @@ def test_a_crashed_worker_leaves_the_event_to_be_taken_again(esc, jira):
 
     ok(jira)
     esc.deliver("issue_created__outage")
-    claimed = inbox.claim(esc.rt.engine, owner="crashed", now=esc.clock(), lease=timedelta(seconds=300), limit=5)
+    claimed = inbox.claim(
+        esc.rt.engine, owner="crashed", now=esc.clock(), lease=timedelta(seconds=300), limit=5
+    )
     assert len(claimed) == 1  # ... and the worker dies here
     assert esc.work() == 0
     esc.clock.advance(301)
@@ -334,3 +340,25 @@ def test_health_readiness_and_metrics(esc, jira):
     assert 'escalator_webhooks_total{platform="jira",result="unauthorized"} 1.0' in text
     assert 'escalator_decisions_total{outcome="applied",platform="jira"} 1.0' in text
     assert 'escalator_inbox_events{status="done"} 1' in text
+
+
+def test_a_delivery_the_database_cannot_store_is_503_and_the_next_one_works(esc, jira, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import connector.store.intake as intake
+
+    real = intake.store_rows
+
+    def disk_full(*args, **kwargs):
+        raise OperationalError("INSERT INTO inbox", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(intake, "store_rows", disk_full)
+    answer = esc.deliver("issue_created__outage", delivery_id="d-full")
+    assert answer.status_code == 503
+    assert "disk is full" in answer.json["error"] and "retry" in answer.json["error"]
+
+    monkeypatch.setattr(intake, "store_rows", real)
+    ok(jira)
+    assert esc.deliver("issue_created__outage", delivery_id="d-full").status_code == 202  # Jira's retry
+    assert esc.work() == 1
+    assert esc.audit()[-1]["outcome"] == "applied"

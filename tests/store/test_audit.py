@@ -3,14 +3,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from connector import audit
 
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def _record(platform="jira", ticket="10040", outcome="applied", rules=("outage-goes-to-l2",)):
@@ -67,7 +67,9 @@ def test_verify_names_the_first_altered_record(engine):
         row = conn.execute(text("SELECT record FROM audit_log WHERE seq = 2")).scalar_one()
         forged = json.loads(row)
         forged["priority"]["to"] = "P4"
-        conn.execute(text("UPDATE audit_log SET record = :r WHERE seq = 2"), {"r": audit.canonical_json(forged)})
+        conn.execute(
+            text("UPDATE audit_log SET record = :r WHERE seq = 2"), {"r": audit.canonical_json(forged)}
+        )
     result = audit.verify(engine)
     assert not result.ok
     assert result.broken_seq == 2

@@ -8,7 +8,7 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ BOT = "escalator-bot-account-id"
 
 
 class FakeClock:
-    def __init__(self, start: datetime = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)):
+    def __init__(self, start: datetime = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)):
         self.now = start
 
     def __call__(self) -> datetime:
@@ -62,7 +62,9 @@ class Escalator:
     def http(self):
         return create_app(self.rt).test_client()
 
-    def deliver(self, fixture: str, *, delivery_id: str | None = None, body: bytes | None = None, headers=None):
+    def deliver(
+        self, fixture: str, *, delivery_id: str | None = None, body: bytes | None = None, headers=None
+    ):
         """POST a recorded Jira payload, signed, as Jira would."""
         body = body if body is not None else fixture_bytes("jira", fixture)
         sent = {
@@ -71,7 +73,9 @@ class Escalator:
             "X-Atlassian-Webhook-Identifier": delivery_id or str(uuid.uuid4()),
         }
         sent.update(headers or {})
-        return self.http.post("/webhooks/jira", data=body, headers={k: v for k, v in sent.items() if v is not None})
+        return self.http.post(
+            "/webhooks/jira", data=body, headers={k: v for k, v in sent.items() if v is not None}
+        )
 
     def work(self) -> int:
         return drain(self.rt)

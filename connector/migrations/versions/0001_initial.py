@@ -79,9 +79,9 @@ def upgrade() -> None:
         sa.Column("seq", Id, nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
-    op.execute(sa.text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis)").bindparams(
-        genesis="0" * 64
-    ))
+    op.execute(
+        sa.text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis)").bindparams(genesis="0" * 64)
+    )
 
     # The audit log is append-only in the database itself, not just by convention.
     if op.get_bind().dialect.name == "postgresql":
