@@ -362,3 +362,63 @@ def test_a_delivery_the_database_cannot_store_is_503_and_the_next_one_works(esc,
     assert esc.deliver("issue_created__outage", delivery_id="d-full").status_code == 202  # Jira's retry
     assert esc.work() == 1
     assert esc.audit()[-1]["outcome"] == "applied"
+
+
+def test_no_loop_even_without_our_account_id(db_url, jira, launch):
+    """Echo suppression by account is the first guard; convergence is the second."""
+    esc = launch(jira_config(db_url, account_id=None))
+    ok(jira)
+    esc.deliver("issue_created__outage")
+    esc.work()
+    written = len(jira.calls)
+    # Jira reports our own edit back, now attributed to an account Escalator does not know.
+    edit = body_of(jira.calls[0])
+    payload = load_fixture("jira", "issue_created__outage")
+    fields = payload["issue"]["fields"]
+    fields["priority"] = edit["fields"]["priority"]
+    fields["assignee"] = edit["fields"]["assignee"]
+    fields["labels"] = sorted(
+        set(fields["labels"]) | {op["add"] for op in edit["update"]["labels"] if "add" in op}
+    )
+    payload["webhookEvent"] = "jira:issue_updated"
+    payload["user"] = {"accountId": "unknown-bot", "displayName": "Escalator"}
+    payload["changelog"] = {"items": [{"field": "priority", "fieldId": "priority", "fromString": "Medium",
+                                       "toString": "Highest"}]}  # fmt: skip
+    for n in range(3):
+        esc.deliver("", body=json.dumps(payload).encode(), delivery_id=f"echo-{n}")
+        esc.work()
+    assert len(jira.calls) == written
+    assert [r["outcome"] for r in esc.audit()[1:]] == ["no_change"] * 3
+
+
+def test_audit_cli_exports_and_verifies_real_decisions(sqlite_url, jira, launch, tmp_path, capsys):
+    from sqlalchemy import text
+
+    from connector.cli import main
+
+    esc = launch(jira_config(sqlite_url))
+    ok(jira)
+    for fixture in ("issue_created__outage", "issue_created__minor", "issue_updated__echo"):
+        esc.deliver(fixture)
+        esc.work()
+    config = tmp_path / "escalator.yaml"
+    config.write_text(f"database: {sqlite_url}\n")
+
+    assert (
+        main(["audit", "export", "--config", str(config), "--platform", "jira", "--since", "2026-11-01"]) == 0
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["outcome"] for r in lines] == ["applied", "no_change", "echo"]
+    assert all(r["policy"]["sha256"] == esc.rt.policy.current.sha256 for r in lines)
+    assert main(["audit", "export", "--config", str(config), "--rule", "outage-goes-to-l2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert "intact: 3 records" in capsys.readouterr().out
+    with esc.rt.engine.begin() as conn:  # someone with table rights rewrites history
+        conn.execute(text("DROP TRIGGER audit_log_no_update"))
+        conn.execute(
+            text("UPDATE audit_log SET record = replace(record, 'applied', 'dry_run') WHERE seq = 1")
+        )
+    assert main(["audit", "verify", "--config", str(config)]) == 1
+    assert "BROKEN at record seq=1" in capsys.readouterr().out
