@@ -95,3 +95,14 @@ def test_yaml_syntax_error_has_a_line(tmp_path):
 def test_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_the_shipped_example_config_loads(monkeypatch):
+    from pathlib import Path
+
+    for name in ("JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_WEBHOOK_SECRET", "JIRA_ACCOUNT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    config = load_config(Path(__file__).resolve().parents[2] / "escalator.example.yaml")
+    assert config.effective_dry_run is True
+    assert config.platform("jira").webhook_secret == "dev-secret"
+    assert config.platform("jira").can_write is False
