@@ -7,6 +7,7 @@ transaction, in a `finally`-like path, so every outcome (failures included) is r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -97,9 +98,8 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
     if state.tier is None:
         state = dataclasses.replace(state, tier=mapping.tier_of(event.ticket))
     if _person_set_priority(event) and not state.priority_pinned:
-        state = dataclasses.replace(
-            state, priority_pinned=True
-        )  # a person chose it; raise_only respects that
+        # A person chose this priority; raise_only leaves it alone from now on.
+        state = dataclasses.replace(state, priority_pinned=True)
 
     decision = evaluate(policy, event, state, rt.clock())
     state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
@@ -116,9 +116,10 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
 
 def _apply(rt, item, client, event, decision, planned, state) -> Outcome:
     sent: list[SentRequest] = []
-    done = item.progress  # requests already confirmed before a retry or a crash
-    for index, request in enumerate(planned):
-        if index < done:
+    confirmed = set(item.confirmed)  # requests the platform took before a retry or a crash
+    for request in planned:
+        fingerprint = request_fingerprint(request)
+        if fingerprint in confirmed:
             continue
         try:
             answer = client.send(request)
@@ -144,7 +145,8 @@ def _apply(rt, item, client, event, decision, planned, state) -> Outcome:
             )
         rt.metrics.platform_requests.labels(item.platform, request.method, str(answer.status)).inc()
         sent.append(answer)
-        inbox.record_progress(rt.engine, item, index + 1)
+        confirmed.add(fingerprint)
+        inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
     return Outcome("applied", event=event, decision=decision, planned=planned, sent=sent, state=state)
 
 
@@ -192,6 +194,13 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
         else:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
             inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=result.detail or None)
+
+
+def request_fingerprint(request: OutboundRequest) -> str:
+    """Identity of a request: the same method, URL and body give the same fingerprint."""
+    return hashlib.sha256(
+        audit.canonical_json([request.method, request.url, request.json]).encode()
+    ).hexdigest()
 
 
 def _priority_value(decision: Decision | None) -> str | None:

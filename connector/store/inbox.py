@@ -31,7 +31,7 @@ class InboxItem:
     body: bytes
     ignored: bool
     attempts: int
-    progress: int
+    confirmed: frozenset[str]
     received_at: datetime
 
 
@@ -74,14 +74,13 @@ def new_row(
         received_at=now,
         status=PENDING,
         attempts=0,
-        progress=0,
         next_attempt_at=now,
     )
 
 
 _ROW_COLUMNS = (
     "platform", "delivery_id", "event_type", "ticket_id", "ignored", "body", "received_at", "status",
-    "attempts", "progress", "next_attempt_at",
+    "attempts", "next_attempt_at",
 )  # fmt: skip
 _ROW_INSERT: dict[str, tuple[str, list]] = {}
 
@@ -190,7 +189,7 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
                 body=bytes(item.body),
                 ignored=bool(item.ignored),
                 attempts=item.attempts,
-                progress=item.progress,
+                confirmed=frozenset(item.confirmed or ()),
                 received_at=item.received_at,
             )
         )
@@ -198,7 +197,7 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
 
 
 def _recover_expired(engine: Engine, now: datetime) -> None:
-    """Rows whose worker died mid-way go back to pending, keeping the progress they confirmed."""
+    """Rows whose worker died mid-way go back to pending, keeping the requests they confirmed."""
     with writing(engine) as conn:
         conn.execute(
             update(inbox)
@@ -239,10 +238,10 @@ def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str)
     )
 
 
-def record_progress(engine: Engine, item: InboxItem, progress: int) -> None:
-    """Remember that the first `progress` requests of this item's plan were confirmed by the platform."""
+def record_confirmed(engine: Engine, item: InboxItem, confirmed: frozenset[str]) -> None:
+    """Remember which requests (by fingerprint) the platform confirmed for this item."""
     with writing(engine) as conn:
-        conn.execute(update(inbox).where(inbox.c.id == item.id).values(progress=progress))
+        conn.execute(update(inbox).where(inbox.c.id == item.id).values(confirmed=sorted(confirmed)))
 
 
 def finish(

@@ -42,7 +42,9 @@ inbox = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", DateTime(timezone=True), nullable=True),
-    Column("progress", Integer, nullable=False, default=0),  # requests of the plan already confirmed
+    # Fingerprints of the requests the platform confirmed for this delivery: a retry (or a
+    # restart after a crash) never sends the same request twice, even if the plan changed.
+    Column("confirmed", JSON, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("platform", "delivery_id", name="uq_inbox_delivery"),

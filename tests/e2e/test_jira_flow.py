@@ -422,3 +422,27 @@ def test_audit_cli_exports_and_verifies_real_decisions(sqlite_url, jira, launch,
         )
     assert main(["audit", "verify", "--config", str(config)]) == 1
     assert "BROKEN at record seq=1" in capsys.readouterr().out
+
+
+def test_a_policy_reload_between_retries_sends_what_changed_and_nothing_twice(db_url, jira, launch, tmp_path):
+    from connector.config import EXAMPLE_POLICY
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    esc = launch(jira_config(db_url).model_copy(update={"policy": str(policy)}))
+    jira.add(responses.PUT, ISSUE, status=204)
+    jira.add(responses.POST, COMMENT, status=503)
+    jira.add(responses.POST, COMMENT, status=201, json={})
+    esc.deliver("issue_created__outage")
+    esc.work()  # the edit went through, the note did not
+    policy.write_text(
+        EXAMPLE_POLICY.read_text().replace("this ticket reports a total outage", "TOTAL OUTAGE")
+    )
+    esc.rt.policy.reload()
+    esc.clock.advance(120)
+    esc.work()
+    assert [(c.request.method, c.response.status_code) for c in jira.calls] == [
+        ("PUT", 204), ("POST", 503), ("POST", 201),
+    ]  # fmt: skip
+    assert "TOTAL OUTAGE" in body_of(jira.calls[2])["body"]  # the new note, not the old one again
+    assert esc.audit()[-1]["outcome"] == "applied"

@@ -45,13 +45,13 @@ def test_retry_later_keeps_the_ticket_blocked_and_comes_back_when_due(engine):
     assert again.delivery_id == "a1" and again.attempts == 2
 
 
-def test_a_dead_workers_lease_expires_and_progress_survives(engine):
+def test_a_dead_workers_lease_expires_and_confirmed_requests_survive(engine):
     _accept(engine, "a1", ticket="A")
     (item,) = inbox.claim(engine, owner="dead", now=T0, lease=LEASE, limit=10)
-    inbox.record_progress(engine, item, 1)
+    inbox.record_confirmed(engine, item, frozenset({"put-fingerprint"}))
     assert inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=30), lease=LEASE, limit=10) == []
     (again,) = inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=61), lease=LEASE, limit=10)
-    assert again.id == item.id and again.progress == 1
+    assert again.id == item.id and again.confirmed == {"put-fingerprint"}
 
 
 def test_events_without_a_ticket_are_claimed_independently(engine):

@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", TS, nullable=False),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", TS, nullable=True),
-        sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("confirmed", sa.JSON, nullable=True),
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("finished_at", TS, nullable=True),
         sa.UniqueConstraint("platform", "delivery_id", name="uq_inbox_delivery"),
