@@ -3,6 +3,8 @@ for the live schema; these mirror them for queries. Change both together."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -16,10 +18,37 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 
 metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zones: SQLAlchemy would store the wall-clock digits and drop the offset,
+    so a `since` in +02:00 compared two hours off and values came back naive.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: Escalator stores aware UTC datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
 Id = BigInteger().with_variant(Integer, "sqlite")
@@ -33,20 +62,20 @@ inbox = Table(
     Column("delivery_id", String(255), nullable=False),
     Column("event_type", String(128), nullable=False),
     Column("ticket_id", String(255), nullable=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("ignored", Boolean, nullable=False, default=False),  # an event type we record but never act on
     # pending → processing → done | ignored | failed   (pending again on a transient error)
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("lease_owner", String(64), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
     # Fingerprints of the requests the platform confirmed for this delivery: a retry (or a
     # restart after a crash) never sends the same request twice, even if the plan changed.
     Column("confirmed", JSON, nullable=True),
     Column("last_error", Text, nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     UniqueConstraint("platform", "delivery_id", name="uq_inbox_delivery"),
 )
 Index("ix_inbox_due", inbox.c.status, inbox.c.next_attempt_at)
@@ -65,8 +94,8 @@ tickets = Table(
     Column("priority_pinned", Boolean, nullable=False, default=False),
     Column("last_write", JSON, nullable=True),  # fingerprint of our last write, for echo detection
     Column("lease_owner", String(64), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=True),
 )
 
 # Append-only, hash-chained record of every decision (see connector/audit.py).
@@ -75,7 +104,7 @@ audit_log = Table(
     metadata,
     Column("seq", Id, primary_key=True, autoincrement=False),
     Column("record_id", String(36), nullable=False, unique=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("platform", String(32), nullable=False),
     Column("ticket_id", String(255), nullable=True),
     Column("rules", Text, nullable=True),  # space-joined rule names, for filtering

@@ -111,3 +111,21 @@ def test_pseudonym_hides_personal_data_stably():
     assert audit.pseudonym("ann@example.com") == audit.pseudonym("ann@example.com")
     assert "ann" not in audit.pseudonym("ann@example.com")
     assert audit.pseudonym(None) is None
+
+
+def test_since_in_another_time_zone_means_the_same_instant(engine):
+    _append(engine, 1)  # at 09:00 UTC
+    berlin_summer = timezone(timedelta(hours=2))
+    assert len(list(audit.records(engine, since=datetime(2026, 11, 2, 10, 59, tzinfo=berlin_summer)))) == 1
+    assert len(list(audit.records(engine, since=datetime(2026, 11, 2, 11, 1, tzinfo=berlin_summer)))) == 0
+
+
+def test_stored_times_come_back_aware_utc(engine):
+    from sqlalchemy import select
+
+    from connector.store.tables import audit_log
+
+    _append(engine, 1)
+    with engine.connect() as conn:
+        at = conn.execute(select(audit_log.c.at)).scalar_one()
+    assert at == T0 and at.tzinfo is not None and at.utcoffset() == timedelta(0)
