@@ -15,6 +15,7 @@ run: $(BIN)/escalator
 	$(BIN)/escalator serve
 
 test: $(BIN)/escalator
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/escalator
