@@ -49,6 +49,9 @@ class WorkerConfig(_Strict):
     lease_seconds: float = Field(300.0, gt=0, description="after this a dead worker's event is taken again")
     backoff_initial_seconds: float = Field(2.0, gt=0)
     backoff_max_seconds: float = Field(900.0, gt=0)
+    max_attempts_after_internal_error: int = Field(
+        5, ge=1, description="an event that hits a bug is recorded as failed after this many attempts"
+    )
 
 
 Platforms = create_model(  # type: ignore[call-overload]

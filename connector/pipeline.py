@@ -56,10 +56,14 @@ def process(rt: Runtime, item: InboxItem) -> str:
     installation = rt.installations.get(item.platform)
     try:
         result = _decide_and_apply(rt, installation, item)
-    except Exception as exc:  # an unexpected bug must not lose the event: record it, retry later
+    except Exception as exc:  # a bug must not lose the event: record it, retry a few times, then fail
         log.exception("unexpected error processing %s delivery %s", item.platform, item.delivery_id)
-        result = Outcome("retrying", detail=f"internal error: {type(exc).__name__}: {exc}")
-        result.retry_at = rt.clock() + timedelta(seconds=_backoff(rt, item, None))
+        detail = f"internal error: {type(exc).__name__}: {exc}"
+        if item.attempts >= rt.config.worker.max_attempts_after_internal_error:
+            result = Outcome("failed", detail=f"{detail} (gave up after {item.attempts} attempts)")
+        else:
+            result = Outcome("retrying", detail=detail)
+            result.retry_at = rt.clock() + timedelta(seconds=_backoff(rt, item, None))
     _record(rt, item, result)
     rt.metrics.decisions.labels(item.platform, result.outcome).inc()
     rt.metrics.processing_seconds.labels(item.platform).observe(time.perf_counter() - started)

@@ -446,3 +446,21 @@ def test_a_policy_reload_between_retries_sends_what_changed_and_nothing_twice(db
     ]  # fmt: skip
     assert "TOTAL OUTAGE" in body_of(jira.calls[2])["body"]  # the new note, not the old one again
     assert esc.audit()[-1]["outcome"] == "applied"
+
+
+def test_an_event_that_hits_a_bug_is_retried_then_recorded_as_failed(esc, jira, monkeypatch):
+    from platforms.jira import normalise
+
+    def broken(payload, delivery):
+        raise KeyError("fields")
+
+    monkeypatch.setattr(normalise, "normalise", broken)
+    esc.deliver("issue_created__outage")
+    for _ in range(10):
+        esc.work()
+        esc.clock.advance(3600)
+    outcomes = [r["outcome"] for r in esc.audit()]
+    limit = esc.rt.config.worker.max_attempts_after_internal_error
+    assert outcomes == ["retrying"] * (limit - 1) + ["failed"]
+    assert "KeyError" in esc.audit()[-1]["detail"] and "gave up" in esc.audit()[-1]["detail"]
+    assert len(jira.calls) == 0
