@@ -204,7 +204,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--throughput-seconds", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads for both servers")
+    parser.add_argument("--threads", type=int, default=16, help="waitress threads for both servers")
     parser.add_argument(
         "--worker-threads", type=int, default=2, help="Escalator worker threads in the server process"
     )

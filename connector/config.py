@@ -36,7 +36,7 @@ class _Strict(BaseModel):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    threads: int = Field(8, ge=1, le=256)
+    threads: int = Field(16, ge=1, le=256, description="request threads; most wait on the group commit")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger webhook bodies get 413")
 
 
