@@ -12,6 +12,7 @@ import logging
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from connector.store.inbox import new_row
 from connector.store.intake import IntakeUnavailable
 from platforms.errors import PayloadError, SignatureError
 from platforms.registry import PLATFORMS
@@ -84,8 +85,8 @@ def receive(platform: str):
 
     try:
         stored = rt.intake.accept(
-            platform=platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type,
-            ticket_id=delivery.ticket_id, ignored=delivery.ignored, body=body, now=rt.clock(),
+            new_row(platform, delivery.delivery_id, delivery.event_type, delivery.ticket_id,
+                    delivery.ignored, body, rt.clock())
         )  # fmt: skip
     except IntakeUnavailable as exc:
         # Not stored, so not acknowledged: the platform's own retry brings it back.

@@ -41,8 +41,7 @@ _INSERT_CACHE: dict[tuple[str, str], Any] = {}
 def _insert_ignoring_duplicates(conn: Connection, table: Table, values: dict) -> bool:
     """INSERT … ON CONFLICT DO NOTHING; True when a row was inserted.
 
-    The statement is built once per table and dialect and reused with new parameters:
-    rebuilding it per call cost more than the insert itself on the webhook path.
+    The statement is built once per table and dialect and reused with new parameters.
     RETURNING, not rowcount: psycopg reports -1 for this statement under SQLAlchemy 2.1.
     """
     key = (table.name, conn.dialect.name)
@@ -116,20 +115,9 @@ def store_rows(dbapi_connection: Any, dialect: Dialect, rows: list[dict[str, Any
         cursor.close()
 
 
-def accept(
-    engine: Engine,
-    *,
-    platform: str,
-    delivery_id: str,
-    event_type: str,
-    ticket_id: str | None,
-    ignored: bool,
-    body: bytes,
-    now: datetime,
-) -> bool:
-    """Store a delivery durably in its own transaction. False when it was stored before (a redelivery)."""
+def accept(engine: Engine, row: dict[str, Any]) -> bool:
+    """Store one new_row() durably in its own transaction. False when it was stored before (a redelivery)."""
     with writing(engine) as conn:
-        row = new_row(platform, delivery_id, event_type, ticket_id, ignored, body, now)
         return store_rows(conn.connection.dbapi_connection, conn.dialect, [row])[0]
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import Engine
 
 from connector.store.db import write_lock
-from connector.store.inbox import new_row, store_rows
+from connector.store.inbox import store_rows
 
 log = logging.getLogger("escalator.intake")
 
@@ -47,12 +46,9 @@ class Intake:
         self._leading = False
         self._connection = None  # SQLAlchemy's proxy of the one DBAPI connection the leader writes on
 
-    def accept(
-        self, *, platform: str, delivery_id: str, event_type: str, ticket_id: str | None, ignored: bool,
-        body: bytes, now: datetime,
-    ) -> bool:  # fmt: skip
-        """Store a delivery durably; False when it was stored before. Raises IntakeUnavailable."""
-        pending = _Pending(new_row(platform, delivery_id, event_type, ticket_id, ignored, body, now))
+    def accept(self, row: dict) -> bool:
+        """Store a new_row() durably; False when it was stored before. Raises IntakeUnavailable."""
+        pending = _Pending(row)
         with self._lock:
             self._queue.append(pending)
             lead = not self._leading

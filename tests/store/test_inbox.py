@@ -10,9 +10,8 @@ LEASE = timedelta(seconds=60)
 
 def _accept(engine, delivery_id, ticket="10040", ignored=False, now=T0):
     return inbox.accept(
-        engine, platform="jira", delivery_id=delivery_id, event_type="jira:issue_updated",
-        ticket_id=ticket, ignored=ignored, body=b"{}", now=now,
-    )  # fmt: skip
+        engine, inbox.new_row("jira", delivery_id, "jira:issue_updated", ticket, ignored, b"{}", now)
+    )
 
 
 def test_a_redelivery_is_stored_once(engine):
