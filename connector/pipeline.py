@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +46,7 @@ class Outcome:
     decision: Decision | None = None
     planned: list[OutboundRequest] = dataclasses.field(default_factory=list)
     sent: list[SentRequest] = dataclasses.field(default_factory=list)
-    retry_at: Any = None
+    retry_at: datetime | None = None
     state: TicketState | None = None
 
 
@@ -190,8 +190,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             tickets.save(
                 conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
                 priority=_priority_value(result.decision),
-                requester_id=ticket.requester.id if ticket.requester else None,
-                last_write=_fingerprint(result) if result.outcome == "applied" else None, now=now,
+                requester_id=ticket.requester.id if ticket.requester else None, now=now,
             )  # fmt: skip
         if result.outcome == "retrying":
             inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=result.detail)
@@ -209,10 +208,6 @@ def request_fingerprint(request: OutboundRequest) -> str:
 
 def _priority_value(decision: Decision | None) -> str | None:
     return decision.priority_after.value if decision and decision.priority_after else None
-
-
-def _fingerprint(result: Outcome) -> dict[str, Any]:
-    return {"requests": [_request_summary(r) for r in result.planned]}
 
 
 def _request_summary(request: OutboundRequest) -> dict[str, Any]:
@@ -244,7 +239,7 @@ def audit_record(rt: Runtime, item: InboxItem, result: Outcome) -> dict[str, Any
         "inputs": _minimised_inputs(event) if event else {},
         "priority": {
             "from": decision.priority_before.value if decision and decision.priority_before else None,
-            "to": decision.priority_after.value if decision and decision.priority_after else None,
+            "to": _priority_value(decision),
             "why": decision.priority_why if decision else None,
         },
         "tier": {

@@ -84,7 +84,6 @@ class Runtime:
     clock: Clock = utc_now
     metrics: Metrics = field(default_factory=Metrics)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
-    wake_event: threading.Event = field(default_factory=threading.Event)
     intake: Intake = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,10 +97,6 @@ class Runtime:
         """Release the database: the intake's connection, then the pool."""
         self.intake.close()
         self.engine.dispose()
-
-    def wake(self) -> None:
-        """Tell idle workers there is new work (they also poll, so a lost wake-up costs one poll)."""
-        self.wake_event.set()
 
 
 def build_runtime(config: Config, *, clock: Clock = utc_now, engine: Engine | None = None) -> Runtime:

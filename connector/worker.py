@@ -30,7 +30,7 @@ def run_once(rt: Runtime, *, limit: int | None = None) -> int:
 
 
 def drain(rt: Runtime, *, max_rounds: int = 1000) -> int:
-    """Process until nothing is due now (tests, `escalator` one-shot runs)."""
+    """Process until nothing is due now (tests and benchmarks)."""
     total = 0
     for _ in range(max_rounds):
         handled = run_once(rt)
@@ -41,7 +41,11 @@ def drain(rt: Runtime, *, max_rounds: int = 1000) -> int:
 
 
 class WorkerPool:
-    """N threads that each claim and process; woken by new deliveries, otherwise polling."""
+    """N threads that each claim and process, polling every worker.poll_seconds when idle.
+
+    Webhooks arrive in another process (serve), so polling is the signal; it is one indexed
+    read, and the poll interval bounds how long a new event waits.
+    """
 
     def __init__(self, rt: Runtime, *, threads: int | None = None, parent_pid: int | None = None):
         self.rt = rt
@@ -57,8 +61,7 @@ class WorkerPool:
             self._threads.append(thread)
 
     def request_stop(self) -> None:
-        self._stop.set()
-        self.rt.wake()
+        self._stop.set()  # also ends an idle thread's wait at once
 
     def wait(self) -> None:
         """Block until stopped (by request_stop, or because the parent process died)."""
@@ -69,11 +72,6 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(30)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self.request_stop()
-        for thread in self._threads:
-            thread.join(timeout)
-
     def _loop(self) -> None:
         poll = self.rt.config.worker.poll_seconds
         while not self._stop.is_set():
@@ -83,5 +81,4 @@ class WorkerPool:
                 log.exception("worker round failed; retrying in %.1fs", poll)
                 handled = 0
             if not handled:
-                self.rt.wake_event.wait(poll)
-                self.rt.wake_event.clear()
+                self._stop.wait(poll)

@@ -94,7 +94,6 @@ def receive(platform: str):
         return _answer(503, "unavailable", platform, error=f"{exc}; retry later")
     if not stored:
         return _answer(200, "duplicate", platform, delivery_id=delivery.delivery_id)
-    rt.wake()
     if delivery.ignored:
         return _answer(
             200, "ignored", platform, delivery_id=delivery.delivery_id, event_type=delivery.event_type

@@ -92,7 +92,6 @@ tickets = Table(
     Column("tier", String(64), nullable=True),
     Column("priority", String(8), nullable=True),
     Column("priority_pinned", Boolean, nullable=False, default=False),
-    Column("last_write", JSON, nullable=True),  # fingerprint of our last write, for echo detection
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=True),

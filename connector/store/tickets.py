@@ -16,21 +16,18 @@ from connector.store.tables import tickets
 class StoredTicket:
     state: TicketState
     requester_id: str | None
-    last_write: dict[str, Any] | None
 
 
 def load(conn: Connection, platform: str, ticket_id: str) -> StoredTicket:
     row = conn.execute(
-        select(tickets.c.tier, tickets.c.priority_pinned, tickets.c.requester_id, tickets.c.last_write).where(
+        select(tickets.c.tier, tickets.c.priority_pinned, tickets.c.requester_id).where(
             tickets.c.platform == platform, tickets.c.ticket_id == ticket_id
         )
     ).first()
     if row is None:
-        return StoredTicket(TicketState(), None, None)
+        return StoredTicket(TicketState(), None)
     return StoredTicket(
-        TicketState(tier=row.tier, priority_pinned=bool(row.priority_pinned)),
-        row.requester_id,
-        row.last_write,
+        TicketState(tier=row.tier, priority_pinned=bool(row.priority_pinned)), row.requester_id
     )
 
 
@@ -43,7 +40,6 @@ def save(
     state: TicketState,
     priority: str | None,
     requester_id: str | None,
-    last_write: dict[str, Any] | None,
     now: datetime,
 ) -> None:
     """Update the row the claim created (the ticket lease guarantees it exists)."""
@@ -56,8 +52,6 @@ def save(
     )
     if requester_id:
         values["requester_id"] = requester_id
-    if last_write is not None:
-        values["last_write"] = last_write
     conn.execute(
         update(tickets)
         .where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id)

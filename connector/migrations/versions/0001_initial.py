@@ -51,7 +51,6 @@ def upgrade() -> None:
         sa.Column("tier", sa.String(64), nullable=True),
         sa.Column("priority", sa.String(8), nullable=True),
         sa.Column("priority_pinned", sa.Boolean, nullable=False, server_default=sa.false()),
-        sa.Column("last_write", sa.JSON, nullable=True),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", TS, nullable=True),
         sa.Column("updated_at", TS, nullable=True),
