@@ -124,8 +124,10 @@ def accept(engine: Engine, row: dict[str, Any]) -> bool:
 def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[InboxItem]:
     """Lease up to `limit` due rows, at most one per ticket, each the oldest unfinished of its ticket.
 
-    Per-ticket order holds across workers and replicas: a row is only claimable when no older
-    row of its ticket is unfinished, and the ticket's own lease is taken with a compare-and-set.
+    Candidates are read without locks; each is then taken with two compare-and-sets (the
+    ticket's lease, the row's status), so two workers or replicas racing for the same row
+    cannot both win. Per-ticket order holds because only a ticket's oldest unfinished row
+    is a candidate.
     """
     _recover_expired(engine, now)
     until = now + lease
@@ -137,7 +139,7 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
         .where(inbox.c.status.in_((PENDING, PROCESSING)), inbox.c.ticket_id.is_not(None))
         .group_by(inbox.c.platform, inbox.c.ticket_id)
     )
-    with writing(engine) as conn:
+    with engine.connect() as conn:  # a read: it needs no writer lock
         candidates = conn.execute(
             select(inbox.c.id, inbox.c.platform, inbox.c.ticket_id)
             .where(
@@ -147,7 +149,6 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
             )
             .order_by(inbox.c.id)
             .limit(limit)
-            .with_for_update(skip_locked=True, of=inbox)
         ).all()
     for row in candidates:
         with writing(engine) as conn:
@@ -186,10 +187,15 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
 
 def _recover_expired(engine: Engine, now: datetime) -> None:
     """Rows whose worker died mid-way go back to pending, keeping the requests they confirmed."""
+    expired = (inbox.c.status == PROCESSING) & (inbox.c.lease_until < now)
+    with engine.connect() as conn:
+        # Almost always nothing expired: look before taking the writer lock the webhooks need.
+        if conn.execute(select(inbox.c.id).where(expired).limit(1)).first() is None:
+            return
     with writing(engine) as conn:
         conn.execute(
             update(inbox)
-            .where(inbox.c.status == PROCESSING, inbox.c.lease_until < now)
+            .where(expired)
             .values(status=PENDING, lease_owner=None, lease_until=None, next_attempt_at=now)
         )
 
