@@ -464,3 +464,62 @@ def test_an_event_that_hits_a_bug_is_retried_then_recorded_as_failed(esc, jira, 
     assert outcomes == ["retrying"] * (limit - 1) + ["failed"]
     assert "KeyError" in esc.audit()[-1]["detail"] and "gave up" in esc.audit()[-1]["detail"]
     assert len(jira.calls) == 0
+
+
+# --- wrong inputs further in: configuration, policy and payloads the door cannot judge -----
+
+
+def test_without_a_webhook_secret_every_delivery_is_refused(db_url, launch):
+    esc = launch(jira_config(db_url, webhook_secret=None))
+    answer = esc.deliver("issue_created__outage")
+    assert answer.status_code == 401
+    assert "platforms.jira.webhook_secret is not set" in answer.json["error"]
+    assert esc.work() == 0
+
+
+def test_a_chunked_body_over_the_limit_is_413(esc):
+    import io
+
+    limit = esc.rt.config.server.max_body_bytes
+    answer = esc.http.post(
+        "/webhooks/jira",
+        input_stream=io.BytesIO(b"{" + b" " * limit + b"}"),  # no Content-Length, as with chunked encoding
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert answer.status_code == 413 and answer.json["error"].startswith("body exceeds the")  # read, not declared
+    assert esc.work() == 0
+
+
+def test_a_payload_the_door_accepts_but_cannot_be_normalised_is_recorded_as_failed(esc, jira):
+    body = json.dumps({"webhookEvent": "jira:issue_created", "issue": {"id": "1"}}).encode()
+    assert esc.deliver("", body=body).status_code == 202
+    esc.work()
+    record = esc.audit()[-1]
+    assert record["outcome"] == "failed" and "'issue.key' missing" in record["detail"]
+    assert len(jira.calls) == 0
+
+
+def test_a_policy_without_the_platforms_section_fails_each_event_clearly(db_url, jira, launch, tmp_path):
+    from connector.config import EXAMPLE_POLICY
+
+    text = EXAMPLE_POLICY.read_text()
+    policy = tmp_path / "no-jira.yaml"
+    policy.write_text(text[: text.index("\nplatforms:")] + "\n")
+    esc = launch(jira_config(db_url).model_copy(update={"policy": str(policy)}))
+    esc.deliver("issue_created__outage")
+    esc.work()
+    record = esc.audit()[-1]
+    assert record["outcome"] == "failed" and "no 'platforms.jira' section" in record["detail"]
+    assert len(jira.calls) == 0
+
+
+def test_events_of_a_platform_removed_from_the_config_fail_instead_of_waiting(db_url, jira, launch):
+    from connector.config import Config
+
+    esc = launch(jira_config(db_url))
+    esc.deliver("issue_created__outage")
+    without_jira = launch(Config.model_validate({"database": db_url}), esc.clock)
+    assert without_jira.work() == 1
+    record = without_jira.audit()[-1]
+    assert record["outcome"] == "failed" and "no longer configured" in record["detail"]
+    assert len(jira.calls) == 0
