@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from platforms.registry import PLATFORMS
+from policies.source import LineOf, line_finder  # one ruamel line lookup for policy and config
 
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "examples" / "global-support.yaml"
 DEFAULT_DATABASE = "sqlite:///escalator.db"
@@ -104,7 +105,8 @@ def load_config(path: str | Path | None) -> Config:
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of keys (database, policy, platforms, …)")
     problems: list[str] = []
-    data = _substitute_env(tree, tree, (), path, problems)
+    line_of = line_finder(tree)
+    data = _substitute_env(line_of, tree, (), path, problems)
     if problems:
         raise ConfigError("\n".join(problems))
     if isinstance(data.get("policy"), str) and not Path(data["policy"]).is_absolute():
@@ -112,15 +114,15 @@ def load_config(path: str | Path | None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(exc, tree, path))) from exc
+        raise ConfigError("\n".join(_describe(exc, line_of, path))) from exc
 
 
-def _substitute_env(tree: Any, node: Any, loc: tuple, path: Path, problems: list[str]) -> Any:
+def _substitute_env(line_of: LineOf, node: Any, loc: tuple, path: Path, problems: list[str]) -> Any:
     """Plain-Python copy of the YAML tree with ${VAR} replaced in every string."""
     if isinstance(node, dict):
-        return {k: _substitute_env(tree, v, (*loc, k), path, problems) for k, v in node.items()}
+        return {k: _substitute_env(line_of, v, (*loc, k), path, problems) for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute_env(tree, v, (*loc, i), path, problems) for i, v in enumerate(node)]
+        return [_substitute_env(line_of, v, (*loc, i), path, problems) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
 
         def replace(match: re.Match) -> str:
@@ -130,7 +132,7 @@ def _substitute_env(tree: Any, node: Any, loc: tuple, path: Path, problems: list
                 if default is not None:
                     return default
                 problems.append(
-                    f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: "
+                    f"{path}:{line_of(loc)}: {'.'.join(map(str, loc))}: "
                     f"environment variable {name} is not set (set it, or write ${{{name}:-default}})"
                 )
                 return ""
@@ -140,7 +142,7 @@ def _substitute_env(tree: Any, node: Any, loc: tuple, path: Path, problems: list
     return node
 
 
-def _describe(exc: ValidationError, tree: Any, path: Path) -> list[str]:
+def _describe(exc: ValidationError, line_of: LineOf, path: Path) -> list[str]:
     out = []
     for error in exc.errors():
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -153,7 +155,7 @@ def _describe(exc: ValidationError, tree: Any, path: Path) -> list[str]:
             message = error["msg"]
             if "input" in error and not isinstance(error["input"], (dict, list)):
                 message += f" (got {error['input']!r})"
-        out.append(f"{path}:{line_of(tree, loc)}: {key}: {message}")
+        out.append(f"{path}:{line_of(loc)}: {key}: {message}")
     return out
 
 
@@ -170,24 +172,3 @@ def _known_keys_hint(loc: tuple) -> str:
         if model is None:
             return ""
     return f" (known keys: {', '.join(model.model_fields)})"
-
-
-def line_of(tree: Any, loc: tuple) -> int:
-    """1-based line of the deepest node of `loc` that exists in a ruamel round-trip tree."""
-    line, node = 1, tree
-    for part in loc:
-        lc = getattr(node, "lc", None)
-        if lc is None:
-            break
-        try:
-            if isinstance(node, dict) and part in node:
-                line = lc.key(part)[0] + 1
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                line = lc.item(part)[0] + 1
-                node = node[part]
-            else:
-                break
-        except (KeyError, IndexError, TypeError):
-            break
-    return line
