@@ -242,21 +242,17 @@ def finish(
     conn: Connection, item: InboxItem, *, status: str, owner: str, now: datetime, error: str | None = None
 ) -> None:
     """Close the item (inside the caller's transaction, with its audit record) and free its ticket."""
-    conn.execute(
-        update(inbox)
-        .where(inbox.c.id == item.id)
-        .values(status=status, lease_owner=None, lease_until=None, finished_at=now, last_error=error)
-    )
-    if item.ticket_id is not None:
-        _release_ticket(conn, item.platform, item.ticket_id, owner)
+    _release_item(conn, item, owner, status=status, finished_at=now, last_error=error)
 
 
 def retry_later(conn: Connection, item: InboxItem, *, owner: str, at: datetime, error: str) -> None:
     """Put the item back to pending until `at`; its ticket stays blocked for later events (order)."""
+    _release_item(conn, item, owner, status=PENDING, next_attempt_at=at, last_error=error)
+
+
+def _release_item(conn: Connection, item: InboxItem, owner: str, **values: Any) -> None:
     conn.execute(
-        update(inbox)
-        .where(inbox.c.id == item.id)
-        .values(status=PENDING, lease_owner=None, lease_until=None, next_attempt_at=at, last_error=error)
+        update(inbox).where(inbox.c.id == item.id).values(lease_owner=None, lease_until=None, **values)
     )
     if item.ticket_id is not None:
         _release_ticket(conn, item.platform, item.ticket_id, owner)
