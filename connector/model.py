@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -54,6 +54,15 @@ class EventKind(StrEnum):
     TICKET_CREATED = "ticket.created"
     TICKET_UPDATED = "ticket.updated"
     COMMENT_ADDED = "comment.added"
+    # Time events: raised by Escalator's own SLA timers, not by a platform.
+    SLA_WARNING = "sla.warning"
+    SLA_BREACHED = "sla.breached"
+    UPDATE_DUE = "update.due"
+
+    @property
+    def is_timer(self) -> bool:
+        """True for the events Escalator's SLA timers raise."""
+        return self in (EventKind.SLA_WARNING, EventKind.SLA_BREACHED, EventKind.UPDATE_DUE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,9 @@ class Ticket:
     fields: Mapping[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The platform's concurrency token for this snapshot, when it has one (Zendesk's
+    # `updated_at` for `safe_update`, ServiceNow's `sys_mod_count`); None on Jira.
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,24 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class SlaSignal:
+    """Why a time event fired: which SLA clock, its target, and when it was due.
+
+    `percent` is 100 for a breach or an update reminder, the `warn_at` share for a
+    warning. `late` is set when the timer fired noticeably after `due` (e.g. the
+    connector was down at the time).
+    """
+
+    metric: str  # first_response | next_response | update_every | resolution
+    target: timedelta
+    due: datetime
+    fired_at: datetime
+    percent: int = 100
+    calendar: str = ""
+    late: bool = False
+
+
+@dataclass(frozen=True)
 class TicketEvent:
     """One thing that happened to one ticket, in canonical form."""
 
@@ -136,6 +166,7 @@ class TicketEvent:
     comment: Comment | None = None
     occurred_at: datetime | None = None
     delivery_id: str = ""
+    sla: SlaSignal | None = None  # set on time events only
 
     def changed(self, field_name: str) -> Change | None:
         """The change to `field_name` in this event, if any."""
@@ -239,6 +270,7 @@ class Plan:
     labels_remove: frozenset[str] = frozenset()
     labels_current: frozenset[str] = frozenset()  # what the ticket shows now (full-list platforms)
     note: Note | None = None
+    ticket_version: str | None = None  # Ticket.version of the snapshot the plan was made from
 
     @property
     def is_empty(self) -> bool:

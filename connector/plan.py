@@ -90,4 +90,5 @@ def make_plan(decision: Decision, ticket: Ticket, mapping: Any, capabilities: Co
         labels_remove=frozenset(remove),
         labels_current=ticket.labels,
         note=note,
+        ticket_version=ticket.version,
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from connector.model import Plan, TicketEvent
+from connector.model import Plan, Ticket, TicketEvent, TicketRef
 
 # Capabilities a platform may lack; the core skips (or the policy check flags) what is missing.
 CAP_PRIORITY = "priority"
@@ -82,7 +82,12 @@ class PlatformClient(Protocol):
         """The request(s) `plan` becomes, in send order. Pure: no I/O."""
 
     def send(self, request: OutboundRequest) -> SentRequest:
-        """Send one request. Raises TransientPlatformError or RejectedByPlatform."""
+        """Send one request. Raises TransientPlatformError, RejectedByPlatform or ConflictError."""
+
+    def fetch(self, ref: TicketRef) -> Ticket:
+        """Read the ticket as it is now (one GET), e.g. after a ConflictError.
+
+        Raises TransientPlatformError or RejectedByPlatform like `send`."""
 
 
 @dataclass

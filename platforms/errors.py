@@ -47,6 +47,15 @@ class RejectedByPlatform(PlatformError):
         self.status = status
 
 
+class ConflictError(PlatformError):
+    """The ticket changed after the snapshot the plan was made from (e.g. Zendesk's 409 on
+    `safe_update`). The worker re-reads the ticket (`PlatformClient.fetch`), plans again and retries."""
+
+    def __init__(self, message: str, *, status: int = 409):
+        super().__init__(message)
+        self.status = status
+
+
 class NotConfigured(PlatformError):
     """The platform has no settings (or no credentials) in the config."""
 

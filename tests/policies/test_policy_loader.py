@@ -232,7 +232,7 @@ def test_unknown_event_kind(tmp_path: Path) -> None:
     assert p.line == line(text, "ticket.deleted")
     assert p.message == (
         "rule 'r': unknown event kind 'ticket.deleted' in 'on' "
-        "(known: comment.added, ticket.created, ticket.updated)"
+        "(known: comment.added, sla.breached, sla.warning, ticket.created, ticket.updated, update.due)"
     )
 
 
