@@ -63,8 +63,9 @@ class Provider(Protocol):
     key: str
     capabilities: frozenset[str]
 
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
-        """Raise SignatureError unless the body was signed with `secret`."""
+    def verify(self, headers: Mapping[str, str], body: bytes, settings: Any, now: datetime) -> None:
+        """Raise SignatureError unless the delivery is authentic under this installation's settings
+        (its `webhook_secret`, and whatever else the platform checks: a replay window, basic auth)."""
 
     def identify(self, headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery:
         """Delivery id, event type and ticket id; raise PayloadError on a wrong shape."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from platforms import jira
+from platforms import jira, zendesk
 from platforms.base import PlatformClient, Provider
 
 
@@ -20,5 +20,6 @@ class Registration:
 
 
 PLATFORMS: dict[str, Registration] = {
-    "jira": Registration(provider=jira.provider, settings=jira.Settings, make_client=jira.JiraClient),
+    "jira": Registration(jira.provider, jira.Settings, jira.JiraClient),
+    "zendesk": Registration(zendesk.provider, zendesk.Settings, zendesk.ZendeskClient),
 }

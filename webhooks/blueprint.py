@@ -67,7 +67,7 @@ def receive(platform: str):
         )
     try:
         headers = req.headers
-        installation.provider.verify(headers, body, secret, rt.clock())
+        installation.provider.verify(headers, body, installation.settings, rt.clock())
     except SignatureError as exc:
         log.warning("%s webhook refused: %s", platform, exc)
         return _answer(401, "unauthorized", platform, error=str(exc))

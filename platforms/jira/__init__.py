@@ -34,9 +34,9 @@ class JiraProvider:
     key = "jira"
     capabilities = frozenset({CAP_PRIORITY, CAP_ASSIGNEE, CAP_LABELS, CAP_INTERNAL_NOTES})
 
-    def verify(self, headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
-        """Raise SignatureError unless `X-Hub-Signature` matches `body` under `secret`."""
-        _webhook.verify(headers, body, secret, now)
+    def verify(self, headers: Mapping[str, str], body: bytes, settings: Settings, now: datetime) -> None:
+        """Raise SignatureError unless `X-Hub-Signature` matches `body` under the webhook secret."""
+        _webhook.verify(headers, body, settings.webhook_secret or "", now)
 
     def identify(self, headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery:
         """Delivery id, event type and issue id; PayloadError on a wrong shape."""

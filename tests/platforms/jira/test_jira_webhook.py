@@ -12,7 +12,7 @@ from requests.structures import CaseInsensitiveDict
 from platforms.base import Delivery
 from platforms.errors import PayloadError, SignatureError
 from platforms.jira import provider
-from platforms.jira.webhook import HANDLED_EVENTS, IGNORED_EVENTS, payload_digest
+from platforms.jira.webhook import HANDLED_EVENTS, IGNORED_EVENTS, payload_digest, verify
 from tests.support.fixtures import fixture_bytes, load_fixture
 
 SECRET = "It's a Secret to Everybody"
@@ -28,38 +28,38 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 
 
 def test_valid_signature_passes():
-    provider.verify({"X-Hub-Signature": sign(BODY)}, BODY, SECRET, NOW)
+    verify({"X-Hub-Signature": sign(BODY)}, BODY, SECRET, NOW)
 
 
 @pytest.mark.parametrize("name", ["x-hub-signature", "X-HUB-SIGNATURE"])
 def test_header_name_is_case_insensitive_even_in_a_plain_dict(name):
-    provider.verify({name: sign(BODY)}, BODY, SECRET, NOW)
+    verify({name: sign(BODY)}, BODY, SECRET, NOW)
 
 
 def test_works_with_a_case_insensitive_mapping():
-    provider.verify(CaseInsensitiveDict({"x-hub-signature": sign(BODY)}), BODY, SECRET, NOW)
+    verify(CaseInsensitiveDict({"x-hub-signature": sign(BODY)}), BODY, SECRET, NOW)
 
 
 def test_upper_case_hex_digest_is_accepted():
     scheme, digest = sign(BODY).split("=")
-    provider.verify({"X-Hub-Signature": f"{scheme}={digest.upper()}"}, BODY, SECRET, NOW)
+    verify({"X-Hub-Signature": f"{scheme}={digest.upper()}"}, BODY, SECRET, NOW)
 
 
 def test_missing_header():
     with pytest.raises(SignatureError, match="header is missing"):
-        provider.verify({"Content-Type": "application/json"}, BODY, SECRET, NOW)
+        verify({"Content-Type": "application/json"}, BODY, SECRET, NOW)
 
 
 @pytest.mark.parametrize("value", ["sha1=" + "a" * 40, "md5=" + "a" * 64])
 def test_wrong_scheme(value):
     with pytest.raises(SignatureError, match="only sha256 is accepted"):
-        provider.verify({"X-Hub-Signature": value}, BODY, SECRET, NOW)
+        verify({"X-Hub-Signature": value}, BODY, SECRET, NOW)
 
 
 @pytest.mark.parametrize("value", ["", "sha256", sign(BODY)[len("sha256=") :]])
 def test_not_scheme_equals_digest(value):
     with pytest.raises(SignatureError, match="not of the form sha256=<hex>"):
-        provider.verify({"X-Hub-Signature": value}, BODY, SECRET, NOW)
+        verify({"X-Hub-Signature": value}, BODY, SECRET, NOW)
 
 
 @pytest.mark.parametrize(
@@ -67,31 +67,31 @@ def test_not_scheme_equals_digest(value):
 )
 def test_digest_not_64_hex(digest):
     with pytest.raises(SignatureError, match="not 64 hex digits"):
-        provider.verify({"X-Hub-Signature": "sha256=" + digest}, BODY, SECRET, NOW)
+        verify({"X-Hub-Signature": "sha256=" + digest}, BODY, SECRET, NOW)
 
 
 def test_signed_with_another_secret():
     with pytest.raises(SignatureError, match="does not match"):
-        provider.verify({"X-Hub-Signature": sign(BODY, "another secret")}, BODY, SECRET, NOW)
+        verify({"X-Hub-Signature": sign(BODY, "another secret")}, BODY, SECRET, NOW)
 
 
 def test_body_changed_after_signing():
     tampered = BODY.replace(b'"High"', b'"Low"', 1)
     assert tampered != BODY
     with pytest.raises(SignatureError, match="does not match"):
-        provider.verify({"X-Hub-Signature": sign(BODY)}, tampered, SECRET, NOW)
+        verify({"X-Hub-Signature": sign(BODY)}, tampered, SECRET, NOW)
 
 
 def test_digest_differing_only_in_last_digit_is_rejected():
     good = sign(BODY)
     last = "0" if good[-1] != "0" else "1"
     with pytest.raises(SignatureError, match="does not match"):
-        provider.verify({"X-Hub-Signature": good[:-1] + last}, BODY, SECRET, NOW)
+        verify({"X-Hub-Signature": good[:-1] + last}, BODY, SECRET, NOW)
 
 
 def test_empty_secret_refuses_everything():
     with pytest.raises(SignatureError, match="no Jira webhook secret"):
-        provider.verify({"X-Hub-Signature": sign(BODY, "")}, BODY, "", NOW)
+        verify({"X-Hub-Signature": sign(BODY, "")}, BODY, "", NOW)
 
 
 # --- identify ----------------------------------------------------------------
@@ -185,3 +185,12 @@ def test_handled_event_without_issue():
     del payload["issue"]
     with pytest.raises(PayloadError, match="no 'issue' object"):
         provider.identify({}, payload)
+
+
+def test_the_provider_verifies_with_the_installations_secret():
+    from platforms.jira import Settings
+
+    settings = Settings(url="https://acme.atlassian.net", webhook_secret=SECRET)
+    provider.verify({"X-Hub-Signature": sign(BODY)}, BODY, settings, NOW)
+    with pytest.raises(SignatureError):
+        provider.verify({"X-Hub-Signature": sign(BODY, "another secret")}, BODY, settings, NOW)

@@ -1,0 +1,199 @@
+"""Outbound side: a `Plan` → the one Zendesk Update Ticket request, sending it, and reading a ticket."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from zenpy import Zenpy
+
+from connector.model import Plan, Ticket, TicketRef
+from platforms.base import OutboundRequest, SentRequest
+from platforms.errors import (
+    ConflictError,
+    NotConfigured,
+    PlatformError,
+    RejectedByPlatform,
+    TransientPlatformError,
+    parse_retry_after,
+)
+from platforms.zendesk.normalise import normalise_ticket
+from platforms.zendesk.settings import Settings
+
+# Rate limited, or a request timeout: the same request may succeed later. (5xx too.)
+_TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+class ZendeskClient:
+    """One configured Zendesk account: renders plans and sends them through a zenpy-authenticated session.
+
+    We use zenpy only to authenticate a session ("<email>/token" basic auth, its
+    User-Agent) and send the request we rendered ourselves, to the configured base URL:
+    - zenpy's API methods sleep through a 429 (its `_call_api` waits out Retry-After,
+      second by second, and retries); zenpy 2.0.57 has no flag to raise instead, so the
+      worker's transaction would hang. We never call them, and `ratelimit_budget=0`
+      makes them raise at once should anyone do so.
+    - zenpy's own session mounts an adapter that silently resends a PUT up to 3 times on
+      503 and on connection errors; we hand it a plain session so one decision is one
+      request and the worker retries with backoff, honouring Retry-After.
+    - zenpy builds https://<subdomain>.zendesk.com URLs; a proxy or a local fake needs ours.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.own_account_id: str | None = settings.user_id
+        self._zenpy: Zenpy | None = None
+        self._http: requests.Session | None = None
+        self._lock = threading.Lock()
+
+    # --- render (pure) -------------------------------------------------------
+
+    def ticket_url(self, ref: TicketRef) -> str:
+        return f"{self.settings.base_url}/api/v2/tickets/{quote(ref.id, safe='')}.json"
+
+    def render(self, plan: Plan) -> list[OutboundRequest]:
+        """One PUT /api/v2/tickets/{id}.json carrying only what the plan changes; [] for an empty plan.
+
+        Zendesk takes everything in one update, an internal note included (`comment`
+        with `public: false`), so there is never a second request.
+        """
+        if plan.is_empty:
+            return []
+        ticket: dict[str, Any] = {}
+        if plan.priority is not None:
+            ticket["priority"] = plan.priority
+        if plan.group is not None:
+            ticket["group_id"] = api_id(plan.group)
+        if plan.assignee is not None:
+            ticket["assignee_id"] = api_id(plan.assignee)
+        if plan.labels_add or plan.labels_remove:
+            # `tags` replaces the whole list. A tag a person adds between our read and our
+            # write would be lost, which is what `safe_update` below turns into a 409.
+            ticket["tags"] = sorted(plan.labels_after)
+        if plan.fields:
+            ticket["custom_fields"] = [
+                {"id": api_id(field_id), "value": value}
+                for field_id, value in sorted(plan.fields.items(), key=lambda item: str(item[0]))
+            ]
+        if plan.note is not None:
+            ticket["comment"] = {"body": plan.note.text, "public": not plan.note.internal}
+        if plan.ticket_version is not None:
+            # Zendesk refuses (409) the update if the ticket changed after this stamp; the
+            # worker then re-reads it (`fetch`), plans again and retries.
+            ticket["safe_update"] = True
+            ticket["updated_stamp"] = plan.ticket_version
+        return [
+            OutboundRequest("PUT", self.ticket_url(plan.ticket), {"ticket": ticket}, purpose="update ticket")
+        ]
+
+    # --- send / fetch --------------------------------------------------------
+
+    def send(self, request: OutboundRequest) -> SentRequest:
+        """Send one rendered request; raises TransientPlatformError, ConflictError or RejectedByPlatform."""
+        response = self._call(request.method, request.url, request.json)
+        return SentRequest(request, response.status_code)
+
+    def fetch(self, ref: TicketRef) -> Ticket:
+        """The ticket as it is now: GET /api/v2/tickets/{id}.json (errors as in `send`)."""
+        url = self.ticket_url(ref)
+        response = self._call("GET", url, None)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PlatformError(f"Zendesk answered GET {url} with a body that is not JSON") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("ticket"), dict):
+            raise PlatformError(f"Zendesk answered GET {url} without a 'ticket' object")
+        return normalise_ticket(body["ticket"])
+
+    def _call(self, method: str, url: str, body: Any) -> requests.Response:
+        if not self.settings.can_write:
+            raise NotConfigured("Zendesk: 'email' and 'api_token' are required to read and write tickets")
+        session = self._session()
+        what = f"{method} {url}"
+        try:
+            response = session.request(method, url, json=body, timeout=self.settings.timeout)
+        except requests.Timeout as exc:
+            raise TransientPlatformError(
+                f"Zendesk did not answer {what} within {self.settings.timeout:g}s"
+            ) from exc
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TransientPlatformError(f"could not reach Zendesk for {what}: {exc}") from exc
+        except requests.RequestException as exc:
+            # e.g. too many redirects or an invalid URL: neither retryable nor Zendesk's answer.
+            raise PlatformError(f"request {what} failed: {exc}") from exc
+        if not 200 <= response.status_code < 300:
+            raise error_from_response(response, what)
+        return response
+
+    def _session(self) -> requests.Session:
+        """A plain session that zenpy authenticates, built on first use (building it makes no request)."""
+        with self._lock:
+            if self._http is None:
+                assert self.settings.email is not None and self.settings.api_token is not None
+                session = requests.Session()  # default adapters: no hidden retries
+                self._zenpy = Zenpy(
+                    email=self.settings.email,
+                    token=self.settings.api_token,
+                    session=session,
+                    timeout=self.settings.timeout,
+                    ratelimit_budget=0,
+                )
+                self._http = session
+            return self._http
+
+
+def api_id(value: str) -> int | str:
+    """Zendesk ids are integers in its API; our plans carry them as text."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+def error_from_response(response: requests.Response, what: str) -> PlatformError:
+    """Our error for one failed Zendesk answer: conflict, transient (retry later) or rejected (don't)."""
+    status = response.status_code
+    message = zendesk_message(response)
+    text = f"Zendesk answered {status} to {what}" + (f": {message}" if message else "")
+    if status == 409:
+        return ConflictError(text, status=status)
+    if status in _TRANSIENT_STATUSES or status >= 500:
+        return TransientPlatformError(
+            text, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    return RejectedByPlatform(
+        f"Zendesk rejected {what} ({status}): {message or response.reason}", status=status
+    )
+
+
+def zendesk_message(response: requests.Response) -> str:
+    """Zendesk's own explanation: `error`, `description` and per-field `details`, else the text.
+
+    Shapes seen: {"error": "RecordInvalid", "description": "Record validation errors",
+    "details": {"priority": [{"description": "Priority: is invalid", "error": "InvalidValue"}]}},
+    {"error": "Couldn't authenticate you"} and {"error": {"title": "Forbidden", "message": "…"}}.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500]
+    if not isinstance(body, dict):
+        return response.text.strip()[:500]
+    parts: list[str] = []
+    error = body.get("error")
+    if isinstance(error, dict):
+        parts += [str(error[key]) for key in ("title", "message") if error.get(key)]
+    elif isinstance(error, str) and error:
+        parts.append(error)
+    if isinstance(body.get("description"), str) and body["description"]:
+        parts.append(body["description"])
+    head = ": ".join(parts)
+    details = body.get("details")
+    problems: list[str] = []
+    if isinstance(details, dict):
+        for field, entries in details.items():
+            for entry in entries if isinstance(entries, list) else [entries]:
+                said = (entry.get("description") or entry.get("error")) if isinstance(entry, dict) else entry
+                problems.append(f"{field}: {said}")
+    message = "; ".join([head, *problems] if head else problems)
+    return message or response.text.strip()[:500]
