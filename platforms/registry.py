@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from platforms import jira, zendesk
+from platforms import jira, servicenow, zendesk
 from platforms.base import PlatformClient, Provider
 
 
@@ -22,4 +22,5 @@ class Registration:
 PLATFORMS: dict[str, Registration] = {
     "jira": Registration(jira.provider, jira.Settings, jira.JiraClient),
     "zendesk": Registration(zendesk.provider, zendesk.Settings, zendesk.ZendeskClient),
+    "servicenow": Registration(servicenow.provider, servicenow.Settings, servicenow.ServiceNowClient),
 }
