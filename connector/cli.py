@@ -190,6 +190,7 @@ def _spawn_worker(args):
 def _work(args) -> int:
     import os
 
+    from connector.scheduler import SlaScheduler
     from connector.worker import WorkerPool
 
     rt = _runtime(args)
@@ -205,7 +206,13 @@ def _work(args) -> int:
         "worker started: %s, policy %s", rt.owner, rt.policy.current.summary()
     )
     pool.start()
-    pool.wait()
+    # The SLA clock runs beside the workers: what it fires, they process (woken at once).
+    scheduler = SlaScheduler(rt, on_fired=pool.wake)
+    scheduler.start()
+    try:
+        pool.wait()
+    finally:
+        scheduler.stop()
     return 0
 
 
@@ -222,13 +229,15 @@ def _policy_check(args) -> int:
 
     failed = False
     for file in args.files:
-        problems = check_policy(file)
+        problems = check_policy(file)  # errors and warnings, by line
         for problem in problems:
             print(problem)
-        if problems:
+        if any(p.is_error for p in problems):
             failed = True
             continue
-        print(f"{file}: OK — {load_policy(file).summary()}")
+        warned = sum(1 for p in problems if not p.is_error)
+        note = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+        print(f"{file}: OK{note} — {load_policy(file).summary()}")
     return 1 if failed else 0
 
 

@@ -11,20 +11,17 @@ from typing import Any
 from connector.model import AddLabel, AssignGroup, AssignUser, Priority, RemoveLabel, SetPriority
 
 from .conditions import Condition, compile_condition
-from .mapping import KNOWN_PLATFORMS, PlatformMapping, TierTarget
 from .policy import EVENT_KINDS, NEXT_TIER, Escalate, Level, NoteTemplate, PriorityRules, Raise, Rule, Step
-from .problems import Problem
+from .problems import WARNING, Problem
 from .schema import (
     ActionSpec,
     ChoiceSpec,
     FieldSpec,
     MatrixRow,
     ModeName,
-    PlatformSpec,
     PrioritySpec,
     RaiseSpec,
     RuleSpec,
-    TierTargetSpec,
 )
 from .source import LineOf, Loc, validate
 from .templates import compile_note
@@ -60,6 +57,10 @@ class Builder:
 
     def problem(self, loc: Loc, message: str) -> None:
         self.problems.append(Problem(self.path, self.line_of(loc), message))
+
+    def warning(self, loc: Loc, message: str) -> None:
+        """Something that loads but is probably not what the author meant."""
+        self.problems.append(Problem(self.path, self.line_of(loc), message, WARNING))
 
     def section(self, model: Any, data: Any, loc: Loc, label: str = "", shown: Loc = ()) -> Any:
         spec, problems = validate(
@@ -240,68 +241,6 @@ class Builder:
             self.problem(loc + ("note", "text"), f"{label}: {error}")
             return []
         return [NoteTemplate(action.note.text, template, action.note.internal)]
-
-    # --- platforms ----------------------------------------------------------------------------------
-
-    def build_platforms(self, raw: Mapping[str, Any]) -> dict[str, PlatformMapping]:
-        out = {}
-        declared = {f.name for f in self.fields}
-        for platform, data in raw.items():
-            loc: Loc = ("platforms", platform)
-            if platform not in KNOWN_PLATFORMS:
-                self.problem(
-                    loc, f"platforms: unknown platform '{platform}' (known: {', '.join(KNOWN_PLATFORMS)})"
-                )
-                continue
-            spec: PlatformSpec | None = self.section(PlatformSpec, data, loc)
-            if spec is None:
-                continue
-            missing = [p.value for p in Priority if p.value not in spec.priorities]
-            if missing:
-                self.problem(
-                    loc + ("priorities",),
-                    f"platforms.{platform}.priorities: missing {', '.join(missing)} "
-                    "(all of P1, P2, P3, P4 must be mapped)",
-                )
-            seen: dict[str, str] = {}
-            for p, value in spec.priorities.items():
-                if isinstance(value, str) and value.casefold() in seen:
-                    self.problem(
-                        loc + ("priorities", p),
-                        f"platforms.{platform}.priorities: {seen[value.casefold()]} "
-                        f"and {p} both map to '{value}'",
-                    )
-                elif isinstance(value, str):
-                    seen[value.casefold()] = p
-            for tier in spec.tiers:
-                if self.tiers is not None and tier not in self.tiers:
-                    self.problem(
-                        loc + ("tiers", tier),
-                        f"platforms.{platform}.tiers: unknown tier '{tier}' (tiers: {', '.join(self.tiers)})",
-                    )
-            for name in spec.fields:
-                if name not in declared:
-                    self.problem(
-                        loc + ("fields", name),
-                        f"platforms.{platform}.fields: '{name}' is not declared "
-                        "under the top-level 'fields:'",
-                    )
-            targets = {}
-            for tier, target_data in spec.tiers.items():
-                target = self.section(TierTargetSpec, target_data, loc + ("tiers", tier))
-                if target is not None:
-                    targets[tier] = target
-            order = {t: i for i, t in enumerate(self.tiers or ())}
-            ordered = sorted(targets.items(), key=lambda item: order.get(item[0], len(order)))
-            out[platform] = PlatformMapping(
-                platform=platform,
-                priorities=MappingProxyType({Priority(p): v for p, v in spec.priorities.items()}),
-                tiers=MappingProxyType(
-                    {t: TierTarget(s.assignee, s.group, MappingProxyType(dict(s.fields))) for t, s in ordered}
-                ),
-                fields=MappingProxyType(dict(spec.fields)),
-            )
-        return out
 
 
 def _default_for(kind: str, value: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import cel
 
-from .variables import MAP
+from .variables import MAP, UNAVAILABLE
 
 # What evaluating a CEL program raises on bad data (missing key, bad index, type mismatch, bad regex …).
 CEL_RUNTIME_ERRORS = (LookupError, ArithmeticError, TypeError, ValueError, RuntimeError)
@@ -55,14 +55,13 @@ def compile_condition(
     except ValueError as exc:
         return None, [f"{where}: CEL syntax error in {source!r}: {_parser_message(exc)}"]
     allowed = set(roots)
+    known = set(schema) | set(UNAVAILABLE)
     scan = scan_expression(source)
     errors: list[str] = []
     for name in sorted(set(program.variables()) - scan.bound - _NOT_VARIABLES):
-        if name in schema and name not in allowed:
-            errors.append(
-                f"{where}: '{name}' is not available here: it is computed from impact and urgency "
-                "(use it in 'raise' and in rules)"
-            )
+        if name in known and name not in allowed:
+            why = UNAVAILABLE.get(name, "")
+            errors.append(f"{where}: '{name}' is not available here" + (f": {why}" if why else ""))
         elif name not in allowed:
             errors.append(f"{where}: unknown variable '{name}' (known: {', '.join(sorted(allowed))})")
     for path in scan.paths:

@@ -24,13 +24,14 @@ from connector.model import (
 
 from .policy import NEXT_TIER, Escalate, Level, NoteTemplate, Policy
 from .templates import RENDER_ERRORS, render_note
-from .variables import comment_variables, event_variables, ticket_variables
+from .variables import comment_variables, event_variables, sla_variables, ticket_variables
 
 _PERSON_SET = "priority set by a person; raise_only keeps it"
 
 
 def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: datetime) -> Decision:
-    """Apply the policy to one event. `now` is part of the contract for SLA rules; v1 does not read it."""
+    """Apply the policy to one event (time events carry their clock in `event.sla`); `now` is not read:
+    SLA clocks are kept by `policies.sla.advance`, which the caller runs with the decision's priority."""
     ticket = event.ticket
     tier_before = state.tier or policy.tiers[0]
     mapping = policy.platforms.get(ticket.ref.platform)
@@ -38,9 +39,12 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         "ticket": ticket_variables(event, tier_before, policy.fields, mapping.fields if mapping else {}),
         "event": event_variables(event),
         "comment": comment_variables(event),
+        "sla": sla_variables(event.sla, _timezone(policy, event)),
     }
     context = cel.Context(variables)  # converted to CEL values once, shared by every condition
     reasons: list[str] = []
+    if event.sla is not None:
+        reasons.append(_sla_reason(variables["sla"]))
 
     # 1. impact × urgency → base priority, then raises
     prio = policy.priority
@@ -196,6 +200,23 @@ def _action(step: Any, rule: str, note_context: Mapping[str, Any], reasons: list
         reasons.append(f"rule '{rule}': note not written, its template failed ({type(exc).__name__}: {exc})")
         return None
     return AddNote(text, step.internal)
+
+
+def _timezone(policy: Policy, event: TicketEvent) -> str:
+    """The time zone of the calendar a time event's clock ran on (for `sla.due_local`)."""
+    if event.sla is None or policy.sla is None or event.sla.calendar not in policy.sla.calendars:
+        return "UTC"
+    return policy.sla.calendars[event.sla.calendar].timezone
+
+
+def _sla_reason(sla: Mapping[str, Any]) -> str:
+    what = {100: "breached"} if sla["metric"] != "update_every" else {100: "update due"}
+    state = what.get(sla["percent"], f"{sla['percent']}% used")
+    late = " (fired late)" if sla["late"] else ""
+    return (
+        f"sla {sla['metric']} {state}: target {sla['target']} on calendar {sla['calendar'] or '?'}, "
+        f"due {sla['due']}, fired {sla['fired_at']}{late}"
+    )
 
 
 def _name(priority: Priority | None) -> str:

@@ -10,8 +10,10 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from .build import Builder
+from .build_platforms import build_platforms, warn_labels_without_field
+from .build_sla import build_sla, warn_unreachable_time_rules
 from .policy import NEXT_TIER, Policy
-from .problems import PolicyError, Problem
+from .problems import PolicyError, Problem, errors
 from .schema import PolicyHead
 from .source import line_finder, parse_yaml, to_plain, validate
 from .variables import zero_sample
@@ -20,13 +22,13 @@ from .variables import zero_sample
 def load_policy(path: str | Path) -> Policy:
     """The compiled policy in `path`; raises PolicyError listing every problem when it has any."""
     policy, problems = _load(path)
-    if problems or policy is None:
+    if policy is None:
         raise PolicyError(problems)
     return policy
 
 
 def check_policy(path: str | Path) -> list[Problem]:
-    """Every problem in the policy file at `path` ([] when it is valid); never raises for a bad file."""
+    """Every problem (errors and warnings) in the policy file at `path`, by line; never raises."""
     return _load(path)[1]
 
 
@@ -45,7 +47,7 @@ def _load(path: str | Path) -> tuple[Policy | None, list[Problem]]:
 
 
 def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, list[Problem]]:
-    """Parse, validate and compile policy source; the policy only when there are no problems."""
+    """Parse, validate and compile policy source; the policy when there are no errors (warnings allowed)."""
     root, problems = parse_yaml(text, path)
     if problems:
         return None, problems
@@ -88,10 +90,15 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
         "policy": {"name": name, "version": data.get("version")},
     }
     rules = b.build_rules(data["rules"], note_sample) if isinstance(data.get("rules"), list) else ()
-    platforms = b.build_platforms(_mapping(data.get("platforms")))
+    platforms = build_platforms(b, _mapping(data.get("platforms")))
+    sla = build_sla(b, data["sla"]) if data.get("sla") is not None else None
+    if sla is not None or data.get("sla") is None:  # a broken section has its own problems
+        warn_unreachable_time_rules(b, data.get("rules"), sla)
+    warn_labels_without_field(b, rules, platforms)
 
-    if b.problems or priority is None or not b.tiers:
-        return None, sorted(dict.fromkeys(b.problems), key=lambda p: p.line)
+    found = sorted(dict.fromkeys(b.problems), key=lambda p: p.line)
+    if errors(found) or priority is None or not b.tiers:
+        return None, found
     policy = Policy(
         name=name,
         version=data["version"],
@@ -104,8 +111,10 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
         platforms=MappingProxyType(platforms),
         fields=fields,
         description=data.get("description") or "",
+        warnings=tuple(found),
+        sla=sla,
     )
-    return policy, []
+    return policy, found
 
 
 def _tiers(raw: Any) -> tuple[str, ...] | None:

@@ -11,6 +11,12 @@ from connector.model import Priority, Ticket
 
 KNOWN_PLATFORMS = ("jira", "zendesk", "servicenow")
 
+# The values each platform's API accepts for a priority (Jira's scheme is customisable: any name).
+ZENDESK_PRIORITIES = ("urgent", "high", "normal", "low")
+# ServiceNow computes an incident's priority from impact and urgency (1 high … 3 low); the policy sets those.
+SERVICENOW_PRIORITY_FIELDS = ("impact", "urgency")
+SERVICENOW_LEVELS = ("1", "2", "3")
+
 
 @dataclass(frozen=True)
 class TierTarget:
@@ -36,6 +42,8 @@ class PlatformMapping:
     priorities: Mapping[Priority, str | Mapping[str, Any]]
     tiers: Mapping[str, TierTarget] = field(default_factory=lambda: MappingProxyType({}))
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Where labels live on a platform without a labels field (ServiceNow): a comma-separated list in it.
+    labels_field: str | None = None
 
     def priority_of(self, platform_value: str | None) -> Priority | None:
         """The policy priority for the platform's priority name (case-insensitive), None when unmapped."""
@@ -47,9 +55,35 @@ class PlatformMapping:
                 return priority
         return None
 
+    def priority_of_ticket(self, ticket: Ticket) -> Priority | None:
+        """The ticket's policy priority: by its priority name, or (ServiceNow) by the fields that make it.
+
+        A mapping entry matches when every one of its fields equals the ticket's, compared as strings
+        (`{impact: 1, urgency: 1}` matches fields {"impact": "1", "urgency": "1"}).
+        """
+        by_name = self.priority_of(ticket.platform_priority)
+        if by_name is not None:
+            return by_name
+        have = ticket.fields
+        for priority, value in self.priorities.items():
+            if (
+                isinstance(value, Mapping)
+                and value
+                and all(key in have and _text(have[key]) == _text(wanted) for key, wanted in value.items())
+            ):
+                return priority
+        return None
+
     def tier_of(self, ticket: Ticket) -> str | None:
         """The highest tier whose assignee or group the ticket has now, None when none matches."""
         for tier, target in reversed(list(self.tiers.items())):
             if target.matches(ticket):
                 return tier
         return None
+
+
+def _text(value: Any) -> str:
+    """A raw field value as text for comparison: ServiceNow sends "1", a policy may say 1."""
+    if isinstance(value, Mapping):  # a reference or choice field: {"value": "1", "display_value": …}
+        value = value.get("value", "")
+    return str(value).strip()

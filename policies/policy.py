@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from jinja2 import Template
 
 from connector.model import AddLabel, AssignGroup, AssignUser, EventKind, Priority, RemoveLabel, SetPriority
 
+from .calendars import Calendar
 from .conditions import Condition
 from .mapping import PlatformMapping
+from .problems import Problem
 from .variables import FieldDef
 
 # The event kinds a rule may name in `on:`. Derived from the model so SLA kinds (sla.warning, sla.breached,
@@ -18,6 +21,8 @@ from .variables import FieldDef
 EVENT_KINDS: frozenset[str] = frozenset(kind.value for kind in EventKind)
 MODES = ("raise_only", "enforce")
 NEXT_TIER = "next"
+# The SLA clocks, in the order timers are listed. update_every has no warnings and no breach: it reminds.
+METRICS = ("first_response", "next_response", "update_every", "resolution")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,51 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class SlaTarget:
+    """How long one clock may run for one priority, on `calendar` (None: the ticket's calendar)."""
+
+    metric: str
+    duration: timedelta
+    calendar: str | None = None
+
+
+@dataclass(frozen=True)
+class CalendarChoice:
+    """One `pick_calendar` entry: `calendar` when `when` holds (no condition: the default)."""
+
+    calendar: str
+    when: Condition | None = None
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    """The `sla` section: calendars, how a ticket's calendar is picked, targets, warnings, pauses."""
+
+    calendars: Mapping[str, Calendar]
+    pick: tuple[CalendarChoice, ...]
+    targets: Mapping[Priority, Mapping[str, SlaTarget]]
+    warn_at: tuple[int, ...] = ()
+    pause_when: Condition | None = None
+
+    def target(self, priority: Priority | None, metric: str) -> SlaTarget | None:
+        """The target of `metric` for `priority`; None when that priority has none."""
+        return self.targets.get(priority, {}).get(metric) if priority is not None else None
+
+    @property
+    def default_calendar(self) -> str:
+        """The calendar of the last `pick_calendar` entry (the one without a condition)."""
+        return self.pick[-1].calendar
+
+    def calendar(self, name: str) -> Calendar:
+        """The calendar called `name`; the default one when `name` is unknown (e.g. after a reload)."""
+        return self.calendars.get(name) or self.calendars[self.default_calendar]
+
+    def calendar_of(self, target: SlaTarget, ticket_calendar: str) -> Calendar:
+        """The calendar a target's clock runs on: its own, or the ticket's."""
+        return self.calendar(target.calendar or ticket_calendar)
+
+
+@dataclass(frozen=True)
 class Policy:
     """A policy file that loaded without problems."""
 
@@ -87,11 +137,14 @@ class Policy:
     platforms: Mapping[str, PlatformMapping]
     fields: tuple[FieldDef, ...] = ()
     description: str = ""
+    warnings: tuple[Problem, ...] = ()  # what `policy check` warns about; the policy loads anyway
+    sla: SlaPolicy | None = None  # None: the file has no `sla` section (no clocks, no timers)
 
     def summary(self) -> str:
-        """One line for logs and `policy check`: name, version, sizes, platforms."""
+        """One line for logs and `policy check`: name, version, sizes, platforms, SLA calendars."""
         platforms = ", ".join(self.platforms) or "none"
+        sla = f", sla calendars: {', '.join(self.sla.calendars)}" if self.sla is not None else ""
         return (
             f"policy {self.name} v{self.version}: {len(self.rules)} rules, {len(self.tiers)} tiers, "
-            f"platforms: {platforms}"
+            f"platforms: {platforms}{sla}"
         )

@@ -1,9 +1,15 @@
-"""What a policy check reports: one `Problem` per mistake, all of them at once in a `PolicyError`."""
+"""What a policy check reports: one `Problem` per mistake, all of them at once in a `PolicyError`.
+
+A problem is an error (the file must not be used) or a warning (it loads, but probably does not do what its
+author meant: e.g. an SLA pause that can never end). `policy check` prints both and fails only on errors.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+ERROR, WARNING = "error", "warning"
 
 
 @dataclass(frozen=True)
@@ -13,13 +19,24 @@ class Problem:
     path: str
     line: int
     message: str
+    severity: str = ERROR  # ERROR or WARNING
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        label = "warning: " if self.severity == WARNING else ""
+        return f"{self.path}:{self.line}: {label}{self.message}"
+
+
+def errors(problems: Iterable[Problem]) -> list[Problem]:
+    """Only the problems that stop a policy from loading."""
+    return [p for p in problems if p.is_error]
 
 
 class PolicyError(Exception):
-    """A policy file that must not be used; `problems` lists every mistake found."""
+    """A policy file that must not be used; `problems` lists every mistake found (warnings included)."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: list[Problem] = list(problems)

@@ -36,9 +36,23 @@ def _int_or_str(value: Any) -> Any:
 
 
 def _platform_priority(value: Any) -> Any:
+    # The per-platform shape (a name on Jira / Zendesk, a mapping of fields on ServiceNow) is checked in
+    # build.py, where the platform is known.
     if not isinstance(value, str | dict) or (isinstance(value, str) and not value):
         raise ValueError(f"must be the platform's priority name or a mapping of its fields (got {value!r})")
     return value
+
+
+def _platform_id(value: Any) -> Any:
+    """A platform id: a non-empty string, or a number (Zendesk ids) kept as its digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be an id: a non-empty string or a number (got {value!r})")
+    return value
+
+
+PlatformId = Annotated[str, BeforeValidator(_platform_id)]
 
 
 class Strict(BaseModel):
@@ -133,8 +147,8 @@ class RuleSpec(Strict):
 
 
 class TierTargetSpec(Strict):
-    assignee: NonEmptyStr | None = None
-    group: NonEmptyStr | None = None
+    assignee: PlatformId | None = None
+    group: PlatformId | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -149,7 +163,49 @@ class PlatformSpec(Strict):
 
     priorities: dict[PriorityName, Annotated[Any, BeforeValidator(_platform_priority)]]
     tiers: dict[str, Any] = Field(default_factory=dict)
-    fields: dict[str, NonEmptyStr] = Field(default_factory=dict)
+    fields: dict[str, PlatformId] = Field(default_factory=dict)
+    labels_field: NonEmptyStr | None = None
+
+
+class CalendarSpec(Strict):
+    """One named business-hours calendar (the string `24x7` stands for an always-open one)."""
+
+    timezone: NonEmptyStr
+    hours: Annotated[list[NonEmptyStr], BeforeValidator(_one_or_many), Field(min_length=1)]
+    holidays: Annotated[list[NonEmptyStr], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    closed: Annotated[list[NonEmptyStr], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+
+
+class CalendarChoiceSpec(Strict):
+    """One `pick_calendar` entry."""
+
+    when: NonEmptyStr | None = None
+    use: NonEmptyStr
+
+
+class TargetsSpec(Strict):
+    """The targets of one priority; each metric is a duration or {target: duration, calendar: name}."""
+
+    first_response: Any = None
+    next_response: Any = None
+    update_every: Any = None
+    resolution: Any = None
+    calendar: NonEmptyStr | None = None
+
+
+class MetricTargetSpec(Strict):
+    target: Any
+    calendar: NonEmptyStr | None = None
+
+
+class SlaSpec(Strict):
+    """The `sla` section; calendars, calendar choices and targets are validated one by one."""
+
+    calendars: dict[str, Any] = Field(min_length=1)
+    pick_calendar: Annotated[Any, BeforeValidator(lambda v: [{"use": v}] if isinstance(v, str) else v)] = None
+    targets: dict[str, Any] = Field(min_length=1)
+    warn_at: Annotated[Any, BeforeValidator(lambda v: v if isinstance(v, list) or v is None else [v])] = None
+    pause_when: NonEmptyStr | None = None
 
 
 class PolicyHead(Strict):
@@ -163,3 +219,4 @@ class PolicyHead(Strict):
     tiers: list[NonEmptyStr] = Field(min_length=1)
     rules: list[Any] = Field(default_factory=list)
     platforms: dict[str, Any] = Field(default_factory=dict)
+    sla: Any = None

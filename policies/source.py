@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .problems import Problem
@@ -19,10 +20,20 @@ LineOf = Callable[[Loc], int]
 M = TypeVar("M", bound=BaseModel)
 
 
+class _Constructor(RoundTripConstructor):
+    """Round-trip constructor that keeps timestamps as the text they are written as: the policy reads dates
+    itself (SLA closed days) and so reports `2026-12-32` at its line instead of failing to build a date."""
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_str)
+
+
 def parse_yaml(text: str, path: str) -> tuple[Any, list[Problem]]:
     """The round-trip YAML tree (it remembers lines), or the syntax error as a problem."""
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
     try:
-        return YAML(typ="rt").load(text), []
+        return yaml.load(text), []
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0

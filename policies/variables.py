@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from connector.model import TicketEvent
+from connector.model import SlaSignal, TicketEvent
+
+from .durations import format_duration
 
 STRING, BOOL, INT, NUMBER, LIST, MAP = "string", "bool", "int", "number", "list", "map"
 FIELD_TYPES = (BOOL, INT, NUMBER, STRING, LIST)
@@ -36,10 +40,30 @@ _TICKET = {
 _EVENT = {"kind": STRING, "actor": {**_PERSON, "is_requester": BOOL}, "changed": LIST, "changes": MAP}
 _COMMENT = {"id": STRING, "text": STRING, "public": BOOL, "by_requester": BOOL, "author": _PERSON}
 _DECISION = {"priority": STRING, "impact": STRING, "urgency": STRING}
+# On time events: the clock that fired (connector.model.SlaSignal); zero values on every other event.
+_SLA = {
+    "metric": STRING,
+    "target": STRING,
+    "due": STRING,
+    "due_local": STRING,
+    "fired_at": STRING,
+    "percent": INT,
+    "late": BOOL,
+    "calendar": STRING,
+}
 
 # Roots by where a condition sits: `decision` is the output of impact/urgency, so those cannot read it.
 ROOTS_FOR_LEVELS = ("ticket", "event", "comment")
-ROOTS_FOR_RULES = ("ticket", "event", "comment", "decision")
+ROOTS_FOR_RULES = ("ticket", "event", "comment", "decision", "sla")
+# SLA clock conditions (pick_calendar, pause_when) read the ticket only: they describe its state.
+ROOTS_FOR_CLOCKS = ("ticket",)
+# Why a root that exists elsewhere cannot be used in a place (shown in the load error).
+UNAVAILABLE = {
+    "decision": "it is computed from impact and urgency (use it in 'raise' and in rules)",
+    "sla": "it describes SLA time events (use it in rules)",
+    "event": "SLA clocks follow the ticket's state, not one event",
+    "comment": "SLA clocks follow the ticket's state, not one event",
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +83,14 @@ class FieldDef:
 def variable_schema(fields: Sequence[FieldDef]) -> dict[str, Any]:
     """Every variable path conditions may use: nested dicts are objects, strings are leaf types."""
     ticket = {**_TICKET, "fields": {f.name: f.type for f in fields}}
-    return {"ticket": ticket, "event": _EVENT, "comment": _COMMENT, "decision": _DECISION}
+    return {"ticket": ticket, "event": _EVENT, "comment": _COMMENT, "decision": _DECISION, "sla": _SLA}
+
+
+def clock_schema(fields: Sequence[FieldDef]) -> dict[str, Any]:
+    """The variables of SLA clock conditions: the ticket without `tier` (the clocks do not know it)."""
+    ticket = dict(variable_schema(fields)["ticket"])
+    del ticket["tier"]
+    return {"ticket": ticket}
 
 
 def zero_sample(fields: Sequence[FieldDef]) -> dict[str, Any]:
@@ -104,6 +135,27 @@ def ticket_variables(
             for f in fields
         },
     }
+
+
+def sla_variables(signal: SlaSignal | None, timezone: str = "UTC") -> dict[str, Any]:
+    """`sla`: the time event's clock (due and fired_at as UTC ISO-8601, due_local in `timezone`)."""
+    if signal is None:
+        return {k: _fresh(ZERO[kind]) for k, kind in _SLA.items()}
+    local = signal.due.astimezone(ZoneInfo(timezone))
+    return {
+        "metric": signal.metric,
+        "target": format_duration(signal.target),
+        "due": _iso(signal.due),
+        "due_local": local.strftime("%Y-%m-%d %H:%M %Z"),
+        "fired_at": _iso(signal.fired_at),
+        "percent": signal.percent,
+        "late": signal.late,
+        "calendar": signal.calendar,
+    }
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def event_variables(event: TicketEvent) -> dict[str, Any]:

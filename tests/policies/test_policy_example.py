@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from datetime import UTC, datetime, timedelta
 
 from connector.model import (
     AddLabel,
@@ -13,6 +15,8 @@ from connector.model import (
     Priority,
     RemoveLabel,
     SetPriority,
+    SlaSignal,
+    TicketEvent,
     TicketState,
 )
 from policies import Policy, check_policy, evaluate
@@ -28,7 +32,10 @@ def test_example_checks_clean() -> None:
 
 
 def test_summary_names_the_policy(example: Policy) -> None:
-    assert example.summary() == "policy global-support v1: 5 rules, 4 tiers, platforms: jira"
+    assert example.summary() == (
+        "policy global-support v1: 8 rules, 4 tiers, platforms: jira, zendesk, servicenow, "
+        "sla calendars: emea, apac, always"
+    )
     assert len(example.sha256) == 64 and example.path == str(EXAMPLE)
 
 
@@ -117,9 +124,17 @@ def test_enterprise_customer_gets_at_least_p3(example: Policy) -> None:
     assert d.priority_after is Priority.P3
 
 
-def test_unknown_platform_reads_field_defaults(example: Policy) -> None:
-    d = evaluate(example, event(platform="zendesk", fields={"customfield_10052": "all"}), TicketState(), NOW)
-    assert d.priority_after is Priority.P4
+def test_each_platform_reads_its_own_field_ids(example: Policy) -> None:
+    jira_ids = {"customfield_10052": "all"}
+    assert evaluate(
+        example, event(platform="zendesk", fields=jira_ids), TicketState(), NOW
+    ).priority_after is (
+        Priority.P4  # another platform's field id is not read: the default applies
+    )
+    zendesk = event(platform="zendesk", fields={"360000000202": "all", "360000000200": "true"})
+    servicenow = event(platform="servicenow", fields={"u_outage_scope": "all", "u_revenue_impact": "true"})
+    for e in (zendesk, servicenow):
+        assert evaluate(example, e, TicketState(), NOW).priority_after is Priority.P1
 
 
 def test_same_input_gives_equal_decision(example: Policy) -> None:
@@ -160,3 +175,67 @@ def test_unlabel_only_removes_labels_the_ticket_has(example: Policy) -> None:
     d = evaluate(example, event(labels={"escalated-l2", "outage"}), TicketState(), NOW)
     assert AddLabel("escalated-l2") not in d.actions
     assert not any(isinstance(a, RemoveLabel) for a in d.actions)
+
+
+# --- SLA time events -----------------------------------------------------------------------------------
+
+DUE = datetime(2026, 10, 26, 9, tzinfo=UTC)  # 10:00 CET in Berlin
+
+
+def timed(kind: EventKind, metric: str = "first_response", percent: int = 100, **ticket_args) -> TicketEvent:
+    signal = SlaSignal(metric, timedelta(hours=4), DUE, DUE + timedelta(seconds=30), percent, "emea")
+    return dataclasses.replace(event(kind, **ticket_args), sla=signal)
+
+
+def test_breach_escalates_one_tier_labels_and_explains(example: Policy) -> None:
+    d = evaluate(example, timed(EventKind.SLA_BREACHED, priority=Priority.P3), TicketState(tier="L1"), NOW)
+    assert d.rules == ("sla-breach-escalates",) and (d.tier_before, d.tier_after) == ("L1", "L2")
+    assert d.actions[:2] == (AssignTier("L2"), AddLabel("sla-breached"))
+    assert notes(d) == [
+        "Escalator: the first response target of 4h for this P3 ticket was missed (due 2026-10-26 10:00 CET, "
+        "calendar emea), so it was moved from L1 to L2.\n"
+        "Why: policy global-support v1, rule sla-breach-escalates."
+    ]
+    assert d.reasons[0] == (
+        "sla first_response breached: target 4h on calendar emea, due 2026-10-26T09:00:00Z, "
+        "fired 2026-10-26T09:00:30Z"
+    )
+
+
+def test_breach_at_the_top_tier_stays_there(example: Policy) -> None:
+    e = timed(EventKind.SLA_BREACHED, priority=Priority.P3, labels={"sla-breached"})
+    d = evaluate(example, e, TicketState(tier="management"), NOW)
+    assert d.tier_after == "management" and not any(isinstance(a, AssignTier | AddLabel) for a in d.actions)
+    assert "already with management, the top tier" in notes(d)[0]
+
+
+def test_warning_mentions_the_assignee(example: Policy) -> None:
+    jira = evaluate(
+        example, timed(EventKind.SLA_WARNING, percent=75, assignee="557058:abc"), TicketState(), NOW
+    )
+    assert jira.rules == ("sla-warning-to-assignee",) and jira.tier_after == "L1"
+    [text] = notes(jira)
+    assert text.startswith(
+        "[~accountid:557058:abc] Escalator: 75 % of the first response target (4h) is used"
+    )
+    assert "due 2026-10-26 10:00 CET" in text
+    zendesk = timed(EventKind.SLA_WARNING, percent=75, assignee="9001", platform="zendesk")
+    assert notes(evaluate(example, zendesk, TicketState(), NOW))[0].startswith(
+        "Assignee 9001: Escalator: 75 %"
+    )
+
+
+def test_p1_update_reminder(example: Policy) -> None:
+    e = timed(EventKind.UPDATE_DUE, metric="update_every", priority=Priority.P1)
+    d = evaluate(example, e, TicketState(tier="L2"), NOW)
+    assert d.rules == ("p1-hourly-update-reminder",)
+    assert [a.internal for a in d.actions if isinstance(a, AddNote)] == [True]
+    assert "no public update for 4h" in notes(d)[0]
+    assert (
+        evaluate(example, timed(EventKind.UPDATE_DUE, priority=Priority.P2), TicketState(), NOW).rules == ()
+    )
+
+
+def test_time_rules_ignore_ticket_events(example: Policy) -> None:
+    d = evaluate(example, event(EventKind.TICKET_UPDATED, priority=Priority.P3), TicketState(), NOW)
+    assert not {"sla-breach-escalates", "sla-warning-to-assignee"} & set(d.rules)

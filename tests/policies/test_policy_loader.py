@@ -137,7 +137,7 @@ def test_unknown_root_variable(tmp_path: Path) -> None:
     p = only(tmp_path, text)
     assert (p.line, p.message) == (
         line(text, "tickets"),
-        "rule 'r': unknown variable 'tickets' (known: comment, decision, event, ticket)",
+        "rule 'r': unknown variable 'tickets' (known: comment, decision, event, sla, ticket)",
     )
 
 
@@ -327,7 +327,7 @@ def test_note_template_unknown_variable(tmp_path: Path) -> None:
     p = only(tmp_path, policy_source(rule(then='[{note: "hi {{ customer }}"}]')))
     assert p.message == (
         "rule 'r': note template uses unknown variable 'customer' "
-        "(known: comment, decision, event, policy, rule, ticket)"
+        "(known: comment, decision, event, policy, rule, sla, ticket)"
     )
 
 
@@ -390,3 +390,26 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
         load_policy(tmp_path / "policy.yaml")
     assert caught.value.problems == problems
     assert str(caught.value).splitlines() == [str(p) for p in problems]
+
+
+def test_an_impossible_unquoted_date_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    # ruamel used to build a date from `2026-12-32` and raise ValueError out of check_policy
+    text = policy_source().replace("version: 7", "version: 2026-12-32")
+    assert check(tmp_path, text) == []  # read as the text it is; a version may be any string
+    text = policy_source().replace("version: 7", "version: 7\nreleased: 2026-02-30")
+    p = only(tmp_path, text)
+    assert p.line == line(text, "released") and p.message.startswith("unknown key 'released'")
+
+
+def test_sla_variables_only_in_rules(tmp_path: Path) -> None:
+    text = policy_source().replace(
+        """- {when: '"many" in ticket.labels', is: medium}""", "- {when: 'sla.percent > 50', is: medium}"
+    )
+    p = only(tmp_path, text)
+    assert p.message == (
+        "priority.impact[1]: 'sla' is not available here: it describes SLA time events (use it in rules)"
+    )
+    rules = rule('sla.metric == "resolution" && sla.percent >= 75 && !sla.late && sla.calendar != ""')
+    assert check(tmp_path, policy_source(rules)) == []  # zero values on every other event
+    p = only(tmp_path, policy_source(rule("sla.remaining > 0")))
+    assert p.message.startswith("rule 'r': sla has no field 'remaining' (known: calendar, due, due_local,")

@@ -31,6 +31,25 @@ def test_example_jira_mapping(example: Policy) -> None:
     assert jira.fields["revenue_impact"] == "customfield_10050"
 
 
+def test_example_zendesk_and_servicenow_mappings(example: Policy) -> None:
+    zendesk, snow = example.platforms["zendesk"], example.platforms["servicenow"]
+    assert [zendesk.priorities[p] for p in Priority] == ["urgent", "high", "normal", "low"]
+    assert [dict(snow.priorities[p]) for p in Priority] == [
+        {"impact": "1", "urgency": "1"},
+        {"impact": "1", "urgency": "2"},
+        {"impact": "2", "urgency": "2"},
+        {"impact": "3", "urgency": "2"},
+    ]
+    for mapping in (zendesk, snow):
+        assert list(mapping.tiers) == ["L1", "L2", "L3", "management"]
+        assert set(mapping.fields) == {"outage_scope", "affected_customers", "revenue_impact"}
+    assert (
+        zendesk.tiers["L2"] == TierTarget(group="360000000102") and zendesk.fields["revenue_impact"].isdigit()
+    )
+    assert snow.fields["revenue_impact"] == "u_revenue_impact" and snow.labels_field == "u_escalator_labels"
+    assert zendesk.labels_field is None and example.platforms["jira"].labels_field is None
+
+
 def test_priority_of_is_case_insensitive(example: Policy) -> None:
     jira = example.platforms["jira"]
     assert jira.priority_of("highest") is Priority.P1
