@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from connector.runtime import Runtime
-from connector.store import inbox
+from connector.store import inbox, timers
 from webhooks.blueprint import bp as webhooks_bp
 
 
@@ -39,10 +39,17 @@ def create_app(rt: Runtime) -> Flask:
     def metrics():
         # Inbox depth is read at scrape time rather than tracked, so it is right across replicas.
         depth = inbox.counts(rt.engine)
+        clocks = timers.counts(rt.engine)
         lines = [
             "# HELP escalator_inbox_events Inbox rows by status (all replicas).",
             "# TYPE escalator_inbox_events gauge",
             *(f'escalator_inbox_events{{status="{s}"}} {n}' for s, n in sorted(depth.items())),
+            "# HELP escalator_timers SLA timers by state: armed (waiting) or fired (kept until re-armed).",
+            "# TYPE escalator_timers gauge",
+            *(f'escalator_timers{{state="{s}"}} {n}' for s, n in sorted(clocks.items())),
+            "# HELP escalator_timers_overdue_seconds How long the oldest due, unfired timer has waited.",
+            "# TYPE escalator_timers_overdue_seconds gauge",
+            f"escalator_timers_overdue_seconds {timers.overdue_seconds(rt.engine, rt.clock()):.3f}",
         ]
         body = generate_latest(rt.metrics.registry) + ("\n".join(lines) + "\n").encode()
         return body, 200, {"Content-Type": CONTENT_TYPE_LATEST}

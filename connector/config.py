@@ -55,6 +55,16 @@ class WorkerConfig(_Strict):
     )
 
 
+class SchedulerConfig(_Strict):
+    """The SLA clock: an interval job that fires due timers into the inbox (runs with the workers)."""
+
+    tick_seconds: float = Field(1.0, gt=0, le=60, description="how often due timers are looked for")
+    batch: int = Field(500, ge=1, le=10_000, description="timers fired per tick at most")
+    late_after_seconds: float = Field(
+        30.0, gt=0, description="a timer fired this long after it was due is marked late in the audit"
+    )
+
+
 Platforms = create_model(  # type: ignore[call-overload]
     "Platforms",
     __config__=ConfigDict(extra="forbid", frozen=True),
@@ -69,6 +79,7 @@ class Config(_Strict):
     log_format: Literal["text", "json"] = "text"
     server: ServerConfig = ServerConfig()
     worker: WorkerConfig = WorkerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
 
     def platform(self, key: str) -> Any | None:

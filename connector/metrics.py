@@ -27,6 +27,18 @@ class Metrics:
             ["platform", "method", "status"],
             registry=self.registry,
         )
+        self.timers_fired = Counter(
+            "escalator_timers_fired_total",
+            "SLA timers fired by platform, kind (sla.warning, sla.breached, update.due) and timeliness.",
+            ["platform", "kind", "timeliness"],
+            registry=self.registry,
+        )
+        self.timer_lateness_seconds = Histogram(
+            "escalator_timer_lateness_seconds",
+            "From a timer's due instant to the tick that fired it.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+            registry=self.registry,
+        )
         self.processing_seconds = Histogram(
             "escalator_event_processing_seconds",
             "From claim to audit record, per event.",

@@ -1,7 +1,9 @@
 """One claimed delivery, start to finish: normalise → echo? → evaluate → plan → apply → audit.
 
-The audit record, the ticket state and the inbox row's new status are written in one
-transaction, in a `finally`-like path, so every outcome (failures included) is recorded.
+Deliveries are webhooks or fired SLA timers (time events, evaluated against the ticket's
+last snapshot). The audit record, the ticket's memory and SLA clocks, its re-armed timers and
+the inbox row's new status are written in one transaction, in a `finally`-like path, so every
+outcome (failures included) is recorded.
 """
 
 from __future__ import annotations
@@ -15,30 +17,42 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from policies.sla import SlaState
+
 from connector import audit
-from connector.model import Decision, EventKind, Ticket, TicketEvent, TicketState, action_to_dict
-from connector.plan import make_plan
+from connector.codec import after_plan
+from connector.model import (
+    Decision,
+    EventKind,
+    SlaSignal,
+    Ticket,
+    TicketEvent,
+    TicketState,
+    action_to_dict,
+)
+from connector.plan import labels_from_field, make_plan
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
-from connector.store import inbox, tickets
+from connector.store import inbox, tickets, timers
 from connector.store.db import writing
 from connector.store.inbox import InboxItem
-from platforms.base import Delivery, OutboundRequest, SentRequest
+from platforms.base import CAP_LABELS, Delivery, OutboundRequest, SentRequest
 from platforms.errors import (
+    ConflictError,
     NotConfigured,
     PayloadError,
     PlatformError,
     RejectedByPlatform,
     TransientPlatformError,
 )
-from policies import evaluate
+from policies import evaluate, sla
 
 log = logging.getLogger("escalator.pipeline")
 
 
 @dataclasses.dataclass
 class Outcome:
-    """Everything the audit record says about one delivery."""
+    """Everything the audit record says about one delivery, and what the store keeps of it."""
 
     outcome: str
     detail: str = ""
@@ -48,6 +62,12 @@ class Outcome:
     sent: list[SentRequest] = dataclasses.field(default_factory=list)
     retry_at: datetime | None = None
     state: TicketState | None = None
+    snapshot: Ticket | None = None  # the ticket as it now stands, to keep for time events
+    sla: SlaState | None = None  # the ticket's SLA clocks after this event
+
+
+# A ticket that changes under us (Zendesk's 409) is read again and planned again this often.
+MAX_CONFLICT_REREADS = 2
 
 
 def process(rt: Runtime, item: InboxItem) -> str:
@@ -75,29 +95,94 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
         return Outcome("failed", detail=f"platform '{item.platform}' is no longer configured")
     if item.ignored:
         return Outcome("ignored", detail=f"event type '{item.event_type}' is not handled")
-    try:
-        payload = json.loads(item.body)
-        event = installation.provider.normalise(
-            payload, Delivery(item.delivery_id, item.event_type, item.ticket_id)
-        )
-    except (ValueError, PayloadError) as exc:
-        return Outcome("failed", detail=f"payload could not be read: {exc}")
+
+    policy = rt.policy.current
+    with rt.engine.connect() as conn:
+        stored = tickets.load(conn, item.platform, item.ticket_id) if item.ticket_id else None
+    if item.delivery_id.startswith(timers.TIMER_EVENT_PREFIX):
+        event, why_not = _timer_event(item, stored, policy)
+        if event is None:
+            return Outcome("ignored", detail=why_not)
+    else:
+        try:
+            payload = json.loads(item.body)
+            event = installation.provider.normalise(
+                payload, Delivery(item.delivery_id, item.event_type, item.ticket_id)
+            )
+        except (ValueError, PayloadError) as exc:
+            return Outcome("failed", detail=f"payload could not be read: {exc}")
 
     client = installation.client()
     own = getattr(client, "own_account_id", None)
     if own and event.actor is not None and event.actor.id == own:
-        return Outcome("echo", detail="the change was made by Escalator's own account", event=event)
+        return Outcome(
+            "echo",
+            detail="the change was made by Escalator's own account",
+            event=event,
+            snapshot=event.ticket,
+        )
 
-    policy = rt.policy.current
     mapping = policy.platforms.get(item.platform)
     if mapping is None:
         return Outcome(
             "failed", detail=f"policy '{policy.name}' has no 'platforms.{item.platform}' section", event=event
         )
+    if stored is None:
+        with rt.engine.connect() as conn:
+            stored = tickets.load(conn, item.platform, event.ticket.ref.id)
+    if event.comment is not None and event.ticket.requester is None and stored.requester_id is None:
+        event = _learn_requester(rt, item, client, event)
+    capabilities = frozenset(getattr(client, "capabilities", installation.provider.capabilities))
+    for rereads in range(MAX_CONFLICT_REREADS + 1):
+        result = _decide(rt, installation, item, client, capabilities, mapping, stored, event)
+        if not isinstance(result, _Conflict):
+            return result
+        if rereads == MAX_CONFLICT_REREADS:
+            break
+        try:  # the ticket changed since the snapshot: read it again and plan from what it shows now
+            event = dataclasses.replace(event, ticket=client.fetch(event.ticket.ref))
+        except TransientPlatformError as exc:
+            return _retrying(rt, item, exc, f"re-reading after a conflict: {exc}", result.outcome)
+        except PlatformError as exc:
+            return dataclasses.replace(
+                result.outcome, outcome="failed", detail=f"re-reading after a conflict: {exc}"
+            )
+    return _retrying(rt, item, None, f"the ticket kept changing ({MAX_CONFLICT_REREADS + 1} conflicts)",
+                     result.outcome)  # fmt: skip
 
-    with rt.engine.connect() as conn:
-        stored = tickets.load(conn, item.platform, event.ticket.ref.id)
-    event = _enrich(event, mapping, stored.requester_id)
+
+def _learn_requester(rt: Runtime, item: InboxItem, client, event: TicketEvent) -> TicketEvent:
+    """A comment on a ticket never seen before, in a payload that omits the requester (Jira trims
+    the issue): one GET tells whether the requester wrote it. Without it the comment is judged
+    as not the requester's, which is what an unreadable ticket leaves us."""
+    try:
+        fresh = client.fetch(event.ticket.ref)
+    except NotConfigured:
+        return event
+    except PlatformError as exc:
+        status = getattr(exc, "status", None) or "error"
+        rt.metrics.platform_requests.labels(item.platform, "GET", str(status)).inc()
+        log.warning("could not read %s to learn its requester: %s", event.ticket.ref.key, exc)
+        return event
+    rt.metrics.platform_requests.labels(item.platform, "GET", "200").inc()
+    if fresh.requester is None or event.comment is None:
+        return event
+    comment = dataclasses.replace(event.comment, by_requester=event.comment.author.id == fresh.requester.id)
+    return dataclasses.replace(
+        event, ticket=dataclasses.replace(event.ticket, requester=fresh.requester), comment=comment
+    )
+
+
+@dataclasses.dataclass
+class _Conflict:
+    """The platform refused the write because the ticket changed (ConflictError)."""
+
+    outcome: Outcome
+
+
+def _decide(rt, installation, item, client, capabilities, mapping, stored, event) -> Outcome | _Conflict:
+    policy = rt.policy.current
+    event = _enrich(event, mapping, stored.requester_id, capabilities)
     state = stored.state
     if state.tier is None:
         state = dataclasses.replace(state, tier=mapping.tier_of(event.ticket))
@@ -105,23 +190,71 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
         # A person chose this priority; raise_only leaves it alone from now on.
         state = dataclasses.replace(state, priority_pinned=True)
 
-    decision = evaluate(policy, event, state, rt.clock())
+    now = rt.clock()
+    decision = evaluate(policy, event, state, now)
     state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
-    plan = make_plan(decision, event.ticket, mapping, installation.provider.capabilities)
+    clocks = sla.advance(
+        policy, SlaState.from_json(stored.sla), event, decision.priority_after or event.ticket.priority, now
+    )
+    plan = make_plan(decision, event.ticket, mapping, capabilities)
+    done = Outcome(
+        "no_change", event=event, decision=decision, state=state, snapshot=event.ticket, sla=clocks
+    )
     if plan.is_empty:
-        return Outcome("no_change", event=event, decision=decision, state=state)
+        return done
 
-    planned = client.render(plan)
+    done.planned = client.render(plan)
     if rt.dry_run or not installation.can_write:
-        why = "dry_run is on" if rt.dry_run else f"platforms.{item.platform} has no write credentials"
-        return Outcome("dry_run", detail=why, event=event, decision=decision, planned=planned, state=state)
-    return _apply(rt, item, client, event, decision, planned, state)
+        done.outcome = "dry_run"
+        done.detail = "dry_run is on" if rt.dry_run else f"platforms.{item.platform} has no write credentials"
+        return done
+    try:
+        result = _apply(rt, item, client, done)
+    except ConflictError as exc:
+        rt.metrics.platform_requests.labels(item.platform, done.planned[0].method, str(exc.status)).inc()
+        return _Conflict(dataclasses.replace(done, outcome="retrying", detail=str(exc)))
+    if result.outcome == "applied":
+        result.snapshot = after_plan(event.ticket, plan, labels=CAP_LABELS in capabilities)
+    return result
 
 
-def _apply(rt, item, client, event, decision, planned, state) -> Outcome:
+def _timer_event(item: InboxItem, stored, policy) -> tuple[TicketEvent | None, str]:
+    """The time event a fired timer stands for, or None (and why) when it no longer applies."""
+    fired = timers.FiredTimer.from_json(item.platform, item.ticket_id or "", json.loads(item.body)["timer"])
+    if stored is None or stored.snapshot is None:
+        return None, f"timer {fired.key} fired for a ticket Escalator has no snapshot of"
+    armed = {t.key: t for t in sla.timers(policy, SlaState.from_json(stored.sla))}
+    current = armed.get(fired.key)
+    if current is None or current.due != fired.due:
+        # An event processed before this one stopped, paused or re-armed the clock.
+        return None, f"timer {fired.key} due {fired.due.isoformat()} is no longer armed (its clock changed)"
+    signal = SlaSignal(
+        metric=fired.metric,
+        target=fired.target,
+        due=fired.due,
+        fired_at=fired.fired_at,
+        percent=fired.percent,
+        calendar=fired.calendar,
+        late=fired.late,
+    )
+    kind = EventKind(fired.kind)
+    return TicketEvent(
+        kind, stored.snapshot, delivery_id=item.delivery_id, occurred_at=fired.fired_at, sla=signal
+    ), ""
+
+
+def _retrying(rt: Runtime, item: InboxItem, exc: TransientPlatformError | None, detail: str,
+              base: Outcome) -> Outcome:  # fmt: skip
+    retry_at = rt.clock() + timedelta(seconds=_backoff(rt, item, exc.retry_after if exc else None))
+    return dataclasses.replace(base, outcome="retrying", detail=detail, retry_at=retry_at)
+
+
+def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
+    """Send what the platform has not confirmed yet; ConflictError propagates (re-read, re-plan)."""
     sent: list[SentRequest] = []
     confirmed = set(item.confirmed)  # requests the platform took before a retry or a crash
-    for request in planned:
+    result = dataclasses.replace(done, sent=sent)
+    for request in done.planned:
         fingerprint = request_fingerprint(request)
         if fingerprint in confirmed:
             continue
@@ -131,27 +264,25 @@ def _apply(rt, item, client, event, decision, planned, state) -> Outcome:
             rt.metrics.platform_requests.labels(
                 item.platform, request.method, str(exc.status or "error")
             ).inc()
-            retry_at = rt.clock() + timedelta(seconds=_backoff(rt, item, exc.retry_after))
-            return Outcome("retrying", detail=str(exc), event=event, decision=decision, planned=planned,
-                           sent=sent, retry_at=retry_at)  # fmt: skip
+            return _retrying(rt, item, exc, str(exc), dataclasses.replace(result, state=None, sla=None))
         except RejectedByPlatform as exc:
             rt.metrics.platform_requests.labels(item.platform, request.method, str(exc.status)).inc()
-            return Outcome("failed", detail=f"{exc.status}: {exc}", event=event, decision=decision,
-                           planned=planned, sent=sent)  # fmt: skip
+            return dataclasses.replace(result, outcome="failed", detail=f"{exc.status}: {exc}", state=None,
+                                       sla=None, snapshot=None)  # fmt: skip
         except NotConfigured as exc:
-            return Outcome(
-                "dry_run", detail=str(exc), event=event, decision=decision, planned=planned, state=state
-            )
+            return dataclasses.replace(done, outcome="dry_run", detail=str(exc))
+        except ConflictError:
+            raise
         except PlatformError as exc:  # neither transient nor the platform's answer (bad URL, redirect loop)
             rt.metrics.platform_requests.labels(item.platform, request.method, "error").inc()
-            return Outcome(
-                "failed", detail=str(exc), event=event, decision=decision, planned=planned, sent=sent
-            )
+            return dataclasses.replace(result, outcome="failed", detail=str(exc), state=None, sla=None,
+                                       snapshot=None)  # fmt: skip
         rt.metrics.platform_requests.labels(item.platform, request.method, str(answer.status)).inc()
         sent.append(answer)
         confirmed.add(fingerprint)
         inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
-    return Outcome("applied", event=event, decision=decision, planned=planned, sent=sent, state=state)
+    result.outcome = "applied"
+    return result
 
 
 def _person_set_priority(event: TicketEvent) -> bool:
@@ -166,10 +297,16 @@ def _backoff(rt: Runtime, item: InboxItem, retry_after: float | None) -> float:
     )
 
 
-def _enrich(event: TicketEvent, mapping: Any, known_requester: str | None) -> TicketEvent:
-    """Fill what the payload leaves to the policy (P-level) or to memory (the requester)."""
+def _enrich(
+    event: TicketEvent, mapping: Any, known_requester: str | None, capabilities: frozenset[str]
+) -> TicketEvent:
+    """Fill what the payload leaves to the policy (P-level, labels kept in a field) or to memory
+    (the requester)."""
     ticket: Ticket = event.ticket
-    ticket = dataclasses.replace(ticket, priority=mapping.priority_of(ticket.platform_priority))
+    ticket = dataclasses.replace(ticket, priority=mapping.priority_of_ticket(ticket))
+    labels_field = getattr(mapping, "labels_field", None)
+    if labels_field and CAP_LABELS not in capabilities:
+        ticket = dataclasses.replace(ticket, labels=labels_from_field(ticket.fields.get(labels_field)))
     comment = event.comment
     if ticket.requester is None and known_requester and comment is not None:
         comment = dataclasses.replace(comment, by_requester=comment.author.id == known_requester)
@@ -177,6 +314,7 @@ def _enrich(event: TicketEvent, mapping: Any, known_requester: str | None) -> Ti
 
 
 def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
+    """Audit record, ticket memory, SLA timers and the inbox row's status: one transaction."""
     now = rt.clock()
     with writing(rt.engine) as conn:
         audit.append(conn, audit_record(rt, item, result), at=now)
@@ -187,11 +325,16 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             and result.outcome in ("applied", "no_change", "dry_run")
         ):
             ticket = event.ticket
+            clocks = result.sla or SlaState.from_json(None)
             tickets.save(
                 conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
                 priority=_priority_value(result.decision),
                 requester_id=ticket.requester.id if ticket.requester else None, now=now,
+                snapshot=result.snapshot, sla=clocks.to_json(),
             )  # fmt: skip
+            timers.reconcile(conn, item.platform, ticket.ref.id, sla.timers(rt.policy.current, clocks), now)
+        elif result.outcome == "echo" and event is not None and result.snapshot is not None:
+            tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         if result.outcome == "retrying":
             inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=result.detail)
         else:
@@ -255,6 +398,18 @@ def audit_record(rt: Runtime, item: InboxItem, result: Outcome) -> dict[str, Any
     }
     if result.retry_at is not None:
         record["retry_at"] = result.retry_at.isoformat()
+    if event is not None and event.sla is not None:
+        signal = event.sla
+        record["sla"] = {
+            "metric": signal.metric,
+            "target_seconds": signal.target.total_seconds(),
+            "calendar": signal.calendar,
+            "percent": signal.percent,
+            "due": signal.due.isoformat(),
+            "fired_at": signal.fired_at.isoformat(),
+            "late": signal.late,
+            "late_by_seconds": round((signal.fired_at - signal.due).total_seconds(), 3),
+        }
     return record
 
 

@@ -68,12 +68,17 @@ def make_plan(decision: Decision, ticket: Ticket, mapping: Any, capabilities: Co
         assignee = None
     if group is not None and (CAP_GROUP not in capabilities or group == ticket.group):
         group = None
-    fields = {k: v for k, v in fields.items() if ticket.fields.get(k) != v}
     if CAP_LABELS in capabilities:
         add -= ticket.labels
         remove &= ticket.labels
     else:
+        labels_field = getattr(mapping, "labels_field", None)
+        after = (ticket.labels | add) - remove
+        if labels_field and after != ticket.labels:
+            # No labels on this platform (ServiceNow incident): the policy keeps them in a field.
+            fields[labels_field] = labels_to_field(after)
         add, remove = set(), set()
+    fields = {k: v for k, v in fields.items() if not _same_value(ticket.fields.get(k), v)}
     note = None
     if notes:
         # Several rules may each explain themselves; agents get one note. Internal wins:
@@ -91,4 +96,30 @@ def make_plan(decision: Decision, ticket: Ticket, mapping: Any, capabilities: Co
         labels_current=ticket.labels,
         note=note,
         ticket_version=ticket.version,
+    )
+
+
+def labels_to_field(labels: Collection[str]) -> str:
+    """Labels kept in a text field: sorted, comma-separated."""
+    return ",".join(sorted(labels))
+
+
+def labels_from_field(value: Any) -> frozenset[str]:
+    """The inverse of `labels_to_field`; empty or missing gives no labels."""
+    if not isinstance(value, str):
+        return frozenset()
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def _same_value(current: Any, wanted: Any) -> bool:
+    """Platform fields often read back as strings ("1") where the policy wrote numbers (1)."""
+    if current == wanted:
+        return True
+    scalar = (str, int, float)
+    return (
+        isinstance(current, scalar)
+        and isinstance(wanted, scalar)
+        and not isinstance(current, bool)
+        and not isinstance(wanted, bool)
+        and str(current) == str(wanted)
     )

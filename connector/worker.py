@@ -52,6 +52,7 @@ class WorkerPool:
         self.threads = threads if threads is not None else rt.config.worker.threads
         self.parent_pid = parent_pid  # stop when the process that started us is gone
         self._stop = threading.Event()
+        self._wake = threading.Event()  # new work was queued here (the SLA tick fired timers)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -61,7 +62,12 @@ class WorkerPool:
             self._threads.append(thread)
 
     def request_stop(self) -> None:
-        self._stop.set()  # also ends an idle thread's wait at once
+        self._stop.set()
+        self._wake.set()  # also ends an idle thread's wait at once
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll."""
+        self._wake.set()
 
     def wait(self) -> None:
         """Block until stopped (by request_stop, or because the parent process died)."""
@@ -81,4 +87,5 @@ class WorkerPool:
                 log.exception("worker round failed; retrying in %.1fs", poll)
                 handled = 0
             if not handled:
-                self._stop.wait(poll)
+                self._wake.wait(poll)
+                self._wake.clear()

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -95,6 +96,34 @@ tickets = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=True),
+    Column("snapshot", JSON, nullable=True),  # the canonical ticket as last seen (connector/codec.py)
+    Column("sla", JSON, nullable=True),  # policies.sla.SlaState.to_json()
+)
+
+# One row per armed SLA timer (policies.sla.Timer) of a ticket. A fired row stays until its clock
+# is re-armed (new due, fired_at cleared) or no longer wanted (deleted), so it never fires twice.
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(32), nullable=False),
+    Column("ticket_id", String(255), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("percent", Integer, nullable=False),
+    Column("target_seconds", Float, nullable=False),
+    Column("calendar", String(64), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("armed_at", UTCDateTime(), nullable=False),
+    Column("fired_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("platform", "ticket_id", "key", name="uq_timers_ticket_key"),
+)
+Index(
+    "ix_timers_due",
+    timers.c.due_at,
+    postgresql_where=timers.c.fired_at.is_(None),
+    sqlite_where=timers.c.fired_at.is_(None),
 )
 
 # Append-only, hash-chained record of every decision (see connector/audit.py).

@@ -1,4 +1,5 @@
-"""What Escalator remembers per ticket between events."""
+"""What Escalator remembers per ticket between events: tier, pinned priority, the last
+snapshot of the ticket (time events evaluate against it) and its SLA clocks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from connector.model import TicketState
+from connector.codec import ticket_from_json, ticket_to_json
+from connector.model import Ticket, TicketState
 from connector.store.tables import tickets
 
 
@@ -16,18 +18,27 @@ from connector.store.tables import tickets
 class StoredTicket:
     state: TicketState
     requester_id: str | None
+    snapshot: Ticket | None = None
+    sla: dict[str, Any] | None = None  # policies.sla.SlaState.to_json()
 
 
 def load(conn: Connection, platform: str, ticket_id: str) -> StoredTicket:
     row = conn.execute(
-        select(tickets.c.tier, tickets.c.priority_pinned, tickets.c.requester_id).where(
-            tickets.c.platform == platform, tickets.c.ticket_id == ticket_id
-        )
+        select(
+            tickets.c.tier,
+            tickets.c.priority_pinned,
+            tickets.c.requester_id,
+            tickets.c.snapshot,
+            tickets.c.sla,
+        ).where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id)
     ).first()
     if row is None:
         return StoredTicket(TicketState(), None)
     return StoredTicket(
-        TicketState(tier=row.tier, priority_pinned=bool(row.priority_pinned)), row.requester_id
+        TicketState(tier=row.tier, priority_pinned=bool(row.priority_pinned)),
+        row.requester_id,
+        ticket_from_json(row.snapshot) if row.snapshot else None,
+        row.sla or None,
     )
 
 
@@ -41,6 +52,8 @@ def save(
     priority: str | None,
     requester_id: str | None,
     now: datetime,
+    snapshot: Ticket | None = None,
+    sla: dict[str, Any] | None = None,
 ) -> None:
     """Update the row the claim created (the ticket lease guarantees it exists)."""
     values: dict[str, Any] = dict(
@@ -49,9 +62,21 @@ def save(
         priority=priority,
         priority_pinned=state.priority_pinned,
         updated_at=now,
+        sla=sla,
     )
     if requester_id:
         values["requester_id"] = requester_id
+    if snapshot is not None:
+        values["snapshot"] = ticket_to_json(snapshot)
+    _update(conn, platform, ticket_id, values)
+
+
+def save_snapshot(conn: Connection, platform: str, ticket_id: str, snapshot: Ticket, now: datetime) -> None:
+    """Keep the newest view of a ticket without touching its state (e.g. from an echo of our write)."""
+    _update(conn, platform, ticket_id, dict(snapshot=ticket_to_json(snapshot), updated_at=now))
+
+
+def _update(conn: Connection, platform: str, ticket_id: str, values: dict[str, Any]) -> None:
     conn.execute(
         update(tickets)
         .where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id)

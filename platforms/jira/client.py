@@ -11,15 +11,17 @@ import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
 
-from connector.model import Plan
+from connector.model import Plan, Ticket, TicketRef
 from platforms.base import OutboundRequest, SentRequest
 from platforms.errors import (
     NotConfigured,
+    PayloadError,
     PlatformError,
     RejectedByPlatform,
     TransientPlatformError,
     parse_retry_after,
 )
+from platforms.jira.normalise import ticket_from_issue
 from platforms.jira.settings import Settings
 
 # Jira retries its own webhooks on these, and they mean the same for our writes:
@@ -101,14 +103,27 @@ class JiraClient:
 
     def send(self, request: OutboundRequest) -> SentRequest:
         """Send one rendered request; TransientPlatformError or RejectedByPlatform on failure."""
+        data = json.dumps(request.json) if request.json is not None else None
+        response = self._call(request.method, request.url, data)
+        return SentRequest(request, response.status_code)
+
+    def fetch(self, ref: TicketRef) -> Ticket:
+        """The issue as it is now: one GET (e.g. to learn the reporter behind a trimmed comment event)."""
+        url = f"{self.settings.url}/rest/api/2/issue/{quote(ref.key or ref.id, safe='')}"
+        response = self._call("GET", url, None)
+        try:
+            return ticket_from_issue(response.json())
+        except (ValueError, PayloadError) as exc:
+            raise PlatformError(f"Jira answered GET {url} with an unreadable issue: {exc}") from exc
+
+    def _call(self, method: str, url: str, data: str | None) -> requests.Response:
         if not self.settings.can_write:
             raise NotConfigured("Jira: 'email' and 'api_token' are required to write to issues")
         session = self._session()
-        what = f"{request.method} {request.url}"
-        data = json.dumps(request.json) if request.json is not None else None
+        what = f"{method} {url}"
         try:
             # The session adds auth, Content-Type: application/json and the timeout.
-            response = session.request(request.method, request.url, data=data)
+            return session.request(method, url, data=data)
         except JIRAError as exc:
             # The library raises for every non-2xx answer; the response is on the error.
             # We build our own message: str(exc) dumps all headers and the body.
@@ -124,7 +139,6 @@ class JiraClient:
         except requests.RequestException as exc:
             # e.g. too many redirects or an invalid URL: neither retryable nor Jira's answer.
             raise PlatformError(f"request {what} failed: {exc}") from exc
-        return SentRequest(request, response.status_code)
 
     def _session(self) -> requests.Session:
         """The `jira` library's session, built on first use.

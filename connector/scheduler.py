@@ -1,0 +1,84 @@
+"""The SLA clock: one APScheduler interval job that fires due timers into the inbox.
+
+APScheduler is the clock, not the queue. Deadlines live in our `timers` table (durable,
+shared by replicas); a one-shot APScheduler job per ticket would be lost on restart, and one
+missed by more than `misfire_grace_time` is silently dropped. So there is exactly one job,
+an interval tick, and it claims whatever is due — including timers that came due while the
+connector was down, which fire once at start-up, marked late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from connector.runtime import Runtime
+from connector.store import timers
+
+log = logging.getLogger("escalator.scheduler")
+
+
+def tick(rt: Runtime) -> int:
+    """Fire every timer due now (in batches); returns how many fired."""
+    cfg = rt.config.scheduler
+    late_after = timedelta(seconds=cfg.late_after_seconds)
+    total = 0
+    while True:
+        fired = timers.fire_due(rt.engine, now=rt.clock(), limit=cfg.batch, late_after=late_after)
+        for timer in fired:
+            timeliness = "late" if timer.late else "on_time"
+            rt.metrics.timers_fired.labels(timer.platform, timer.kind, timeliness).inc()
+            rt.metrics.timer_lateness_seconds.observe((timer.fired_at - timer.due).total_seconds())
+        total += len(fired)
+        if len(fired) < cfg.batch:
+            return total
+
+
+class SlaScheduler:
+    """Runs `tick` every `scheduler.tick_seconds` in a background thread.
+
+    The job store is in memory and private to this process (APScheduler's stores must never be
+    shared); `max_instances=1` and `coalesce` keep a slow tick from piling up behind itself.
+    `on_fired` is called after a tick that fired something (the worker pool wakes up at once).
+    """
+
+    def __init__(self, rt: Runtime, *, on_fired: Callable[[], None] | None = None):
+        self.rt = rt
+        self.on_fired = on_fired
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone="UTC",
+        )
+
+    def start(self) -> None:
+        self._run()  # at once: timers that came due while we were down must not wait a tick
+        self._scheduler.add_job(
+            self._run,
+            "interval",
+            seconds=self.rt.config.scheduler.tick_seconds,
+            id="sla-tick",
+            name="fire due SLA timers",
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+
+    def _run(self) -> None:
+        try:
+            fired = tick(self.rt)
+        except Exception:  # the database may be briefly unavailable; the next tick tries again
+            log.exception("SLA tick failed; trying again next tick")
+            return
+        if fired:
+            log.info("fired %d SLA timer(s)", fired)
+            if self.on_fired is not None:
+                self.on_fired()
