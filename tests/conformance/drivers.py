@@ -38,6 +38,8 @@ class Spec:
     labels: tuple[str, ...] = ()
     priority: str = "P4"  # what the platform shows now
     tier: str = "L1"  # whose queue it sits in now
+    status: str = "open"  # open | pending (canonical names)
+    created: datetime | None = None  # None: created at the moment of the event
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class Driver:
     def created(self, spec: Spec, now: datetime) -> Delivery: ...
     def priority_changed(self, spec: Spec, before: str, now: datetime) -> Delivery: ...
     def echo(self, spec: Spec, now: datetime) -> Delivery: ...
+    def ticket_id(self, spec: Spec) -> str: ...
+    def edited(self, spec: Spec, field: str, before: str, now: datetime) -> Delivery:
+        """A person's edit of `field` ("status" or "labels"); the ticket now shows `spec`."""
+        raise NotImplementedError
     def commented(self, spec: Spec, text: str, now: datetime) -> Delivery: ...
     def ignored(self, now: datetime) -> Delivery: ...
 
@@ -136,12 +142,19 @@ class JiraDriver(Driver):
     def key(self, spec: Spec) -> str:
         return f"SHOP-{spec.n}"
 
-    def _issue(self, spec: Spec) -> dict[str, Any]:
+    def ticket_id(self, spec: Spec) -> str:
+        return str(10000 + spec.n)
+
+    def _issue(self, spec: Spec, now: datetime) -> dict[str, Any]:
         payload = load_fixture("jira", "issue_created__basic")
+        payload["timestamp"] = int(now.timestamp() * 1000)
         issue = payload["issue"]
         issue["id"], issue["key"] = str(10000 + spec.n), self.key(spec)
         fields = issue["fields"]
         fields["summary"] = spec.title
+        fields["created"] = (spec.created or now).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        fields["updated"] = now.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        fields["status"] = {"name": spec.status.capitalize(), "id": "1"}
         fields["labels"] = list(spec.labels)
         fields["priority"] = {"name": self.priority_value(spec.priority), "id": "3"}
         fields["assignee"] = {"accountId": self.tier_target(spec.tier).assignee, "displayName": spec.tier}
@@ -149,10 +162,10 @@ class JiraDriver(Driver):
         return payload
 
     def created(self, spec, now):
-        return self.deliver(self._issue(spec), now)
+        return self.deliver(self._issue(spec, now), now)
 
     def _updated(self, spec, actor: str, items: list[dict[str, Any]], now):
-        payload = self._issue(spec)
+        payload = self._issue(spec, now)
         payload["webhookEvent"], payload["issue_event_type_name"] = "jira:issue_updated", "issue_updated"
         payload["user"] = {"accountId": actor, "displayName": actor}
         payload["changelog"] = {"id": "1", "items": items}
@@ -169,11 +182,17 @@ class JiraDriver(Driver):
                 "fromString": "", "to": None, "toString": " ".join(spec.labels)}  # fmt: skip
         return self._updated(spec, JIRA_BOT, [item], now)
 
+    def edited(self, spec, field, before, now):
+        after = spec.status.capitalize() if field == "status" else " ".join(spec.labels)
+        item = {"field": field, "fieldtype": "jira", "fieldId": field, "from": None,
+                "fromString": before, "to": None, "toString": after}  # fmt: skip
+        return self._updated(spec, "agent-7", [item], now)
+
     def commented(self, spec, text, now):
         payload = load_fixture("jira", "comment_created__asks_for_manager")
         payload["comment"]["body"] = text
         payload["comment"]["author"]["accountId"] = self.requester
-        trimmed = self._issue(spec)["issue"]
+        trimmed = self._issue(spec, now)["issue"]
         payload["issue"] = {"id": trimmed["id"], "key": trimmed["key"], "self": trimmed.get("self"),
                             "fields": {k: trimmed["fields"][k] for k in
                                        ("summary", "priority", "assignee", "status", "labels")}}  # fmt: skip
@@ -230,12 +249,17 @@ class ZendeskDriver(Driver):
                 "user_id": ZENDESK_BOT}  # fmt: skip
     requester = "6130869168922"
 
-    def _body(self, spec: Spec, event: str, actor: str) -> dict[str, Any]:
+    def ticket_id(self, spec: Spec) -> str:
+        return str(4000 + spec.n)
+
+    def _body(self, spec: Spec, event: str, actor: str, now: datetime) -> dict[str, Any]:
         body = load_fixture("zendesk", "ticket.created__trigger")
         body["event"] = event
         ticket = body["ticket"]
         ticket.update(
-            id=str(4000 + spec.n), title=spec.title, status="Open",
+            id=str(4000 + spec.n), title=spec.title, status=spec.status.capitalize(),
+            created_at=(spec.created or now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            updated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             priority=self.priority_value(spec.priority).capitalize(), tags=" ".join(spec.labels),
             assignee_id="", group_id=self.tier_target(spec.tier).group,
             link=f"{ZENDESK_URL}/agent/tickets/{4000 + spec.n}", fields={},
@@ -246,16 +270,19 @@ class ZendeskDriver(Driver):
         return body
 
     def created(self, spec, now):
-        return self.deliver(self._body(spec, "ticket.created", self.requester), now)
+        return self.deliver(self._body(spec, "ticket.created", self.requester, now), now)
 
     def priority_changed(self, spec, before, now):
-        return self.deliver(self._body(spec, "ticket.priority_changed", "6130907993114"), now)
+        return self.deliver(self._body(spec, "ticket.priority_changed", "6130907993114", now), now)
 
     def echo(self, spec, now):
-        return self.deliver(self._body(spec, "ticket.updated", ZENDESK_BOT), now)
+        return self.deliver(self._body(spec, "ticket.updated", ZENDESK_BOT, now), now)
+
+    def edited(self, spec, field, before, now):
+        return self.deliver(self._body(spec, "ticket.updated", "6130907993114", now), now)
 
     def commented(self, spec, text, now):
-        body = self._body(spec, "ticket.comment_added", self.requester)
+        body = self._body(spec, "ticket.comment_added", self.requester, now)
         body["comment"].update(id=str(7000 + spec.n), body=text, public="true", author_id=self.requester)
         return self.deliver(body, now)
 
@@ -305,17 +332,20 @@ class ServiceNowDriver(Driver):
         super().__init__(mapping)
         self._mods = {}
 
-    def sys_id(self, spec: Spec) -> str:
-        return f"{spec.n:032x}"
+    def ticket_id(self, spec: Spec) -> str:
+        return f"{spec.n:032x}"  # a sys_id
 
-    def _body(self, spec: Spec, *, insert: bool, actor: str, changes=()) -> dict[str, Any]:
+    def _body(self, spec: Spec, now: datetime, *, insert: bool, actor: str, changes=()) -> dict[str, Any]:
         body = load_fixture("servicenow", "incident_inserted__basic" if insert else
                             "incident_updated__comment_by_caller")  # fmt: skip
         mod = self._mods[spec.n] = self._mods.get(spec.n, -1) + 1
         value = self.priority_value(spec.priority)
         body.update(
-            sys_id=self.sys_id(spec), number=f"INC{spec.n:07d}", sys_mod_count=str(mod),
-            sys_updated_by=actor, short_description=spec.title, state="2",
+            sys_id=self.ticket_id(spec), number=f"INC{spec.n:07d}", sys_mod_count=str(mod),
+            sys_updated_by=actor, short_description=spec.title,
+            state={"open": "2", "pending": "3"}[spec.status],
+            sys_created_on=(spec.created or now).strftime("%Y-%m-%d %H:%M:%S"),
+            sys_updated_on=now.strftime("%Y-%m-%d %H:%M:%S"),
             impact=str(value["impact"]), urgency=str(value["urgency"]), priority=spec.priority[1],
             assignment_group=self.tier_target(spec.tier).group, assigned_to="",
             caller_id="5b7c200d0a640069006b3845b5d0fa7c",
@@ -326,21 +356,30 @@ class ServiceNowDriver(Driver):
         return body
 
     def created(self, spec, now):
-        return self.deliver(self._body(spec, insert=True, actor=self.requester), now)
+        return self.deliver(self._body(spec, now, insert=True, actor=self.requester), now)
 
     def priority_changed(self, spec, before, now):
         was, value = self.priority_value(before), self.priority_value(spec.priority)
         changes = [{"field": f, "previous": str(was[f]), "current": str(value[f])}
                    for f in ("impact", "urgency") if was[f] != value[f]]  # fmt: skip
         changes.append({"field": "priority", "previous": before[1], "current": spec.priority[1]})
-        return self.deliver(self._body(spec, insert=False, actor="itil.agent", changes=changes), now)
+        return self.deliver(self._body(spec, now, insert=False, actor="itil.agent", changes=changes), now)
 
     def echo(self, spec, now):
         change = {"field": "u_escalator_labels", "previous": "", "current": ",".join(sorted(spec.labels))}
-        return self.deliver(self._body(spec, insert=False, actor=SERVICENOW_BOT, changes=[change]), now)
+        return self.deliver(self._body(spec, now, insert=False, actor=SERVICENOW_BOT, changes=[change]), now)
+
+    def edited(self, spec, field, before, now):
+        if field == "status":
+            states = {"open": "2", "pending": "3"}
+            change = {"field": "state", "previous": states[before], "current": states[spec.status]}
+        else:
+            labels = ",".join(sorted(spec.labels))
+            change = {"field": "u_escalator_labels", "previous": before, "current": labels}
+        return self.deliver(self._body(spec, now, insert=False, actor="itil.agent", changes=[change]), now)
 
     def commented(self, spec, text, now):
-        body = self._body(spec, insert=False, actor=self.requester)
+        body = self._body(spec, now, insert=False, actor=self.requester)
         body["comment"] = {"sys_id": f"{spec.n:031x}c", "text": text, "author": self.requester,
                            "created": now.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
         return self.deliver(body, now)

@@ -145,3 +145,42 @@ def test_overdue_seconds_shows_a_stuck_scheduler(engine):
     _fire(engine, BREACH.due + timedelta(seconds=90))
     assert timers.overdue_seconds(engine, BREACH.due + timedelta(seconds=95)) == 0.0
     assert timers.counts(engine) == {"armed": 0, "fired": 2}
+
+
+_SCHEDULER_PROCESS = """
+import sys
+from datetime import datetime, timedelta
+from connector.store.db import make_engine
+from connector.store.timers import fire_due
+engine = make_engine(sys.argv[1])
+now = datetime.fromisoformat(sys.argv[2])
+fired = 0
+while batch := fire_due(engine, now=now, limit=5, late_after=timedelta(seconds=30)):
+    fired += len(batch)
+print(fired)
+"""
+
+
+def test_two_scheduler_processes_fire_each_timer_exactly_once(db_url, engine):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    n = 200
+    with engine.begin() as conn:
+        for i in range(n):
+            wanted = [Timer("resolution", EventKind.SLA_BREACHED, 100, T0 + timedelta(seconds=i % 30))]
+            timers.reconcile(conn, "jira", f"T{i}", wanted, T0)
+    root = Path(__file__).resolve().parents[2]
+    now = (T0 + timedelta(minutes=1)).isoformat()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _SCHEDULER_PROCESS, db_url, now], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    assert sum(int(out) for out, _ in outputs) == n  # together they fired every timer …
+    with engine.connect() as conn:
+        delivered = conn.execute(select(inbox_table.c.ticket_id)).scalars().all()
+    assert sorted(delivered) == sorted(f"T{i}" for i in range(n))  # … and none twice
