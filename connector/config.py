@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
 from platforms.registry import PLATFORMS
-from policies.source import LineOf, line_finder  # one ruamel line lookup for policy and config
+from policies.source import LineOf, line_finder, parse_yaml  # one YAML reader for policy and config
 
 EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "policies" / "examples" / "global-support.yaml"
 DEFAULT_DATABASE = "sqlite:///escalator.db"
@@ -106,11 +104,12 @@ def load_config(path: str | Path | None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    try:
-        tree = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise ConfigError(f"{path}:{line}: not valid YAML: {exc.problem}") from exc
+    # The policy's YAML reader: it keeps lines, and dates stay text (`2026-12-32` is not a crash).
+    tree, problems = parse_yaml(text, str(path))
+    if problems:
+        lines = [f"{p.path}:{p.line}: not valid YAML: {p.message.removeprefix('YAML syntax error: ')}"
+                 for p in problems]  # fmt: skip
+        raise ConfigError("\n".join(lines))
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):

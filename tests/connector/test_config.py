@@ -106,3 +106,10 @@ def test_the_shipped_example_config_loads(monkeypatch):
     assert config.effective_dry_run is True
     assert config.platform("jira").webhook_secret == "dev-secret"
     assert config.platform("jira").can_write is False
+
+
+def test_an_impossible_date_is_reported_not_a_crash(tmp_path):
+    path = tmp_path / "escalator.yaml"
+    path.write_text("database: sqlite:///x.db\nlog_format: 2026-12-32\n")
+    with pytest.raises(ConfigError, match=rf"{path}:2: log_format:"):
+        load_config(path)
