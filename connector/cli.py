@@ -205,6 +205,12 @@ def _work(args) -> int:
     logging.getLogger("escalator").info(
         "worker started: %s, policy %s", rt.owner, rt.policy.current.summary()
     )
+    if rt.config.worker.metrics_port:
+        # Decisions, platform requests and timers are counted here, not in the web process.
+        from prometheus_client import start_http_server
+
+        port, host = rt.config.worker.metrics_port, rt.config.server.host
+        start_http_server(port, addr=host, registry=rt.metrics.registry)
     pool.start()
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).
     scheduler = SlaScheduler(rt, on_fired=pool.wake)

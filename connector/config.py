@@ -51,13 +51,19 @@ class WorkerConfig(_Strict):
     max_attempts_after_internal_error: int = Field(
         5, ge=1, description="an event that hits a bug is recorded as failed after this many attempts"
     )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="serve the worker process's own /metrics (decisions, platform requests, timers) here",
+    )  # fmt: skip
 
 
 class SchedulerConfig(_Strict):
     """The SLA clock: an interval job that fires due timers into the inbox (runs with the workers)."""
 
     tick_seconds: float = Field(1.0, gt=0, le=60, description="how often due timers are looked for")
-    batch: int = Field(500, ge=1, le=10_000, description="timers fired per tick at most")
+    batch: int = Field(
+        500, ge=1, le=10_000, description="timers fired per transaction; a tick repeats until none is due"
+    )
     late_after_seconds: float = Field(
         30.0, gt=0, description="a timer fired this long after it was due is marked late in the audit"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +45,18 @@ class Settings(BaseModel):
     extra_fields: tuple[str, ...] = ()
     timeout: float = Field(default=15.0, gt=0, description="seconds per request")
     max_signature_age_seconds: int = Field(default=300, gt=0)
+
+    @field_validator(
+        "url", "instance", "user", "password", "webhook_secret", "inbound_user", "inbound_password",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_absent(cls, value: Any) -> Any:
+        # `${SERVICENOW_URL:-}` in the config file substitutes "" for an unset variable; an empty
+        # inbound_user must not switch basic auth on and refuse every delivery.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("url")
     @classmethod

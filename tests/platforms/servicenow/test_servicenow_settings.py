@@ -34,7 +34,7 @@ def test_url_must_be_an_http_base_url(url):
 
 
 @pytest.mark.parametrize(
-    "instance", ["https://acme.service-now.com", "acme.service-now.com", "-acme", "a_b", ""]
+    "instance", ["https://acme.service-now.com", "acme.service-now.com", "-acme", "a_b"]
 )
 def test_instance_is_a_name_not_a_url(instance):
     with pytest.raises(ValidationError, match="instance name only"):
@@ -104,3 +104,11 @@ def test_client_constructor_does_no_io_and_keeps_our_identity():
     client = ServiceNowClient(Settings(instance="acme", user="escalator.bot", password="pw"))
     assert client.own_account_id == "escalator.bot"
     assert client._snow is None  # built lazily, on the first request
+
+
+def test_blank_values_from_unset_environment_variables_count_as_absent():
+    from platforms.servicenow import Settings
+
+    settings = Settings(instance="acme", inbound_user="", inbound_password="", url="")
+    assert settings.inbound_user is None and settings.inbound_password is None
+    assert settings.base_url == "https://acme.service-now.com"
