@@ -26,6 +26,19 @@ CAP_LABELS = "labels"
 CAP_INTERNAL_NOTES = "internal_notes"
 
 
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header `name`, whatever the case of the keys in `headers`."""
+    value = headers.get(name)  # exact for case-insensitive mappings (Werkzeug, requests)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    # .items(), not iteration: iterating Werkzeug's Headers yields (key, value) pairs.
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What the inbox needs to know about a webhook before it is processed.

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.model import EventKind
-from platforms.base import Delivery
+from platforms.base import Delivery, header
 from platforms.errors import PayloadError, SignatureError
 
 SIGNATURE_HEADER = "X-Hub-Signature"
@@ -41,19 +41,6 @@ IGNORED_EVENTS: tuple[str, ...] = (
 
 _SIGNATURE = re.compile(r"(?P<scheme>[A-Za-z0-9]+)=(?P<digest>.*)", re.DOTALL)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """The value of header `name`, whatever the case of the keys in `headers`."""
-    value = headers.get(name)  # exact for case-insensitive mappings (Werkzeug, requests)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    # .items(), not iteration: iterating Werkzeug's Headers yields (key, value) pairs.
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
 
 
 def verify(headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from connector.model import EventKind
-from platforms.base import Delivery
+from platforms.base import Delivery, header
 from platforms.errors import PayloadError, SignatureError
 
 if TYPE_CHECKING:
@@ -53,19 +53,6 @@ _EPOCH_SECONDS = re.compile(r"[0-9]{1,12}")
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
 _MOD_COUNT = re.compile(r"[0-9]+")
 _HMAC_SHA256_BYTES = 32
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """The value of header `name`, whatever the case of the keys in `headers`."""
-    value = headers.get(name)  # exact for case-insensitive mappings (Werkzeug, requests)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    # .items(), not iteration: iterating Werkzeug's Headers yields (key, value) pairs.
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
 
 
 def mac(secret: str, message: bytes) -> str:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.model import EventKind
-from platforms.base import Delivery
+from platforms.base import Delivery, header
 from platforms.errors import PayloadError, SignatureError
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
@@ -73,19 +73,6 @@ TRIGGER_EVENT_TYPE_PREFIX = "trigger:"
 
 _TICKET_SUBJECT = re.compile(r"zen:ticket:(\d+)")
 _DIGITS = re.compile(r"\d+")
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """The value of header `name`, whatever the case of the keys in `headers`."""
-    value = headers.get(name)  # exact for case-insensitive mappings (Werkzeug, requests)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    # .items(), not iteration: iterating Werkzeug's Headers yields (key, value) pairs.
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
 
 
 def verify(
