@@ -44,7 +44,7 @@ def create_app(rt: Runtime) -> Flask:
             "# HELP escalator_inbox_events Inbox rows by status (all replicas).",
             "# TYPE escalator_inbox_events gauge",
             *(f'escalator_inbox_events{{status="{s}"}} {n}' for s, n in sorted(depth.items())),
-            "# HELP escalator_timers SLA timers by state: armed (waiting) or fired (kept until re-armed).",
+            "# HELP escalator_timers SLA timers: armed (not due yet) or fired (waiting for a worker).",
             "# TYPE escalator_timers gauge",
             *(f'escalator_timers{{state="{s}"}} {n}' for s, n in sorted(clocks.items())),
             "# HELP escalator_timers_overdue_seconds How long the oldest due, unfired timer has waited.",

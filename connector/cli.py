@@ -301,3 +301,5 @@ def _setup_logging(fmt: str) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # APScheduler logs two INFO lines per tick (~170,000 a day); our own tick logs what it fired.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -167,8 +167,13 @@ def fire_due(engine: Engine, *, now: datetime, limit: int, late_after: timedelta
             conn.dialect,
             [
                 new_row(
-                    t.platform, delivery_id(t), t.kind, t.ticket_id, False,
-                    json.dumps({"timer": t.to_json()}).encode(), now,
+                    t.platform,
+                    delivery_id(t),
+                    t.kind,
+                    t.ticket_id,
+                    False,
+                    json.dumps({"timer": t.to_json()}).encode(),
+                    now,
                 )  # fmt: skip
                 for t in fired
             ],
@@ -202,7 +207,8 @@ def armed(conn: Connection, platform: str, ticket_id: str) -> dict[str, datetime
 
 
 def counts(engine: Engine) -> dict[str, int]:
-    """Armed and fired timers, for /metrics."""
+    """Timers waiting to come due ("armed") and fired but not yet handled by a worker ("fired"),
+    for /metrics. A handled timer is removed or re-armed, so neither is a running total."""
     with engine.connect() as conn:
         total, fired = conn.execute(
             select(func.count(), func.count(timers.c.fired_at)).select_from(timers)
