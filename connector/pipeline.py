@@ -17,8 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from policies.sla import SlaState
-
 from connector import audit
 from connector.codec import after_plan
 from connector.model import (
@@ -46,6 +44,7 @@ from platforms.errors import (
     TransientPlatformError,
 )
 from policies import evaluate, sla
+from policies.sla import SlaState
 
 log = logging.getLogger("escalator.pipeline")
 
