@@ -21,6 +21,7 @@ from platforms.errors import (
     TransientPlatformError,
     parse_retry_after,
 )
+from platforms.http import network_errors
 from platforms.jira.normalise import ticket_from_issue
 from platforms.jira.settings import Settings
 
@@ -121,24 +122,16 @@ class JiraClient:
             raise NotConfigured("Jira: 'email' and 'api_token' are required to write to issues")
         session = self._session()
         what = f"{method} {url}"
-        try:
-            # The session adds auth, Content-Type: application/json and the timeout.
-            return session.request(method, url, data=data)
-        except JIRAError as exc:
-            # The library raises for every non-2xx answer; the response is on the error.
-            # We build our own message: str(exc) dumps all headers and the body.
-            if exc.response is None:
-                raise TransientPlatformError(f"Jira gave no response to {what}") from exc
-            raise error_from_response(exc.response, what) from exc
-        except requests.Timeout as exc:
-            raise TransientPlatformError(
-                f"Jira did not answer {what} within {self.settings.timeout:g}s"
-            ) from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientPlatformError(f"could not reach Jira for {what}: {exc}") from exc
-        except requests.RequestException as exc:
-            # e.g. too many redirects or an invalid URL: neither retryable nor Jira's answer.
-            raise PlatformError(f"request {what} failed: {exc}") from exc
+        with network_errors("Jira", what, self.settings.timeout):
+            try:
+                # The session adds auth, Content-Type: application/json and the timeout.
+                return session.request(method, url, data=data)
+            except JIRAError as exc:
+                # The library raises for every non-2xx answer; the response is on the error.
+                # We build our own message: str(exc) dumps all headers and the body.
+                if exc.response is None:
+                    raise TransientPlatformError(f"Jira gave no response to {what}") from exc
+                raise error_from_response(exc.response, what) from exc
 
     def _session(self) -> requests.Session:
         """The `jira` library's session, built on first use.

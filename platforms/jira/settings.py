@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from platforms import http
 
 
 class Settings(BaseModel):
@@ -32,15 +33,7 @@ class Settings(BaseModel):
     @field_validator("url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
-                f"must be an http(s) base URL such as https://example.atlassian.net, got {value!r}"
-            )
-        if parts.query or parts.fragment:
-            raise ValueError("must not carry a query or fragment")
-        return value
+        return http.base_url(value, "https://example.atlassian.net")
 
     @property
     def can_write(self) -> bool:

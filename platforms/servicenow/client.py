@@ -28,6 +28,7 @@ from platforms.errors import (
     TransientPlatformError,
     parse_retry_after,
 )
+from platforms.http import network_errors
 from platforms.servicenow.normalise import normalise_record
 from platforms.servicenow.settings import Settings
 
@@ -133,7 +134,7 @@ class ServiceNowClient:
             raise NotConfigured("ServiceNow: 'user' and 'password' are required to read and write incidents")
         what = f"{method} {url}"
         data = json.dumps(body) if body is not None else None
-        try:
+        with network_errors("ServiceNow", what, self.settings.timeout):
             response = self._session().request(
                 method,
                 url,
@@ -141,15 +142,6 @@ class ServiceNowClient:
                 headers={"Accept": "application/json", "Content-Type": "application/json"},
                 timeout=self.settings.timeout,
             )
-        except requests.Timeout as exc:
-            raise TransientPlatformError(
-                f"ServiceNow did not answer {what} within {self.settings.timeout:g}s"
-            ) from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientPlatformError(f"could not reach ServiceNow for {what}: {exc}") from exc
-        except requests.RequestException as exc:
-            # e.g. too many redirects or an invalid URL: neither retryable nor ServiceNow's answer.
-            raise PlatformError(f"request {what} failed: {exc}") from exc
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, what)
         if response.content and "json" not in response.headers.get("Content-Type", "").lower():

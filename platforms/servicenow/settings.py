@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from platforms import http
 
 # ServiceNow instance names are DNS labels: <instance>.service-now.com.
 _INSTANCE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -52,26 +53,15 @@ class Settings(BaseModel):
     )
     @classmethod
     def _blank_is_absent(cls, value: Any) -> Any:
-        # `${SERVICENOW_URL:-}` in the config file substitutes "" for an unset variable; an empty
-        # inbound_user must not switch basic auth on and refuse every delivery.
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        # An empty inbound_user must not switch basic auth on and refuse every delivery.
+        return http.blank_is_absent(value)
 
     @field_validator("url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
-                f"must be an http(s) base URL such as https://acme.service-now.com, got {value!r}"
-            )
-        if parts.query or parts.fragment:
-            raise ValueError("must not carry a query or fragment")
-        return value
+        return http.base_url(value, "https://acme.service-now.com")
 
     @field_validator("instance")
     @classmethod

@@ -19,6 +19,7 @@ from platforms.errors import (
     TransientPlatformError,
     parse_retry_after,
 )
+from platforms.http import network_errors
 from platforms.zendesk.normalise import normalise_ticket
 from platforms.zendesk.settings import Settings
 
@@ -112,17 +113,8 @@ class ZendeskClient:
             raise NotConfigured("Zendesk: 'email' and 'api_token' are required to read and write tickets")
         session = self._session()
         what = f"{method} {url}"
-        try:
+        with network_errors("Zendesk", what, self.settings.timeout):
             response = session.request(method, url, json=body, timeout=self.settings.timeout)
-        except requests.Timeout as exc:
-            raise TransientPlatformError(
-                f"Zendesk did not answer {what} within {self.settings.timeout:g}s"
-            ) from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientPlatformError(f"could not reach Zendesk for {what}: {exc}") from exc
-        except requests.RequestException as exc:
-            # e.g. too many redirects or an invalid URL: neither retryable nor Zendesk's answer.
-            raise PlatformError(f"request {what} failed: {exc}") from exc
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, what)
         return response

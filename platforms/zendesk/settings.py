@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from platforms import http
 
 # A Zendesk subdomain is one DNS label: letters, digits and inner hyphens.
 _SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -39,10 +40,7 @@ class Settings(BaseModel):
     @field_validator("url", "subdomain", "email", "api_token", "webhook_secret", "user_id", mode="before")
     @classmethod
     def _blank_is_absent(cls, value: Any) -> Any:
-        # `${ZENDESK_URL:-}` in the config file substitutes "" for an unset variable.
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        return http.blank_is_absent(value)
 
     @field_validator("user_id", mode="before")
     @classmethod
@@ -57,13 +55,7 @@ class Settings(BaseModel):
     def _base_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"must be an http(s) base URL such as https://acme.zendesk.com, got {value!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("must not carry a query or fragment")
-        return value
+        return http.base_url(value, "https://acme.zendesk.com")
 
     @field_validator("subdomain")
     @classmethod
