@@ -43,7 +43,7 @@ from platforms.errors import (
     RejectedByPlatform,
     TransientPlatformError,
 )
-from policies import evaluate, sla
+from policies import PlatformMapping, evaluate, sla
 from policies.sla import SlaState
 
 log = logging.getLogger("escalator.pipeline")
@@ -112,7 +112,7 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             return Outcome("failed", detail=f"payload could not be read: {exc}")
 
     client = installation.client()
-    own = getattr(client, "own_account_id", None)
+    own = client.own_account_id
     if own and event.actor is not None and event.actor.id == own:
         return Outcome(
             "echo",
@@ -131,7 +131,7 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             stored = tickets.load(conn, item.platform, event.ticket.ref.id)
     if event.comment is not None and event.ticket.requester is None and stored.requester_id is None:
         event = _learn_requester(rt, item, client, event)
-    capabilities = frozenset(getattr(client, "capabilities", installation.provider.capabilities))
+    capabilities = installation.capabilities
     for rereads in range(MAX_CONFLICT_REREADS + 1):
         result = _decide(rt, installation, item, client, capabilities, mapping, stored, event)
         if not isinstance(result, _Conflict):
@@ -297,15 +297,15 @@ def _backoff(rt: Runtime, item: InboxItem, retry_after: float | None) -> float:
 
 
 def _enrich(
-    event: TicketEvent, mapping: Any, known_requester: str | None, capabilities: frozenset[str]
+    event: TicketEvent, mapping: PlatformMapping, known_requester: str | None, capabilities: frozenset[str]
 ) -> TicketEvent:
     """Fill what the payload leaves to the policy (P-level, labels kept in a field) or to memory
     (the requester)."""
     ticket: Ticket = event.ticket
     ticket = dataclasses.replace(ticket, priority=mapping.priority_of_ticket(ticket))
-    labels_field = getattr(mapping, "labels_field", None)
-    if labels_field and CAP_LABELS not in capabilities:
-        ticket = dataclasses.replace(ticket, labels=labels_from_field(ticket.fields.get(labels_field)))
+    if mapping.labels_field and CAP_LABELS not in capabilities:
+        labels = labels_from_field(ticket.fields.get(mapping.labels_field))
+        ticket = dataclasses.replace(ticket, labels=labels)
     comment = event.comment
     if ticket.requester is None and known_requester and comment is not None:
         comment = dataclasses.replace(comment, by_requester=comment.author.id == known_requester)

@@ -23,9 +23,12 @@ from connector.model import (
     Ticket,
 )
 from platforms.base import CAP_ASSIGNEE, CAP_GROUP, CAP_LABELS, CAP_PRIORITY
+from policies import PlatformMapping
 
 
-def make_plan(decision: Decision, ticket: Ticket, mapping: Any, capabilities: Collection[str]) -> Plan:
+def make_plan(
+    decision: Decision, ticket: Ticket, mapping: PlatformMapping, capabilities: Collection[str]
+) -> Plan:
     """Resolve the decision's actions through the platform mapping, then drop what is already true."""
     priority: str | None = None
     assignee: str | None = None
@@ -72,11 +75,10 @@ def make_plan(decision: Decision, ticket: Ticket, mapping: Any, capabilities: Co
         add -= ticket.labels
         remove &= ticket.labels
     else:
-        labels_field = getattr(mapping, "labels_field", None)
         after = (ticket.labels | add) - remove
-        if labels_field and after != ticket.labels:
+        if mapping.labels_field and after != ticket.labels:
             # No labels on this platform (ServiceNow incident): the policy keeps them in a field.
-            fields[labels_field] = labels_to_field(after)
+            fields[mapping.labels_field] = labels_to_field(after)
         add, remove = set(), set()
     fields = {k: v for k, v in fields.items() if not _same_value(ticket.fields.get(k), v)}
     note = None

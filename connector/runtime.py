@@ -49,6 +49,12 @@ class Installation:
     def can_write(self) -> bool:
         return bool(getattr(self.settings, "can_write", False))
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What Escalator may change here: the client's own declaration when its settings widen
+        the platform's (ServiceNow with `label_entry`), else the platform's."""
+        return frozenset(getattr(self.client(), "capabilities", self.provider.capabilities))
+
     def client(self) -> PlatformClient:
         if self._client is None:
             self._client = self.make_client(self.settings)

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from connector.model import (
     AddLabel,
     AddNote,
@@ -16,26 +13,15 @@ from connector.model import (
 )  # fmt: skip
 from connector.plan import make_plan
 from platforms.base import CAP_ASSIGNEE, CAP_INTERNAL_NOTES, CAP_LABELS, CAP_PRIORITY
+from policies import PlatformMapping, TierTarget
 
 JIRA_CAPS = frozenset({CAP_PRIORITY, CAP_ASSIGNEE, CAP_LABELS, CAP_INTERNAL_NOTES})
 
 
-@dataclass(frozen=True)
-class Target:
-    assignee: str | None = None
-    group: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Mapping:
-    priorities: dict[Priority, Any]
-    tiers: dict[str, Target]
-
-
-JIRA = Mapping(
+JIRA = PlatformMapping(
+    "jira",
     priorities={Priority.P1: "Highest", Priority.P2: "High", Priority.P3: "Medium", Priority.P4: "Low"},
-    tiers={"L2": Target(assignee="acc-l2", fields={"customfield_10001": "team-l2"})},
+    tiers={"L2": TierTarget(assignee="acc-l2", fields={"customfield_10001": "team-l2"})},
 )
 TICKET = Ticket(
     ref=TicketRef("jira", "10040", "TES-41"), priority=Priority.P3, platform_priority="Medium",
@@ -89,6 +75,6 @@ def test_notes_merge_and_internal_wins():
 
 
 def test_dict_priorities_become_fields():
-    snow = Mapping(priorities={Priority.P1: {"impact": "1", "urgency": "1"}}, tiers={})
+    snow = PlatformMapping("servicenow", priorities={Priority.P1: {"impact": "1", "urgency": "1"}}, tiers={})
     plan = make_plan(_decision(SetPriority(Priority.P1)), TICKET, snow, JIRA_CAPS)
     assert plan.priority is None and plan.fields == {"impact": "1", "urgency": "1"}
