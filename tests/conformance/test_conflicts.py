@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 import responses
@@ -52,3 +53,26 @@ def test_a_ticket_that_keeps_changing_is_retried_later_not_forever(esc, driver, 
     assert record["outcome"] == "retrying" and "kept changing" in record["detail"]
     methods = [c.request.method for c in api.calls]
     assert methods == ["PUT", "GET", "PUT", "GET", "PUT"]  # bounded: 2 re-reads, then back-off
+
+
+@pytest.mark.parametrize("platform", ["zendesk"])
+def test_a_reread_that_fails_for_now_is_retried_later(esc, driver, api):
+    api.add(responses.PUT, TICKET, status=409, json={"error": "UpdateConflict"})
+    api.add(responses.GET, TICKET, status=503, headers={"Retry-After": "20"})
+
+    record = decide(esc, driver, driver.created(OUTAGE, esc.clock()))
+
+    assert record["outcome"] == "retrying" and "re-reading after a conflict" in record["detail"]
+    assert record["retry_at"] >= (esc.clock() + timedelta(seconds=20)).isoformat()
+
+
+@pytest.mark.parametrize("platform", ["zendesk"])
+def test_a_ticket_gone_by_the_reread_is_recorded_as_failed(esc, driver, api):
+    api.add(responses.PUT, TICKET, status=409, json={"error": "UpdateConflict"})
+    api.add(responses.GET, TICKET, status=404, json={"error": "RecordNotFound", "description": "Not found"})
+
+    record = decide(esc, driver, driver.created(OUTAGE, esc.clock()))
+
+    assert record["outcome"] == "failed" and "Not found" in record["detail"]
+    esc.clock.advance(3600)
+    assert esc.work() == 0

@@ -148,3 +148,23 @@ def test_the_tick_hands_due_timers_to_the_inbox_not_the_platform(esc, driver, ap
     assert tick(esc.rt) == 2  # warning + breach, queued
     assert len(api.calls) == 0  # nothing is sent by the scheduler itself
     assert post is not None and len(esc.audit()) == 1
+
+
+def test_a_timer_whose_clock_changed_before_it_was_handled_is_dropped(esc, driver, api):
+    driver.register_write(api)
+    created = esc.clock()
+    decide(esc, driver, driver.created(OUTAGE, created))
+    now = after(OUTAGE, driver.effect(driver.writes(api), OUTAGE))
+    api.calls.reset()
+
+    esc.clock.advance(11 * MINUTE)  # the agent sets the ticket to pending; the worker has not run yet
+    waiting = Spec(now.n, now.title, now.labels, now.priority, now.tier, status="pending", created=created)
+    assert post(esc, driver, driver.edited(waiting, "status", "open", esc.clock())).status_code == 202
+    esc.clock.advance(MINUTE)
+    assert tick(esc.rt) == 1  # the 75 % warning came due meanwhile and is queued after the edit
+    esc.work()
+
+    paused, warning = esc.audit()[-2:]
+    assert paused["outcome"] == "no_change"
+    assert warning["outcome"] == "ignored" and "no longer armed" in warning["detail"]
+    assert driver.writes(api) == []  # the paused ticket is not warned

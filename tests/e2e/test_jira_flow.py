@@ -114,6 +114,28 @@ def test_requester_asking_for_a_manager_escalates_to_management(esc, jira):
     assert "manager" not in json.dumps(record["inputs"])  # no comment bodies in the log
 
 
+def test_a_comment_on_a_never_seen_issue_reads_it_once_to_know_the_requester(esc, jira):
+    ok(jira)
+    issue = load_fixture("jira", "issue_created__outage")["issue"]  # the same issue, TES-42
+    jira.add(responses.GET, ISSUE, json=issue)
+    esc.deliver("comment_created__asks_for_manager")  # Escalator never saw TES-42 before
+    esc.work()
+    assert [c.request.method for c in jira.calls] == ["GET", "PUT", "POST"]
+    record = esc.audit()[-1]
+    assert record["inputs"]["comment"]["by_requester"] is True
+    assert record["tier"]["to"] == "management" and record["outcome"] == "applied"
+
+
+def test_a_never_seen_issue_that_cannot_be_read_is_judged_without_the_requester(esc, jira):
+    ok(jira)
+    jira.add(responses.GET, ISSUE, status=503)
+    esc.deliver("comment_created__asks_for_manager")
+    esc.work()
+    assert [c.request.method for c in jira.calls] == ["GET"]  # nothing written on a guess
+    record = esc.audit()[-1]
+    assert record["outcome"] == "no_change" and record["inputs"]["comment"]["by_requester"] is False
+
+
 # --- nothing to do: no request at all -----------------------------------------------------
 
 

@@ -332,3 +332,40 @@ def test_without_credentials_send_is_not_configured(missing):
 def test_own_account_id_comes_from_settings():
     assert client(account_id="me").own_account_id == "me"
     assert client(account_id=None).own_account_id is None
+
+
+# --- fetch: the issue as it is now ---------------------------------------------------
+
+
+@responses.activate
+def test_fetch_reads_the_issue_with_one_get():
+    from tests.support.fixtures import load_fixture
+
+    issue = load_fixture("jira", "issue_created__outage")["issue"]
+    responses.get(ISSUE, json=issue)
+    ticket = client().fetch(TICKET)
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [("GET", ISSUE)]
+    assert ticket.ref.key == issue["key"] and "outage" in ticket.labels
+    assert ticket.requester is not None and ticket.requester.id == issue["fields"]["reporter"]["accountId"]
+
+
+@responses.activate
+def test_fetch_of_a_missing_issue_is_rejected_with_jiras_message():
+    responses.get(ISSUE, status=404, json={"errorMessages": ["Issue does not exist"], "errors": {}})
+    with pytest.raises(RejectedByPlatform, match="Issue does not exist"):
+        client().fetch(TICKET)
+
+
+@responses.activate
+def test_fetch_of_an_unreadable_issue_is_a_platform_error():
+    responses.get(ISSUE, json={"id": "10007"})
+    with pytest.raises(PlatformError, match="unreadable issue"):
+        client().fetch(TICKET)
+
+
+@responses.activate
+def test_fetch_when_rate_limited_is_transient():
+    responses.get(ISSUE, status=429, headers={"Retry-After": "12"})
+    with pytest.raises(TransientPlatformError) as caught:
+        client().fetch(TICKET)
+    assert caught.value.retry_after == 12
