@@ -12,7 +12,7 @@ Adapters know `connector.model` and their client library; never the store or Fla
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -103,15 +103,3 @@ class PlatformClient(Protocol):
 
         Raises TransientPlatformError or RejectedByPlatform like `send`."""
 
-
-@dataclass
-class ApplyResult:
-    sent: list[SentRequest] = field(default_factory=list)
-
-
-def apply_plan(client: PlatformClient, plan: Plan) -> ApplyResult:
-    """Send every request of `plan` in order; stop at the first error (it propagates)."""
-    result = ApplyResult()
-    for request in client.render(plan):
-        result.sent.append(client.send(request))
-    return result

@@ -13,9 +13,10 @@ import responses
 from responses import matchers
 
 from connector.model import Note, Plan, TicketRef
-from platforms.base import OutboundRequest, SentRequest, apply_plan
+from platforms.base import OutboundRequest, SentRequest
 from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
 from platforms.jira import JiraClient, Settings
+from tests.support.sending import apply_plan
 
 SITE = "https://acme.atlassian.net"
 ISSUE = f"{SITE}/rest/api/2/issue/OPS-7"

@@ -12,10 +12,11 @@ import responses
 from responses import matchers
 
 from connector.model import Note, Plan, Requester, Status, TicketRef
-from platforms.base import CAP_LABELS, OutboundRequest, SentRequest, apply_plan
+from platforms.base import CAP_LABELS, OutboundRequest, SentRequest
 from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
 from platforms.servicenow import ServiceNowClient, Settings, provider
 from tests.support.fixtures import fixture_bytes, load_fixture
+from tests.support.sending import apply_plan
 
 BASE = "https://acme.service-now.com"
 SYS_ID = "ef43c6d40a0a0b5700c77f9bf387afe3"

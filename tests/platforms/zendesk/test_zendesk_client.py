@@ -14,7 +14,7 @@ from responses import matchers
 from zenpy import Zenpy
 
 from connector.model import Note, Plan, Status, TicketRef
-from platforms.base import OutboundRequest, SentRequest, apply_plan
+from platforms.base import OutboundRequest, SentRequest
 from platforms.errors import (
     ConflictError,
     NotConfigured,
@@ -24,6 +24,7 @@ from platforms.errors import (
 )
 from platforms.zendesk import Settings, ZendeskClient
 from tests.support.fixtures import FIXTURES
+from tests.support.sending import apply_plan
 
 SITE = "https://acme.zendesk.com"
 TICKET_URL = f"{SITE}/api/v2/tickets/4021.json"
