@@ -19,6 +19,7 @@ from connector.model import (
     TicketEvent,
     TicketRef,
 )
+from policies import Problem, check_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "examples" / "global-support.yaml"
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
@@ -125,3 +126,27 @@ def policy_source(rules: str = "", *, mode: str = "raise_only", raises: str = ""
     no_rule = "  - {name: noop, on: comment.added, when: 'false', then: [{label: never}]}"
     entries = "\n" + raises.rstrip() if raises.strip() else " []"
     return BASE_POLICY.format(rules=rules.rstrip() or no_rule, mode=mode, raises=entries)
+
+
+def line(text: str, marker: str) -> int:
+    """The 1-based line of the only line containing `marker` (a trailing newline: the line ends there)."""
+    rows = text.splitlines()
+    if marker.endswith("\n"):
+        hits = [i for i, row in enumerate(rows, 1) if row == marker[:-1]]
+    else:
+        hits = [i for i, row in enumerate(rows, 1) if marker in row]
+    assert len(hits) == 1, (marker, hits)
+    return hits[0]
+
+
+def check(tmp_path: Path, text: str) -> list[Problem]:
+    """Every problem `policy check` finds in `text`, written to tmp_path/policy.yaml."""
+    return check_policy(write_policy(tmp_path, text))
+
+
+def only(tmp_path: Path, text: str) -> Problem:
+    """The one problem in `text` (fails when there are none or several)."""
+    problems = check(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert problems[0].path == str(tmp_path / "policy.yaml")
+    return problems[0]

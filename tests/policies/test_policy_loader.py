@@ -7,25 +7,7 @@ from pathlib import Path
 import pytest
 
 from policies import PolicyError, Problem, check_policy, load_policy
-from tests.policies.policy_helpers import policy_source, write_policy
-
-
-def line(text: str, marker: str) -> int:
-    """The 1-based line of the only line containing `marker`."""
-    hits = [i for i, row in enumerate(text.splitlines(), 1) if marker in row]
-    assert len(hits) == 1, (marker, hits)
-    return hits[0]
-
-
-def check(tmp_path: Path, text: str) -> list[Problem]:
-    return check_policy(write_policy(tmp_path, text))
-
-
-def only(tmp_path: Path, text: str) -> Problem:
-    problems = check(tmp_path, text)
-    assert len(problems) == 1, problems
-    assert problems[0].path == str(tmp_path / "policy.yaml")
-    return problems[0]
+from tests.policies.policy_helpers import check, line, only, policy_source
 
 
 def rule(when: str = "", then: str = "[{label: x}]", on: str = "ticket.created", name: str = "r") -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from connector.model import Priority, Ticket, TicketState
-from policies import Policy, Problem, TierTarget, check_policy, evaluate, load_policy
-from tests.policies.policy_helpers import NOW, event, policy_source, ticket, write_policy
+from policies import Policy, TierTarget, evaluate, load_policy
+from tests.policies.policy_helpers import NOW, check, event, line, only, policy_source, ticket, write_policy
 
 TIERS = """\
     tiers:
@@ -48,25 +48,7 @@ def source(extra: str = ZENDESK + SERVICENOW) -> str:
     return policy_source() + extra
 
 
-def line(text: str, marker: str) -> int:
-    """The 1-based line of the only line containing `marker` (a trailing newline: the line ends there)."""
-    rows = text.splitlines()
-    if marker.endswith("\n"):
-        hits = [i for i, row in enumerate(rows, 1) if row == marker[:-1]]
-    else:
-        hits = [i for i, row in enumerate(rows, 1) if marker in row]
-    assert len(hits) == 1, (marker, hits)
-    return hits[0]
 
-
-def problems(tmp_path: Path, text: str) -> list[Problem]:
-    return check_policy(write_policy(tmp_path, text))
-
-
-def only(tmp_path: Path, text: str) -> Problem:
-    found = problems(tmp_path, text)
-    assert len(found) == 1, found
-    return found[0]
 
 
 def test_three_platforms_load(tmp_path: Path) -> None:
@@ -111,7 +93,7 @@ def test_zendesk_priority_one_per_line_names_that_line(tmp_path: Path) -> None:
             "priorities:\n      P1: urgent\n      P2: High\n      P3: normal\n      P4: {name: low}",
         )
     )
-    found = problems(tmp_path, text)
+    found = check(tmp_path, text)
     assert [(p.line, p.message) for p in found] == [
         (line(text, "      P2: High"), "platforms.zendesk.priorities.P2: 'High' is not a Zendesk priority "
          "(known: urgent, high, normal, low)"),
@@ -144,7 +126,7 @@ def test_jira_priority_must_not_be_empty(tmp_path: Path) -> None:
 def test_jira_accepts_custom_scheme_names(tmp_path: Path) -> None:
     text = policy_source().replace("{P1: Highest, P2: High, P3: Medium, P4: Low}", "{P1: Blocker, "
                                    "P2: Critical, P3: Major, P4: Trivial}")  # fmt: skip
-    assert problems(tmp_path, text) == []
+    assert check(tmp_path, text) == []
 
 
 def test_servicenow_priority_must_be_impact_and_urgency(tmp_path: Path) -> None:
@@ -164,7 +146,7 @@ def test_servicenow_priority_keys_and_levels(tmp_path: Path) -> None:
         .replace("P3: {impact: 2, urgency: 2}", "P3: {impact: 2, urgency: 4}")
         .replace('P2: {impact: "1", urgency: 2}', 'P2: {impact: "high", urgency: 2}')
     )
-    found = problems(tmp_path, text)
+    found = check(tmp_path, text)
     assert [(p.line, p.message) for p in found] == [
         (line(text, "      P1:\n"), "platforms.servicenow.priorities.P1: missing urgency (a ServiceNow "
          "priority is set through both impact and urgency)"),
@@ -199,7 +181,7 @@ def test_every_tier_is_mapped_on_every_platform(tmp_path: Path) -> None:
 
 def test_platform_without_tiers_names_each_missing_tier(tmp_path: Path) -> None:
     text = source("  zendesk:\n    priorities: {P1: urgent, P2: high, P3: normal, P4: low}\n")
-    found = problems(tmp_path, text)
+    found = check(tmp_path, text)
     assert [p.line for p in found] == [line(text, "zendesk:")] * 4
     assert [p.message.split("'")[1] for p in found] == ["L1", "L2", "L3", "management"]
 

@@ -9,9 +9,9 @@ import pytest
 
 from connector.cli import main
 from connector.model import Priority
-from policies import Policy, PolicyError, Problem, check_policy, load_policy
+from policies import Policy, PolicyError, load_policy
 from policies.calendars import Span
-from tests.policies.policy_helpers import policy_source, write_policy
+from tests.policies.policy_helpers import check, line, only, policy_source, write_policy
 
 SLA = """\
 sla:
@@ -49,20 +49,7 @@ def source(sla: str = SLA, rules: str = TIME_RULES) -> str:
     return policy_source(rules) + sla
 
 
-def line(text: str, marker: str) -> int:
-    hits = [i for i, row in enumerate(text.splitlines(), 1) if marker in row]
-    assert len(hits) == 1, (marker, hits)
-    return hits[0]
 
-
-def check(tmp_path: Path, text: str) -> list[Problem]:
-    return check_policy(write_policy(tmp_path, text))
-
-
-def only(tmp_path: Path, text: str) -> Problem:
-    problems = check(tmp_path, text)
-    assert len(problems) == 1, problems
-    return problems[0]
 
 
 def test_a_full_sla_section_loads(tmp_path: Path) -> None:
