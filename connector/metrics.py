@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._webhook_answers: dict[tuple[str, str], Any] = {}
         self.webhooks = Counter(
             "escalator_webhooks_total",
             "Webhook deliveries by platform and answer (accepted, duplicate, ignored, unauthorized, "
@@ -45,3 +48,11 @@ class Metrics:
             ["platform"],
             registry=self.registry,
         )
+
+    def webhook_answered(self, platform: str, result: str) -> None:
+        """Count one webhook answer. The labelled child is looked up once per (platform, result):
+        `labels()` validates and locks on every call, which the webhook path would pay per request."""
+        child = self._webhook_answers.get((platform, result))
+        if child is None:
+            child = self._webhook_answers[(platform, result)] = self.webhooks.labels(platform, result)
+        child.inc()

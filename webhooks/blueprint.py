@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from connector.store.inbox import new_row
 from connector.store.intake import IntakeUnavailable
@@ -21,9 +21,10 @@ log = logging.getLogger("escalator.webhooks")
 bp = Blueprint("webhooks", __name__)
 
 
-def _answer(status: int, result: str, platform: str, **body) -> tuple[Response, int]:
-    current_app.extensions["escalator"].metrics.webhooks.labels(platform, result).inc()
-    return jsonify(result=result, **body), status
+def _answer(status: int, result: str, platform: str, **body) -> Response:
+    current_app.extensions["escalator"].metrics.webhook_answered(platform, result)
+    # orjson and a plain Response: Flask's jsonify costs more than the rest of an answer.
+    return Response(orjson.dumps({"result": result, **body}), status, mimetype="application/json")
 
 
 @bp.post("/webhooks/<platform>")
