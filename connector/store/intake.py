@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -28,12 +27,21 @@ class IntakeUnavailable(Exception):
     """The delivery could not be stored (database down or full); the sender should retry."""
 
 
-@dataclass
 class _Pending:
-    row: dict
-    done: threading.Event = field(default_factory=threading.Event)
-    stored: bool = False
-    error: BaseException | None = None
+    """One request's delivery in the queue. Only a follower gets an Event to wait on: a leader
+    stores its own delivery, and creating and setting an Event it never waits for is wasted work."""
+
+    __slots__ = ("row", "done", "stored", "error")
+
+    def __init__(self, row: dict):
+        self.row = row
+        self.done: threading.Event | None = None
+        self.stored = False
+        self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        if self.done is not None:
+            self.done.set()
 
 
 class Intake:
@@ -54,6 +62,8 @@ class Intake:
             lead = not self._leading
             if lead:
                 self._leading = True
+            else:  # made under the lock, so the leader that takes this row sees the Event
+                pending.done = threading.Event()
         if lead:
             self._lead()
         elif not pending.done.wait(self.timeout):
@@ -76,11 +86,11 @@ class Intake:
                 self._discard_connection()
                 for p in batch:
                     p.error = exc
-                    p.done.set()
+                    p.finish()
                 continue
             for p, stored in zip(batch, results, strict=True):
                 p.stored = stored
-                p.done.set()
+                p.finish()
 
     def _store(self, batch: list[_Pending]) -> list[bool]:
         if self._connection is None:

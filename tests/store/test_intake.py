@@ -1,0 +1,116 @@
+"""The webhook path's group commit: concurrent requests share commits, and none is lost or left hanging."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+import connector.store.intake as intake_module
+from connector.store import inbox
+from connector.store.intake import Intake, IntakeUnavailable
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _row(delivery_id: str) -> dict:
+    return inbox.new_row("jira", delivery_id, "jira:issue_created", "10040", False, b"{}", T0)
+
+
+def _slow_store(monkeypatch, batches: list[int], delay: float = 0.02):
+    """Make each commit take `delay` so requests arriving meanwhile queue behind the leader."""
+    real = intake_module.store_rows
+
+    def slow(dbapi, dialect, rows):
+        batches.append(len(rows))
+        time.sleep(delay)
+        return real(dbapi, dialect, rows)
+
+    monkeypatch.setattr(intake_module, "store_rows", slow)
+
+
+def _accept_together(intake: Intake, delivery_ids: list[str]) -> dict[int, object]:
+    """Call accept from one thread per delivery, all released at once; index → result or exception."""
+    results: dict[int, object] = {}
+    start = threading.Barrier(len(delivery_ids))
+
+    def run(k: int) -> None:
+        start.wait()
+        try:
+            results[k] = intake.accept(_row(delivery_ids[k]))
+        except IntakeUnavailable as exc:
+            results[k] = exc
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(delivery_ids))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), "a request was left waiting"
+    return results
+
+
+def test_concurrent_requests_share_commits_and_each_learns_its_own_answer(engine, monkeypatch):
+    batches: list[int] = []
+    _slow_store(monkeypatch, batches)
+    intake = Intake(engine)
+    ids = [f"d{k}" for k in range(12)] + ["d0", "d1", "d2"]  # three redeliveries among them
+    try:
+        results = _accept_together(intake, ids)
+    finally:
+        intake.close()
+
+    stored = [k for k, r in results.items() if r is True]
+    repeated = [k for k, r in results.items() if r is False]
+    assert len(stored) == 12 and len(repeated) == 3
+    assert {ids[k] for k in repeated} <= {"d0", "d1", "d2"}
+    assert inbox.counts(engine) == {"pending": 12}
+    assert sum(batches) == 15 and max(batches) > 1, f"no commit was shared: {batches}"
+
+
+def test_a_batch_the_database_refuses_fails_every_waiter_and_the_next_request_works(engine, monkeypatch):
+    batches: list[int] = []
+    _slow_store(monkeypatch, batches)
+    real = intake_module.store_rows
+
+    def full_disk(dbapi, dialect, rows):
+        real(dbapi, dialect, rows)
+        raise OSError("database or disk is full")
+
+    intake = Intake(engine)
+    try:
+        monkeypatch.setattr(intake_module, "store_rows", full_disk)
+        results = _accept_together(intake, [f"d{k}" for k in range(6)])
+        assert all(isinstance(r, IntakeUnavailable) for r in results.values()), results
+        assert all("disk is full" in str(r) for r in results.values())
+        assert inbox.counts(engine) == {}  # rolled back: nothing half-stored
+
+        monkeypatch.setattr(intake_module, "store_rows", real)
+        assert intake.accept(_row("d0")) is True  # a fresh connection after the failure
+    finally:
+        intake.close()
+    assert inbox.counts(engine) == {"pending": 1}
+
+
+def test_a_follower_that_waits_too_long_is_told_to_retry(engine, monkeypatch):
+    release = threading.Event()
+    real = intake_module.store_rows
+
+    def stuck(dbapi, dialect, rows):
+        release.wait(5)
+        return real(dbapi, dialect, rows)
+
+    monkeypatch.setattr(intake_module, "store_rows", stuck)
+    intake = Intake(engine, timeout=0.2)
+    leader = threading.Thread(target=intake.accept, args=(_row("first"),))
+    leader.start()
+    try:
+        time.sleep(0.05)  # the leader is now inside the stuck commit
+        with pytest.raises(IntakeUnavailable, match="did not store the delivery within"):
+            intake.accept(_row("second"))
+    finally:
+        release.set()
+        leader.join(5)
+        intake.close()
