@@ -145,6 +145,7 @@ def _serve(args) -> int:
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a service manager's stop: shut down cleanly
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt, worker))
+    _freeze_heap()
     try:
         server.run()
     except (KeyboardInterrupt, SystemExit):
@@ -211,6 +212,7 @@ def _work(args) -> int:
 
         port, host = rt.config.worker.metrics_port, rt.config.server.host
         start_http_server(port, addr=host, registry=rt.metrics.registry)
+    _freeze_heap()
     pool.start()
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).
     scheduler = SlaScheduler(rt, on_fired=pool.wake)
@@ -220,6 +222,21 @@ def _work(args) -> int:
     finally:
         scheduler.stop()
     return 0
+
+
+def _freeze_heap() -> None:
+    """Move everything loaded at start-up (libraries, policy, calendars) out of the collector's sight.
+
+    A full collection walks every tracked object: ~137,000 after start-up, 100 ms a pass. In
+    the web process that stalled every request in flight; in the worker it happened inside
+    write transactions, and webhook acknowledgements queued behind the writer lock (p99 at
+    200 req/s: 64 ms web-only and 114 ms with the worker before, 8 and 25 ms after).
+    Objects made later are collected as usual.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _redact(url: str) -> str:
