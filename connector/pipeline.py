@@ -313,25 +313,33 @@ def _enrich(
 
 
 def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
-    """Audit record, ticket memory, SLA timers and the inbox row's status: one transaction."""
+    """Audit record, ticket memory, SLA timers and the inbox row's status: one transaction.
+
+    Everything that is pure computation happens before the transaction: on SQLite the
+    webhook intake waits for the same writer lock, so the lock is held only for the writes.
+    """
     now = rt.clock()
+    record = audit_record(rt, item, result)
+    event = result.event
+    remember = (
+        result.state is not None
+        and event is not None
+        and result.outcome in ("applied", "no_change", "dry_run")
+    )
+    if remember:
+        clocks = result.sla or SlaState.from_json(None)
+        wanted_timers = sla.timers(rt.policy.current, clocks)
     with writing(rt.engine) as conn:
-        audit.append(conn, audit_record(rt, item, result), at=now)
-        event = result.event
-        if (
-            result.state is not None
-            and event is not None
-            and result.outcome in ("applied", "no_change", "dry_run")
-        ):
+        audit.append(conn, record, at=now)
+        if remember:
             ticket = event.ticket
-            clocks = result.sla or SlaState.from_json(None)
             tickets.save(
                 conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
                 priority=_priority_value(result.decision),
                 requester_id=ticket.requester.id if ticket.requester else None, now=now,
                 snapshot=result.snapshot, sla=clocks.to_json(),
             )  # fmt: skip
-            timers.reconcile(conn, item.platform, ticket.ref.id, sla.timers(rt.policy.current, clocks), now)
+            timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now)
         elif result.outcome == "echo" and event is not None and result.snapshot is not None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         if result.outcome == "retrying":
