@@ -40,18 +40,27 @@ def pseudonym(value: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
+# append's statements, built once: building them per call cost more than running them.
+_BUMP_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=audit_head.c.seq + 1)
+    .returning(audit_head.c.seq, audit_head.c.hash)
+)
+_INSERT = audit_log.insert()
+_SET_HEAD_HASH = update(audit_head).where(audit_head.c.id == 1)
+
+
 def append(conn: Connection, record: Mapping[str, Any], *, at: datetime) -> dict[str, Any]:
     """Append one record inside the caller's transaction and return it with id, seq and hashes.
 
     Bumping the single head row first takes a write lock on every backend, so concurrent
-    appenders (threads or replicas) queue up and the chain stays linear.
+    appenders (threads or replicas) queue up and the chain stays linear. The bump returns
+    the new seq and the previous hash (UPDATE … RETURNING: SQLite ≥ 3.35, PostgreSQL).
     """
     if record.get("outcome") not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {OUTCOMES}, got {record.get('outcome')!r}")
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1))
-    seq, prev_hash = conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    ).one()
+    seq, prev_hash = conn.execute(_BUMP_HEAD).one()
     body = {
         **record,
         "id": str(uuid.uuid4()),
@@ -62,7 +71,8 @@ def append(conn: Connection, record: Mapping[str, Any], *, at: datetime) -> dict
     digest = chain_hash(prev_hash, body_json)
     ticket = body.get("ticket") or {}
     conn.execute(
-        audit_log.insert().values(
+        _INSERT,
+        dict(
             seq=seq,
             record_id=body["id"],
             at=at,
@@ -73,9 +83,9 @@ def append(conn: Connection, record: Mapping[str, Any], *, at: datetime) -> dict
             record=body_json,
             prev_hash=prev_hash,
             hash=digest,
-        )
+        ),
     )
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=digest))
+    conn.execute(_SET_HEAD_HASH, {"hash": digest})
     return {**body, "prev_hash": prev_hash, "hash": digest}
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, or_, select, update
+from sqlalchemy import Connection, Engine, Integer, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -33,24 +33,6 @@ class InboxItem:
     attempts: int
     confirmed: frozenset[str]
     received_at: datetime
-
-
-_INSERT_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def _insert_ignoring_duplicates(conn: Connection, table: Table, values: dict) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True when a row was inserted.
-
-    The statement is built once per table and dialect and reused with new parameters.
-    RETURNING, not rowcount: psycopg reports -1 for this statement under SQLAlchemy 2.1.
-    """
-    key = (table.name, conn.dialect.name)
-    stmt = _INSERT_CACHE.get(key)
-    if stmt is None:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
-        _INSERT_CACHE[key] = stmt
-    return conn.execute(stmt, values).first() is not None
 
 
 def new_row(
@@ -121,6 +103,49 @@ def accept(engine: Engine, row: dict[str, Any]) -> bool:
         return store_rows(conn.connection.dbapi_connection, conn.dialect, [row])[0]
 
 
+# The worker's statements are built once: constructing Core statements per call (coercing each
+# literal, then computing the cache key over them) cost more than running them. Parameters named
+# b_* select rows; the values written are passed under their column names.
+
+# The oldest unfinished row of each ticket; only unfinished rows are read, so the cost follows
+# the backlog, never the history (a NOT EXISTS over older rows was O(history²)).
+_HEADS = (
+    select(func.min(inbox.c.id))
+    .where(inbox.c.status.in_((PENDING, PROCESSING)), inbox.c.ticket_id.is_not(None))
+    .group_by(inbox.c.platform, inbox.c.ticket_id)
+)
+_CANDIDATES = (
+    select(inbox.c.id, inbox.c.platform, inbox.c.ticket_id)
+    .where(
+        inbox.c.status == PENDING,
+        inbox.c.next_attempt_at <= bindparam("b_now"),
+        or_(inbox.c.ticket_id.is_(None), inbox.c.id.in_(_HEADS)),
+    )
+    .order_by(inbox.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+# Taking the row and reading it back is one statement.
+_TAKE = (
+    update(inbox)
+    .where(inbox.c.id == bindparam("b_id"), inbox.c.status == PENDING)
+    .values(status=PROCESSING, attempts=inbox.c.attempts + 1)
+    .returning(
+        inbox.c.id, inbox.c.platform, inbox.c.delivery_id, inbox.c.event_type, inbox.c.ticket_id,
+        inbox.c.body, inbox.c.ignored, inbox.c.attempts, inbox.c.confirmed, inbox.c.received_at,
+    )
+)  # fmt: skip
+_EXPIRED = (inbox.c.status == PROCESSING) & (inbox.c.lease_until < bindparam("b_now"))
+_ANY_EXPIRED = select(inbox.c.id).where(_EXPIRED).limit(1)
+_RECOVER = update(inbox).where(_EXPIRED)
+_UPDATE_ITEM = update(inbox).where(inbox.c.id == bindparam("b_id"))
+_RELEASE_TICKET = update(tickets).where(
+    tickets.c.platform == bindparam("b_platform"),
+    tickets.c.ticket_id == bindparam("b_ticket_id"),
+    tickets.c.lease_owner == bindparam("b_owner"),
+)
+_LEASE_TICKET: dict[str, Any] = {}  # per dialect
+
+
 def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[InboxItem]:
     """Lease up to `limit` due rows, at most one per ticket, each the oldest unfinished of its ticket.
 
@@ -132,42 +157,19 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
     _recover_expired(engine, now)
     until = now + lease
     claimed: list[InboxItem] = []
-    # The oldest unfinished row of each ticket; only unfinished rows are read, so the cost
-    # follows the backlog, never the history (a NOT EXISTS over older rows was O(history²)).
-    heads = (
-        select(func.min(inbox.c.id))
-        .where(inbox.c.status.in_((PENDING, PROCESSING)), inbox.c.ticket_id.is_not(None))
-        .group_by(inbox.c.platform, inbox.c.ticket_id)
-    )
     with engine.connect() as conn:  # a read: it needs no writer lock
-        candidates = conn.execute(
-            select(inbox.c.id, inbox.c.platform, inbox.c.ticket_id)
-            .where(
-                inbox.c.status == PENDING,
-                inbox.c.next_attempt_at <= now,
-                or_(inbox.c.ticket_id.is_(None), inbox.c.id.in_(heads)),
-            )
-            .order_by(inbox.c.id)
-            .limit(limit)
-        ).all()
+        candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
     for row in candidates:
         with writing(engine) as conn:
             if row.ticket_id is not None and not _lease_ticket(
                 conn, row.platform, row.ticket_id, owner, now, until
             ):
                 continue
-            taken = conn.execute(
-                update(inbox)
-                .where(inbox.c.id == row.id, inbox.c.status == PENDING)
-                .values(
-                    status=PROCESSING, lease_owner=owner, lease_until=until, attempts=inbox.c.attempts + 1
-                )
-            ).rowcount
-            if not taken:
+            item = conn.execute(_TAKE, {"b_id": row.id, "lease_owner": owner, "lease_until": until}).first()
+            if item is None:
                 if row.ticket_id is not None:
                     _release_ticket(conn, row.platform, row.ticket_id, owner)
                 continue
-            item = conn.execute(select(inbox).where(inbox.c.id == row.id)).one()
         claimed.append(
             InboxItem(
                 id=item.id,
@@ -187,55 +189,52 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
 
 def _recover_expired(engine: Engine, now: datetime) -> None:
     """Rows whose worker died mid-way go back to pending, keeping the requests they confirmed."""
-    expired = (inbox.c.status == PROCESSING) & (inbox.c.lease_until < now)
     with engine.connect() as conn:
         # Almost always nothing expired: look before taking the writer lock the webhooks need.
-        if conn.execute(select(inbox.c.id).where(expired).limit(1)).first() is None:
+        if conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is None:
             return
     with writing(engine) as conn:
-        conn.execute(
-            update(inbox)
-            .where(expired)
-            .values(status=PENDING, lease_owner=None, lease_until=None, next_attempt_at=now)
-        )
+        reset = dict(status=PENDING, lease_owner=None, lease_until=None, next_attempt_at=now)
+        conn.execute(_RECOVER, {"b_now": now, **reset})
 
 
 def _lease_ticket(
     conn: Connection, platform: str, ticket_id: str, owner: str, now: datetime, until: datetime
 ) -> bool:
-    _insert_ignoring_duplicates(
-        conn, tickets, dict(platform=platform, ticket_id=ticket_id, priority_pinned=False)
+    """Create the ticket's row if it is new, and take its lease unless another owner's still runs."""
+    stmt = _LEASE_TICKET.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _LEASE_TICKET[conn.dialect.name] = _lease_statement(conn.dialect.name)
+    values = dict(
+        platform=platform, ticket_id=ticket_id, priority_pinned=False, lease_owner=owner, lease_until=until
     )
-    return (
-        conn.execute(
-            update(tickets)
-            .where(
-                tickets.c.platform == platform,
-                tickets.c.ticket_id == ticket_id,
-                (tickets.c.lease_until.is_(None))
-                | (tickets.c.lease_until < now)
-                | (tickets.c.lease_owner == owner),
-            )
-            .values(lease_owner=owner, lease_until=until)
-        ).rowcount
-        == 1
-    )
+    return conn.execute(stmt, {**values, "b_now": now}).first() is not None
+
+
+def _lease_statement(dialect: str) -> Any:
+    """One upsert that returns the row only when the lease is ours. RETURNING, not rowcount:
+    psycopg reports -1 for an upsert under SQLAlchemy 2.1. On PostgreSQL a refused lease still
+    locks the row until the claim's short transaction ends."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(tickets)
+    mine = insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=[tickets.c.platform, tickets.c.ticket_id],
+        set_={"lease_owner": mine.lease_owner, "lease_until": mine.lease_until},
+        where=tickets.c.lease_until.is_(None)
+        | (tickets.c.lease_until < bindparam("b_now"))
+        | (tickets.c.lease_owner == mine.lease_owner),
+    ).returning(tickets.c.platform)
 
 
 def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str) -> None:
-    conn.execute(
-        update(tickets)
-        .where(
-            tickets.c.platform == platform, tickets.c.ticket_id == ticket_id, tickets.c.lease_owner == owner
-        )
-        .values(lease_owner=None, lease_until=None)
-    )
+    where = {"b_platform": platform, "b_ticket_id": ticket_id, "b_owner": owner}
+    conn.execute(_RELEASE_TICKET, {**where, "lease_owner": None, "lease_until": None})
 
 
 def record_confirmed(engine: Engine, item: InboxItem, confirmed: frozenset[str]) -> None:
     """Remember which requests (by fingerprint) the platform confirmed for this item."""
     with writing(engine) as conn:
-        conn.execute(update(inbox).where(inbox.c.id == item.id).values(confirmed=sorted(confirmed)))
+        conn.execute(_UPDATE_ITEM, {"b_id": item.id, "confirmed": sorted(confirmed)})
 
 
 def finish(
@@ -251,9 +250,10 @@ def retry_later(conn: Connection, item: InboxItem, *, owner: str, at: datetime, 
 
 
 def _release_item(conn: Connection, item: InboxItem, owner: str, **values: Any) -> None:
-    conn.execute(
-        update(inbox).where(inbox.c.id == item.id).values(lease_owner=None, lease_until=None, **values)
-    )
+    # The SET clause follows the parameter names, so a misspelt column would be skipped silently.
+    if unknown := values.keys() - inbox.c.keys():
+        raise ValueError(f"not inbox columns: {', '.join(sorted(unknown))}")
+    conn.execute(_UPDATE_ITEM, {"b_id": item.id, "lease_owner": None, "lease_until": None, **values})
     if item.ticket_id is not None:
         _release_ticket(conn, item.platform, item.ticket_id, owner)
 

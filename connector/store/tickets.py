@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 
 from connector.codec import ticket_from_json, ticket_to_json
 from connector.model import Ticket, TicketState
@@ -22,16 +22,19 @@ class StoredTicket:
     sla: dict[str, Any] | None = None  # policies.sla.SlaState.to_json()
 
 
+# Built once, run with parameters: building a statement per call cost more than running it.
+# Parameters named b_* select the row; the values written are passed under their column names.
+_THIS_TICKET = and_(
+    tickets.c.platform == bindparam("b_platform"), tickets.c.ticket_id == bindparam("b_ticket_id")
+)
+_LOAD = select(
+    tickets.c.tier, tickets.c.priority_pinned, tickets.c.requester_id, tickets.c.snapshot, tickets.c.sla
+).where(_THIS_TICKET)
+_UPDATE = update(tickets).where(_THIS_TICKET)
+
+
 def load(conn: Connection, platform: str, ticket_id: str) -> StoredTicket:
-    row = conn.execute(
-        select(
-            tickets.c.tier,
-            tickets.c.priority_pinned,
-            tickets.c.requester_id,
-            tickets.c.snapshot,
-            tickets.c.sla,
-        ).where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id)
-    ).first()
+    row = conn.execute(_LOAD, {"b_platform": platform, "b_ticket_id": ticket_id}).first()
     if row is None:
         return StoredTicket(TicketState(), None)
     return StoredTicket(
@@ -77,8 +80,7 @@ def save_snapshot(conn: Connection, platform: str, ticket_id: str, snapshot: Tic
 
 
 def _update(conn: Connection, platform: str, ticket_id: str, values: dict[str, Any]) -> None:
-    conn.execute(
-        update(tickets)
-        .where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id)
-        .values(**values)
-    )
+    # The SET clause follows the parameter names, so a misspelt column would be skipped silently.
+    if unknown := values.keys() - tickets.c.keys():
+        raise ValueError(f"not tickets columns: {', '.join(sorted(unknown))}")
+    conn.execute(_UPDATE, {"b_platform": platform, "b_ticket_id": ticket_id, **values})

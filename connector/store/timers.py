@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from connector.store.db import writing
 from connector.store.inbox import new_row, store_rows
@@ -82,23 +82,31 @@ class FiredTimer:
         )
 
 
+# reconcile's statements, built once: building them per call cost more than running them.
+# Parameters named b_* select rows; the values written are passed under their column names.
+_EXISTING = select(timers.c.id, timers.c.key, timers.c.due_at).where(
+    timers.c.platform == bindparam("b_platform"), timers.c.ticket_id == bindparam("b_ticket_id")
+)
+_ARM = insert(timers)
+_REARM = update(timers).where(timers.c.id == bindparam("b_id"))
+_DISARM = delete(timers).where(timers.c.id.in_(bindparam("b_ids", expanding=True)))
+
+
 def reconcile(
     conn: Connection, platform: str, ticket_id: str, wanted: Iterable[ArmedTimer], now: datetime
 ) -> None:
     """Make the ticket's armed timers exactly `wanted` (inside the caller's transaction).
 
     A timer whose due instant is unchanged is left alone, fired or not; a changed one is
-    re-armed (new due, not fired); one no longer wanted is removed.
+    re-armed (new due, not fired); one no longer wanted is removed. At most one statement
+    each for the new, the re-armed and the removed timers, after the read.
     """
     existing = {
-        row.key: row
-        for row in conn.execute(
-            select(timers.c.id, timers.c.key, timers.c.due_at).where(
-                timers.c.platform == platform, timers.c.ticket_id == ticket_id
-            )
-        )
+        row.key: row for row in conn.execute(_EXISTING, {"b_platform": platform, "b_ticket_id": ticket_id})
     }
     keep: set[str] = set()
+    armed: list[dict[str, Any]] = []
+    rearmed: list[dict[str, Any]] = []
     for timer in wanted:
         keep.add(timer.key)
         row = existing.get(timer.key)
@@ -109,20 +117,19 @@ def reconcile(
             target_seconds=timer.target.total_seconds(),
             calendar=timer.calendar,
             due_at=timer.due,
+            armed_at=now,
         )
         if row is None:
-            conn.execute(
-                insert(timers).values(
-                    platform=platform, ticket_id=ticket_id, key=timer.key, armed_at=now, **values
-                )
-            )
+            armed.append(dict(platform=platform, ticket_id=ticket_id, key=timer.key, **values))
         elif row.due_at != timer.due:
-            conn.execute(
-                update(timers).where(timers.c.id == row.id).values(armed_at=now, fired_at=None, **values)
-            )
+            rearmed.append(dict(b_id=row.id, fired_at=None, **values))
+    if armed:
+        conn.execute(_ARM, armed)
+    if rearmed:
+        conn.execute(_REARM, rearmed)
     gone = [row.id for key, row in existing.items() if key not in keep]
     if gone:
-        conn.execute(delete(timers).where(timers.c.id.in_(gone)))
+        conn.execute(_DISARM, {"b_ids": gone})
 
 
 def fire_due(engine: Engine, *, now: datetime, limit: int, late_after: timedelta) -> list[FiredTimer]:

@@ -1,0 +1,250 @@
+"""The worker's per-event writes, built once and batched: timer reconciliation in at most one
+statement per kind of change, audit appends from racing writers, ticket leases and memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from connector import audit
+from connector.model import EventKind, Ticket, TicketRef, TicketState
+from connector.store import inbox, tickets, timers
+from connector.store.db import make_engine, writing
+from connector.store.tables import inbox as inbox_table
+from connector.store.tables import tickets as tickets_table
+from connector.store.tables import timers as timers_table
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Timer:  # the shape of policies.sla.Timer, all the store reads
+    metric: str
+    kind: EventKind
+    percent: int
+    due: datetime
+    target: timedelta = timedelta(minutes=15)
+    calendar: str = "always"
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}:{self.kind}:{self.percent}"
+
+
+@contextmanager
+def _statements(engine):
+    """The statements the block runs: (first words, executemany?) → count."""
+    seen: Counter = Counter()
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen[(" ".join(statement.split()[:2]), executemany)] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _timer_rows(engine, ticket):
+    with engine.connect() as conn:
+        rows = conn.execute(select(timers_table).where(timers_table.c.ticket_id == ticket)).all()
+    return {row.key: row for row in rows}
+
+
+def _at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_reconcile_arms_rearms_and_removes_in_one_statement_each(engine):
+    fired_same = Timer("first_response", EventKind.SLA_WARNING, 75, _at(10))
+    fired_moved = Timer("first_response", EventKind.SLA_BREACHED, 100, _at(15))
+    moved = Timer("resolution", EventKind.SLA_WARNING, 75, _at(60))
+    dropped = [
+        Timer("update_every", kind, p, _at(30))
+        for kind, p in [(EventKind.SLA_WARNING, 75), (EventKind.SLA_BREACHED, 100)]
+    ]
+    with engine.begin() as conn:
+        timers.reconcile(conn, "jira", "A", [fired_same, fired_moved, moved, *dropped], T0)
+    timers.fire_due(engine, now=_at(20), limit=10, late_after=timedelta(seconds=30))  # fires both at 10, 15
+    before = _timer_rows(engine, "A")
+
+    later = T0 + timedelta(minutes=25)
+    wanted = [
+        fired_same,  # unchanged: stays fired, untouched
+        Timer("first_response", EventKind.SLA_BREACHED, 100, _at(40)),  # re-armed, no longer fired
+        Timer("resolution", EventKind.SLA_WARNING, 75, _at(90)),  # re-armed
+        Timer("resolution", EventKind.SLA_BREACHED, 100, _at(120)),  # new
+        Timer("next_response", EventKind.SLA_BREACHED, 100, _at(50)),  # new
+    ]
+    with _statements(engine) as seen, engine.begin() as conn:
+        timers.reconcile(conn, "jira", "A", wanted, later)
+    assert seen == {
+        ("SELECT timers.id,", False): 1,
+        ("INSERT INTO", True): 1,
+        ("UPDATE timers", True): 1,
+        ("DELETE FROM", False): 1,
+    }
+
+    after = _timer_rows(engine, "A")
+    assert set(after) == {t.key for t in wanted}
+    assert after[fired_same.key] == before[fired_same.key]  # same id, due, armed_at and fired_at
+    for timer in wanted[1:3]:
+        row = after[timer.key]
+        assert row.id == before[timer.key].id
+        assert (row.due_at, row.armed_at, row.fired_at) == (timer.due, later, None)
+    for timer in wanted[3:]:
+        row = after[timer.key]
+        assert (row.platform, row.kind, row.metric) == ("jira", str(timer.kind), timer.metric)
+        assert (row.percent, row.target_seconds, row.calendar) == (100, 900.0, "always")
+        assert (row.due_at, row.armed_at, row.fired_at) == (timer.due, later, None)
+    with engine.connect() as conn:
+        assert timers.armed(conn, "jira", "A") == {t.key: t.due for t in wanted[1:]}
+
+
+def test_reconcile_with_nothing_changed_only_reads(engine):
+    wanted = [Timer("resolution", EventKind.SLA_BREACHED, 100, _at(5))]
+    with engine.begin() as conn:
+        timers.reconcile(conn, "jira", "A", wanted, T0)
+        timers.reconcile(conn, "jira", "B", wanted, T0)
+    with _statements(engine) as seen, engine.begin() as conn:
+        timers.reconcile(conn, "jira", "A", wanted, T0 + timedelta(minutes=1))
+        timers.reconcile(conn, "jira", "C", [], T0)
+    assert seen == {("SELECT timers.id,", False): 2}
+    with engine.begin() as conn:
+        timers.reconcile(conn, "jira", "A", [], T0)
+    assert _timer_rows(engine, "A") == {} and set(_timer_rows(engine, "B")) == {wanted[0].key}
+
+
+def test_racing_appenders_keep_the_chain_linear(db_url, engine):
+    threads, each = 4, 15
+    engines = [make_engine(db_url) for _ in range(threads)]
+    appended: list[dict] = []
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            start.wait()
+            for i in range(each):
+                with engines[k].begin() as conn:  # no writer lock: the head row alone must serialise
+                    record = {"platform": "jira", "ticket": {"id": f"{k}-{i}"}, "outcome": "no_change"}
+                    appended.append(audit.append(conn, record, at=T0 + timedelta(seconds=i)))
+        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(120)
+    for e in engines:
+        e.dispose()
+    assert errors == []
+    by_seq = sorted(appended, key=lambda r: r["seq"])
+    assert [r["seq"] for r in by_seq] == list(range(1, threads * each + 1))
+    assert [r["prev_hash"] for r in by_seq] == [audit.GENESIS] + [r["hash"] for r in by_seq[:-1]]
+    result = audit.verify(engine)
+    assert result.ok and result.checked == threads * each, str(result)
+
+
+def _accept(engine, delivery_id, ticket):
+    inbox.accept(engine, inbox.new_row("jira", delivery_id, "jira:issue_updated", ticket, False, b"{}", T0))
+
+
+def test_claiming_a_known_ticket_keeps_what_is_remembered_of_it(engine):
+    snapshot = Ticket(TicketRef("jira", "A", "TES-1"), title="Checkout is down")
+    _accept(engine, "a1", "A")
+    _accept(engine, "a2", "A")
+    (first,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    with engine.begin() as conn:
+        tickets.save(
+            conn, "jira", "A", key="TES-1", state=TicketState(tier="L2", priority_pinned=True), priority="P1",
+            requester_id="cust-1", now=T0, snapshot=snapshot, sla={"clocks": {}},
+        )  # fmt: skip
+        inbox.finish(conn, first, status=inbox.DONE, owner="w1", now=T0, error="kept?")
+    (second,) = inbox.claim(engine, owner="w2", now=T0, lease=LEASE, limit=10)
+    assert (second.delivery_id, second.attempts, second.confirmed) == ("a2", 1, frozenset())
+    with engine.connect() as conn:
+        row = conn.execute(select(tickets_table)).one()
+        done = conn.execute(select(inbox_table).where(inbox_table.c.id == first.id)).one()
+    assert (row.tier, row.priority, row.priority_pinned, row.requester_id) == ("L2", "P1", True, "cust-1")
+    assert (row.lease_owner, row.lease_until) == ("w2", T0 + LEASE)
+    assert (done.status, done.finished_at, done.last_error, done.lease_owner, done.lease_until) == (
+        inbox.DONE, T0, "kept?", None, None,
+    )  # fmt: skip
+
+    # a save without requester or snapshot keeps the ones remembered; the SLA state is replaced
+    with engine.begin() as conn:
+        tickets.save(
+            conn, "jira", "A", key="TES-1", state=TicketState(tier="L3"), priority=None, requester_id=None,
+            now=T0 + timedelta(minutes=1),
+        )  # fmt: skip
+        stored = tickets.load(conn, "jira", "A")
+    assert stored.state == TicketState(tier="L3", priority_pinned=False)
+    assert (stored.requester_id, stored.snapshot, stored.sla) == ("cust-1", snapshot, None)
+    with engine.connect() as conn:
+        assert tickets.load(conn, "jira", "unknown") == tickets.StoredTicket(TicketState(), None)
+
+
+def test_a_misspelt_column_in_a_shared_update_is_an_error_not_a_silent_skip(engine):
+    _accept(engine, "a1", "A")
+    (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    with pytest.raises(ValueError, match="not inbox columns: finshed_at"), engine.begin() as conn:
+        inbox._release_item(conn, item, "w1", status=inbox.DONE, finshed_at=T0)
+    with pytest.raises(ValueError, match="not tickets columns: teir"), engine.begin() as conn:
+        tickets._update(conn, "jira", "A", {"teir": "L2"})
+
+
+def test_racing_workers_take_each_event_once_and_each_ticket_one_at_a_time(db_url, engine):
+    n_tickets, per_ticket = 12, 3
+    for n in range(per_ticket):
+        for t in range(n_tickets):
+            _accept(engine, f"T{t}-{n}", f"T{t}")
+    engines = [make_engine(db_url), make_engine(db_url)]
+    guard = threading.Lock()
+    in_flight: set[str] = set()
+    handled: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run(k: int) -> None:
+        try:
+            start.wait()
+            idle = 0
+            while idle < 3:  # the other worker may still hold the last events
+                items = inbox.claim(engines[k], owner=f"w{k}", now=T0, lease=LEASE, limit=4)
+                idle = 0 if items else idle + 1
+                for item in items:
+                    with guard:
+                        assert item.ticket_id not in in_flight, f"{item.ticket_id} taken twice at once"
+                        in_flight.add(item.ticket_id)
+                        handled.append(item.delivery_id)
+                    time.sleep(0.001)  # "processing", while the other worker claims
+                    with guard:  # before the finish commits: until then the lease is still ours
+                        in_flight.remove(item.ticket_id)
+                    with writing(engines[k]) as conn:
+                        inbox.finish(conn, item, status=inbox.DONE, owner=f"w{k}", now=T0)
+        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(120)
+    for e in engines:
+        e.dispose()
+    assert errors == []
+    assert sorted(handled) == sorted(f"T{t}-{n}" for t in range(n_tickets) for n in range(per_ticket))
+    for t in range(n_tickets):  # each ticket's events in the order they arrived
+        assert [d for d in handled if d.startswith(f"T{t}-")] == [f"T{t}-{n}" for n in range(per_ticket)]
+    assert inbox.counts(engine) == {"done": n_tickets * per_ticket}
