@@ -11,6 +11,7 @@ import pytest
 import connector.store.intake as intake_module
 from connector.store import inbox
 from connector.store.intake import Intake, IntakeUnavailable
+from tests.support.concurrency import run_together
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -34,21 +35,14 @@ def _slow_store(monkeypatch, batches: list[int], delay: float = 0.02):
 def _accept_together(intake: Intake, delivery_ids: list[str]) -> dict[int, object]:
     """Call accept from one thread per delivery, all released at once; index → result or exception."""
     results: dict[int, object] = {}
-    start = threading.Barrier(len(delivery_ids))
 
     def run(k: int) -> None:
-        start.wait()
         try:
             results[k] = intake.accept(_row(delivery_ids[k]))
         except IntakeUnavailable as exc:
             results[k] = exc
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(delivery_ids))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads), "a request was left waiting"
+    run_together(run, len(delivery_ids), timeout=10)
     return results
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -13,23 +11,11 @@ from connector.model import EventKind
 from connector.store import inbox, timers
 from connector.store.db import make_engine
 from connector.store.tables import inbox as inbox_table
+from tests.support.concurrency import run_together
+from tests.support.timers import Timer
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LATE = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class Timer:  # the shape of policies.sla.Timer, all the store reads
-    metric: str
-    kind: EventKind
-    percent: int
-    due: datetime
-    target: timedelta = timedelta(minutes=15)
-    calendar: str = "always"
-
-    @property
-    def key(self) -> str:
-        return f"{self.metric}:{self.kind}:{self.percent}"
 
 
 WARN = Timer("first_response", EventKind.SLA_WARNING, 75, T0 + timedelta(minutes=11, seconds=15))
@@ -118,20 +104,16 @@ def test_two_schedulers_sharing_one_database_fire_each_timer_exactly_once(db_url
     # Two schedulers, each with its own engine (as two replicas would have), racing batch by batch.
     engines = [make_engine(db_url), make_engine(db_url)]
     fired: list[list[timers.FiredTimer]] = [[], []]
-    start = threading.Barrier(2)
 
     def run(k: int) -> None:
-        start.wait()
         while batch := _fire(engines[k], T0 + timedelta(minutes=5), limit=7):
             fired[k].extend(batch)
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for e in engines:
-        e.dispose()
+    try:
+        run_together(run, 2, timeout=60)
+    finally:
+        for e in engines:
+            e.dispose()
     tickets = [t.ticket_id for batch in fired for t in batch]
     assert sorted(tickets) == sorted(f"T{i}" for i in range(n))  # every timer fired, none twice
     assert inbox.counts(engine) == {"pending": n}

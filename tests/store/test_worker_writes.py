@@ -7,7 +7,6 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,23 +19,11 @@ from connector.store.db import make_engine, writing
 from connector.store.tables import inbox as inbox_table
 from connector.store.tables import tickets as tickets_table
 from connector.store.tables import timers as timers_table
+from tests.support.concurrency import run_together
+from tests.support.timers import Timer
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
-
-
-@dataclass(frozen=True)
-class Timer:  # the shape of policies.sla.Timer, all the store reads
-    metric: str
-    kind: EventKind
-    percent: int
-    due: datetime
-    target: timedelta = timedelta(minutes=15)
-    calendar: str = "always"
-
-    @property
-    def key(self) -> str:
-        return f"{self.metric}:{self.kind}:{self.percent}"
 
 
 @contextmanager
@@ -128,27 +115,18 @@ def test_racing_appenders_keep_the_chain_linear(db_url, engine):
     threads, each = 4, 15
     engines = [make_engine(db_url) for _ in range(threads)]
     appended: list[dict] = []
-    start = threading.Barrier(threads)
-    errors: list[BaseException] = []
 
     def run(k: int) -> None:
-        try:
-            start.wait()
-            for i in range(each):
-                with engines[k].begin() as conn:  # no writer lock: the head row alone must serialise
-                    record = {"platform": "jira", "ticket": {"id": f"{k}-{i}"}, "outcome": "no_change"}
-                    appended.append(audit.append(conn, record, at=T0 + timedelta(seconds=i)))
-        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
-            errors.append(exc)
+        for i in range(each):
+            with engines[k].begin() as conn:  # no writer lock: the head row alone must serialise
+                record = {"platform": "jira", "ticket": {"id": f"{k}-{i}"}, "outcome": "no_change"}
+                appended.append(audit.append(conn, record, at=T0 + timedelta(seconds=i)))
 
-    workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(120)
-    for e in engines:
-        e.dispose()
-    assert errors == []
+    try:
+        run_together(run, threads)
+    finally:
+        for e in engines:
+            e.dispose()
     by_seq = sorted(appended, key=lambda r: r["seq"])
     assert [r["seq"] for r in by_seq] == list(range(1, threads * each + 1))
     assert [r["prev_hash"] for r in by_seq] == [audit.GENESIS] + [r["hash"] for r in by_seq[:-1]]
@@ -213,37 +191,28 @@ def test_racing_workers_take_each_event_once_and_each_ticket_one_at_a_time(db_ur
     guard = threading.Lock()
     in_flight: set[str] = set()
     handled: list[str] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
     def run(k: int) -> None:
-        try:
-            start.wait()
-            idle = 0
-            while idle < 3:  # the other worker may still hold the last events
-                items = inbox.claim(engines[k], owner=f"w{k}", now=T0, lease=LEASE, limit=4)
-                idle = 0 if items else idle + 1
-                for item in items:
-                    with guard:
-                        assert item.ticket_id not in in_flight, f"{item.ticket_id} taken twice at once"
-                        in_flight.add(item.ticket_id)
-                        handled.append(item.delivery_id)
-                    time.sleep(0.001)  # "processing", while the other worker claims
-                    with guard:  # before the finish commits: until then the lease is still ours
-                        in_flight.remove(item.ticket_id)
-                    with writing(engines[k]) as conn:
-                        inbox.finish(conn, item, status=inbox.DONE, owner=f"w{k}", now=T0)
-        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
-            errors.append(exc)
+        idle = 0
+        while idle < 3:  # the other worker may still hold the last events
+            items = inbox.claim(engines[k], owner=f"w{k}", now=T0, lease=LEASE, limit=4)
+            idle = 0 if items else idle + 1
+            for item in items:
+                with guard:
+                    assert item.ticket_id not in in_flight, f"{item.ticket_id} taken twice at once"
+                    in_flight.add(item.ticket_id)
+                    handled.append(item.delivery_id)
+                time.sleep(0.001)  # "processing", while the other worker claims
+                with guard:  # before the finish commits: until then the lease is still ours
+                    in_flight.remove(item.ticket_id)
+                with writing(engines[k]) as conn:
+                    inbox.finish(conn, item, status=inbox.DONE, owner=f"w{k}", now=T0)
 
-    workers = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(120)
-    for e in engines:
-        e.dispose()
-    assert errors == []
+    try:
+        run_together(run, 2)
+    finally:
+        for e in engines:
+            e.dispose()
     assert sorted(handled) == sorted(f"T{t}-{n}" for t in range(n_tickets) for n in range(per_ticket))
     for t in range(n_tickets):  # each ticket's events in the order they arrived
         assert [d for d in handled if d.startswith(f"T{t}-")] == [f"T{t}-{n}" for n in range(per_ticket)]
