@@ -320,3 +320,5 @@ def _setup_logging(fmt: str) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     # APScheduler logs two INFO lines per tick (~170,000 a day); our own tick logs what it fired.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Alembic (1.20 here) announces each of its seven autogenerate plugins at INFO on every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
