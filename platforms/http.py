@@ -1,20 +1,22 @@
-"""What every platform client shares about HTTP: base URLs in settings, and network failures.
+"""What every platform client shares about HTTP: base URLs in settings, network failures, and
+how a failed answer becomes our error.
 
-The platforms answer differently (each client maps its own status codes and error bodies), but a
-request that never got an answer means the same everywhere: a timeout or a dropped connection
-is worth retrying, a redirect loop or an invalid URL is not.
+The platforms answer differently (each client says which statuses are worth retrying and how
+to read its error bodies), but the rest means the same everywhere: a timeout or a dropped
+connection is worth retrying, a redirect loop or an invalid URL is not; a retryable answer waits
+for Retry-After, any other refusal is final and carries the platform's own explanation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from platforms.errors import PlatformError, TransientPlatformError
+from platforms.errors import PlatformError, RejectedByPlatform, TransientPlatformError, parse_retry_after
 
 
 @contextmanager
@@ -29,6 +31,46 @@ def network_errors(platform: str, what: str, timeout: float) -> Iterator[None]:
     except requests.RequestException as exc:
         # e.g. too many redirects or an invalid URL: neither retryable nor the platform's answer.
         raise PlatformError(f"request {what} failed: {exc}") from exc
+
+
+def retry_after_header(response: requests.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def answer_error(
+    platform: str,
+    response: requests.Response,
+    what: str,
+    message: str,
+    *,
+    transient: frozenset[int],
+    retry_after: Callable[[requests.Response], float | None] = retry_after_header,
+    note: str = "",
+) -> PlatformError:
+    """Our error for one failed answer: transient (a status in `transient`, or any 5xx: retry
+    later) or rejected (don't). `message` is the platform's own explanation of the failure;
+    `note` adds what the platform said about a rate limit."""
+    status = response.status_code
+    if status in transient or status >= 500:
+        text = f"{platform} answered {status} to {what}{note}" + (f": {message}" if message else "")
+        return TransientPlatformError(text, status=status, retry_after=retry_after(response))
+    return RejectedByPlatform(
+        f"{platform} rejected {what} ({status}): {message or response.reason}", status=status
+    )
+
+
+def json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The answer's body as a JSON object; None when it is not one (an HTML error page, say)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def body_text(response: requests.Response) -> str:
+    """The answer's body as text, for a message: what is left when it explains nothing in JSON."""
+    return response.text.strip()[:500]
 
 
 def base_url(value: str, example: str) -> str:

@@ -17,11 +17,9 @@ from platforms.errors import (
     NotConfigured,
     PayloadError,
     PlatformError,
-    RejectedByPlatform,
     TransientPlatformError,
-    parse_retry_after,
 )
-from platforms.http import network_errors
+from platforms.http import answer_error, body_text, json_object, network_errors
 from platforms.jira.normalise import ticket_from_issue
 from platforms.jira.settings import Settings
 
@@ -157,29 +155,18 @@ class JiraClient:
 
 def error_from_response(response: requests.Response, what: str) -> PlatformError:
     """Our error for one failed Jira answer: transient (retry later) or rejected (don't)."""
-    status = response.status_code
-    message = jira_message(response)
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        reason = response.headers.get("RateLimit-Reason")
-        text = f"Jira answered {status} to {what}"
-        if reason:
-            text += f" (RateLimit-Reason: {reason})"
-        if message:
-            text += f": {message}"
-        return TransientPlatformError(
-            text, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-        )
-    return RejectedByPlatform(f"Jira rejected {what} ({status}): {message or response.reason}", status=status)
+    reason = response.headers.get("RateLimit-Reason")
+    note = f" (RateLimit-Reason: {reason})" if reason else ""
+    return answer_error(
+        "Jira", response, what, jira_message(response), transient=_TRANSIENT_STATUSES, note=note
+    )
 
 
 def jira_message(response: requests.Response) -> str:
     """Jira's own explanation: `errorMessages` and `errors` {field: message}, else the text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500]
-    if not isinstance(body, dict):
-        return response.text.strip()[:500]
+    body = json_object(response)
+    if body is None:
+        return body_text(response)
     parts: list[str] = []
     messages = body.get("errorMessages")
     if isinstance(messages, list):
@@ -190,4 +177,4 @@ def jira_message(response: requests.Response) -> str:
     for key in ("message", "errorMessage"):  # older and gateway-level errors
         if not parts and isinstance(body.get(key), str):
             parts.append(body[key])
-    return "; ".join(parts) if parts else response.text.strip()[:500]
+    return "; ".join(parts) if parts else body_text(response)

@@ -24,11 +24,9 @@ from platforms.base import (
 from platforms.errors import (
     NotConfigured,
     PlatformError,
-    RejectedByPlatform,
     TransientPlatformError,
-    parse_retry_after,
 )
-from platforms.http import network_errors
+from platforms.http import answer_error, body_text, json_object, network_errors, retry_after_header
 from platforms.servicenow.normalise import normalise_record
 from platforms.servicenow.settings import Settings
 
@@ -180,34 +178,25 @@ class ServiceNowClient:
 
 def error_from_response(response: requests.Response, what: str) -> PlatformError:
     """Our error for one failed ServiceNow answer: transient (retry later) or rejected (don't)."""
-    status = response.status_code
-    message = servicenow_message(response)
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        text = f"ServiceNow answered {status} to {what}"
-        if message:
-            text += f": {message}"
-        return TransientPlatformError(text, status=status, retry_after=_retry_after(response))
-    return RejectedByPlatform(
-        f"ServiceNow rejected {what} ({status}): {message or response.reason}", status=status
-    )
+    return answer_error(
+        "ServiceNow", response, what, servicenow_message(response),
+        transient=_TRANSIENT_STATUSES, retry_after=_retry_after,
+    )  # fmt: skip
 
 
 def servicenow_message(response: requests.Response) -> str:
     """ServiceNow's own explanation: `error.message` and `error.detail`, else the text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500]
-    error = body.get("error") if isinstance(body, dict) else None
+    body = json_object(response)
+    error = body.get("error") if body is not None else None
     if not isinstance(error, dict):
-        return response.text.strip()[:500]
+        return body_text(response)
     parts = [str(error[key]) for key in ("message", "detail") if error.get(key)]
-    return ": ".join(parts) if parts else response.text.strip()[:500]
+    return ": ".join(parts) if parts else body_text(response)
 
 
 def _retry_after(response: requests.Response) -> float | None:
     """Retry-After; else the rate limit's X-RateLimit-Reset (the Unix time the hourly count resets)."""
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    retry_after = retry_after_header(response)
     if retry_after is not None:
         return retry_after
     reset = response.headers.get("X-RateLimit-Reset", "").strip()

@@ -15,11 +15,8 @@ from platforms.errors import (
     ConflictError,
     NotConfigured,
     PlatformError,
-    RejectedByPlatform,
-    TransientPlatformError,
-    parse_retry_after,
 )
-from platforms.http import network_errors
+from platforms.http import answer_error, body_text, json_object, network_errors
 from platforms.zendesk.normalise import normalise_ticket
 from platforms.zendesk.settings import Settings
 
@@ -144,18 +141,11 @@ def api_id(value: str) -> int | str:
 
 def error_from_response(response: requests.Response, what: str) -> PlatformError:
     """Our error for one failed Zendesk answer: conflict, transient (retry later) or rejected (don't)."""
-    status = response.status_code
     message = zendesk_message(response)
-    text = f"Zendesk answered {status} to {what}" + (f": {message}" if message else "")
-    if status == 409:
-        return ConflictError(text, status=status)
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        return TransientPlatformError(
-            text, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-        )
-    return RejectedByPlatform(
-        f"Zendesk rejected {what} ({status}): {message or response.reason}", status=status
-    )
+    if response.status_code == 409:
+        text = f"Zendesk answered 409 to {what}" + (f": {message}" if message else "")
+        return ConflictError(text, status=409)
+    return answer_error("Zendesk", response, what, message, transient=_TRANSIENT_STATUSES)
 
 
 def zendesk_message(response: requests.Response) -> str:
@@ -165,12 +155,9 @@ def zendesk_message(response: requests.Response) -> str:
     "details": {"priority": [{"description": "Priority: is invalid", "error": "InvalidValue"}]}},
     {"error": "Couldn't authenticate you"} and {"error": {"title": "Forbidden", "message": "…"}}.
     """
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500]
-    if not isinstance(body, dict):
-        return response.text.strip()[:500]
+    body = json_object(response)
+    if body is None:
+        return body_text(response)
     parts: list[str] = []
     error = body.get("error")
     if isinstance(error, dict):
@@ -188,4 +175,4 @@ def zendesk_message(response: requests.Response) -> str:
                 said = (entry.get("description") or entry.get("error")) if isinstance(entry, dict) else entry
                 problems.append(f"{field}: {said}")
     message = "; ".join([head, *problems] if head else problems)
-    return message or response.text.strip()[:500]
+    return message or body_text(response)
