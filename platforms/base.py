@@ -11,12 +11,17 @@ Adapters know `connector.model` and their client library; never the store or Fla
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from connector.model import Plan, Ticket, TicketEvent, TicketRef
+from platforms.errors import SignatureError
 
 # Capabilities a platform may lack; the core skips (or the policy check flags) what is missing.
 CAP_PRIORITY = "priority"
@@ -37,6 +42,23 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == wanted:
             return value
     return None
+
+
+def check_base64_hmac(given: str, secret: str, signed: bytes, header_name: str) -> None:
+    """Raise SignatureError unless `given` (header `header_name`) is base64(HMAC-SHA256(secret, signed)).
+
+    Zendesk and ServiceNow sign this way, each over its own text of timestamp and body.
+    The comparison takes constant time.
+    """
+    try:
+        digest = base64.b64decode(given.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != hashlib.sha256().digest_size:
+        raise SignatureError(f"{header_name} is not the base64 of a 32-byte HMAC-SHA256")
+    expected = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, digest):
+        raise SignatureError(f"{header_name} does not match the timestamp and body")
 
 
 @dataclass(frozen=True)
