@@ -228,21 +228,8 @@ def _from_event(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
 
 def ticket_from_detail(detail: Mapping[str, Any], ident: str) -> Ticket:
     """A ticket snapshot from an event's `detail` (ids as strings, names in upper case)."""
-    updated_raw = detail.get("updated_at")
-    requester_id = optional_id(detail.get("requester_id"), "detail.requester_id")
-    return Ticket(
-        ref=ticket_ref(ident, None),  # the envelope names the account by number, not by URL
-        title=_text(detail.get("subject"), "detail.subject"),
-        status=status(detail.get("status"), "detail.status"),
-        platform_priority=priority(detail.get("priority"), "detail.priority"),
-        labels=tags(detail.get("tags"), "detail.tags"),
-        assignee=optional_id(detail.get("assignee_id"), "detail.assignee_id"),
-        group=optional_id(detail.get("group_id"), "detail.group_id"),
-        requester=Requester(id=requester_id) if requester_id else None,
-        created_at=parse_datetime(detail.get("created_at"), "detail.created_at"),
-        updated_at=parse_datetime(updated_raw, "detail.updated_at"),
-        version=version(updated_raw),
-    )
+    # The envelope names the account by number, not by URL: no agent link.
+    return _snapshot(detail, "detail", ticket_ref(ident, None))
 
 
 def _event_changes(event_type: str, change: Mapping[str, Any], ticket: Ticket) -> tuple[Change, ...]:
@@ -301,20 +288,29 @@ def normalise_ticket(ticket: Mapping[str, Any]) -> Ticket:
     custom = ticket.get("custom_fields") or []
     if not isinstance(custom, list) or not all(isinstance(f, Mapping) and "id" in f for f in custom):
         raise PayloadError("Zendesk ticket: 'custom_fields' is not a list of {id, value}")
-    requester_id = optional_id(ticket.get("requester_id"), "ticket.requester_id")
-    updated_raw = ticket.get("updated_at")
+    ref = ticket_ref(ident, agent_url(ticket.get("url"), ident))
+    return _snapshot(ticket, "ticket", ref, fields={str(f["id"]): f.get("value") for f in custom})
+
+
+def _snapshot(
+    source: Mapping[str, Any], where: str, ref: TicketRef, fields: dict[str, Any] | None = None
+) -> Ticket:
+    """The ticket fields an event's `detail` and the REST ticket object share, read alike;
+    `where` names the object in errors ("detail.status", "ticket.status")."""
+    requester_id = optional_id(source.get("requester_id"), f"{where}.requester_id")
+    updated_raw = source.get("updated_at")
     return Ticket(
-        ref=ticket_ref(ident, agent_url(ticket.get("url"), ident)),
-        title=_text(ticket.get("subject"), "ticket.subject"),
-        status=status(ticket.get("status"), "ticket.status"),
-        platform_priority=priority(ticket.get("priority"), "ticket.priority"),
-        labels=tags(ticket.get("tags"), "ticket.tags"),
-        assignee=optional_id(ticket.get("assignee_id"), "ticket.assignee_id"),
-        group=optional_id(ticket.get("group_id"), "ticket.group_id"),
+        ref=ref,
+        title=_text(source.get("subject"), f"{where}.subject"),
+        status=status(source.get("status"), f"{where}.status"),
+        platform_priority=priority(source.get("priority"), f"{where}.priority"),
+        labels=tags(source.get("tags"), f"{where}.tags"),
+        assignee=optional_id(source.get("assignee_id"), f"{where}.assignee_id"),
+        group=optional_id(source.get("group_id"), f"{where}.group_id"),
         requester=Requester(id=requester_id) if requester_id else None,
-        fields={str(f["id"]): f.get("value") for f in custom},
-        created_at=parse_datetime(ticket.get("created_at"), "ticket.created_at"),
-        updated_at=parse_datetime(updated_raw, "ticket.updated_at"),
+        fields=fields or {},
+        created_at=parse_datetime(source.get("created_at"), f"{where}.created_at"),
+        updated_at=parse_datetime(updated_raw, f"{where}.updated_at"),
         version=version(updated_raw),
     )
 
