@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,12 +205,6 @@ def run_server(name: str, args, *, latency: bool) -> dict:
     return result
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -254,15 +249,15 @@ def main() -> int:
     )
     for name in ("escalator", "web only"):
         ratios = [mine / bare for mine, bare in zip(rates[name], rates["bare flask"], strict=True)]
-        ratio = median(ratios)
+        ratio = statistics.median(ratios)
         p99 = latencies[name]["p99_ms"]
         print(
-            f"{name:>10}: throughput {median(rates[name]):.0f} req/s, median / bare = {ratio:.2f} "
+            f"{name:>10}: throughput {statistics.median(rates[name]):.0f} req/s, median / bare = {ratio:.2f} "
             f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; target ≥ 0.50: "
             f"{'met' if ratio >= 0.5 else 'MISSED'}); p99 ack at {args.rate:.0f} req/s = {p99:.2f} ms "
             f"(target < 50 ms: {'met' if p99 < 50 else 'MISSED'})"
         )
-    print(f"bare flask: throughput {median(rates['bare flask']):.0f} req/s (median)")
+    print(f"bare flask: throughput {statistics.median(rates['bare flask']):.0f} req/s (median)")
 
     from requests_per_decision import report
 
