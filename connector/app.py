@@ -1,4 +1,5 @@
-"""The Flask app factory: webhooks, health, readiness and metrics. Runs under any WSGI server."""
+"""The app factory: health, readiness and metrics in Flask, with the webhook receiver mounted in
+front at /webhooks. Runs under any WSGI server."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from sqlalchemy import text
 
 from connector.runtime import Runtime
 from connector.store import inbox, timers
-from webhooks.blueprint import bp as webhooks_bp
+from webhooks.receiver import mount as mount_webhooks
 
 
 def create_app(rt: Runtime) -> Flask:
     app = Flask("escalator")
     app.extensions["escalator"] = rt
-    app.register_blueprint(webhooks_bp)
+    mount_webhooks(app, rt)
 
     @app.get("/healthz")
     def healthz():
