@@ -13,8 +13,8 @@ class Metrics:
         self._webhook_answers: dict[tuple[str, str], Any] = {}
         self.webhooks = Counter(
             "escalator_webhooks_total",
-            "Webhook deliveries by platform and answer (accepted, duplicate, ignored, unauthorized, "
-            "malformed, too_large, unknown_platform, unavailable).",
+            "Webhook requests by platform and answer (accepted, duplicate, ignored, unauthorized, "
+            "malformed, too_large, unknown_platform, unavailable, not_found, method_not_allowed, error).",
             ["platform", "result"],
             registry=self.registry,
         )
