@@ -16,6 +16,7 @@ run: $(BIN)/escalator
 
 test: $(BIN)/escalator
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/escalator

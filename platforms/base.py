@@ -124,4 +124,3 @@ class PlatformClient(Protocol):
         """Read the ticket as it is now (one GET), e.g. after a ConflictError.
 
         Raises TransientPlatformError or RejectedByPlatform like `send`."""
-

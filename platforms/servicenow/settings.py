@@ -48,7 +48,13 @@ class Settings(BaseModel):
     max_signature_age_seconds: int = Field(default=300, gt=0)
 
     @field_validator(
-        "url", "instance", "user", "password", "webhook_secret", "inbound_user", "inbound_password",
+        "url",
+        "instance",
+        "user",
+        "password",
+        "webhook_secret",
+        "inbound_user",
+        "inbound_password",
         mode="before",
     )
     @classmethod

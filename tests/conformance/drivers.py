@@ -82,6 +82,7 @@ class Driver:
     def edited(self, spec: Spec, field: str, before: str, now: datetime) -> Delivery:
         """A person's edit of `field` ("status" or "labels"); the ticket now shows `spec`."""
         raise NotImplementedError
+
     def commented(self, spec: Spec, text: str, now: datetime) -> Delivery: ...
     def ignored(self, now: datetime) -> Delivery: ...
 

@@ -48,9 +48,6 @@ def source(extra: str = ZENDESK + SERVICENOW) -> str:
     return policy_source() + extra
 
 
-
-
-
 def test_three_platforms_load(tmp_path: Path) -> None:
     policy = load_policy(write_policy(tmp_path, source()))
     assert list(policy.platforms) == ["jira", "zendesk", "servicenow"]

@@ -49,9 +49,6 @@ def source(sla: str = SLA, rules: str = TIME_RULES) -> str:
     return policy_source(rules) + sla
 
 
-
-
-
 def test_a_full_sla_section_loads(tmp_path: Path) -> None:
     policy: Policy = load_policy(write_policy(tmp_path, source()))
     sla = policy.sla

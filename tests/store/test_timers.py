@@ -156,8 +156,13 @@ def test_two_scheduler_processes_fire_each_timer_exactly_once(db_url, engine):
     root = Path(__file__).resolve().parents[2]
     now = (T0 + timedelta(minutes=1)).isoformat()
     procs = [
-        subprocess.Popen([sys.executable, "-c", _SCHEDULER_PROCESS, db_url, now], cwd=root,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", _SCHEDULER_PROCESS, db_url, now],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]

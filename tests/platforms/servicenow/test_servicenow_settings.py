@@ -33,9 +33,7 @@ def test_url_must_be_an_http_base_url(url):
         Settings(url=url)
 
 
-@pytest.mark.parametrize(
-    "instance", ["https://acme.service-now.com", "acme.service-now.com", "-acme", "a_b"]
-)
+@pytest.mark.parametrize("instance", ["https://acme.service-now.com", "acme.service-now.com", "-acme", "a_b"])
 def test_instance_is_a_name_not_a_url(instance):
     with pytest.raises(ValidationError, match="instance name only"):
         Settings(instance=instance)
