@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import pytest
 
 from connector.cli import main
 from connector.config import EXAMPLE_POLICY
+from tests.support.fixtures import fixture_bytes
+from tests.support.harness import SECRET, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +68,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_ready(proc: subprocess.Popen, port: int) -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                return json.load(answer)
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(
+                    f"serve did not come up:\n{proc.stdout.read() if proc.poll() is not None else ''}"
+                )
+            time.sleep(0.2)
+
+
 def test_serve_comes_up_on_the_embedded_default(tmp_path):
     """What `make run` does on a fresh clone: no config, SQLite in the working directory, dry-run."""
     port = _free_port()
@@ -72,24 +90,56 @@ def test_serve_comes_up_on_the_embedded_default(tmp_path):
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                    ready = json.load(answer)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(
-                        f"serve did not come up:\n{proc.stdout.read() if proc.poll() is not None else ''}"
-                    )
-                time.sleep(0.2)
+        ready = _wait_ready(proc, port)
         assert ready["status"] == "ready" and ready["dry_run"] is True
         assert (tmp_path / "escalator.db").exists()
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=15)
     assert "DRY-RUN" in output and f"http://127.0.0.1:{port}" in output
+
+
+def test_the_webhook_receiver_under_the_real_server(tmp_path):
+    """waitress, not a test client: its environ for plain and chunked bodies reaches the receiver."""
+    port = _free_port()
+    config = tmp_path / "escalator.yaml"
+    config.write_text(
+        f"database: sqlite:///{tmp_path / 'x.db'}\n"
+        f"platforms:\n  jira:\n    url: http://127.0.0.1:9\n    webhook_secret: {SECRET}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "serve", "--config", str(config), "--port", str(port),
+         "--no-worker"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    body = fixture_bytes("jira", "issue_created__outage")
+
+    def post(delivery_id: str, *, chunked: bool = False, data: bytes = body) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"X-Hub-Signature": sign(data), "X-Atlassian-Webhook-Identifier": delivery_id}
+        payload = iter([data[:1000], data[1000:]]) if chunked else data
+        conn.request("POST", "/webhooks/jira", body=payload, headers=headers, encode_chunked=chunked)
+        try:
+            answer = conn.getresponse()
+            return answer.status, json.loads(answer.read())
+        finally:
+            conn.close()
+
+    try:
+        _wait_ready(proc, port)
+        assert post("d-1") == (202, {"result": "accepted", "delivery_id": "d-1"})
+        assert post("d-1") == (200, {"result": "duplicate", "delivery_id": "d-1"})
+        assert post("d-2", chunked=True) == (202, {"result": "accepted", "delivery_id": "d-2"})
+        too_big = b"{" + b" " * 1_048_576 + b"}"
+        status, answer = post("d-3", chunked=True, data=too_big)
+        assert status == 413 and answer["result"] == "too_large"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/webhooks/jira", timeout=5)
+        refused.value.close()
+        assert refused.value.code == 405 and refused.value.headers["Allow"] == "POST"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
 
 
 def test_serve_refuses_a_broken_policy_with_file_and_line(tmp_path):
