@@ -200,11 +200,15 @@ def _work(args) -> int:
     if parent is not None and os.getppid() != parent:
         logging.getLogger("escalator").warning("parent process %s is gone; not starting", parent)
         return 0
+    if rt.config.worker.nice:
+        # Only matters when the cores are busy; then webhook acknowledgements (which platforms
+        # time out and retry) go before decisions, which the durable inbox lets wait.
+        os.nice(rt.config.worker.nice)
     pool = WorkerPool(rt, threads=max(1, rt.config.worker.threads), parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: pool.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt))
     logging.getLogger("escalator").info(
-        "worker started: %s, policy %s", rt.owner, rt.policy.current.summary()
+        "worker started: %s, nice %+d, policy %s", rt.owner, os.nice(0), rt.policy.current.summary()
     )
     if rt.config.worker.metrics_port:
         # Decisions, platform requests and timers are counted here, not in the web process.

@@ -51,6 +51,11 @@ class WorkerConfig(_Strict):
     max_attempts_after_internal_error: int = Field(
         5, ge=1, description="an event that hits a bug is recorded as failed after this many attempts"
     )
+    nice: int = Field(
+        10, ge=0, le=19,
+        description="the worker process runs this much below normal CPU priority: when cores are short, "
+        "acknowledging webhooks comes first and the durable inbox waits (0: same priority)",
+    )  # fmt: skip
     metrics_port: int | None = Field(
         None, ge=1, le=65535,
         description="serve the worker process's own /metrics (decisions, platform requests, timers) here",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from connector.cli import main
 from connector.config import EXAMPLE_POLICY
 from tests.support.fixtures import fixture_bytes
 from tests.support.harness import SECRET, sign
+from tests.support.processes import wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,6 +142,24 @@ def test_the_webhook_receiver_under_the_real_server(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=15)
+
+
+@pytest.mark.parametrize("nice", [7, 0])
+def test_the_worker_process_runs_below_the_web_process_cpu_priority(tmp_path, nice):
+    config = tmp_path / "escalator.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path / 'x.db'}\nworker: {{nice: {nice}}}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "work", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        started = wait_for_line(proc, "worker started")
+        ours = os.nice(0)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(ours + nice, 19)
+        assert f"nice {min(ours + nice, 19):+d}" in started
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
 
 
 def test_serve_refuses_a_broken_policy_with_file_and_line(tmp_path):

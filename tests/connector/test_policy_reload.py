@@ -4,13 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from connector.config import EXAMPLE_POLICY
 from connector.runtime import PolicyHolder
 from policies import PolicyError
+from tests.support.processes import wait_for_line
 
 
 def test_a_broken_policy_never_replaces_the_running_one(tmp_path):
@@ -39,29 +39,15 @@ def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
     )  # fmt: skip
     try:
-        _wait_for(proc, "worker started")
+        wait_for_line(proc, "worker started")
         policy.write_text(EXAMPLE_POLICY.read_text() + "\nsurprise: 1\n")
         os.kill(proc.pid, signal.SIGHUP)
-        _wait_for(proc, "policy reload refused")
+        wait_for_line(proc, "policy reload refused")
         assert "surprise" in proc.stdout.readline()  # the problems follow, FILE:LINE: message
         policy.write_text(EXAMPLE_POLICY.read_text().replace("version: 1", "version: 7"))
         os.kill(proc.pid, signal.SIGHUP)
-        assert "v7" in _wait_for(proc, "policy reloaded")
+        assert "v7" in wait_for_line(proc, "policy reloaded")
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
     assert proc.returncode == 0
-
-
-def _wait_for(proc, text: str, timeout: float = 30.0) -> str:
-    """The first output line containing `text`."""
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if text in line:
-            return line
-    pytest.fail(f"never saw {text!r}; output:\n{''.join(seen)}")

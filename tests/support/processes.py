@@ -1,0 +1,21 @@
+"""Helpers for tests that run Escalator's commands as real processes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+def wait_for_line(proc, text: str, timeout: float = 30.0) -> str:
+    """The first line of `proc`'s (text) stdout containing `text`; fails the test with what was seen."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return line
+    pytest.fail(f"never saw {text!r}; output:\n{''.join(seen)}")
