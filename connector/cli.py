@@ -157,17 +157,22 @@ def _serve(args) -> int:
     return 0
 
 
-def _reload_policy(rt, worker=None) -> None:
-    """SIGHUP: load the policy file again; a broken file is refused and the old policy keeps serving."""
+def _reload_policy(rt, worker=None) -> bool:
+    """SIGHUP: load the policy file again; a broken file is refused and the old policy keeps serving.
+    True when a different policy now serves."""
     from policies import PolicyError
 
     log = logging.getLogger("escalator")
-    try:
-        log.info("policy reloaded: %s", rt.policy.reload().summary())
-    except PolicyError as exc:
-        log.error("policy reload refused, still serving %s:\n%s", rt.policy.current.summary(), exc)
     if worker is not None:
         worker.send_signal(signal.SIGHUP)
+    before = rt.policy.current
+    try:
+        after = rt.policy.reload()
+    except PolicyError as exc:
+        log.error("policy reload refused, still serving %s:\n%s", before.summary(), exc)
+        return False
+    log.info("policy reloaded: %s", after.summary())
+    return after.sha256 != before.sha256
 
 
 def _describe_worker(config, worker) -> str:
@@ -191,6 +196,7 @@ def _spawn_worker(args):
 def _work(args) -> int:
     import os
 
+    from connector.retarget import Retargeter
     from connector.scheduler import SlaScheduler
     from connector.worker import WorkerPool
 
@@ -206,7 +212,9 @@ def _work(args) -> int:
         os.nice(rt.config.worker.nice)
     pool = WorkerPool(rt, threads=max(1, rt.config.worker.threads), parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: pool.request_stop())
-    signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt))
+    # A new policy may move SLA targets: the timers already armed are re-armed in the background.
+    retargeter = Retargeter(rt)
+    signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt) and retargeter.request())
     logging.getLogger("escalator").info(
         "worker started: %s, nice %+d, policy %s", rt.owner, os.nice(0), rt.policy.current.summary()
     )

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from connector import audit
+from connector import audit, retarget
 from connector.codec import after_plan
 from connector.model import (
     Decision,
@@ -63,6 +63,7 @@ class Outcome:
     state: TicketState | None = None
     snapshot: Ticket | None = None  # the ticket as it now stands, to keep for time events
     sla: SlaState | None = None  # the ticket's SLA clocks after this event
+    rearm: SlaState | None = None  # a stale timer's ticket: its stored clocks, re-armed under today's policy
 
 
 # A ticket that changes under us (Zendesk's 409) is read again and planned again this often.
@@ -101,7 +102,10 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
     if item.delivery_id.startswith(timers.TIMER_EVENT_PREFIX):
         event, why_not = _timer_event(item, stored, policy)
         if event is None:
-            return Outcome("ignored", detail=why_not)
+            # Its clock changed under it. If the policy did (a reload), the replacement timer was
+            # never armed: keep the clocks so the record re-arms what the policy now wants.
+            clocks = SlaState.from_json(stored.sla) if stored is not None and stored.sla else None
+            return Outcome("ignored", detail=why_not, rearm=clocks)
     else:
         try:
             payload = json.loads(item.body)
@@ -342,6 +346,8 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now)
         elif result.outcome == "echo" and event is not None and result.snapshot is not None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
+        elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
+            retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
         if result.outcome == "retrying":
             inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=result.detail)
         else:

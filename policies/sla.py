@@ -51,7 +51,11 @@ class Timer:
     @property
     def key(self) -> str:
         """Stable per ticket: the same timer re-armed with another due instant keeps its key."""
-        return f"{self.metric}:{self.kind.value}:{self.percent}"
+        return timer_key(self.metric, self.kind, self.percent)
+
+
+def timer_key(metric: str, kind: EventKind, percent: int) -> str:
+    return f"{metric}:{kind.value}:{percent}"
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,20 @@ def timers(policy: Policy, state: SlaState) -> tuple[Timer, ...]:
     return tuple(sorted(out, key=lambda t: (t.due, t.key)))
 
 
+def retarget(
+    policy: Policy, state: SlaState, now: datetime, in_place: Mapping[str, datetime] = MappingProxyType({})
+) -> SlaState:
+    """The clocks of `state` (advanced under some earlier policy) as `policy` measures them.
+
+    A warning whose instant under the new targets has already passed is marked sent, so a reload
+    that tightens a target sends the breach, not a burst of late warnings; unless `in_place`
+    (key → due of the ticket's timers, fired or not) holds that very instant: its target did not
+    move, and it is due or queued as usual. `timers(policy, …)` of the result is what to arm."""
+    if policy.sla is None or state.started_at is None:
+        return state
+    return _skip_passed_warnings(policy.sla, state, utc(now), in_place)
+
+
 def current_timer(policy: Policy, state: SlaState, key: str) -> Timer | None:
     """The timer armed under `key` in `state`, or None: a fired timer that is no longer armed is stale."""
     return next((t for t in timers(policy, state) if t.key == key), None)
@@ -277,8 +295,11 @@ def _next_reminder_start(sla: SlaPolicy, state: SlaState, due: datetime, now: da
     return due if calendar.add(due, target.duration) > now else now
 
 
-def _skip_passed_warnings(sla: SlaPolicy, state: SlaState, now: datetime) -> SlaState:
-    """After a re-target, warnings whose new instant has already passed are not sent (the breach is)."""
+def _skip_passed_warnings(
+    sla: SlaPolicy, state: SlaState, now: datetime, in_place: Mapping[str, datetime] = MappingProxyType({})
+) -> SlaState:
+    """After a re-target, warnings whose new instant has already passed are not sent (the breach is),
+    except one `in_place` at that same instant (see `retarget`)."""
     if state.priority is None or not sla.warn_at:
         return state
     pauses = state.all_pauses()
@@ -294,6 +315,7 @@ def _skip_passed_warnings(sla: SlaPolicy, state: SlaState, now: datetime) -> Sla
             if p not in clock.warned
             and (due := due_at(calendar, clock.started_at, share(target.duration, p), pauses)) is not None
             and due <= now
+            and in_place.get(timer_key(metric, EventKind.SLA_WARNING, p)) != due
         }
         if passed:
             clocks[metric] = replace(clock, warned=clock.warned | passed)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
 
 from connector.codec import ticket_from_json, ticket_to_json
 from connector.model import Ticket, TicketState
@@ -31,6 +31,16 @@ _LOAD = select(
     tickets.c.tier, tickets.c.priority_pinned, tickets.c.requester_id, tickets.c.snapshot, tickets.c.sla
 ).where(_THIS_TICKET)
 _UPDATE = update(tickets).where(_THIS_TICKET)
+# Keyset pages over the tickets that have SLA clocks, locked until the caller's transaction ends
+# (FOR UPDATE on PostgreSQL; SQLite's writer lock already excludes every other writer).
+_KEY = tuple_(tickets.c.platform, tickets.c.ticket_id)
+_WITH_SLA = (
+    select(tickets.c.platform, tickets.c.ticket_id, tickets.c.sla)
+    .where(tickets.c.sla.is_not(None), _KEY > tuple_(bindparam("b_platform"), bindparam("b_ticket_id")))
+    .order_by(tickets.c.platform, tickets.c.ticket_id)
+    .limit(bindparam("b_limit"))
+    .with_for_update()
+)
 
 
 def load(conn: Connection, platform: str, ticket_id: str) -> StoredTicket:
@@ -72,6 +82,20 @@ def save(
     if snapshot is not None:
         values["snapshot"] = ticket_to_json(snapshot)
     _update(conn, platform, ticket_id, values)
+
+
+def with_sla(
+    conn: Connection, after: tuple[str, str], limit: int
+) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(platform, ticket_id, sla) of up to `limit` tickets in key order after `after` (("", "") for
+    the first page), locked until the caller's transaction ends. `sla` may still be None (a JSON
+    null): the caller skips those, but pages on from the last key."""
+    rows = conn.execute(_WITH_SLA, {"b_platform": after[0], "b_ticket_id": after[1], "b_limit": limit})
+    return [(row.platform, row.ticket_id, row.sla) for row in rows]
+
+
+def save_sla(conn: Connection, platform: str, ticket_id: str, sla: dict[str, Any]) -> None:
+    _update(conn, platform, ticket_id, dict(sla=sla))
 
 
 def save_snapshot(conn: Connection, platform: str, ticket_id: str, snapshot: Ticket, now: datetime) -> None:

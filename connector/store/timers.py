@@ -94,8 +94,9 @@ _DISARM = delete(timers).where(timers.c.id.in_(bindparam("b_ids", expanding=True
 
 def reconcile(
     conn: Connection, platform: str, ticket_id: str, wanted: Iterable[ArmedTimer], now: datetime
-) -> None:
-    """Make the ticket's armed timers exactly `wanted` (inside the caller's transaction).
+) -> int:
+    """Make the ticket's armed timers exactly `wanted` (inside the caller's transaction); how many
+    timers were armed, re-armed or removed.
 
     A timer whose due instant is unchanged is left alone, fired or not; a changed one is
     re-armed (new due, not fired); one no longer wanted is removed. At most one statement
@@ -130,6 +131,7 @@ def reconcile(
     gone = [row.id for key, row in existing.items() if key not in keep]
     if gone:
         conn.execute(_DISARM, {"b_ids": gone})
+    return len(armed) + len(rearmed) + len(gone)
 
 
 def fire_due(engine: Engine, *, now: datetime, limit: int, late_after: timedelta) -> list[FiredTimer]:
@@ -201,6 +203,12 @@ def _due_ids(now: datetime, limit: int):
 def delivery_id(timer: FiredTimer) -> str:
     """The inbox id of one firing: the same timer due at the same instant is one delivery."""
     return f"{TIMER_EVENT_PREFIX}{timer.ticket_id}:{timer.key}:{timer.due.isoformat()}"
+
+
+def in_place(conn: Connection, platform: str, ticket_id: str) -> dict[str, datetime]:
+    """The ticket's timers, fired or not: key → due instant."""
+    rows = conn.execute(_EXISTING, {"b_platform": platform, "b_ticket_id": ticket_id})
+    return {row.key: row.due_at for row in rows}
 
 
 def armed(conn: Connection, platform: str, ticket_id: str) -> dict[str, datetime]:

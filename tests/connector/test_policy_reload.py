@@ -47,6 +47,8 @@ def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
         policy.write_text(EXAMPLE_POLICY.read_text().replace("version: 1", "version: 7"))
         os.kill(proc.pid, signal.SIGHUP)
         assert "v7" in wait_for_line(proc, "policy reloaded")
+        # a different policy: the armed SLA timers are re-armed in the background
+        assert "0 of 0 tickets" in wait_for_line(proc, "SLA timers re-armed under policy global-support v7")
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
