@@ -18,7 +18,7 @@ from connector.cli import main
 from connector.config import EXAMPLE_POLICY
 from tests.support.fixtures import fixture_bytes
 from tests.support.harness import SECRET, sign
-from tests.support.processes import wait_for_line
+from tests.support.processes import start_escalator, wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,10 +87,7 @@ def _wait_ready(proc: subprocess.Popen, port: int) -> dict:
 def test_serve_comes_up_on_the_embedded_default(tmp_path):
     """What `make run` does on a fresh clone: no config, SQLite in the working directory, dry-run."""
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "serve", "--port", str(port)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    proc = start_escalator(tmp_path, "serve", "--port", str(port))
     try:
         ready = _wait_ready(proc, port)
         assert ready["status"] == "ready" and ready["dry_run"] is True
@@ -109,11 +106,7 @@ def test_the_webhook_receiver_under_the_real_server(tmp_path):
         f"database: sqlite:///{tmp_path / 'x.db'}\n"
         f"platforms:\n  jira:\n    url: http://127.0.0.1:9\n    webhook_secret: {SECRET}\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "serve", "--config", str(config), "--port", str(port),
-         "--no-worker"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", str(port), "--no-worker")
     body = fixture_bytes("jira", "issue_created__outage")
 
     def post(delivery_id: str, *, chunked: bool = False, data: bytes = body) -> tuple[int, dict]:
@@ -148,10 +141,7 @@ def test_the_webhook_receiver_under_the_real_server(tmp_path):
 def test_the_worker_process_runs_below_the_web_process_cpu_priority(tmp_path, nice):
     config = tmp_path / "escalator.yaml"
     config.write_text(f"database: sqlite:///{tmp_path / 'x.db'}\nworker: {{nice: {nice}}}\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "work", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )  # fmt: skip
+    proc = start_escalator(tmp_path, "work", "--config", str(config))
     try:
         started = wait_for_line(proc, "worker started")
         ours = os.nice(0)

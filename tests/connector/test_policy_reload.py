@@ -2,15 +2,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from connector.config import EXAMPLE_POLICY
 from connector.runtime import PolicyHolder
 from policies import PolicyError
-from tests.support.processes import wait_for_line
+from tests.support.processes import start_escalator, wait_for_line
 
 
 def test_a_broken_policy_never_replaces_the_running_one(tmp_path):
@@ -34,10 +32,7 @@ def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
     policy.write_text(EXAMPLE_POLICY.read_text())
     config = tmp_path / "escalator.yaml"
     config.write_text(f"database: sqlite:///{tmp_path / 'x.db'}\npolicy: {policy}\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "work", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )  # fmt: skip
+    proc = start_escalator(tmp_path, "work", "--config", str(config))
     try:
         wait_for_line(proc, "worker started")
         policy.write_text(EXAMPLE_POLICY.read_text() + "\nsurprise: 1\n")

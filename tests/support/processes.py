@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -19,3 +21,11 @@ def wait_for_line(proc, text: str, timeout: float = 30.0) -> str:
         if text in line:
             return line
     pytest.fail(f"never saw {text!r}; output:\n{''.join(seen)}")
+
+
+def start_escalator(cwd, *args: str) -> subprocess.Popen:
+    """`python -m connector ARGS…` in `cwd`, its stdout and stderr as one text stream."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "connector", *args],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
