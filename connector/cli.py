@@ -60,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE")
     check.set_defaults(run=_policy_check)
 
+    doctor = sub.add_parser(
+        "doctor", help="check config, policy, database and each platform's credentials before going live"
+    )
+    _config_arg(doctor)
+    doctor.add_argument(
+        "--offline", action="store_true", help="do not ask the platforms who the credentials belong to"
+    )
+    doctor.set_defaults(run=_doctor)
+
     audit_cmd = sub.add_parser("audit", help="read the audit log").add_subparsers(metavar="ACTION")
     export = audit_cmd.add_parser("export", help="write audit records as JSON lines or CSV")
     _config_arg(export)
@@ -155,6 +164,14 @@ def _serve(args) -> int:
             worker.terminate()
             worker.wait(15)
     return 0
+
+
+def _doctor(args) -> int:
+    from connector.doctor import diagnose, report
+
+    text, status = report(diagnose(_load(args), online=not args.offline))
+    print(text)
+    return status
 
 
 def _reload_policy(rt, worker=None) -> bool:

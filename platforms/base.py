@@ -92,6 +92,15 @@ class SentRequest:
     status: int
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who the configured credentials act as: `id` is what the platform names as an event's actor
+    (and what the client's `own_account_id` must equal for echoes to be recognised)."""
+
+    id: str
+    name: str
+
+
 class Provider(Protocol):
     """Stateless knowledge of one platform's inbound side."""
 
@@ -113,6 +122,7 @@ class PlatformClient(Protocol):
     """A configured installation of one platform: credentials, base URL, our own identity."""
 
     own_account_id: str | None
+    identity_setting: str  # the settings key that holds `own_account_id`, for messages
 
     def render(self, plan: Plan) -> list[OutboundRequest]:
         """The request(s) `plan` becomes, in send order. Pure: no I/O."""
@@ -124,3 +134,6 @@ class PlatformClient(Protocol):
         """Read the ticket as it is now (one GET), e.g. after a ConflictError.
 
         Raises TransientPlatformError or RejectedByPlatform like `send`."""
+
+    def whoami(self) -> Identity:
+        """The account the credentials act as (one GET; `escalator doctor`). Raises like `send`."""

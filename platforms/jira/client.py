@@ -12,7 +12,7 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from connector.model import Plan, Ticket, TicketRef
-from platforms.base import OutboundRequest, SentRequest
+from platforms.base import Identity, OutboundRequest, SentRequest
 from platforms.errors import (
     NotConfigured,
     PayloadError,
@@ -40,6 +40,8 @@ class JiraClient:
     (two calls, and a read we do not need), and its `assignee=` shortcut sends `name`,
     which Jira Cloud rejects since usernames were removed for privacy (GDPR).
     """
+
+    identity_setting = "account_id"
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -114,6 +116,14 @@ class JiraClient:
             return ticket_from_issue(response.json())
         except (ValueError, PayloadError) as exc:
             raise PlatformError(f"Jira answered GET {url} with an unreadable issue: {exc}") from exc
+
+    def whoami(self) -> Identity:
+        """GET /rest/api/2/myself: the account the API token belongs to."""
+        url = f"{self.settings.url}/rest/api/2/myself"
+        body = json_object(self._call("GET", url, None)) or {}
+        if not isinstance(body.get("accountId"), str):
+            raise PlatformError(f"Jira answered GET {url} without an accountId")
+        return Identity(body["accountId"], str(body.get("displayName") or ""))
 
     def _call(self, method: str, url: str, data: str | None) -> requests.Response:
         if not self.settings.can_write:

@@ -18,6 +18,7 @@ from platforms.base import (
     CAP_INTERNAL_NOTES,
     CAP_LABELS,
     CAP_PRIORITY,
+    Identity,
     OutboundRequest,
     SentRequest,
 )
@@ -48,6 +49,8 @@ class ServiceNowClient:
     `Resource.update()` is a GET followed by a PUT (two calls, and a PUT where we mean a
     PATCH), and its URL builder cannot express a base URL with a path (a proxy prefix).
     """
+
+    identity_setting = "user"
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -126,6 +129,20 @@ class ServiceNowClient:
             raise TransientPlatformError(f"ServiceNow answered GET {url} with a non-JSON body") from exc
         settings = self.settings
         return normalise_record(record, base_url=settings.base_url, extra_fields=settings.extra_fields)
+
+    def whoami(self) -> Identity:
+        """The sys_user record of our login (one GET). Business rules report sys_updated_by as the
+        user_name, so that is the identity; an ACL that hides sys_user still proves the login works."""
+        user = self.settings.user or ""
+        url = (
+            f"{self._table_url('sys_user')}?sysparm_query={quote('user_name=' + user, safe='')}"
+            "&sysparm_fields=user_name,name&sysparm_limit=1"
+        )
+        rows = (json_object(self._request("GET", url, None)) or {}).get("result")
+        if not isinstance(rows, list):
+            raise PlatformError(f"ServiceNow answered GET {url} without a 'result' list")
+        name = rows[0].get("name", "") if rows and isinstance(rows[0], dict) else ""
+        return Identity(user, str(name))
 
     def _request(self, method: str, url: str, body: Any) -> requests.Response:
         if not self.settings.can_write:

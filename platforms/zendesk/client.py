@@ -10,11 +10,12 @@ import requests
 from zenpy import Zenpy
 
 from connector.model import Plan, Ticket, TicketRef
-from platforms.base import OutboundRequest, SentRequest
+from platforms.base import Identity, OutboundRequest, SentRequest
 from platforms.errors import (
     ConflictError,
     NotConfigured,
     PlatformError,
+    RejectedByPlatform,
 )
 from platforms.http import answer_error, body_text, json_object, network_errors
 from platforms.zendesk.normalise import normalise_ticket
@@ -38,6 +39,8 @@ class ZendeskClient:
       request and the worker retries with backoff, honouring Retry-After.
     - zenpy builds https://<subdomain>.zendesk.com URLs; a proxy or a local fake needs ours.
     """
+
+    identity_setting = "user_id"
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -104,6 +107,18 @@ class ZendeskClient:
         if not isinstance(body, dict) or not isinstance(body.get("ticket"), dict):
             raise PlatformError(f"Zendesk answered GET {url} without a 'ticket' object")
         return normalise_ticket(body["ticket"])
+
+    def whoami(self) -> Identity:
+        """GET /api/v2/users/me.json: the user the API token acts as."""
+        url = f"{self.settings.base_url}/api/v2/users/me.json"
+        user = (json_object(self._call("GET", url, None)) or {}).get("user")
+        if not isinstance(user, dict):
+            raise PlatformError(f"Zendesk answered GET {url} without a 'user' object")
+        if user.get("id") is None:  # Zendesk answers unrecognised credentials with the anonymous user
+            raise RejectedByPlatform(
+                f"Zendesk answered GET {url} with the anonymous user: check email and api_token", status=200
+            )
+        return Identity(str(user["id"]), f"{user.get('name') or ''} ({user.get('role') or 'no role'})")
 
     def _call(self, method: str, url: str, body: Any) -> requests.Response:
         if not self.settings.can_write:

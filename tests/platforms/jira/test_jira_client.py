@@ -16,6 +16,7 @@ from connector.model import Note, Plan, TicketRef
 from platforms.base import OutboundRequest, SentRequest
 from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
 from platforms.jira import JiraClient, Settings
+from tests.support.fixtures import load_fixture
 from tests.support.sending import apply_plan
 
 SITE = "https://acme.atlassian.net"
@@ -370,3 +371,24 @@ def test_fetch_when_rate_limited_is_transient():
     with pytest.raises(TransientPlatformError) as caught:
         client().fetch(TICKET)
     assert caught.value.retry_after == 12
+
+
+# --- whoami (escalator doctor) -------------------------------------------------
+
+
+@responses.activate
+def test_whoami_is_one_authenticated_get_of_myself():
+    responses.get(f"{SITE}/rest/api/2/myself", json=load_fixture("jira", "api/myself"))
+    me = client().whoami()
+    assert (me.id, me.name) == ("5b10a2844c20165700ede21g", "Mia Krystof")
+    (call,) = responses.calls
+    assert call.request.headers["Authorization"].startswith("Basic ")
+
+
+@responses.activate
+def test_whoami_with_a_bad_token_is_rejected_with_jiras_words():
+    responses.get(
+        f"{SITE}/rest/api/2/myself", status=401, body="Client must be authenticated to access this resource."
+    )
+    with pytest.raises(RejectedByPlatform, match="401.*Client must be authenticated"):
+        client().whoami()

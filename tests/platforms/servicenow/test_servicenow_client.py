@@ -425,3 +425,42 @@ def test_fetch_of_a_login_page_is_transient():
     responses.get(INCIDENT, status=200, body="<html>Log in</html>", content_type="text/html; charset=UTF-8")
     with pytest.raises(TransientPlatformError, match="login page"):
         client().fetch(TICKET)
+
+
+# --- whoami (escalator doctor) -------------------------------------------------
+
+SYS_USER = f"{BASE}/api/now/table/sys_user"
+
+
+@responses.activate
+def test_whoami_reads_our_own_sys_user_record():
+    answer = load_fixture("servicenow", "api/table_get_sys_user__by_user_name")
+    responses.get(
+        SYS_USER,
+        json=answer,
+        match=[
+            matchers.query_param_matcher(
+                {
+                    "sysparm_query": "user_name=escalator.bot",
+                    "sysparm_fields": "user_name,name",
+                    "sysparm_limit": "1",
+                }
+            )
+        ],
+    )
+    me = client().whoami()
+    assert (me.id, me.name) == ("escalator.bot", "Escalator Integration")
+
+
+@responses.activate
+def test_whoami_when_an_acl_hides_sys_user_still_proves_the_login():
+    responses.get(SYS_USER, json={"result": []})
+    assert client().whoami().id == "escalator.bot"
+
+
+@responses.activate
+def test_whoami_with_a_wrong_password_is_rejected():
+    error = {"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}}
+    responses.get(SYS_USER, status=401, json=error)
+    with pytest.raises(RejectedByPlatform, match="User Not Authenticated"):
+        client().whoami()

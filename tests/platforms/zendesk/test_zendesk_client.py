@@ -467,3 +467,23 @@ def test_fetch_of_something_that_is_not_a_ticket(body):
     responses.get(TICKET_URL, status=200, body=body)
     with pytest.raises(PlatformError, match=f"answered GET {TICKET_URL}"):
         client().fetch(TICKET)
+
+
+# --- whoami (escalator doctor) -------------------------------------------------
+
+
+@responses.activate
+def test_whoami_is_one_authenticated_get_of_users_me():
+    responses.get(f"{SITE}/api/v2/users/me.json", json=json.loads((API / "users_me.json").read_text()))
+    me = client().whoami()
+    assert (me.id, me.name) == ("6164070000001", "Escalator (agent)")
+    (call,) = responses.calls
+    assert call.request.headers["Authorization"].startswith("Basic ")
+
+
+@responses.activate
+def test_whoami_answered_with_the_anonymous_user_means_the_credentials_were_not_recognised():
+    anonymous = {"user": {"id": None, "name": "Anonymous user", "role": "end-user"}}
+    responses.get(f"{SITE}/api/v2/users/me.json", json=anonymous)
+    with pytest.raises(RejectedByPlatform, match="anonymous user: check email and api_token"):
+        client().whoami()

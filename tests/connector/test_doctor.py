@@ -1,0 +1,159 @@
+"""`escalator doctor`: one line per finding, FAIL where deliveries or decisions would be lost,
+exit 1 when anything fails; it writes nothing and asks each platform one question."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import responses
+
+from connector.cli import main
+from connector.config import EXAMPLE_POLICY, Config
+from connector.doctor import FAIL, OK, WARN, diagnose
+from tests.support.fixtures import load_fixture
+
+JIRA = "https://acme.atlassian.net"
+ZENDESK = "https://acme.zendesk.com"
+SERVICENOW = "https://acme.service-now.com"
+JIRA_ME = load_fixture("jira", "api/myself")  # accountId 5b10a2844c20165700ede21g, "Mia Krystof"
+
+
+def config(tmp_path, **platforms) -> Config:
+    return Config.model_validate({"database": f"sqlite:///{tmp_path / 'x.db'}", "platforms": platforms})
+
+
+def jira(**settings) -> dict:
+    return {"url": JIRA, "email": "bot@acme.test", "api_token": "t", "webhook_secret": "s",
+            "account_id": "5b10a2844c20165700ede21g", **settings}  # fmt: skip
+
+
+def findings_of(found, subject: str) -> list[tuple[str, str]]:
+    return [(f.level, f.message) for f in found if f.subject == subject]
+
+
+def test_the_embedded_default_writes_nothing_and_only_warns(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "warn  database: sqlite:///escalator.db does not exist yet" in out
+    assert "warn  config: no platform is configured" in out
+    assert "ok    policy: policy global-support v1" in out
+    assert out.rstrip().endswith("doctor: 0 problems, 3 warnings")
+    assert list(tmp_path.iterdir()) == []  # not even the SQLite file
+
+
+def test_a_migrated_database_is_ok(db_url, engine):  # SQLite and the real PostgreSQL
+    found = diagnose(Config.model_validate({"database": db_url}), online=False)
+    ((level, message),) = findings_of(found, "database")
+    assert level == OK and message.endswith("schema at 0002")
+
+
+def test_an_unreachable_database_fails_without_showing_its_password():
+
+    gone = Config.model_validate({"database": "postgresql://nobody:secret@127.0.0.1:1/escalator"})
+    ((level, message),) = findings_of(diagnose(gone, online=False), "database")
+    assert level == FAIL and message.startswith("cannot connect to postgresql://nobody:***@127.0.0.1:1/")
+
+
+@responses.activate
+def test_credentials_acting_as_our_configured_account_are_ok(tmp_path):
+    responses.get(f"{JIRA}/rest/api/2/myself", json=JIRA_ME)
+    found = diagnose(config(tmp_path, jira=jira()))
+    assert findings_of(found, "jira") == [
+        (OK, "the credentials act as 5b10a2844c20165700ede21g (Mia Krystof), "
+             "the same account as platforms.jira.account_id"),
+    ]  # fmt: skip
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_an_account_id_that_is_not_the_credentials_account_fails_as_a_loop(tmp_path, capsys):
+    responses.get(f"{JIRA}/rest/api/2/myself", json=JIRA_ME)
+    path = tmp_path / "escalator.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        database: sqlite:///{tmp_path / "x.db"}
+        platforms:
+          jira: {{url: {JIRA}, email: b@acme.test, api_token: t, webhook_secret: s, account_id: someone-else}}
+        """)
+    )
+    assert main(["doctor", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "FAIL  jira: platforms.jira.account_id is 'someone-else' but the credentials act as "
+        "5b10a2844c20165700ede21g (Mia Krystof): Escalator's own edits would come back as a person's"
+    ) in out
+    assert "doctor: 1 problem, 1 warning" in out  # the warning: the database is not created yet
+
+
+@responses.activate
+def test_an_unset_identity_is_a_warning_that_names_the_value_to_set(tmp_path):
+    responses.get(f"{ZENDESK}/api/v2/users/me.json", json=load_fixture("zendesk", "api/users_me"))
+    zendesk = {"url": ZENDESK, "email": "bot@acme.test", "api_token": "t", "webhook_secret": "s"}
+    ((level, message),) = findings_of(diagnose(config(tmp_path, zendesk=zendesk)), "zendesk")
+    assert level == WARN
+    assert message.endswith("the credentials act as 6164070000001 (Escalator (agent)): "
+                            "set platforms.zendesk.user_id: '6164070000001'")  # fmt: skip
+
+
+@responses.activate
+def test_credentials_the_platform_refuses_fail_with_its_answer(tmp_path):
+    error = {"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}}
+    responses.get(f"{SERVICENOW}/api/now/table/sys_user", status=401, json=error)
+    servicenow = {"instance": "acme", "user": "escalator.bot", "password": "wrong", "webhook_secret": "s"}
+    ((level, message),) = findings_of(diagnose(config(tmp_path, servicenow=servicenow)), "servicenow")
+    assert level == FAIL and message.startswith("the credentials do not work:")
+    assert "401" in message and "User Not Authenticated" in message
+
+
+@responses.activate
+def test_an_unreachable_platform_fails_with_the_url(tmp_path):
+    found = diagnose(config(tmp_path, jira=jira(url="http://127.0.0.1:9")))
+    ((level, message),) = findings_of(found, "jira")
+    assert level == FAIL and "http://127.0.0.1:9/rest/api/2/myself" in message
+
+
+def test_what_refuses_deliveries_or_fails_events_is_a_problem(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    text = EXAMPLE_POLICY.read_text()
+    start = text.index("\n  jira:")
+    end = text.index("\n  zendesk:")
+    policy.write_text(text[:start] + text[end:])  # the policy forgets Jira
+    cfg = Config.model_validate(
+        {
+            "database": f"sqlite:///{tmp_path / 'x.db'}",
+            "policy": str(policy),
+            "platforms": {"jira": {"url": JIRA}},
+        }
+    )
+    assert findings_of(diagnose(cfg), "jira") == [
+        (FAIL, "platforms.jira.webhook_secret is not set: every delivery is refused with 401"),
+        (FAIL, "policy 'global-support' has no platforms.jira section: every jira event would fail"),
+        (WARN, "no write credentials: decisions are audited as dry runs"),
+    ]
+
+
+def test_a_broken_policy_fails_with_file_and_line(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text() + "\nsurprise: 1\n")
+    cfg = Config.model_validate({"database": f"sqlite:///{tmp_path / 'x.db'}", "policy": str(policy)})
+    ((level, message),) = findings_of(diagnose(cfg, online=False), "policy")
+    assert level == FAIL and f"{policy}:" in message and "surprise" in message
+
+
+@responses.activate
+def test_offline_asks_no_platform_and_still_flags_a_missing_identity(tmp_path):
+    found = diagnose(config(tmp_path, jira=jira(account_id=None)), online=False)
+    assert findings_of(found, "jira") == [
+        (WARN, "platforms.jira.account_id is not set: Escalator cannot tell its own edits from a person's")
+    ]
+    assert len(responses.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "dry_run, expected", [(True, "dry_run is on:"), (None, "dry_run is on (no platform")]
+)
+def test_dry_run_is_a_warning(tmp_path, dry_run, expected):
+    cfg = Config.model_validate({"database": f"sqlite:///{tmp_path / 'x.db'}", "dry_run": dry_run})
+    assert any(f.level == WARN and f.message.startswith(expected) for f in diagnose(cfg, online=False))
