@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from connector import audit, retarget
 from connector.codec import after_plan
+from connector.judgement import judge
 from connector.model import (
     Decision,
     EventKind,
@@ -28,7 +29,6 @@ from connector.model import (
     TicketState,
     action_to_dict,
 )
-from connector.plan import labels_from_field, make_plan
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
 from connector.store import inbox, tickets, timers
@@ -43,7 +43,7 @@ from platforms.errors import (
     RejectedByPlatform,
     TransientPlatformError,
 )
-from policies import PlatformMapping, evaluate, sla
+from policies import sla
 from policies.sla import SlaState
 
 log = logging.getLogger("escalator.pipeline")
@@ -184,25 +184,12 @@ class _Conflict:
 
 
 def _decide(rt, installation, item, client, capabilities, mapping, stored, event) -> Outcome | _Conflict:
-    policy = rt.policy.current
-    event = _enrich(event, mapping, stored.requester_id, capabilities)
-    state = stored.state
-    if state.tier is None:
-        state = dataclasses.replace(state, tier=mapping.tier_of(event.ticket))
-    if _person_set_priority(event) and not state.priority_pinned:
-        # A person chose this priority; raise_only leaves it alone from now on.
-        state = dataclasses.replace(state, priority_pinned=True)
-
-    now = rt.clock()
-    decision = evaluate(policy, event, state, now)
-    state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
-    clocks = sla.advance(
-        policy, SlaState.from_json(stored.sla), event, decision.priority_after or event.ticket.priority, now
-    )
-    plan = make_plan(decision, event.ticket, mapping, capabilities)
+    verdict = judge(rt.policy.current, mapping, capabilities, stored, event, rt.clock())
+    event, plan = verdict.event, verdict.plan
     done = Outcome(
-        "no_change", event=event, decision=decision, state=state, snapshot=event.ticket, sla=clocks
-    )
+        "no_change", event=event, decision=verdict.decision, state=verdict.state, snapshot=event.ticket,
+        sla=verdict.clocks,
+    )  # fmt: skip
     if plan.is_empty:
         return done
 
@@ -288,32 +275,11 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
     return result
 
 
-def _person_set_priority(event: TicketEvent) -> bool:
-    # A creation changelog lists every initial value; only a later edit is someone's choice.
-    return event.kind is not EventKind.TICKET_CREATED and event.changed("priority") is not None
-
-
 def _backoff(rt: Runtime, item: InboxItem, retry_after: float | None) -> float:
     w = rt.config.worker
     return backoff_seconds(
         item.attempts, retry_after, initial=w.backoff_initial_seconds, maximum=w.backoff_max_seconds
     )
-
-
-def _enrich(
-    event: TicketEvent, mapping: PlatformMapping, known_requester: str | None, capabilities: frozenset[str]
-) -> TicketEvent:
-    """Fill what the payload leaves to the policy (P-level, labels kept in a field) or to memory
-    (the requester)."""
-    ticket: Ticket = event.ticket
-    ticket = dataclasses.replace(ticket, priority=mapping.priority_of_ticket(ticket))
-    if mapping.labels_field and CAP_LABELS not in capabilities:
-        labels = labels_from_field(ticket.fields.get(mapping.labels_field))
-        ticket = dataclasses.replace(ticket, labels=labels)
-    comment = event.comment
-    if ticket.requester is None and known_requester and comment is not None:
-        comment = dataclasses.replace(comment, by_requester=comment.author.id == known_requester)
-    return dataclasses.replace(event, ticket=ticket, comment=comment)
 
 
 def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:

@@ -1,0 +1,72 @@
+"""The pure core of the worker: one event and what Escalator remembers of the ticket → the
+decision, the ticket's new memory and SLA clocks, and the plan of changes to make.
+
+No I/O. The worker runs it between reading the ticket's memory and writing to the platform;
+`escalator simulate` runs it on a payload file, so what it shows is what the worker would do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from connector.model import Decision, EventKind, Plan, Ticket, TicketEvent, TicketState
+from connector.plan import labels_from_field, make_plan
+from connector.store.tickets import StoredTicket
+from platforms.base import CAP_LABELS
+from policies import PlatformMapping, Policy, evaluate, sla
+from policies.sla import SlaState
+
+
+@dataclass(frozen=True)
+class Judgement:
+    event: TicketEvent  # as the policy saw it: P-level, labels from a field, the requester remembered
+    decision: Decision
+    state: TicketState  # the ticket's memory after the decision (tier, pinned priority)
+    clocks: SlaState  # its SLA clocks after the event
+    plan: Plan  # the changes the platform does not show yet; empty when there is nothing to do
+
+
+def judge(
+    policy: Policy,
+    mapping: PlatformMapping,
+    capabilities: Collection[str],
+    stored: StoredTicket,
+    event: TicketEvent,
+    now: datetime,
+) -> Judgement:
+    event = enrich(event, mapping, stored.requester_id, capabilities)
+    state = stored.state
+    if state.tier is None:
+        state = dataclasses.replace(state, tier=mapping.tier_of(event.ticket))
+    if person_set_priority(event) and not state.priority_pinned:
+        # A person chose this priority; raise_only leaves it alone from now on.
+        state = dataclasses.replace(state, priority_pinned=True)
+    decision = evaluate(policy, event, state, now)
+    state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
+    priority = decision.priority_after or event.ticket.priority
+    clocks = sla.advance(policy, SlaState.from_json(stored.sla), event, priority, now)
+    return Judgement(event, decision, state, clocks, make_plan(decision, event.ticket, mapping, capabilities))
+
+
+def person_set_priority(event: TicketEvent) -> bool:
+    # A creation changelog lists every initial value; only a later edit is someone's choice.
+    return event.kind is not EventKind.TICKET_CREATED and event.changed("priority") is not None
+
+
+def enrich(
+    event: TicketEvent, mapping: PlatformMapping, known_requester: str | None, capabilities: Collection[str]
+) -> TicketEvent:
+    """Fill what the payload leaves to the policy (P-level, labels kept in a field) or to memory
+    (the requester)."""
+    ticket: Ticket = event.ticket
+    ticket = dataclasses.replace(ticket, priority=mapping.priority_of_ticket(ticket))
+    if mapping.labels_field and CAP_LABELS not in capabilities:
+        labels = labels_from_field(ticket.fields.get(mapping.labels_field))
+        ticket = dataclasses.replace(ticket, labels=labels)
+    comment = event.comment
+    if ticket.requester is None and known_requester and comment is not None:
+        comment = dataclasses.replace(comment, by_requester=comment.author.id == known_requester)
+    return dataclasses.replace(event, ticket=ticket, comment=comment)
