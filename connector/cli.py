@@ -69,6 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(run=_doctor)
 
+    simulate = sub.add_parser(
+        "simulate", help="show what Escalator would do with one webhook payload (nothing is stored or sent)"
+    )
+    _config_arg(simulate)
+    simulate.add_argument("platform", help="jira, zendesk or servicenow")
+    simulate.add_argument(
+        "payload", help="a webhook body as the platform sends it: a JSON file, or - for stdin"
+    )
+    simulate.add_argument("--policy", help="the policy file to try (default: the config's)")
+    simulate.add_argument(
+        "--tier", help="the ticket's tier now (default: a ticket never seen, at its mapped tier)"
+    )
+    simulate.add_argument("--at", type=_timestamp, help="when it happens, ISO-8601 (default: now)")
+    simulate.add_argument("--format", choices=("text", "json"), default="text")
+    simulate.set_defaults(run=_simulate)
+
     audit_cmd = sub.add_parser("audit", help="read the audit log").add_subparsers(metavar="ACTION")
     export = audit_cmd.add_parser("export", help="write audit records as JSON lines or CSV")
     _config_arg(export)
@@ -172,6 +188,26 @@ def _doctor(args) -> int:
     text, status = report(diagnose(_load(args), online=not args.offline))
     print(text)
     return status
+
+
+def _simulate(args) -> int:
+    from connector.simulate import SimulationError, as_json, as_text, simulate
+    from policies import load_policy
+
+    config = _load(args)
+    policy = load_policy(args.policy or config.policy)
+    try:
+        body = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
+    except OSError as exc:
+        print(f"escalator: cannot read the payload: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sim = simulate(config, policy, args.platform, body, args.at or datetime.now(UTC), tier=args.tier)
+    except SimulationError as exc:
+        print(f"escalator: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(as_json(sim), indent=2, ensure_ascii=False) if args.format == "json" else as_text(sim))
+    return 0
 
 
 def _reload_policy(rt, worker=None) -> bool:
