@@ -7,9 +7,7 @@ snapshot + `event` change), and the REST ticket object that `ZendeskClient.fetch
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,13 +17,26 @@ from connector.model import (
     EventKind,
     Person,
     Requester,
-    Status,
     Ticket,
     TicketEvent,
     TicketRef,
 )
 from platforms.base import Delivery
 from platforms.errors import PayloadError
+from platforms.zendesk.values import (
+    as_flag,
+    as_mapping,
+    as_text,
+    id_person,
+    optional_id,
+    parse_datetime,
+    priority,
+    status,
+    status_name,
+    tags,
+    ticket_ref,
+    version,
+)
 from platforms.zendesk.webhook import (
     HANDLED_EVENT_TYPES,
     TRIGGER_EVENTS,
@@ -35,35 +46,6 @@ from platforms.zendesk.webhook import (
     trigger_event,
     trigger_ticket_id,
 )
-
-PLATFORM = "zendesk"
-
-# Zendesk's status names: lower case in REST, upper case in events ("HOLD"), and the
-# display names in trigger placeholders ("Open", "On-hold"). Deleted/archived/scrubbed
-# only appear on events about tickets that are gone.
-STATUS_BY_NAME: dict[str, Status] = {
-    "new": Status.NEW,
-    "open": Status.OPEN,
-    "pending": Status.PENDING,
-    "hold": Status.ON_HOLD,
-    "on-hold": Status.ON_HOLD,
-    "on hold": Status.ON_HOLD,
-    "solved": Status.RESOLVED,
-    "closed": Status.CLOSED,
-    "deleted": Status.CLOSED,
-    "archived": Status.CLOSED,
-    "scrubbed": Status.CLOSED,
-}
-PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal", "low")
-# What an unset priority looks like: null (REST, events), "" or "-" (trigger placeholder).
-_NO_PRIORITY = frozenset({"", "-"})
-
-# `updated_stamp` must equal the ticket's `updated_at` to the second; a stamp without
-# seconds (a placeholder rendered to the minute) could never match and would turn every
-# safe update into a 409.
-_STAMP_WITH_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
-_TRUE = frozenset({"true", "yes", "1"})
-_FALSE = frozenset({"false", "no", "0"})
 
 
 def normalise(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
@@ -81,12 +63,12 @@ def normalise(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
 def _from_trigger(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
     event = trigger_event(payload)
     kind = TRIGGER_EVENTS[event]
-    values = _object(payload.get("ticket"), "ticket")
+    values = as_mapping(payload.get("ticket"), "ticket")
     requester = _trigger_requester(payload.get("requester"))
-    updated_raw = _text(values.get("updated_at"), "ticket.updated_at")
+    updated_raw = as_text(values.get("updated_at"), "ticket.updated_at")
     ticket = Ticket(
-        ref=ticket_ref(trigger_ticket_id(payload), _text(values.get("link"), "ticket.link") or None),
-        title=_text(values.get("title"), "ticket.title"),
+        ref=ticket_ref(trigger_ticket_id(payload), as_text(values.get("link"), "ticket.link") or None),
+        title=as_text(values.get("title"), "ticket.title"),
         status=status(values.get("status"), "ticket.status"),
         platform_priority=priority(values.get("priority"), "ticket.priority"),
         labels=tags(values.get("tags"), "ticket.tags"),
@@ -122,42 +104,42 @@ def _from_trigger(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent
 def _trigger_requester(value: Any) -> Requester | None:
     if value is None:
         return None
-    requester = _object(value, "requester")
+    requester = as_mapping(value, "requester")
     ident = optional_id(requester.get("id"), "requester.id")
     if ident is None:
         return None
     return Requester(
         id=ident,
-        name=_text(requester.get("name"), "requester.name"),
-        email=_text(requester.get("email"), "requester.email") or None,
-        tier=_text(requester.get("tier"), "requester.tier").strip(),
-        region=_text(requester.get("region"), "requester.region").strip(),
-        language=_text(requester.get("language"), "requester.language").strip(),
+        name=as_text(requester.get("name"), "requester.name"),
+        email=as_text(requester.get("email"), "requester.email") or None,
+        tier=as_text(requester.get("tier"), "requester.tier").strip(),
+        region=as_text(requester.get("region"), "requester.region").strip(),
+        language=as_text(requester.get("language"), "requester.language").strip(),
     )
 
 
 def _trigger_person(value: Any, where: str) -> Person | None:
     if value is None:
         return None
-    person = _object(value, where)
+    person = as_mapping(value, where)
     ident = optional_id(person.get("id"), f"{where}.id")
-    return None if ident is None else Person(id=ident, name=_text(person.get("name"), f"{where}.name"))
+    return None if ident is None else Person(id=ident, name=as_text(person.get("name"), f"{where}.name"))
 
 
 def _trigger_comment(value: Any, requester: Requester | None) -> Comment:
-    comment = _object(value, "comment")
+    comment = as_mapping(value, "comment")
     ident = optional_id(comment.get("id"), "comment.id")
     if ident is None:
         raise PayloadError("Zendesk trigger body: 'comment.id' is empty on a ticket.comment_added event")
     author_id = optional_id(comment.get("author_id"), "comment.author_id")
     if author_id is None:
         raise PayloadError("Zendesk trigger body: 'comment.author_id' is empty")
-    author = Person(id=author_id, name=_text(comment.get("author_name"), "comment.author_name"))
+    author = Person(id=author_id, name=as_text(comment.get("author_name"), "comment.author_name"))
     return Comment(
         id=ident,
-        text=_text(comment.get("body"), "comment.body"),
+        text=as_text(comment.get("body"), "comment.body"),
         author=author,
-        public=_flag(comment.get("public"), "comment.public"),
+        public=as_flag(comment.get("public"), "comment.public"),
         by_requester=requester is not None and author.id == requester.id,
     )
 
@@ -167,14 +149,14 @@ def _template_fields(value: Any) -> dict[str, Any]:
     `{"type": ..., "value": "{{ticket.ticket_field_<id>}}"}` is parsed as that type."""
     if value is None:
         return {}
-    entries = _object(value, "ticket.fields")
+    entries = as_mapping(value, "ticket.fields")
     parsed: dict[str, Any] = {}
     for field_id, entry in entries.items():
         where = f"ticket.fields.{field_id}"
         if isinstance(entry, Mapping):
-            parsed[str(field_id)] = _typed(entry.get("type"), _text(entry.get("value"), where), where)
+            parsed[str(field_id)] = _typed(entry.get("type"), as_text(entry.get("value"), where), where)
         else:
-            parsed[str(field_id)] = _text(entry, where) or None
+            parsed[str(field_id)] = as_text(entry, where) or None
     return parsed
 
 
@@ -186,7 +168,7 @@ def _typed(kind: Any, text: str, where: str) -> Any:
         return None
     try:
         if kind == "checkbox":
-            return _flag(text, where)
+            return as_flag(text, where)
         if kind == "integer":
             return int(text)
         if kind == "decimal":
@@ -206,11 +188,11 @@ def _from_event(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
     kind = HANDLED_EVENT_TYPES.get(event_type)
     if kind is None:
         raise PayloadError(f"Zendesk event {event_type!r} is not one we normalise")
-    detail = _object(payload.get("detail"), "detail")
+    detail = as_mapping(payload.get("detail"), "detail")
     ticket = ticket_from_detail(detail, event_ticket_id(payload))
     change = payload.get("event")
-    change = {} if change is None else _object(change, "event")
-    actor = _id_person(detail.get("actor_id"), "detail.actor_id")
+    change = {} if change is None else as_mapping(change, "event")
+    actor = id_person(detail.get("actor_id"), "detail.actor_id")
     comment = None
     if kind is EventKind.COMMENT_ADDED:
         comment = _event_comment(change.get("comment"), ticket.requester)
@@ -239,7 +221,7 @@ def _event_changes(event_type: str, change: Mapping[str, Any], ticket: Ticket) -
     if name == "priority_changed":
         return (Change("priority", priority(previous, "event.previous"), priority(current, "event.current")),)
     if name == "status_changed":
-        return (Change("status", _status_name(previous), _status_name(current)),)
+        return (Change("status", status_name(previous), status_name(current)),)
     if name == "agent_assignment_changed":
         return (Change("assignee", *_id_pair(previous, current)),)
     if name == "group_assignment_changed":
@@ -258,21 +240,21 @@ def _id_pair(previous: Any, current: Any) -> tuple[str | None, str | None]:
 
 
 def _event_comment(value: Any, requester: Requester | None) -> Comment:
-    comment = _object(value, "event.comment")
+    comment = as_mapping(value, "event.comment")
     ident = optional_id(comment.get("id"), "event.comment.id")
     if ident is None:
         raise PayloadError("Zendesk event: 'event.comment.id' missing")
-    author_obj = _object(comment.get("author"), "event.comment.author")
-    author = _id_person(author_obj.get("id"), "event.comment.author.id")
+    author_obj = as_mapping(comment.get("author"), "event.comment.author")
+    author = id_person(author_obj.get("id"), "event.comment.author.id")
     if author is None:
         raise PayloadError("Zendesk event: 'event.comment.author.id' missing")
-    author = Person(id=author.id, name=_text(author_obj.get("name"), "event.comment.author.name"))
+    author = Person(id=author.id, name=as_text(author_obj.get("name"), "event.comment.author.name"))
     public = comment.get("is_public")
     return Comment(
         id=ident,
-        text=_text(comment.get("body"), "event.comment.body"),
+        text=as_text(comment.get("body"), "event.comment.body"),
         author=author,
-        public=public if isinstance(public, bool) else _flag(public, "event.comment.is_public"),
+        public=public if isinstance(public, bool) else as_flag(public, "event.comment.is_public"),
         by_requester=requester is not None and author.id == requester.id,
     )
 
@@ -301,7 +283,7 @@ def _snapshot(
     updated_raw = source.get("updated_at")
     return Ticket(
         ref=ref,
-        title=_text(source.get("subject"), f"{where}.subject"),
+        title=as_text(source.get("subject"), f"{where}.subject"),
         status=status(source.get("status"), f"{where}.status"),
         platform_priority=priority(source.get("priority"), f"{where}.priority"),
         labels=tags(source.get("tags"), f"{where}.tags"),
@@ -324,117 +306,3 @@ def agent_url(api_url: Any, ident: str) -> str | None:
         return None
     prefix = parts.path.split("/api/v2/", 1)[0].rstrip("/")
     return f"{parts.scheme}://{parts.netloc}{prefix}/agent/tickets/{ident}"
-
-
-# --- values ------------------------------------------------------------------
-
-
-def ticket_ref(ident: str, url: str | None) -> TicketRef:
-    """Zendesk shows a ticket as #<id>; the id is also what the API takes."""
-    return TicketRef(PLATFORM, ident, f"#{ident}", url)
-
-
-def status(value: Any, where: str) -> Status:
-    """Normalised status from any of Zendesk's spellings; PayloadError for an unknown one."""
-    name = value.strip().lower() if isinstance(value, str) else None
-    found = STATUS_BY_NAME.get(name) if name is not None else None
-    if found is None:
-        raise PayloadError(
-            f"Zendesk payload: '{where}' is {value!r}, not a Zendesk status "
-            "(new, open, pending, on-hold, solved, closed; trigger placeholders render English names)"
-        )
-    return found
-
-
-def _status_name(value: Any) -> str | None:
-    # Zendesk's own name in lower case ("hold"), the spelling the REST API uses.
-    if not isinstance(value, str):
-        return None
-    return value.strip().lower() or None
-
-
-def priority(value: Any, where: str) -> str | None:
-    """Zendesk's priority name in lower case (the API's spelling), None when unset."""
-    if value is None:
-        return None
-    name = value.strip().lower() if isinstance(value, str) else None
-    if name in _NO_PRIORITY:
-        return None
-    if name not in PRIORITIES:
-        raise PayloadError(f"Zendesk payload: '{where}' is {value!r}, not one of {', '.join(PRIORITIES)}")
-    return name
-
-
-def tags(value: Any, where: str) -> frozenset[str]:
-    """Tags from a list (REST, events) or one space-separated string (trigger placeholder)."""
-    if value is None:
-        return frozenset()
-    if isinstance(value, str):
-        return frozenset(value.split())
-    if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
-        return frozenset(tag for tag in value if tag)
-    raise PayloadError(f"Zendesk payload: '{where}' is neither a list of tags nor a space-separated string")
-
-
-def optional_id(value: Any, where: str) -> str | None:
-    """A Zendesk id as text; None for null, "" (empty placeholder) and 0 (events' "no such")."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value) if value else None
-    if isinstance(value, str):
-        text = value.strip()
-        return None if text in ("", "0") else text
-    raise PayloadError(f"Zendesk payload: '{where}' is not an id: {value!r}")
-
-
-def version(updated_at: Any) -> str | None:
-    """The `updated_stamp` to send back: Zendesk's `updated_at` as given, when it has seconds."""
-    if isinstance(updated_at, str) and _STAMP_WITH_SECONDS.match(updated_at.strip()):
-        return updated_at.strip()
-    return None
-
-
-def parse_datetime(value: Any, where: str) -> datetime | None:
-    """An ISO-8601 string ("2023-09-18T23:26:00Z", nanoseconds allowed) as aware UTC; None when empty."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(f"Zendesk payload: '{where}' is not a date-time string")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise PayloadError(f"Zendesk payload: '{where}' is not an ISO-8601 date-time: {value!r}") from exc
-    # Zendesk's times are UTC ("Z"); should an offset be missing, UTC is still what it means.
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _id_person(value: Any, where: str) -> Person | None:
-    ident = optional_id(value, where)
-    return None if ident is None else Person(id=ident)
-
-
-def _flag(value: Any, where: str) -> bool:
-    text = value.strip().lower() if isinstance(value, str) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise PayloadError(f"Zendesk payload: '{where}' is {value!r}, not true or false")
-
-
-def _object(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PayloadError(f"Zendesk payload has no '{where}' object")
-    return value
-
-
-def _text(value: Any, where: str) -> str:
-    """A string value; absent is "". Numbers are accepted (ids, hand-edited templates)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise PayloadError(f"Zendesk payload: '{where}' is not text")

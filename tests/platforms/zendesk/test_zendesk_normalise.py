@@ -10,7 +10,8 @@ import pytest
 from connector.model import Change, Comment, EventKind, Person, Requester, Status, TicketRef
 from platforms.errors import PayloadError
 from platforms.zendesk import provider
-from platforms.zendesk.normalise import agent_url, normalise_ticket, priority, status, tags, version
+from platforms.zendesk.normalise import agent_url, normalise_ticket
+from platforms.zendesk.values import priority, status, tags, version
 from tests.support.fixtures import FIXTURES, load_fixture
 
 BOT = "6164070000001"  # Escalator's own Zendesk user in the derived scenarios
