@@ -127,7 +127,7 @@ def as_json(sim: Simulation) -> dict[str, Any]:
                 "calendar": t.calendar,
             }
             for t in sim.timers
-        ],  # fmt: skip
+        ],
     }
 
 
