@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from connector.model import Plan, Ticket, TicketEvent, TicketRef
 from platforms.errors import SignatureError
@@ -59,6 +60,18 @@ def check_base64_hmac(given: str, secret: str, signed: bytes, header_name: str) 
     expected = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, digest):
         raise SignatureError(f"{header_name} does not match the timestamp and body")
+
+
+def ui_url(api_url: Any, api_root: str, page: str) -> str | None:
+    """A page of the platform's UI from a REST URL the payload carries: the part before `api_root`
+    (scheme, host and any context path or proxy prefix) + `page`; None when `api_url` is not a URL."""
+    if not isinstance(api_url, str):
+        return None
+    parts = urlsplit(api_url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    prefix = parts.path.split(api_root, 1)[0].rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{prefix}/{page}"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from connector.model import (
     Change,
@@ -18,7 +17,7 @@ from connector.model import (
     TicketEvent,
     TicketRef,
 )
-from platforms.base import Delivery
+from platforms.base import Delivery, ui_url
 from platforms.errors import PayloadError
 from platforms.jira.webhook import HANDLED_EVENTS, issue_id
 
@@ -119,13 +118,7 @@ def ticket_from_issue(issue: Any) -> Ticket:
 
 def browse_url(issue_self: Any, key: str) -> str | None:
     """`<site>/browse/<key>` from the issue's REST `self` URL (keeps a Data Center context path)."""
-    if not isinstance(issue_self, str):
-        return None
-    parts = urlsplit(issue_self)
-    if not parts.scheme or not parts.netloc:
-        return None
-    context = parts.path.split("/rest/", 1)[0].rstrip("/")
-    return f"{parts.scheme}://{parts.netloc}{context}/browse/{key}"
+    return ui_url(issue_self, "/rest/", f"browse/{key}")
 
 
 def status(value: Any) -> Status:

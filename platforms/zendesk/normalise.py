@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from connector.model import (
     Change,
@@ -21,7 +20,7 @@ from connector.model import (
     TicketEvent,
     TicketRef,
 )
-from platforms.base import Delivery
+from platforms.base import Delivery, ui_url
 from platforms.errors import PayloadError
 from platforms.zendesk.values import (
     as_flag,
@@ -299,10 +298,4 @@ def _snapshot(
 
 def agent_url(api_url: Any, ident: str) -> str | None:
     """`<base>/agent/tickets/<id>` from the ticket's API `url` (keeps a proxy's path prefix)."""
-    if not isinstance(api_url, str):
-        return None
-    parts = urlsplit(api_url)
-    if not parts.scheme or not parts.netloc:
-        return None
-    prefix = parts.path.split("/api/v2/", 1)[0].rstrip("/")
-    return f"{parts.scheme}://{parts.netloc}{prefix}/agent/tickets/{ident}"
+    return ui_url(api_url, "/api/v2/", f"agent/tickets/{ident}")
