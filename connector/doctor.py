@@ -15,9 +15,9 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from connector.config import Config
+from connector.runtime import Installation
 from connector.store.db import MIGRATIONS, make_engine
 from platforms.errors import PlatformError
-from platforms.registry import PLATFORMS
 from policies import Policy, PolicyError, load_policy
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -93,14 +93,15 @@ def _platform(key: str, settings, policy: Policy | None, *, online: bool) -> lis
     def say(level: str, message: str) -> None:
         out.append(Finding(level, key, message))
 
-    if not getattr(settings, "webhook_secret", None):
+    installation = Installation.of(key, settings)
+    if not installation.webhook_secret:
         say(FAIL, f"platforms.{key}.webhook_secret is not set: every delivery is refused with 401")
     if policy is not None and key not in policy.platforms:
         say(FAIL, f"policy '{policy.name}' has no platforms.{key} section: every {key} event would fail")
-    if not getattr(settings, "can_write", False):
+    if not installation.can_write:
         say(WARN, "no write credentials: decisions are audited as dry runs")
         return out
-    client = PLATFORMS[key].make_client(settings)
+    client = installation.client()
     setting = f"platforms.{key}.{client.identity_setting}"
     if not online:
         if not client.own_account_id:

@@ -55,6 +55,12 @@ class Installation:
         the platform's (ServiceNow with `label_entry`), else the platform's."""
         return frozenset(getattr(self.client(), "capabilities", self.provider.capabilities))
 
+    @classmethod
+    def of(cls, key: str, settings: Any) -> Installation:
+        """The installation of registered platform `key` with its config section `settings`."""
+        registration = PLATFORMS[key]
+        return cls(key, registration.provider, settings, registration.make_client)
+
     def client(self) -> PlatformClient:
         if self._client is None:
             self._client = self.make_client(self.settings)
@@ -109,10 +115,8 @@ def build_runtime(config: Config, *, clock: Clock = utc_now, engine: Engine | No
     """Open (and migrate) the database, load the policy, set up each configured platform."""
     engine = engine or make_engine(config.database)
     migrate(engine)
-    installations = {
-        key: Installation(key, PLATFORMS[key].provider, settings, PLATFORMS[key].make_client)
-        for key, settings in config.configured_platforms.items()
-    }
+    configured = config.configured_platforms
+    installations = {key: Installation.of(key, settings) for key, settings in configured.items()}
     return Runtime(
         config=config,
         engine=engine,

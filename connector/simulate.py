@@ -66,7 +66,7 @@ def simulate(
     placeholder = settings is None
     if placeholder:
         settings = registration.settings(url=f"https://{platform}.example.invalid")
-    installation = Installation(platform, registration.provider, settings, registration.make_client)
+    installation = Installation.of(platform, settings)
     mapping = policy.platforms.get(platform)
     if mapping is None:
         raise SimulationError(f"policy '{policy.name}' has no platforms.{platform} section")
@@ -74,10 +74,10 @@ def simulate(
         raise SimulationError(f"tier '{tier}' is not one of the policy's tiers ({', '.join(policy.tiers)})")
     try:
         payload = json.loads(body)
-        delivery = registration.provider.identify(_FileHeaders(), payload)
+        delivery = installation.provider.identify(_FileHeaders(), payload)
         if delivery.ignored:
             return Simulation(platform, delivery.event_type, policy, None, (), (), placeholder)
-        event = registration.provider.normalise(payload, delivery)
+        event = installation.provider.normalise(payload, delivery)
     except ValueError as exc:
         raise SimulationError(f"the payload is not JSON: {exc}") from exc
     except PayloadError as exc:

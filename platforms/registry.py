@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from platforms import jira, servicenow, zendesk
-from platforms.base import PlatformClient, Provider
+from platforms.base import Provider
 
 
 @dataclass(frozen=True)
@@ -14,9 +14,6 @@ class Registration:
     provider: Provider
     settings: type  # a pydantic model: the platform's section of the config file
     make_client: Any  # settings -> PlatformClient
-
-    def client(self, settings: Any) -> PlatformClient:
-        return self.make_client(settings)
 
 
 PLATFORMS: dict[str, Registration] = {
