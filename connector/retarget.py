@@ -39,10 +39,11 @@ def rearm(
 ) -> int:
     """Re-arm one ticket's timers under `policy` inside the caller's transaction (which holds the
     ticket: its row lock, or the worker's lease); how many timers were armed, moved or removed."""
-    moved = sla.retarget(policy, clocks, now, timers.in_place(conn, platform, ticket_id))
+    existing = timers.in_place(conn, platform, ticket_id)  # read once: for the warnings and to reconcile
+    moved = sla.retarget(policy, clocks, now, {key: row.due_at for key, row in existing.items()})
     if moved != clocks:
         tickets.save_sla(conn, platform, ticket_id, moved.to_json())
-    return timers.reconcile(conn, platform, ticket_id, sla.timers(policy, moved), now)
+    return timers.reconcile(conn, platform, ticket_id, sla.timers(policy, moved), now, existing=existing)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ inbox's unique delivery id would refuse a second row anyway.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
 
 from connector.store.db import writing
 from connector.store.inbox import new_row, store_rows
@@ -93,18 +93,23 @@ _DISARM = delete(timers).where(timers.c.id.in_(bindparam("b_ids", expanding=True
 
 
 def reconcile(
-    conn: Connection, platform: str, ticket_id: str, wanted: Iterable[ArmedTimer], now: datetime
+    conn: Connection,
+    platform: str,
+    ticket_id: str,
+    wanted: Iterable[ArmedTimer],
+    now: datetime,
+    *,
+    existing: Mapping[str, Row] | None = None,
 ) -> int:
     """Make the ticket's armed timers exactly `wanted` (inside the caller's transaction); how many
-    timers were armed, re-armed or removed.
+    timers were armed, re-armed or removed. `existing` is `in_place()` when the caller read it already.
 
     A timer whose due instant is unchanged is left alone, fired or not; a changed one is
     re-armed (new due, not fired); one no longer wanted is removed. At most one statement
     each for the new, the re-armed and the removed timers, after the read.
     """
-    existing = {
-        row.key: row for row in conn.execute(_EXISTING, {"b_platform": platform, "b_ticket_id": ticket_id})
-    }
+    if existing is None:
+        existing = in_place(conn, platform, ticket_id)
     keep: set[str] = set()
     armed: list[dict[str, Any]] = []
     rearmed: list[dict[str, Any]] = []
@@ -205,10 +210,10 @@ def delivery_id(timer: FiredTimer) -> str:
     return f"{TIMER_EVENT_PREFIX}{timer.ticket_id}:{timer.key}:{timer.due.isoformat()}"
 
 
-def in_place(conn: Connection, platform: str, ticket_id: str) -> dict[str, datetime]:
-    """The ticket's timers, fired or not: key → due instant."""
+def in_place(conn: Connection, platform: str, ticket_id: str) -> dict[str, Row]:
+    """The ticket's timers, fired or not: key → row (id, key, due_at)."""
     rows = conn.execute(_EXISTING, {"b_platform": platform, "b_ticket_id": ticket_id})
-    return {row.key: row.due_at for row in rows}
+    return {row.key: row for row in rows}
 
 
 def armed(conn: Connection, platform: str, ticket_id: str) -> dict[str, datetime]:
