@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from connector.config import Config
 from connector.runtime import Installation
 from connector.store.db import MIGRATIONS, make_engine
-from platforms.errors import PlatformError
+from platforms.errors import PlatformError, RejectedByPlatform, TransientPlatformError
 from policies import Policy, PolicyError, load_policy
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -109,8 +109,14 @@ def _platform(key: str, settings, policy: Policy | None, *, online: bool) -> lis
         return out
     try:
         me = client.whoami()
-    except PlatformError as exc:
+    except RejectedByPlatform as exc:
         say(FAIL, f"the credentials do not work: {exc}")
+        return out
+    except TransientPlatformError as exc:  # 429, 5xx, a timeout: says nothing about the credentials
+        say(FAIL, f"could not ask who the credentials belong to (try again): {exc}")
+        return out
+    except PlatformError as exc:  # unreachable URL, an answer that is not the platform's API
+        say(FAIL, f"{exc}: is platforms.{key}'s URL the platform's?")
         return out
     who = f"{me.id}" + (f" ({me.name})" if me.name else "")
     if not client.own_account_id:

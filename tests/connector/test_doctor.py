@@ -112,6 +112,25 @@ def test_an_unreachable_platform_fails_with_the_url(tmp_path):
     found = diagnose(config(tmp_path, jira=jira(url="http://127.0.0.1:9")))
     ((level, message),) = findings_of(found, "jira")
     assert level == FAIL and "http://127.0.0.1:9/rest/api/2/myself" in message
+    assert message.startswith("could not ask who the credentials belong to (try again):")
+
+
+@pytest.mark.parametrize("status, headers", [(429, {"Retry-After": "30"}), (503, {})])
+@responses.activate
+def test_a_busy_or_failing_platform_says_nothing_about_the_credentials(tmp_path, status, headers):
+    responses.get(f"{JIRA}/rest/api/2/myself", status=status, headers=headers, body="busy")
+    ((level, message),) = findings_of(diagnose(config(tmp_path, jira=jira())), "jira")
+    assert level == FAIL and message.startswith("could not ask who the credentials belong to (try again):")
+    assert str(status) in message and "credentials do not work" not in message
+
+
+@responses.activate
+def test_an_answer_that_is_not_the_platforms_api_points_at_the_url(tmp_path):
+    # e.g. the url names the company's login page: 200 with HTML, no accountId
+    responses.get(f"{JIRA}/rest/api/2/myself", body="<html>Sign in</html>", content_type="text/html")
+    ((level, message),) = findings_of(diagnose(config(tmp_path, jira=jira())), "jira")
+    assert level == FAIL and "without an accountId" in message
+    assert message.endswith("is platforms.jira's URL the platform's?")
 
 
 def test_what_refuses_deliveries_or_fails_events_is_a_problem(tmp_path):
