@@ -4,12 +4,13 @@ its own ticket (example policy: P1 first response 15 min on a 24x7 calendar, war
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 
 from connector.config import EXAMPLE_POLICY, Config
-from connector.retarget import Summary, retarget_all
+from connector.retarget import Retargeter, Summary, retarget_all
 from connector.scheduler import tick
 from tests.conformance.drivers import DRIVERS, OUTAGE, QUESTION, SECURITY, decide
 from tests.conformance.test_sla_timers import armed, fire
@@ -137,3 +138,16 @@ def test_a_warning_already_fired_and_queued_is_still_sent_after_a_pass(esc, driv
     esc.work()
     warning = esc.audit()[-1]
     assert warning["outcome"] == "applied" and warning["trigger"]["kind"] == "sla.warning"
+
+
+def test_a_pass_that_fails_is_logged_and_leaves_the_timers_to_re_arm_as_they_fire(esc, caplog, monkeypatch):
+    from connector import retarget
+
+    def database_gone(*args, **kwargs):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(retarget, "retarget_all", database_gone)
+    with caplog.at_level(logging.ERROR, logger="escalator.retarget"):
+        assert Retargeter(esc.rt)._run() is None
+    assert "re-arming SLA timers after the policy reload failed" in caplog.text
+    assert "database is locked" in caplog.text

@@ -131,3 +131,13 @@ def test_a_body_that_is_not_json_is_refused():
         simulate(
             jira_config("sqlite://"), load_policy(str(EXAMPLE_POLICY)), "jira", b"{nope", datetime.now(UTC)
         )
+
+
+def test_a_broken_policy_to_try_is_refused_with_file_and_line(capsys, tmp_path):
+    broken = tmp_path / "policy.yaml"
+    broken.write_text(EXAMPLE_POLICY.read_text() + "\nsurprise: 1\n")
+    status, out, err = run(
+        capsys, "jira", str(fixture_path("jira", "issue_created__outage")), "--policy", str(broken)
+    )
+    assert status == 2 and out == ""
+    assert "the policy does not load" in err and f"{broken}:" in err and "surprise" in err
