@@ -1,0 +1,68 @@
+"""Process-wide logging: plain text or one JSON object a line (`log_format: json`), each line naming
+the process it comes from (web, worker, cli).
+
+Callers add structured fields with `extra={"fields": {...}}`: JSON lines carry them as keys, text
+lines append them as key=value. Never pass a secret or a payload body as a field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+_process = "cli"
+
+
+def process_name() -> str:
+    return _process
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "process": _process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update({k: v for k, v in fields.items() if k not in entry})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s [%(process_name)s] %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.process_name = _process
+        text = super().format(record)
+        fields = getattr(record, "fields", None)
+        if fields:
+            text += " " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items())
+        return text
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or "-"
+    return "-" if value is None else str(value)
+
+
+def setup_logging(fmt: str, process: str) -> None:
+    """Log at INFO to stderr in `fmt` ("text" or "json"), naming `process` in every line."""
+    global _process
+    _process = process
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # APScheduler logs two INFO lines per tick (~170,000 a day); our own tick logs what it fired.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Alembic (1.20 here) announces each of its seven autogenerate plugins at INFO on every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
