@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connector import cli_serve
+from connector.audit import cli as audit_cli
 from connector.cli_common import (
     EXIT_CODES,
     EXIT_USAGE,
@@ -20,7 +21,6 @@ from connector.cli_common import (
     config_arg,
     group,
     load,
-    open_database,
     timestamp,
 )
 from connector.config import ConfigError
@@ -90,21 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--format", choices=("text", "json"), default="text")
     simulate.set_defaults(run=_simulate)
 
-    audit_cmd = group(sub, "audit", "read the audit log")
-    export = command(audit_cmd, "export", "write audit records as JSON lines or CSV")
-    config_arg(export)
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.add_argument("--platform", help="only this platform (jira, zendesk, servicenow)")
-    export.add_argument(
-        "--since", type=timestamp, help="only records at or after this ISO-8601 date/time (UTC if no zone)"
-    )
-    export.add_argument("--ticket", help="only this ticket id")
-    export.add_argument("--rule", help="only records where this rule fired")
-    export.add_argument("--output", "-o", help="file to write (default: standard output)")
-    export.set_defaults(run=_audit_export)
-    verify = command(audit_cmd, "verify", "prove the hash chain is unbroken; names the first bad record")
-    config_arg(verify)
-    verify.set_defaults(run=_audit_verify)
+    audit_cli.add_commands(sub)
     return parser
 
 
@@ -151,32 +137,3 @@ def _policy_check(args) -> int:
         note = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
         print(f"{file}: OK{note} — {load_policy(file).summary()}")
     return 1 if failed else 0
-
-
-def _audit_engine(args):
-    return open_database(load(args))
-
-
-def _audit_export(args) -> int:
-    from connector import audit
-
-    engine = _audit_engine(args)
-    records = audit.records(
-        engine, platform=args.platform, since=args.since, ticket=args.ticket, rule=args.rule
-    )
-    write = audit.write_csv if args.format == "csv" else audit.write_jsonl
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            count = write(records, out)
-        print(f"wrote {count} audit records to {args.output}", file=sys.stderr)
-    else:
-        write(records, sys.stdout)
-    return 0
-
-
-def _audit_verify(args) -> int:
-    from connector import audit
-
-    result = audit.verify(_audit_engine(args))
-    print(result)
-    return 0 if result.ok else 1
