@@ -51,6 +51,11 @@ class WorkerConfig(_Strict):
     max_attempts_after_internal_error: int = Field(
         5, ge=1, description="an event that hits a bug is recorded as failed after this many attempts"
     )
+    max_lease_expiries: int = Field(
+        2, ge=1,
+        description="a delivery whose worker died holding it (its lease ran out) this often is recorded "
+        "as failed instead of being taken again: a delivery that kills its worker cannot stall its ticket",
+    )  # fmt: skip
     nice: int = Field(
         10, ge=0, le=19,
         description="the worker process runs this much below normal CPU priority: when cores are short, "

@@ -17,6 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+from sqlalchemy.exc import OperationalError
+
 from connector import audit, retarget
 from connector.codec import after_plan
 from connector.judgement import judge
@@ -36,6 +39,7 @@ from connector.store.db import writing
 from connector.store.inbox import InboxItem
 from platforms.base import CAP_LABELS, Delivery, OutboundRequest, SentRequest
 from platforms.errors import (
+    READER_FAILURES,
     ConflictError,
     NotConfigured,
     PayloadError,
@@ -74,6 +78,15 @@ def process(rt: Runtime, item: InboxItem) -> str:
     """Handle one claimed inbox item; returns the audit outcome."""
     started = time.perf_counter()
     installation = rt.installations.get(item.platform)
+    if item.lease_expiries >= rt.config.worker.max_lease_expiries:
+        # Its worker died holding it this often: the delivery itself may be what kills it.
+        detail = (
+            f"its worker stopped {item.lease_expiries} times while handling it (the lease ran out); "
+            "not tried again"
+        )
+        record_failure(rt, item, detail)
+        rt.metrics.decisions.labels(item.platform, "failed").inc()
+        return "failed"
     try:
         result = _decide_and_apply(rt, installation, item)
     except Exception as exc:  # a bug must not lose the event: record it, retry a few times, then fail
@@ -84,7 +97,14 @@ def process(rt: Runtime, item: InboxItem) -> str:
         else:
             result = Outcome("retrying", detail=detail)
             result.retry_at = rt.clock() + timedelta(seconds=_backoff(rt, item, None))
-    _record(rt, item, result)
+    try:
+        _record(rt, item, result)
+    except Exception as exc:  # the store refused what this delivery left: it alone ends, as failed
+        if _database_unavailable(rt, exc):
+            raise  # not this delivery's fault: its lease runs out and it is taken again
+        log.exception("could not record %s delivery %s", item.platform, item.delivery_id)
+        result = _unrecordable(result, exc)
+        record_failure(rt, item, result.detail)
     rt.metrics.decisions.labels(item.platform, result.outcome).inc()
     rt.metrics.processing_seconds.labels(item.platform).observe(time.perf_counter() - started)
     return result.outcome
@@ -107,13 +127,13 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             clocks = SlaState.from_json(stored.sla) if stored is not None and stored.sla else None
             return Outcome("ignored", detail=why_not, rearm=clocks)
     else:
-        try:
-            payload = json.loads(item.body)
+        try:  # the same parser and reader as the webhook door, so what it admitted reads here
+            payload = orjson.loads(item.body)
             event = installation.provider.normalise(
                 payload, Delivery(item.delivery_id, item.event_type, item.ticket_id)
             )
-        except (ValueError, PayloadError) as exc:
-            return Outcome("failed", detail=f"payload could not be read: {exc}")
+        except (PayloadError, *READER_FAILURES) as exc:
+            return Outcome("failed", detail=f"payload could not be read: {type(exc).__name__}: {exc}")
 
     client = installation.client()
     own = client.own_account_id
@@ -319,6 +339,53 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
         else:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
             inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=result.detail or None)
+
+
+def _database_unavailable(rt: Runtime, exc: BaseException) -> bool:
+    """The database is down or busy (a connection lost, a lock timeout): nothing about the delivery."""
+    dbapi = rt.engine.dialect.dbapi
+    return isinstance(exc, OperationalError) or (
+        dbapi is not None and isinstance(exc, dbapi.OperationalError)
+    )
+
+
+def _unrecordable(result: Outcome, exc: BaseException) -> Outcome:
+    """What is left to say about a delivery whose outcome the store could not keep."""
+    what = describe_error(exc)
+    if result.outcome == "applied":
+        detail = f"applied to the platform, but the ticket's state could not be stored ({what})"
+    else:
+        detail = f"its outcome '{result.outcome}' could not be stored ({what})"
+    return Outcome("failed", detail=detail, planned=result.planned, sent=result.sent)
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` of the error under SQLAlchemy's wrapper, whose own text repeats the statement's
+    parameters (the very values the database refused, which may not even print)."""
+    cause = getattr(exc, "orig", None) or exc
+    try:
+        text = str(cause)
+    except Exception:  # e.g. RecursionError again, rendering a value nested too deep
+        text = "(its message could not be rendered)"
+    return f"{type(cause).__name__}: {text[:limit]}"
+
+
+def record_failure(rt: Runtime, item: InboxItem, detail: str) -> None:
+    """Close `item` as failed with `detail`: with an audit record when the store takes one, else
+    the inbox row alone. Nothing of the event is stored, so nothing in it can be refused again."""
+    bare = Outcome("failed", detail=detail)
+    try:
+        record = audit_record(rt, item, bare)
+        with writing(rt.engine) as conn:
+            audit.append(conn, record, at=rt.clock())
+            inbox.finish(conn, item, status=inbox.FAILED, owner=rt.owner, now=rt.clock(), error=detail)
+        return
+    except Exception as exc:
+        if _database_unavailable(rt, exc):
+            raise
+        log.exception("could not audit the failure of %s delivery %s", item.platform, item.delivery_id)
+    with writing(rt.engine) as conn:
+        inbox.finish(conn, item, status=inbox.FAILED, owner=rt.owner, now=rt.clock(), error=detail)
 
 
 def request_fingerprint(request: OutboundRequest) -> str:

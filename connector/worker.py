@@ -24,8 +24,18 @@ def run_once(rt: Runtime, *, limit: int | None = None) -> int:
         lease=timedelta(seconds=w.lease_seconds),
         limit=limit or w.batch,
     )
+    # Each item alone: one that cannot be processed (or recorded) never holds up its batch-mates.
+    taken_until = rt.clock() + timedelta(seconds=w.lease_seconds)
     for item in items:
-        process(rt, item)
+        if rt.clock() >= taken_until:
+            # Our lease on the rest ran out while earlier ones were slow: another worker may hold
+            # them now. They are claimed again (with the expiry counted), never handled twice at once.
+            log.warning("lease ran out before %d claimed events were processed", len(items))
+            break
+        try:
+            process(rt, item)
+        except Exception:  # the database failed under it: its lease runs out and it is taken again
+            log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
     return len(items)
 
 

@@ -24,6 +24,16 @@ class PayloadError(PlatformError):
     """The webhook body is not the shape the platform sends (HTTP 400)."""
 
 
+# What a reader (identify, normalise) may raise when a payload's shape surprises it in a way it
+# did not foresee (a dict where it hashes, a number where it slices, a year out of range; OSError:
+# datetime.fromtimestamp past the platform's time_t). Readers do no I/O, so none of these is the
+# machine failing. The webhook door and the worker treat them like PayloadError: the same body fails
+# the same way again.
+READER_FAILURES: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError, OSError,
+)  # fmt: skip
+
+
 # --- outbound ----------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """POST /webhooks/<platform>: verify, size-limit, store durably, answer fast.
 
 No platform call and no policy evaluation happens inside the request: the worker does that.
-Answers: 202 accepted · 200 duplicate or ignored · 401 signature · 400 malformed · 404 platform ·
-405 not a POST · 413 size · 503 the database could not store it (the platform retries).
+Answers: 202 accepted · 200 duplicate or ignored · 401 signature · 400 malformed, unreadable or
+over a limit (webhooks/door.py; nothing stored) · 404 platform · 405 not a POST · 413 size ·
+503 the database could not store it now (the platform retries).
 
 This is a plain WSGI application, mounted at /webhooks in front of the Flask app (`mount`).
 It is the one endpoint the platforms call at volume, and under load Flask's per-request
@@ -25,9 +26,10 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from connector.runtime import Runtime
 from connector.store.inbox import new_row
-from connector.store.intake import IntakeUnavailable
-from platforms.errors import PayloadError, SignatureError
+from connector.store.intake import IntakeRefused, IntakeUnavailable
+from platforms.errors import SignatureError
 from platforms.registry import PLATFORMS
+from webhooks import door
 
 log = logging.getLogger("escalator.webhooks")
 
@@ -109,9 +111,9 @@ class WebhookReceiver:
             return answer(400, "malformed", platform, error=f"body is not JSON: {exc}")
         if not isinstance(payload, dict):
             return answer(400, "malformed", platform, error="body must be a JSON object")
-        try:
-            delivery = installation.provider.identify(headers, payload)
-        except PayloadError as exc:
+        try:  # the one verdict: stored only if the worker will be able to read it
+            delivery = door.admit(installation.provider, headers, payload, body)
+        except door.Refused as exc:
             return answer(400, "malformed", platform, error=str(exc))
 
         try:
@@ -119,6 +121,10 @@ class WebhookReceiver:
                 new_row(platform, delivery.delivery_id, delivery.event_type, delivery.ticket_id,
                         delivery.ignored, body, now)
             )  # fmt: skip
+        except IntakeRefused as exc:
+            # The database refuses this row itself: the same delivery would be refused on every retry.
+            log.warning("%s delivery %s refused by the database: %s", platform, delivery.delivery_id, exc)
+            return answer(400, "malformed", platform, error=str(exc))
         except IntakeUnavailable as exc:
             # Not stored, so not acknowledged: the platform's own retry brings it back.
             log.error("%s delivery %s not stored: %s", platform, delivery.delivery_id, exc)

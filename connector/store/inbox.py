@@ -33,6 +33,8 @@ class InboxItem:
     attempts: int
     confirmed: frozenset[str]
     received_at: datetime
+    lease_expiries: int = 0  # how often a worker died holding it (its lease ran out)
+    in_flight: str | None = None  # a request's fingerprint, sent or being sent when that happened
 
 
 def new_row(
@@ -132,11 +134,12 @@ _TAKE = (
     .returning(
         inbox.c.id, inbox.c.platform, inbox.c.delivery_id, inbox.c.event_type, inbox.c.ticket_id,
         inbox.c.body, inbox.c.ignored, inbox.c.attempts, inbox.c.confirmed, inbox.c.received_at,
+        inbox.c.lease_expiries, inbox.c.in_flight,
     )
 )  # fmt: skip
 _EXPIRED = (inbox.c.status == PROCESSING) & (inbox.c.lease_until < bindparam("b_now"))
 _ANY_EXPIRED = select(inbox.c.id).where(_EXPIRED).limit(1)
-_RECOVER = update(inbox).where(_EXPIRED)
+_RECOVER = update(inbox).where(_EXPIRED).values(lease_expiries=inbox.c.lease_expiries + 1)
 _UPDATE_ITEM = update(inbox).where(inbox.c.id == bindparam("b_id"))
 _RELEASE_TICKET = update(tickets).where(
     tickets.c.platform == bindparam("b_platform"),
@@ -182,13 +185,16 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
                 attempts=item.attempts,
                 confirmed=frozenset(item.confirmed or ()),
                 received_at=item.received_at,
+                lease_expiries=item.lease_expiries or 0,
+                in_flight=item.in_flight,
             )
         )
     return claimed
 
 
 def _recover_expired(engine: Engine, now: datetime) -> None:
-    """Rows whose worker died mid-way go back to pending, keeping the requests they confirmed."""
+    """Rows whose worker died mid-way go back to pending, keeping the requests they confirmed and
+    the one in flight, and counting the expiry (the worker fails a row after too many)."""
     with engine.connect() as conn:
         # Almost always nothing expired: look before taking the writer lock the webhooks need.
         if conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is None:
@@ -232,9 +238,15 @@ def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str)
 
 
 def record_confirmed(engine: Engine, item: InboxItem, confirmed: frozenset[str]) -> None:
-    """Remember which requests (by fingerprint) the platform confirmed for this item."""
+    """Remember which requests (by fingerprint) the platform confirmed for this item; none is in flight."""
     with writing(engine) as conn:
-        conn.execute(_UPDATE_ITEM, {"b_id": item.id, "confirmed": sorted(confirmed)})
+        conn.execute(_UPDATE_ITEM, {"b_id": item.id, "confirmed": sorted(confirmed), "in_flight": None})
+
+
+def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str) -> None:
+    """Remember, durably and before it is sent, the request about to go out for this item."""
+    with writing(engine) as conn:
+        conn.execute(_UPDATE_ITEM, {"b_id": item.id, "in_flight": fingerprint})
 
 
 def finish(

@@ -27,6 +27,10 @@ class IntakeUnavailable(Exception):
     """The delivery could not be stored (database down or full); the sender should retry."""
 
 
+class IntakeRefused(Exception):
+    """The database refuses this delivery's row itself (a value it cannot hold): retrying cannot help."""
+
+
 class _Pending:
     """One request's delivery in the queue. Only a follower gets a latch to wait on: a leader
     stores its own delivery. The latch is a lock taken at birth and released by the leader:
@@ -77,6 +81,10 @@ class Intake:
         elif not pending.wait(self.timeout):
             raise IntakeUnavailable(f"the database did not store the delivery within {self.timeout:.0f}s")
         if pending.error is not None:
+            if self._refuses_row(pending.error):
+                raise IntakeRefused(
+                    f"the database cannot store this delivery: {pending.error}"
+                ) from pending.error
             raise IntakeUnavailable(f"the database refused the delivery: {pending.error}") from pending.error
         return pending.stored
 
@@ -89,16 +97,46 @@ class Intake:
                     return
             try:
                 results = self._store(batch)
-            except Exception as exc:  # every waiter learns its batch failed; none is left hanging
-                log.exception("could not store %d webhook deliveries", len(batch))
-                self._discard_connection()
-                for p in batch:
-                    p.error = exc
-                    p.finish()
+            except Exception as exc:
+                if len(batch) > 1 and self._refuses_row(exc):
+                    # One row the database cannot hold must not fail its group: store each alone,
+                    # so only that row's sender hears the refusal.
+                    self._store_each(batch)
+                    continue
+                self._fail(batch, exc)
                 continue
             for p, stored in zip(batch, results, strict=True):
                 p.stored = stored
                 p.finish()
+
+    def _store_each(self, batch: list[_Pending]) -> None:
+        for n, p in enumerate(batch):
+            try:
+                p.stored = self._store([p])[0]
+            except Exception as exc:
+                if not self._refuses_row(exc):  # the database itself is failing: the rest fail too
+                    self._fail(batch[n:], exc)
+                    return
+                log.warning("the database refused one webhook delivery: %s", exc)
+                p.error = exc
+            p.finish()
+
+    def _fail(self, batch: list[_Pending], exc: Exception) -> None:
+        """Every waiter learns its batch failed; none is left hanging."""
+        log.error("could not store %d webhook deliveries", len(batch), exc_info=exc)
+        self._discard_connection()
+        for p in batch:
+            p.error = exc
+            p.finish()
+
+    def _refuses_row(self, exc: BaseException) -> bool:
+        """True when `exc` is the database refusing a value of the row (too long, NUL, a broken
+        constraint), which no retry changes; False for the database being unavailable."""
+        dbapi = self.engine.dialect.dbapi
+        permanent: tuple[type[BaseException], ...] = (ValueError, TypeError)
+        if dbapi is not None:
+            permanent += (dbapi.DataError, dbapi.IntegrityError)
+        return isinstance(exc, permanent)
 
     def _store(self, batch: list[_Pending]) -> list[bool]:
         if self._connection is None:

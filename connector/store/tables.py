@@ -77,6 +77,11 @@ inbox = Table(
     Column("confirmed", JSON, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # Leases that ran out with the row taken (its worker died); bounded by worker.max_lease_expiries.
+    Column("lease_expiries", Integer, nullable=False, default=0, server_default="0"),
+    # The fingerprint of the request being sent, set before it goes out and cleared once confirmed:
+    # after a crash the worker asks the platform whether it landed before sending it again.
+    Column("in_flight", String(64), nullable=True),
     UniqueConstraint("platform", "delivery_id", name="uq_inbox_delivery"),
 )
 Index("ix_inbox_due", inbox.c.status, inbox.c.next_attempt_at)

@@ -152,7 +152,7 @@ def identify(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery
     if not isinstance(table, str) or not table:
         raise PayloadError("ServiceNow payload: 'table' is not a table name")
     operation = payload.get("operation")
-    if operation not in _EVENT_SUFFIX:
+    if not isinstance(operation, str) or operation not in _EVENT_SUFFIX:
         raise PayloadError(
             f"ServiceNow payload: 'operation' is {operation!r}, expected 'insert', 'update' or 'delete'"
         )

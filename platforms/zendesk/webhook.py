@@ -171,7 +171,7 @@ def _identify_trigger(headers: Mapping[str, str], payload: Mapping[str, Any]) ->
 def trigger_event(payload: Mapping[str, Any]) -> str:
     """The template's `event` value; PayloadError unless it is one a trigger may send."""
     event = payload.get("event")
-    if event not in TRIGGER_EVENTS:
+    if not isinstance(event, str) or event not in TRIGGER_EVENTS:
         raise PayloadError(
             f"Zendesk trigger body: 'event' is {event!r}; the trigger must send one of "
             f"{', '.join(TRIGGER_EVENTS)} (see platforms/zendesk/README.md)"

@@ -471,12 +471,13 @@ def test_a_policy_reload_between_retries_sends_what_changed_and_nothing_twice(db
 
 
 def test_an_event_that_hits_a_bug_is_retried_then_recorded_as_failed(esc, jira, monkeypatch):
-    from platforms.jira import normalise
+    from connector import pipeline
 
-    def broken(payload, delivery):
+    def broken(*args, **kwargs):
         raise KeyError("fields")
 
-    monkeypatch.setattr(normalise, "normalise", broken)
+    # The reader runs at the door (a reader's failure is a 400 there); the bug is further in.
+    monkeypatch.setattr(pipeline, "judge", broken)
     esc.deliver("issue_created__outage")
     for _ in range(10):
         esc.work()
@@ -514,12 +515,12 @@ def test_a_chunked_body_over_the_limit_is_413(esc):
     assert esc.work() == 0
 
 
-def test_a_payload_the_door_accepts_but_cannot_be_normalised_is_recorded_as_failed(esc, jira):
+def test_a_payload_the_worker_could_not_normalise_is_refused_at_the_door(esc, jira):
+    # Issue 11: one verdict at the door. It used to be accepted (202) and then fail in the worker.
     body = json.dumps({"webhookEvent": "jira:issue_created", "issue": {"id": "1"}}).encode()
-    assert esc.deliver("", body=body).status_code == 202
-    esc.work()
-    record = esc.audit()[-1]
-    assert record["outcome"] == "failed" and "'issue.key' missing" in record["detail"]
+    answer = esc.deliver("", body=body)
+    assert answer.status_code == 400 and "'issue.key' missing" in answer.json["error"]
+    assert esc.work() == 0 and esc.audit() == []
     assert len(jira.calls) == 0
 
 
