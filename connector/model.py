@@ -117,6 +117,10 @@ class Ticket:
     # The platform's concurrency token for this snapshot, when it has one (Zendesk's
     # `updated_at` for `safe_update`, ServiceNow's `sys_mod_count`); None on Jira.
     version: str | None = None
+    # The earliest public reply by someone other than the requester that the payload shows
+    # (e.g. Jira's `fields.comment.comments`): a ticket first seen after it was answered
+    # has had its first response. None when the payload shows none (or carries no comments).
+    first_reply_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,13 @@ class TicketEvent:
     occurred_at: datetime | None = None
     delivery_id: str = ""
     sla: SlaSignal | None = None  # set on time events only
+    # The payload named the ticket but did not carry it (Jira Server's `comment_created` has no
+    # `issue`): `ticket` holds the reference only, and the worker completes it from what it
+    # remembers of the ticket or with one read.
+    ticket_partial: bool = False
+    # Optional values the reader could not read and skipped (an unreadable timestamp, …): the
+    # event is still decided, and the audit record says what was left out.
+    notes: tuple[str, ...] = ()
 
     def changed(self, field_name: str) -> Change | None:
         """The change to `field_name` in this event, if any."""

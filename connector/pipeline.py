@@ -153,7 +153,12 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
     if stored is None:
         with rt.engine.connect() as conn:
             stored = tickets.load(conn, item.platform, event.ticket.ref.id)
-    if event.comment is not None and event.ticket.requester is None and stored.requester_id is None:
+    if event.ticket_partial:
+        completed = _complete_ticket(rt, item, client, event, stored.snapshot)
+        if isinstance(completed, Outcome):
+            return completed
+        event = completed
+    elif event.comment is not None and event.ticket.requester is None and stored.requester_id is None:
         event = _learn_requester(rt, item, client, event)
     capabilities = installation.capabilities
     for rereads in range(MAX_CONFLICT_REREADS + 1):
@@ -172,6 +177,31 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             )
     return _retrying(rt, item, None, f"the ticket kept changing ({MAX_CONFLICT_REREADS + 1} conflicts)",
                      result.outcome)  # fmt: skip
+
+
+def _complete_ticket(rt: Runtime, item: InboxItem, client, event: TicketEvent,
+                     snapshot: Ticket | None) -> TicketEvent | Outcome:  # fmt: skip
+    """An event that names its ticket without carrying it (Jira Server's bare `comment_created`):
+    the ticket as last seen, or, for a ticket never seen, one GET."""
+    ticket = snapshot
+    if ticket is None:
+        try:
+            ticket = client.fetch(event.ticket.ref)
+        except TransientPlatformError as exc:
+            rt.metrics.platform_requests.labels(item.platform, "GET", str(exc.status or "error")).inc()
+            return _retrying(rt, item, exc, f"reading the ticket the event names: {exc}", Outcome("retrying"))
+        except NotConfigured as exc:  # no credentials: nothing can be written either (dry run)
+            note = f"the ticket was not read ({exc}): decided on the comment alone"
+            return dataclasses.replace(event, ticket_partial=False, notes=(*event.notes, note))
+        except PlatformError as exc:
+            status = str(getattr(exc, "status", None) or "error")
+            rt.metrics.platform_requests.labels(item.platform, "GET", status).inc()
+            return Outcome("failed", detail=f"reading the ticket the event names: {exc}", event=event)
+        rt.metrics.platform_requests.labels(item.platform, "GET", "200").inc()
+    comment = event.comment
+    if comment is not None and ticket.requester is not None:
+        comment = dataclasses.replace(comment, by_requester=comment.author.id == ticket.requester.id)
+    return dataclasses.replace(event, ticket=ticket, comment=comment, ticket_partial=False)
 
 
 def _learn_requester(rt: Runtime, item: InboxItem, client, event: TicketEvent) -> TicketEvent:
@@ -442,6 +472,8 @@ def audit_record(rt: Runtime, item: InboxItem, result: Outcome) -> dict[str, Any
         "dry_run": result.outcome == "dry_run",
         "detail": result.detail or None,
     }
+    if event is not None and event.notes:
+        record["reader_notes"] = list(event.notes)  # optional values the reader skipped
     if result.retry_at is not None:
         record["retry_at"] = result.retry_at.isoformat()
     if event is not None and event.sla is not None:

@@ -106,7 +106,10 @@ class Builder:
         if source is None:
             return None
         roots = ROOTS_FOR_LEVELS if levels else ROOTS_FOR_RULES
-        sample = {**zero_sample(self.fields), "decision": {"priority": "", "impact": "", "urgency": ""}}
+        sample = {
+            **zero_sample(self.fields),
+            "decision": {"priority": "", "impact": "", "urgency": "", "priority_from": ""},
+        }
         compiled, errors = compile_condition(source, where, roots, variable_schema(self.fields), sample)
         for message in errors:
             self.problem(loc, message)

@@ -41,7 +41,7 @@ def build_platforms(b: Builder, raw: Mapping[str, Any]) -> dict[str, PlatformMap
                 loc + ("priorities",),
                 f"{where}.priorities: missing {', '.join(missing)} (all of P1, P2, P3, P4 must be mapped)",
             )
-        priorities = _platform_priorities(b, platform, spec.priorities, loc + ("priorities",))
+        priorities, names = _platform_priorities(b, platform, spec.priorities, loc + ("priorities",))
         for tier in spec.tiers:
             if b.tiers is not None and tier not in b.tiers:
                 b.problem(
@@ -80,6 +80,7 @@ def build_platforms(b: Builder, raw: Mapping[str, Any]) -> dict[str, PlatformMap
             tiers=MappingProxyType(dict(ordered)),
             fields=MappingProxyType(dict(spec.fields)),
             labels_field=spec.labels_field,
+            names=MappingProxyType(names),
         )
     return out
 
@@ -100,10 +101,15 @@ def warn_labels_without_field(
 
 def _platform_priorities(
     b: Builder, platform: str, raw: Mapping[str, Any], loc: Loc
-) -> dict[Priority, str | Mapping[str, str]]:
-    """Each platform's priority values checked against what its API accepts; duplicates refused."""
+) -> tuple[dict[Priority, str | Mapping[str, str]], dict[Priority, tuple[str, ...]]]:
+    """Each platform's priority values checked against what its API accepts; duplicates refused.
+
+    On Jira and Zendesk a level may read from several names (`P1: [Highest, Blocker]`): the first is
+    what Escalator writes. Returns the written value per level and every name per level.
+    """
     where = f"platforms.{platform}.priorities"
     out: dict[Priority, str | Mapping[str, str]] = {}
+    names: dict[Priority, tuple[str, ...]] = {}
     seen: dict[Any, str] = {}
     for p, value in raw.items():
         here = loc + (p,)
@@ -113,25 +119,36 @@ def _platform_priorities(
                 continue
             same = tuple(sorted(value.items()))
             shown = ", ".join(f"{k}: {v}" for k, v in value.items())
-        elif isinstance(value, dict):
-            name = "Zendesk" if platform == "zendesk" else "Jira"
-            b.problem(here, f"{where}.{p}: must be the name of a {name} priority (got a mapping)")
+            if same in seen:
+                b.problem(here, f"{where}: {seen[same]} and {p} both map to '{shown}'")
+                continue
+            seen[same] = p
+            out[Priority(p)] = value
             continue
-        else:
-            if platform == "zendesk" and value not in ZENDESK_PRIORITIES:
+        listed = value if isinstance(value, list) else [value]
+        kept: list[str] = []
+        for i, name in enumerate(listed):
+            at = here + (i,) if isinstance(value, list) else here
+            platform_name = "Zendesk" if platform == "zendesk" else "Jira"
+            if isinstance(name, dict):
+                b.problem(at, f"{where}.{p}: must be the name of a {platform_name} priority (got a mapping)")
+                continue
+            if platform == "zendesk" and name not in ZENDESK_PRIORITIES:
                 b.problem(
-                    here,
-                    f"{where}.{p}: '{value}' is not a Zendesk priority "
+                    at,
+                    f"{where}.{p}: '{name}' is not a Zendesk priority "
                     f"(known: {', '.join(ZENDESK_PRIORITIES)})",
                 )
                 continue
-            same, shown = value.casefold(), value
-        if same in seen:
-            b.problem(here, f"{where}: {seen[same]} and {p} both map to '{shown}'")
-            continue
-        seen[same] = p
-        out[Priority(p)] = value
-    return out
+            if name.casefold() in seen:
+                b.problem(at, f"{where}: {seen[name.casefold()]} and {p} both map to '{name}'")
+                continue
+            seen[name.casefold()] = p
+            kept.append(name)
+        if kept and len(kept) == len(listed):
+            out[Priority(p)] = kept[0]
+            names[Priority(p)] = tuple(kept)
+    return out, names
 
 
 def _servicenow_priority(b: Builder, value: Any, loc: Loc, where: str) -> Mapping[str, str] | None:

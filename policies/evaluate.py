@@ -52,7 +52,10 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
     urgency = _choose("urgency", prio.urgency, context, reasons)
     computed = prio.matrix[impact][urgency]
     why = [f"impact {impact} × urgency {urgency} → {computed.value}"]
-    context.add_variable("decision", {"priority": computed.value, "impact": impact, "urgency": urgency})
+    context.add_variable(
+        "decision",
+        {"priority": computed.value, "impact": impact, "urgency": urgency, "priority_from": "matrix"},
+    )
     for entry in prio.raises:
         if entry.when.test(context, reasons):
             raised = computed.raised(entry.by)
@@ -66,13 +69,26 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
 
     # 2. what the mode lets us set. A created ticket lists every initial field as "changed" (Jira's changelog
     # does), so only a later event that changes the priority means a person just chose it.
+    # A priority name the platform mapping does not list (Server's "Blocker", a custom "Not Prioritized")
+    # is not "no priority": raise_only leaves it as it is, as it leaves a person's choice.
     person_set = event.kind is not EventKind.TICKET_CREATED and event.changed("priority") is not None
-    locked = policy.mode == "raise_only" and (state.priority_pinned or person_set)
-    target = _allowed(policy.mode, locked, ticket.priority, computed, why)
+    keep: str | None = None
+    if policy.mode == "raise_only" and (state.priority_pinned or person_set):
+        keep = _PERSON_SET
+    elif policy.mode == "raise_only" and ticket.priority is None and ticket.platform_priority:
+        keep = (
+            f"priority '{ticket.platform_priority}' is not in the {ticket.ref.platform} mapping; "
+            "left as it is"
+        )
+    target = _allowed(policy.mode, keep, ticket.priority, computed, why)
+    source = _source(keep, target, ticket.priority, computed)
 
     # 3. rules in file order
     def set_decision() -> None:
-        context.add_variable("decision", {"priority": _name(target), "impact": impact, "urgency": urgency})
+        context.add_variable(
+            "decision",
+            {"priority": _name(target), "impact": impact, "urgency": urgency, "priority_from": source},
+        )
 
     set_decision()
     kind = str(getattr(event.kind, "value", event.kind))
@@ -86,9 +102,9 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         reasons.append(f"rule '{rule.name}' fired" + (f": {rule.when.source}" if rule.when else ""))
         for step in rule.then:
             if isinstance(step, SetPriority):
-                new = _rule_priority(policy.mode, locked, target, step.priority, rule.name, why)
+                new = _rule_priority(policy.mode, keep, target, step.priority, rule.name, why)
                 if new != target:
-                    target = new
+                    target, source = new, "rule"
                     set_decision()
             elif isinstance(step, Escalate):
                 escalations.append(step.tier)
@@ -117,6 +133,7 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
             "tier_before": tier_before,
             "impact": impact,
             "urgency": urgency,
+            "priority_from": source,
         },
         "policy": {"name": policy.name, "version": policy.version},
     }
@@ -154,13 +171,14 @@ def _choose(key: str, levels: tuple[Level, ...], context: cel.Context, reasons: 
 
 
 def _allowed(
-    mode: str, locked: bool, current: Priority | None, computed: Priority, why: list[str]
+    mode: str, keep: str | None, current: Priority | None, computed: Priority, why: list[str]
 ) -> Priority | None:
-    """Step 2: enforce takes the computed priority; raise_only only raises, and never over a person."""
+    """Step 2: enforce takes the computed priority; raise_only only raises, and never over a person
+    or over a priority the mapping does not know (`keep` says which)."""
     if mode == "enforce":
         return computed
-    if locked:
-        why.append(_PERSON_SET)
+    if keep is not None:
+        why.append(keep)
         return current
     if computed.outranks(current):
         return computed
@@ -170,17 +188,26 @@ def _allowed(
 
 
 def _rule_priority(
-    mode: str, locked: bool, target: Priority | None, wanted: Priority, rule: str, why: list[str]
+    mode: str, keep: str | None, target: Priority | None, wanted: Priority, rule: str, why: list[str]
 ) -> Priority | None:
     """A rule's `priority:` under the same mode rule as the computed priority."""
-    if mode == "enforce" or (not locked and wanted.outranks(target)):
+    if mode == "enforce" or (keep is None and wanted.outranks(target)):
         if wanted != target:
             why.append(f"rule '{rule}' set {wanted.value}")
         return wanted
     if wanted != target:
-        reason = _PERSON_SET if locked else f"raise_only keeps {_name(target)}"
+        reason = keep or f"raise_only keeps {_name(target)}"
         why.append(f"rule '{rule}' wanted {wanted.value}; {reason}")
     return target
+
+
+def _source(keep: str | None, target: Priority | None, current: Priority | None, computed: Priority) -> str:
+    """Where the decided priority comes from, for notes: the matrix, a person, or the platform."""
+    if keep == _PERSON_SET:
+        return "person"
+    if keep is not None or (target == current and target != computed):
+        return "platform"
+    return "matrix"
 
 
 def _escalate(tiers: tuple[str, ...], current: str, targets: list[str]) -> str:

@@ -85,6 +85,7 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
             "tier_before": lowest,
             "impact": first,
             "urgency": column,
+            "priority_from": "matrix",
         },
         "rule": {"name": ""},
         "policy": {"name": name, "version": data.get("version")},

@@ -44,14 +44,24 @@ class PlatformMapping:
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Where labels live on a platform without a labels field (ServiceNow): a comma-separated list in it.
     labels_field: str | None = None
+    # Every platform name each level reads from (`P1: [Highest, Blocker]`), the written one first;
+    # `priorities` holds the written one. Empty: each level reads from its written name only.
+    names: Mapping[Priority, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def names_of(self, priority: Priority) -> tuple[str, ...]:
+        """The platform names that read as `priority` (none for a mapping of fields)."""
+        if priority in self.names:
+            return self.names[priority]
+        value = self.priorities.get(priority)
+        return (value,) if isinstance(value, str) else ()
 
     def priority_of(self, platform_value: str | None) -> Priority | None:
         """The policy priority for the platform's priority name (case-insensitive), None when unmapped."""
         if platform_value is None:
             return None
         wanted = platform_value.strip().casefold()
-        for priority, value in self.priorities.items():
-            if isinstance(value, str) and value.casefold() == wanted:
+        for priority in self.priorities:
+            if any(name.casefold() == wanted for name in self.names_of(priority)):
                 return priority
         return None
 
@@ -72,6 +82,8 @@ class PlatformMapping:
                 and all(key in have and _text(have[key]) == _text(wanted) for key, wanted in value.items())
             ):
                 return priority
+        if self.platform == "servicenow":
+            return servicenow_computed(ticket.platform_priority)
         return None
 
     def tier_of(self, ticket: Ticket) -> str | None:
@@ -87,3 +99,13 @@ def _text(value: Any) -> str:
     if isinstance(value, Mapping):  # a reference or choice field: {"value": "1", "display_value": …}
         value = value.get("value", "")
     return str(value).strip()
+
+
+def servicenow_computed(value: str | None) -> Priority | None:
+    """The instance's own computed priority (1 - Critical … 5 - Planning) as a level, for an
+    impact/urgency pair the policy does not list: 1–4 are P1–P4, 5 (the default 3 × 3) reads as P4.
+    None when the value is not one of them."""
+    digits = (value or "").strip().split(" ", 1)[0]
+    if digits in ("1", "2", "3", "4"):
+        return Priority(f"P{digits}")
+    return Priority.P4 if digits == "5" else None

@@ -36,10 +36,17 @@ def _int_or_str(value: Any) -> Any:
 
 
 def _platform_priority(value: Any) -> Any:
-    # The per-platform shape (a name on Jira / Zendesk, a mapping of fields on ServiceNow) is checked in
-    # build.py, where the platform is known.
-    if not isinstance(value, str | dict) or (isinstance(value, str) and not value):
-        raise ValueError(f"must be the platform's priority name or a mapping of its fields (got {value!r})")
+    # The per-platform shape (a name or a list of names on Jira / Zendesk, a mapping of fields on
+    # ServiceNow) is checked in build.py, where the platform is known.
+    names = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        raise ValueError("a list of priority names must name at least one")
+    for name in names:
+        if not isinstance(name, str | dict) or (isinstance(name, str) and not name.strip()):
+            raise ValueError(
+                "must be the platform's priority name, a list of names, or a mapping of its fields "
+                f"(got {value!r})"
+            )
     return value
 
 

@@ -39,7 +39,9 @@ _TICKET = {
 }
 _EVENT = {"kind": STRING, "actor": {**_PERSON, "is_requester": BOOL}, "changed": LIST, "changes": MAP}
 _COMMENT = {"id": STRING, "text": STRING, "public": BOOL, "by_requester": BOOL, "author": _PERSON}
-_DECISION = {"priority": STRING, "impact": STRING, "urgency": STRING}
+# priority_from: "matrix" (impact × urgency and raises), "rule" (a rule's `priority:`), "person" (a
+# priority a person set, kept by raise_only) or "platform" (what the ticket showed, kept).
+_DECISION = {"priority": STRING, "impact": STRING, "urgency": STRING, "priority_from": STRING}
 # On time events: the clock that fired (connector.model.SlaSignal); zero values on every other event.
 _SLA = {
     "metric": STRING,

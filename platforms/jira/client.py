@@ -57,7 +57,10 @@ class JiraClient:
         `plan.group` is ignored: Jira has no native group assignment (no CAP_GROUP);
         a tier that needs a team field maps to a custom field in `plan.fields` instead.
         """
-        issue_url = f"{self.settings.url}/rest/api/2/issue/{quote(plan.ticket.key, safe='')}"
+        # The key, or the id when the event named the issue by id only (Server's bare comment event).
+        issue_url = (
+            f"{self.settings.url}/rest/api/2/issue/{quote(plan.ticket.key or plan.ticket.id, safe='')}"
+        )
         note = plan.note
         note_as_internal_comment = note is not None and note.internal and self.settings.notes == "internal"
 
@@ -65,8 +68,10 @@ class JiraClient:
         if plan.priority is not None:
             fields["priority"] = {"name": plan.priority}
         if plan.assignee is not None:
-            # accountId, never name/key: Cloud ignores or rejects usernames.
-            fields["assignee"] = {"accountId": plan.assignee}
+            # Cloud: accountId, never name/key (Cloud ignores or rejects usernames). Server / Data
+            # Center has no accountIds: its REST API assigns by username.
+            who = "name" if self.settings.deployment == "server" else "accountId"
+            fields["assignee"] = {who: plan.assignee}
 
         update: dict[str, list[dict[str, Any]]] = {}
         label_ops = [{"add": label} for label in sorted(plan.labels_add)]
@@ -118,12 +123,13 @@ class JiraClient:
             raise PlatformError(f"Jira answered GET {url} with an unreadable issue: {exc}") from exc
 
     def whoami(self) -> Identity:
-        """GET /rest/api/2/myself: the account the API token belongs to."""
+        """GET /rest/api/2/myself: the account the API token belongs to (Server: its username)."""
         url = f"{self.settings.url}/rest/api/2/myself"
         body = json_object(self._call("GET", url, None)) or {}
-        if not isinstance(body.get("accountId"), str):
-            raise PlatformError(f"Jira answered GET {url} without an accountId")
-        return Identity(body["accountId"], str(body.get("displayName") or ""))
+        key = "name" if self.settings.deployment == "server" else "accountId"
+        if not isinstance(body.get(key), str):
+            raise PlatformError(f"Jira answered GET {url} without an {key}")
+        return Identity(body[key], str(body.get("displayName") or ""))
 
     def _call(self, method: str, url: str, data: str | None) -> requests.Response:
         if not self.settings.can_write:

@@ -19,7 +19,7 @@ from connector.model import (
 )
 from platforms.base import Delivery, ui_url
 from platforms.errors import PayloadError
-from platforms.jira.webhook import HANDLED_EVENTS, issue_id
+from platforms.jira.webhook import event_kind, issue_id
 
 PLATFORM = "jira"
 
@@ -55,39 +55,52 @@ _JSM_PUBLIC = "jsdPublic"
 
 
 def normalise(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
-    """The canonical event for one handled Jira webhook; PayloadError on a wrong shape."""
+    """The canonical event for one handled Jira webhook; PayloadError on a wrong shape.
+
+    Optional values that cannot be read (a timestamp, a date) are left out with a note in
+    `TicketEvent.notes`; only what the decision cannot do without raises PayloadError.
+    """
     if not isinstance(payload, Mapping):
         raise PayloadError("Jira payload is not a JSON object")
-    event_type = payload.get("webhookEvent")
-    kind = HANDLED_EVENTS.get(event_type) if isinstance(event_type, str) else None
+    kind = event_kind(payload)
     if kind is None:
-        raise PayloadError(f"Jira event {event_type!r} is not one we normalise")
-    ticket = ticket_from_issue(payload.get("issue"))
+        raise PayloadError(f"Jira event {payload.get('webhookEvent')!r} is not one we normalise")
+    notes: list[str] = []
+    partial = payload.get("issue") is None and kind is EventKind.COMMENT_ADDED
+    if partial:
+        # Jira Server / Data Center: `comment_created` carries the comment only.
+        ticket = Ticket(ref=TicketRef(PLATFORM, issue_id(payload), ""))
+    else:
+        ticket = ticket_from_issue(payload.get("issue"), notes)
+    changes = changes_from_changelog(payload.get("changelog"))
     if kind is EventKind.COMMENT_ADDED:
-        comment = _comment(payload.get("comment"), ticket.requester)
+        comment: Comment | None = _comment(payload.get("comment"), ticket.requester)
+        assert comment is not None
         actor: Person | None = comment.author
-        changes: tuple[Change, ...] = ()
     else:
         comment = None
         actor = person(payload.get("user"))
-        changes = changes_from_changelog(payload.get("changelog"))
     return TicketEvent(
         kind=kind,
         ticket=ticket,
         actor=actor,
         changes=changes,
         comment=comment,
-        occurred_at=_epoch_ms(payload.get("timestamp")),
+        occurred_at=_optional(notes, _epoch_ms, payload.get("timestamp")),
         delivery_id=delivery.delivery_id,
+        ticket_partial=partial,
+        notes=tuple(notes),
     )
 
 
-def ticket_from_issue(issue: Any) -> Ticket:
-    """A ticket snapshot from a webhook's `issue` object.
+def ticket_from_issue(issue: Any, notes: list[str] | None = None) -> Ticket:
+    """A ticket snapshot from a webhook's `issue` object (or a GET of the issue).
 
     Comment events carry a trimmed issue (summary, type, project, assignee, priority,
-    status): what is absent stays empty here rather than guessed.
+    status): what is absent stays empty here rather than guessed. Unreadable dates are
+    skipped with a note in `notes`.
     """
+    notes = notes if notes is not None else []
     if not isinstance(issue, Mapping):
         raise PayloadError("Jira payload has no 'issue' object")
     ident = issue_id({"issue": issue})
@@ -101,6 +114,7 @@ def ticket_from_issue(issue: Any) -> Ticket:
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise PayloadError("Jira payload: 'issue.fields.labels' is not a list of strings")
     reporter = fields.get("reporter")
+    requester = _requester(reporter)
     return Ticket(
         ref=TicketRef(PLATFORM, ident, key, browse_url(issue.get("self"), key)),
         title=_text(fields.get("summary")),
@@ -109,11 +123,42 @@ def ticket_from_issue(issue: Any) -> Ticket:
         platform_priority=_name(fields.get("priority")),
         labels=frozenset(labels),
         assignee=account_id(fields.get("assignee")),
-        requester=_requester(reporter),
+        requester=requester,
         fields={name: value for name, value in fields.items() if name.startswith("customfield_")},
-        created_at=parse_datetime(fields.get("created"), "issue.fields.created"),
-        updated_at=parse_datetime(fields.get("updated"), "issue.fields.updated"),
+        created_at=_optional(notes, parse_datetime, fields.get("created"), "issue.fields.created"),
+        updated_at=_optional(notes, parse_datetime, fields.get("updated"), "issue.fields.updated"),
+        first_reply_at=first_reply_at(fields.get("comment"), requester, notes),
     )
+
+
+def first_reply_at(comments: Any, requester: Requester | None, notes: list[str]) -> datetime | None:
+    """The earliest public comment in `fields.comment.comments` not written by the requester.
+
+    Jira lists an issue's comments (the first page of them) in the issue's `comment` field; a
+    ticket first seen after an agent answered has had its first response.
+    """
+    if not isinstance(comments, Mapping) or not isinstance(comments.get("comments"), list):
+        return None
+    earliest: datetime | None = None
+    for entry in comments["comments"]:
+        if not isinstance(entry, Mapping) or entry.get(_JSM_PUBLIC) is False:
+            continue
+        author = account_id(entry.get("author"))
+        if author is None or (requester is not None and author == requester.id):
+            continue
+        at = _optional(notes, parse_datetime, entry.get("created"), "issue.fields.comment.comments[].created")
+        if at is not None and (earliest is None or at < earliest):
+            earliest = at
+    return earliest
+
+
+def _optional(notes: list[str], read: Any, value: Any, *args: Any) -> Any:
+    """`read(value, *args)`, or None with a note when the value is there but unreadable."""
+    try:
+        return read(value, *args)
+    except PayloadError as exc:
+        notes.append(f"skipped: {exc}")
+        return None
 
 
 def browse_url(issue_self: Any, key: str) -> str | None:
@@ -213,10 +258,11 @@ def _adf_text(node: Any) -> str:
 
 
 def account_id(user: Any) -> str | None:
-    """A user's accountId; the older `key`/`name` when the payload predates accountIds."""
+    """A user's accountId (Cloud); on Server / Data Center, which has none, the username (`name`,
+    what its REST API takes to assign an issue), else the user `key`."""
     if not isinstance(user, Mapping):
         return None
-    for key in ("accountId", "key", "name"):
+    for key in ("accountId", "name", "key"):
         value = user.get(key)
         if isinstance(value, str) and value:
             return value
@@ -258,7 +304,10 @@ def _epoch_ms(value: Any) -> datetime | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError("Jira payload: 'timestamp' is not epoch milliseconds")
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise PayloadError(f"Jira payload: 'timestamp' {value!r} is not a time") from exc
 
 
 def _name(value: Any) -> str | None:

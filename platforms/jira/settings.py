@@ -28,6 +28,9 @@ class Settings(BaseModel):
     # "internal": JSM internal comment, one extra POST after the edit.
     # "comment": a plain comment inside the edit itself (projects without JSM).
     notes: Literal["internal", "comment"] = "internal"
+    # "server": Jira Server / Data Center, where people are identified by username (`name`), not
+    # accountId: `account_id` is then the bot's username, and assignees are written by name.
+    deployment: Literal["cloud", "server"] = "cloud"
     timeout: float = Field(default=15.0, gt=0, description="seconds per request")
 
     @field_validator("url")

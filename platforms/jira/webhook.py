@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from connector.model import EventKind
 from platforms.base import Delivery, header
@@ -23,6 +24,9 @@ HANDLED_EVENTS: dict[str, EventKind] = {
     "jira:issue_updated": EventKind.TICKET_UPDATED,
     "comment_created": EventKind.COMMENT_ADDED,
 }
+# The `issue_event_type_name` of a `jira:issue_updated` that reports a new comment. Jira Server /
+# Data Center (and Cloud) send it with the comment at the top level of the body, beside `issue`.
+ISSUE_COMMENTED = "issue_commented"
 # … and the ones a Jira admin webhook may also send that we knowingly ignore. Anything
 # in neither list is ignored as well (answered 200 so Jira does not retry it), but is
 # unexpected: the webhook was registered for more events than we asked for.
@@ -39,6 +43,9 @@ IGNORED_EVENTS: tuple[str, ...] = (
     "attachment_deleted",
 )
 
+# A comment's REST URL names its issue: …/rest/api/2/issue/10013/comment/10082 (Server's
+# `comment_created` has no `issue` object, only this).
+_COMMENT_SELF = re.compile(r"/rest/api/[^/]+/issue/(?P<issue>[^/]+)/comment/[^/]+/?\Z")
 _SIGNATURE = re.compile(r"(?P<scheme>[A-Za-z0-9]+)=(?P<digest>.*)", re.DOTALL)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -79,6 +86,33 @@ def identify(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery
     return Delivery(delivery_id, event_type, issue_id(payload))
 
 
+def event_kind(payload: Mapping[str, Any]) -> EventKind | None:
+    """What a delivery means canonically; None for an event type we do not evaluate.
+
+    A `jira:issue_updated` that carries a new comment is `comment.added`: its
+    `issue_event_type_name` says `issue_commented`, or (old Server bodies, which have no
+    event type name) it carries a comment that was never edited. An edited or deleted comment
+    stays a `ticket.updated`: it is not a new reply.
+    """
+    event_type = payload.get("webhookEvent")
+    kind = HANDLED_EVENTS.get(event_type) if isinstance(event_type, str) else None
+    if kind is EventKind.TICKET_UPDATED and carries_new_comment(payload):
+        return EventKind.COMMENT_ADDED
+    return kind
+
+
+def carries_new_comment(payload: Mapping[str, Any]) -> bool:
+    """True when an issue_updated body reports a new comment (see `event_kind`)."""
+    comment = payload.get("comment")
+    if not isinstance(comment, Mapping):
+        return False
+    name = payload.get("issue_event_type_name")
+    if name is None:
+        created, updated = comment.get("created"), comment.get("updated")
+        return created is None or updated is None or created == updated
+    return name == ISSUE_COMMENTED
+
+
 def payload_digest(payload: Mapping[str, Any]) -> str:
     """A delivery id for a payload that came without Jira's identifier header.
 
@@ -93,14 +127,27 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
 
 
 def issue_id(payload: Mapping[str, Any]) -> str:
-    """`issue.id` as a string; PayloadError when a handled event lacks it."""
+    """`issue.id` as a string (Server's bare comment events: the id in `comment.self`); PayloadError
+    when a handled event names no issue."""
     issue = payload.get("issue")
+    if issue is None:
+        from_comment = comment_issue_id(payload.get("comment"))
+        if from_comment is not None:
+            return from_comment
     if not isinstance(issue, Mapping):
-        raise PayloadError("Jira payload has no 'issue' object")
+        raise PayloadError("Jira payload has no 'issue' object (nor a 'comment.self' naming one)")
     value = issue.get("id")
     if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
         raise PayloadError("Jira payload: 'issue.id' missing")
     return str(value)
+
+
+def comment_issue_id(comment: Any) -> str | None:
+    """The issue id in a comment's REST `self` URL; None when there is none."""
+    if not isinstance(comment, Mapping) or not isinstance(comment.get("self"), str):
+        return None
+    match = _COMMENT_SELF.search(urlsplit(comment["self"]).path)
+    return match["issue"] if match else None
 
 
 def _optional_issue_id(payload: Mapping[str, Any]) -> str | None:

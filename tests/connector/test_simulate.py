@@ -83,7 +83,7 @@ def test_a_ticket_already_at_the_tier_asks_for_less(capsys):
     "platform, fixture, method",
     [
         ("zendesk", "ticket.created__trigger_outage", "PUT"),
-        ("servicenow", "incident_inserted__basic", "PATCH"),
+        ("servicenow", "incident_updated__tagged", "PATCH"),
     ],
 )
 def test_the_other_platforms_from_their_own_payloads(capsys, platform, fixture, method):

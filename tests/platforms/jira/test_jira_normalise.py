@@ -260,8 +260,6 @@ def test_browse_url_keeps_a_data_center_context_path():
         (lambda p: p["issue"].pop("key"), "'issue.key' missing"),
         (lambda p: p["issue"].pop("fields"), "'issue.fields' missing"),
         (lambda p: p["issue"]["fields"].__setitem__("labels", "outage"), "labels"),
-        (lambda p: p["issue"]["fields"].__setitem__("created", "yesterday"), "'issue.fields.created'"),
-        (lambda p: p.__setitem__("timestamp", "now"), "'timestamp'"),
         (lambda p: p["changelog"].__setitem__("items", {}), "'changelog.items'"),
     ],
 )
@@ -271,6 +269,26 @@ def test_wrong_shapes_are_payload_errors(mutate, message):
     mutate(payload)
     with pytest.raises(PayloadError, match=message):
         provider.normalise(payload, delivery)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "skipped"),
+    [
+        (lambda p: p["issue"]["fields"].__setitem__("created", "yesterday"), "'issue.fields.created'"),
+        (lambda p: p["issue"]["fields"].__setitem__("updated", 17), "'issue.fields.updated'"),
+        (lambda p: p.__setitem__("timestamp", "now"), "'timestamp'"),
+        (lambda p: p.__setitem__("timestamp", 10**30), "'timestamp'"),
+    ],
+)
+def test_an_unreadable_optional_value_is_skipped_with_a_note(mutate, skipped):
+    payload = load_fixture("jira", "issue_created__basic")
+    delivery = provider.identify({}, payload)
+    mutate(payload)
+    event = provider.normalise(payload, delivery)
+
+    (note,) = event.notes
+    assert note.startswith("skipped: ") and skipped in note
+    assert event.ticket.ref.key == payload["issue"]["key"]  # the rest is read as usual
 
 
 def test_comment_event_without_comment_is_a_payload_error():
