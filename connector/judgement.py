@@ -17,6 +17,7 @@ from connector.plan import labels_from_field, make_plan
 from connector.store.tickets import StoredTicket
 from platforms.base import CAP_LABELS
 from policies import PlatformMapping, Policy, evaluate, sla
+from policies.scope import out_of_scope
 from policies.sla import SlaState
 
 
@@ -27,6 +28,7 @@ class Judgement:
     state: TicketState  # the ticket's memory after the decision (tier, pinned priority)
     clocks: SlaState  # its SLA clocks after the event
     plan: Plan  # the changes the platform does not show yet; empty when there is nothing to do
+    out_of_scope: str | None = None  # why the policy does not govern the ticket (nothing decided, no clocks)
 
 
 def judge(
@@ -39,6 +41,12 @@ def judge(
 ) -> Judgement:
     event = enrich(event, mapping, stored.requester_id, capabilities)
     state = stored.state
+    why_not = out_of_scope(policy, event)
+    if why_not is not None:
+        # Not governed: nothing is decided or written, and any clocks it had stop (timers cancelled).
+        tier = state.tier or mapping.tier_of(event.ticket) or policy.tiers[0]
+        kept = Decision(event.ticket.priority, event.ticket.priority, why_not, tier, tier, reasons=(why_not,))
+        return Judgement(event, kept, state, SlaState(), Plan(event.ticket.ref), why_not)
     if state.tier is None:
         state = dataclasses.replace(state, tier=mapping.tier_of(event.ticket))
     if person_set_priority(event) and not state.priority_pinned:

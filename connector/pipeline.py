@@ -236,6 +236,9 @@ class _Conflict:
 def _decide(rt, installation, item, client, capabilities, mapping, stored, event) -> Outcome | _Conflict:
     verdict = judge(rt.policy.current, mapping, capabilities, stored, event, rt.clock())
     event, plan = verdict.event, verdict.plan
+    if verdict.out_of_scope is not None:
+        return Outcome("out_of_scope", detail=verdict.out_of_scope, event=event, decision=verdict.decision,
+                       state=verdict.state, snapshot=event.ticket, sla=verdict.clocks)  # fmt: skip
     done = Outcome(
         "no_change", event=event, decision=verdict.decision, state=verdict.state, snapshot=event.ticket,
         sla=verdict.clocks,
@@ -344,7 +347,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     remember = (
         result.state is not None
         and event is not None
-        and result.outcome in ("applied", "no_change", "dry_run")
+        and result.outcome in ("applied", "no_change", "dry_run", "out_of_scope")
     )
     if remember:
         clocks = result.sla or SlaState.from_json(None)

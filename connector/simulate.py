@@ -54,6 +54,11 @@ class Simulation:
     requests: tuple[OutboundRequest, ...]
     timers: tuple[Timer, ...]
     placeholder_url: bool  # the platform is not configured: URLs use a placeholder base
+    at: datetime | None = None  # the instant simulated: a timer due by then is already overdue
+
+    def overdue(self, timer: Timer) -> bool:
+        """True when `timer` would fire on the worker's next tick (its due instant has passed)."""
+        return self.at is not None and timer.due <= self.at
 
 
 def simulate(
@@ -94,6 +99,7 @@ def simulate(
         requests,
         sla.timers(policy, verdict.clocks),
         placeholder,
+        now,
     )
 
 
@@ -109,6 +115,7 @@ def as_json(sim: Simulation) -> dict[str, Any]:
     return {
         **out,
         "ticket": {"id": ticket.ref.id, "key": ticket.ref.key, "title": ticket.title},
+        "out_of_scope": sim.judgement.out_of_scope,
         "rules": list(decision.rules),
         "reasons": list(decision.reasons),
         "priority": {
@@ -125,6 +132,7 @@ def as_json(sim: Simulation) -> dict[str, Any]:
                 "due": t.due.isoformat(),
                 "target_seconds": t.target.total_seconds(),
                 "calendar": t.calendar,
+                "overdue": sim.overdue(t),
             }
             for t in sim.timers
         ],
@@ -156,6 +164,13 @@ def as_text(sim: Simulation) -> str:
             if request.json is not None:
                 body = json.dumps(request.json, indent=2, ensure_ascii=False, sort_keys=True)
                 lines += [f"    {line}" for line in body.splitlines()]
-    lines.append(f"timers:   {len(sim.timers) or 'none'}")
-    lines += [f"  {t['key']} due {t['due']} ({t['calendar']})" for t in data["timers"]]
+    overdue = sum(t["overdue"] for t in data["timers"])
+    late = f" ({overdue} already overdue: they fire on the next tick)" if overdue else ""
+    lines.append(f"timers:   {len(sim.timers) or 'none'}{late}")
+    lines += [
+        f"  {t['key']} due {t['due']} ({t['calendar']})" + ("  OVERDUE" if t["overdue"] else "")
+        for t in data["timers"]
+    ]
+    if sim.judgement.out_of_scope:
+        lines.append(f"scope:    out of scope: {sim.judgement.out_of_scope}")
     return "\n".join(lines)

@@ -61,6 +61,7 @@ def build_sla(b: Builder, raw: Any) -> SlaPolicy | None:
         targets=MappingProxyType(targets),
         warn_at=warn_at,
         pause_when=pause_when,
+        start=spec.start,
     )
 
 
@@ -355,6 +356,11 @@ def _hours(minutes: int) -> str:
 
 
 # --- clock conditions ---------------------------------------------------------------------------------
+
+
+def ticket_condition(b: Builder, source: str, loc: Loc, where: str) -> Condition | None:
+    """A condition on the ticket alone (its state, not one event): SLA clock conditions and `scope`."""
+    return _clock_condition(b, source, loc, where)
 
 
 def _clock_condition(b: Builder, source: str, loc: Loc, where: str) -> Condition | None:

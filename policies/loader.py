@@ -11,7 +11,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from .build import Builder
 from .build_platforms import build_platforms, warn_labels_without_field
-from .build_sla import build_sla, warn_unreachable_time_rules
+from .build_sla import build_sla, ticket_condition, warn_unreachable_time_rules
 from .policy import NEXT_TIER, Policy
 from .problems import PolicyError, Problem, errors
 from .schema import PolicyHead
@@ -92,6 +92,13 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
     }
     rules = b.build_rules(data["rules"], note_sample) if isinstance(data.get("rules"), list) else ()
     platforms = build_platforms(b, _mapping(data.get("platforms")))
+    scope = None
+    if data.get("scope") is not None:
+        scope = (
+            ticket_condition(b, data["scope"], ("scope",), "scope")
+            if isinstance(data["scope"], str)
+            else None
+        )
     sla = build_sla(b, data["sla"]) if data.get("sla") is not None else None
     if sla is not None or data.get("sla") is None:  # a broken section has its own problems
         warn_unreachable_time_rules(b, data.get("rules"), sla)
@@ -114,6 +121,7 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
         description=data.get("description") or "",
         warnings=tuple(found),
         sla=sla,
+        scope=scope,
     )
     return policy, found
 

@@ -23,6 +23,8 @@ MODES = ("raise_only", "enforce")
 NEXT_TIER = "next"
 # The SLA clocks, in the order timers are listed. update_every has no warnings and no breach: it reminds.
 METRICS = ("first_response", "next_response", "update_every", "resolution")
+# When a ticket's clocks start: when Escalator first sees it (default), or at its creation.
+START_FIRST_SEEN, START_CREATED = "first_seen", "created"
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class SlaPolicy:
     targets: Mapping[Priority, Mapping[str, SlaTarget]]
     warn_at: tuple[int, ...] = ()
     pause_when: Condition | None = None
+    start: str = START_FIRST_SEEN
 
     def target(self, priority: Priority | None, metric: str) -> SlaTarget | None:
         """The target of `metric` for `priority`; None when that priority has none."""
@@ -139,6 +142,7 @@ class Policy:
     description: str = ""
     warnings: tuple[Problem, ...] = ()  # what `policy check` warns about; the policy loads anyway
     sla: SlaPolicy | None = None  # None: the file has no `sla` section (no clocks, no timers)
+    scope: Condition | None = None  # None: every ticket is governed
 
     def summary(self) -> str:
         """One line for logs and `policy check`: name, version, sizes, platforms, SLA calendars."""

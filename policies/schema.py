@@ -213,6 +213,7 @@ class SlaSpec(Strict):
     targets: dict[str, Any] = Field(min_length=1)
     warn_at: Annotated[Any, BeforeValidator(lambda v: v if isinstance(v, list) or v is None else [v])] = None
     pause_when: NonEmptyStr | None = None
+    start: Literal["first_seen", "created"] = "first_seen"
 
 
 class PolicyHead(Strict):
@@ -227,3 +228,6 @@ class PolicyHead(Strict):
     rules: list[Any] = Field(default_factory=list)
     platforms: dict[str, Any] = Field(default_factory=dict)
     sla: Any = None
+    # Which tickets the policy governs at all (a CEL condition on the ticket); the rest are audited
+    # as out of scope and never written.
+    scope: NonEmptyStr | None = None

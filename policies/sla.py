@@ -5,7 +5,11 @@ ticket was paused. Targets come from the policy each time timers are computed, s
 new policy) re-targets every running clock from its own start, as the platforms do: a P3 raised to P1 is
 measured against the P1 target from the ticket's start, and may be breached at once.
 
-Clocks (all start at the ticket's start, `Ticket.created_at` when known, else the first event seen):
+Clocks all start at the ticket's start: the moment Escalator first saw the ticket (its first event), or,
+with `sla.start: created`, the ticket's creation (`Ticket.created_at`, when the payload gives it). A ticket
+first seen years after it was opened is measured from go-live, not from its birth. A public reply by
+someone other than the requester that the first payload already shows (`Ticket.first_reply_at`) has
+given the first response.
 - `first_response` stops at the first public comment not written by the requester.
 - `next_response` starts at a requester comment once the first response was given (a later requester
   comment keeps the earlier start) and stops at the next public agent reply.
@@ -28,7 +32,7 @@ import cel
 from connector.model import EventKind, Priority, Status, TicketEvent
 
 from .calendars import Pause, due_at, utc
-from .policy import METRICS, Policy, SlaPolicy
+from .policy import METRICS, START_CREATED, Policy, SlaPolicy
 from .variables import ticket_variables
 
 __all__ = ["METRICS", "Clock", "SlaState", "Timer", "advance", "current_timer", "timers"]
@@ -156,11 +160,16 @@ def advance(
     ticket = event.ticket
     before = state
     if state.started_at is None:
-        start = min(utc(ticket.created_at), at) if ticket.created_at is not None else at
+        start = at
+        if sla.start == START_CREATED and ticket.created_at is not None:
+            start = min(utc(ticket.created_at), at)
+        first = Clock(start)
+        if ticket.first_reply_at is not None:  # answered before Escalator saw it
+            first = replace(first, stopped_at=max(start, min(utc(ticket.first_reply_at), at)))
         state = SlaState(
             started_at=start,
             clocks=MappingProxyType(
-                {m: Clock(start) for m in ("first_response", "update_every", "resolution")}
+                {"first_response": first, "update_every": Clock(start), "resolution": Clock(start)}
             ),
         )
     clocks = dict(state.clocks)

@@ -35,6 +35,7 @@ _TICKET = {
     "assignee": STRING,
     "group": STRING,
     "tier": STRING,
+    "created": STRING,
     "requester": _REQUESTER,
 }
 _EVENT = {"kind": STRING, "actor": {**_PERSON, "is_requester": BOOL}, "changed": LIST, "changes": MAP}
@@ -125,6 +126,7 @@ def ticket_variables(
         "assignee": t.assignee or "",
         "group": t.group or "",
         "tier": tier,
+        "created": _iso(t.created_at) if t.created_at is not None else "",
         "requester": {
             "id": r.id if r else "",
             "name": r.name if r else "",

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, update
 from connector.store.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
-OUTCOMES = ("applied", "dry_run", "no_change", "echo", "ignored", "failed", "retrying")
+OUTCOMES = ("applied", "dry_run", "no_change", "echo", "ignored", "failed", "retrying", "out_of_scope")
 
 
 def canonical_json(value: Any) -> str:

@@ -7,7 +7,9 @@ snapshot + `event` change), and the REST ticket object that `ZendeskClient.fetch
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from connector.model import (
@@ -89,6 +91,8 @@ def _from_trigger(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent
         # The trigger's condition ("Priority changed") is the only witness; placeholders
         # cannot show the value before the change.
         changes = (Change("priority", None, ticket.platform_priority),)
+    if kind is not EventKind.TICKET_CREATED and comment is None:
+        ticket = dataclasses.replace(ticket, first_reply_at=_answered_by(payload.get("comment"), ticket))
     return TicketEvent(
         kind=kind,
         ticket=ticket,
@@ -98,6 +102,19 @@ def _from_trigger(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent
         occurred_at=ticket.updated_at,
         delivery_id=delivery.delivery_id,
     )
+
+
+def _answered_by(value: Any, ticket: Ticket) -> datetime | None:
+    """A ticket update whose latest comment is a public one by someone other than the requester has
+    been answered (by then: the update's instant). A ticket Escalator first sees that way has had its
+    first response. The placeholder is optional: an empty or unreadable one shows no reply."""
+    try:
+        latest = _trigger_comment(value, ticket.requester) if value is not None else None
+    except PayloadError:
+        return None
+    if latest is None or not latest.public or latest.by_requester or ticket.requester is None:
+        return None
+    return ticket.updated_at
 
 
 def _trigger_requester(value: Any) -> Requester | None:

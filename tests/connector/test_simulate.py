@@ -141,3 +141,21 @@ def test_a_broken_policy_to_try_is_refused_with_file_and_line(capsys, tmp_path):
     )
     assert status == 2 and out == ""
     assert "the policy does not load" in err and f"{broken}:" in err and "surprise" in err
+
+
+def test_simulate_says_which_timers_would_already_be_overdue(capsys, tmp_path):
+    body = json.loads(fixture_path("jira", "issue_created__outage").read_text(encoding="utf-8"))
+    body["timestamp"] = int(datetime.fromisoformat(AT).timestamp() * 1000)  # sent at AT …
+    body["issue"]["fields"]["created"] = "2019-03-14T10:00:00.000+0000"  # … about a ticket from 2019
+    (tmp_path / "old.json").write_text(json.dumps(body), encoding="utf-8")
+    payload = str(tmp_path / "old.json")
+    status, out, _ = run(capsys, "jira", payload, "--at", AT, "--format", "json")
+    assert status == 0 and [t["overdue"] for t in json.loads(out)["timers"]] == [False] * 5  # from first seen
+
+    text = EXAMPLE_POLICY.read_text(encoding="utf-8").replace(
+        "  warn_at: 75%", "  start: created\n  warn_at: 75%"
+    )
+    (tmp_path / "created.yaml").write_text(text, encoding="utf-8")
+    status, out, _ = run(capsys, "jira", payload, "--at", AT, "--policy", str(tmp_path / "created.yaml"))
+    assert status == 0 and "already overdue: they fire on the next tick" in out
+    assert "first_response:sla.breached:100 due" in out and "OVERDUE" in out

@@ -128,7 +128,7 @@ def test_unknown_ticket_field(tmp_path: Path) -> None:
     p = only(tmp_path, text)
     assert p.line == line(text, "ticket.foo")
     assert p.message.startswith(
-        "rule 'r': ticket has no field 'foo' (known: assignee, fields, group, id, key,"
+        "rule 'r': ticket has no field 'foo' (known: assignee, created, fields, group, id, key,"
     )
 
 

@@ -23,8 +23,9 @@ from connector.model import (
 )
 from policies import Policy, load_policy
 from policies.sla import METRICS, SlaState, Timer, advance, current_timer, timers
-from tests.policies.policy_helpers import REQUESTER, event, policy_source, write_policy
+from tests.policies.policy_helpers import EXAMPLE, REQUESTER, event, policy_source, write_policy
 
+EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
 H = timedelta(hours=1)
 MON = datetime(2026, 5, 4, 6, tzinfo=UTC)  # Monday 08:00 CEST: the emea office opens
 AGENT = Person(id="agent-7", name="Agent Seven")
@@ -77,12 +78,32 @@ def test_created_p3_arms_warning_and_breach_timers(example: Policy) -> None:
     assert first == Timer("first_response", EventKind.SLA_WARNING, 75, utc(2026, 5, 4, 9), 4 * H, "emea")
 
 
-def test_the_clock_starts_at_the_tickets_creation(example: Policy) -> None:
+def test_the_clock_starts_when_the_ticket_is_first_seen(example: Policy) -> None:
     later = advance(example, SlaState(), at(MON + 2 * H), Priority.P3, MON + 2 * H)
-    assert later.started_at == MON  # first seen two hours after it was created
+    assert later.started_at == MON + 2 * H  # first seen two hours after it was created: from then
     e = at(MON)
     unknown = dataclasses.replace(e, ticket=dataclasses.replace(e.ticket, created_at=None))
     assert advance(example, SlaState(), unknown, Priority.P3, MON + H).started_at == MON
+
+
+def test_with_start_created_the_clock_starts_at_the_tickets_creation(example: Policy, tmp_path) -> None:
+    text = EXAMPLE_TEXT.replace("  warn_at: 75%", "  start: created\n  warn_at: 75%")
+    policy = load_policy(write_policy(tmp_path, text))
+    later = advance(policy, SlaState(), at(MON + 2 * H), Priority.P3, MON + 2 * H)
+    assert later.started_at == MON
+    e = at(MON + H)
+    unknown = dataclasses.replace(e, ticket=dataclasses.replace(e.ticket, created_at=None))
+    assert (
+        advance(policy, SlaState(), unknown, Priority.P3, MON + H).started_at == MON + H
+    )  # no date: first seen
+
+
+def test_a_reply_the_first_payload_shows_has_given_the_first_response(example: Policy) -> None:
+    e = at(MON + 2 * H)
+    answered = dataclasses.replace(e, ticket=dataclasses.replace(e.ticket, first_reply_at=MON + H))
+    state = advance(example, SlaState(), answered, Priority.P3, MON + 2 * H)
+    assert state.clocks["first_response"].stopped_at == MON + 2 * H  # answered before Escalator saw it
+    assert "first_response:sla.breached:100" not in dict(table(example, state))
 
 
 def test_raised_to_p1_is_retargeted_from_the_start(example: Policy) -> None:

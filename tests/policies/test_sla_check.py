@@ -139,8 +139,8 @@ def test_hours_around_the_clock_with_holidays(tmp_path: Path) -> None:
          "sla.pick_calendar[0]: 'event' is not available here: SLA clocks follow the ticket's state, not one "
          "event"),
         ("ticket.requester.region ==", "ticket.tier ==", "ticket.tier",
-         "sla.pick_calendar[0]: ticket has no field 'tier' (known: assignee, fields, group, id, key, labels, "
-         "platform, priority, requester, status, title, url)"),
+         "sla.pick_calendar[0]: ticket has no field 'tier' (known: assignee, created, fields, group, id, "
+         "key, labels, platform, priority, requester, status, title, url)"),
         ("    P3: {first_response: 4h", "    P5: {first_response: 4h", "P5",
          "sla.targets: unknown priority 'P5' (P1, P2, P3, P4)"),
         ("first_response: 15m", "first_response: 15 minutes", "15 minutes",
@@ -165,8 +165,8 @@ def test_hours_around_the_clock_with_holidays(tmp_path: Path) -> None:
         ("warn_at: [50%, 75%]", "warn_at: [50%, 150%]", "150%",
          "sla.warn_at: must be between 1% and 99% (got '150%'; 100% is the breach itself)"),
         ("ticket.status in", "ticket.statuz in", "statuz",
-         "sla.pause_when: ticket has no field 'statuz' (known: assignee, fields, group, id, key, labels, "
-         "platform, priority, requester, status, title, url)"),
+         "sla.pause_when: ticket has no field 'statuz' (known: assignee, created, fields, group, id, key, "
+         "labels, platform, priority, requester, status, title, url)"),
     ],
 )  # fmt: skip
 def test_pick_and_target_problems(tmp_path: Path, old: str, new: str, marker: str, message: str) -> None:
