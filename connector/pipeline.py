@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from connector import audit, retarget
 from connector.codec import after_plan
 from connector.judgement import judge
+from connector.minimise import mask_personal_data
 from connector.model import (
     Decision,
     EventKind,
@@ -367,11 +368,12 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
             retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
+        error = mask_personal_data(result.detail) or None
         if result.outcome == "retrying":
-            inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=result.detail)
+            inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "")
         else:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
-            inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=result.detail or None)
+            inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error)
 
 
 def _database_unavailable(rt: Runtime, exc: BaseException) -> bool:
@@ -406,6 +408,7 @@ def describe_error(exc: BaseException, limit: int = 300) -> str:
 def record_failure(rt: Runtime, item: InboxItem, detail: str) -> None:
     """Close `item` as failed with `detail`: with an audit record when the store takes one, else
     the inbox row alone. Nothing of the event is stored, so nothing in it can be refused again."""
+    detail = mask_personal_data(detail) or detail
     bare = Outcome("failed", detail=detail)
     try:
         record = audit_record(rt, item, bare)
@@ -473,7 +476,7 @@ def audit_record(rt: Runtime, item: InboxItem, result: Outcome) -> dict[str, Any
         "actions_applied": [{**_request_summary(s.request), "status": s.status} for s in result.sent],
         "outcome": result.outcome,
         "dry_run": result.outcome == "dry_run",
-        "detail": result.detail or None,
+        "detail": mask_personal_data(result.detail) or None,  # platforms' messages quote people
     }
     if event is not None and event.notes:
         record["reader_notes"] = list(event.notes)  # optional values the reader skipped
