@@ -7,6 +7,7 @@ from flask import Flask, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+import console
 from connector.runtime import Runtime
 from connector.store import inbox, timers
 from webhooks.receiver import mount as mount_webhooks
@@ -16,6 +17,7 @@ def create_app(rt: Runtime) -> Flask:
     app = Flask("escalator")
     app.extensions["escalator"] = rt
     mount_webhooks(app, rt)
+    console.register(app, rt)
 
     @app.get("/healthz")
     def healthz():

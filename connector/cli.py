@@ -25,6 +25,7 @@ from connector.cli_common import (
 )
 from connector.config import ConfigError
 from connector.version import VERSION
+from console import cli as console_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"escalator {VERSION}")
     sub = parser.add_subparsers(metavar="COMMAND", title="commands")
     cli_serve.add_commands(sub)
+    console_cli.add_commands(sub)
 
     policy = group(sub, "policy", "work with policy files")
     check = command(

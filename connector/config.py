@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from console.settings import ConsoleConfig
 from platforms.registry import PLATFORMS
 from policies.source import LineOf, line_finder, parse_yaml  # one YAML reader for policy and config
 
@@ -95,6 +96,7 @@ class Config(_Strict):
     worker: WorkerConfig = WorkerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
+    console: ConsoleConfig = ConsoleConfig()
 
     def platform(self, key: str) -> Any | None:
         """The settings of one platform, or None when it is not configured."""

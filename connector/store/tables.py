@@ -157,3 +157,75 @@ audit_head = Table(
     Column("seq", Id, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# --- the console's read model (console/facts.py): derived from audit_log, rebuildable, never hashed ---
+
+# One row per audit record: the columns the console filters and reports on, out of the record's JSON.
+console_decisions = Table(
+    "console_decisions",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("ticket_id", String(255), nullable=True),
+    Column("ticket_key", String(255), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("trigger_kind", String(32), nullable=True),
+    Column("policy_name", String(255), nullable=True),
+    Column("policy_version", String(64), nullable=True),
+    Column("policy_sha256", String(64), nullable=True),
+    Column("tier_from", String(64), nullable=True),
+    Column("tier_to", String(64), nullable=True),
+    Column("priority_from", String(8), nullable=True),
+    Column("priority_to", String(8), nullable=True),
+    Column("escalated", Boolean, nullable=False),  # tier moved, and the decision was applied or dry-run
+    Column("sla_metric", String(32), nullable=True),
+    Column("sla_calendar", String(64), nullable=True),
+    Column("region", String(64), nullable=True),
+)
+Index("ix_console_decisions_platform", console_decisions.c.platform, console_decisions.c.seq)
+Index("ix_console_decisions_outcome", console_decisions.c.outcome, console_decisions.c.seq)
+Index("ix_console_decisions_version", console_decisions.c.policy_version, console_decisions.c.seq)
+Index("ix_console_decisions_key", console_decisions.c.ticket_key, console_decisions.c.seq)
+Index("ix_console_decisions_ticket", console_decisions.c.platform, console_decisions.c.ticket_id)
+Index("ix_console_decisions_at", console_decisions.c.at)
+Index("ix_console_decisions_kind", console_decisions.c.trigger_kind, console_decisions.c.at)
+Index("ix_console_decisions_escalated", console_decisions.c.escalated, console_decisions.c.at)
+
+# Which rules fired in which record (a record may name several).
+console_rule_hits = Table(
+    "console_rule_hits",
+    metadata,
+    Column("rule", String(255), primary_key=True),
+    Column("seq", Id, primary_key=True, autoincrement=False),
+)
+Index("ix_console_rule_hits_seq", console_rule_hits.c.seq)
+
+# The ticket labels present when an escalation was decided (the root-cause view).
+console_escalation_labels = Table(
+    "console_escalation_labels",
+    metadata,
+    Column("label", String(255), primary_key=True),
+    Column("seq", Id, primary_key=True, autoincrement=False),
+)
+
+# How far the read model has read the audit log (one row, id 1).
+console_index_state = Table(
+    "console_index_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", Id, nullable=False),
+    Column("last_verify", JSON, nullable=True),  # the last chain verification the console ran
+)
+
+# Each policy file text the console saw in force, by hash: for the versions list and their diffs.
+console_policies = Table(
+    "console_policies",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("seen_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,169 @@
+"""Who may see the console: password logins with a signed session, bearer tokens for the API, CSRF
+on every POST, a limit on failed logins, and an audit record for every login and operator action."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from connector import audit
+from connector.store.db import writing
+from console.settings import ConsoleConfig
+
+ROLES = ("viewer", "operator")
+# Checked against when the name is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash(secrets.token_hex(8))
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    via: str  # "session" | "token"
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_login(settings: ConsoleConfig, name: str, password: str) -> Principal | None:
+    user = settings.users.get(name)
+    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    return Principal(name, user.role, "session") if ok and user else None
+
+
+def check_token(settings: ConsoleConfig, header: str | None) -> Principal | None:
+    if not header or not header.startswith("Bearer "):
+        return None
+    digest = token_digest(header[len("Bearer ") :].strip())
+    for name, token in settings.tokens.items():
+        if hmac.compare_digest(digest, token.sha256):
+            return Principal(name, token.role, "token")
+    return None
+
+
+class LoginThrottle:
+    """At most `attempts` failed logins per (name, address) within `window` seconds.
+
+    Kept in memory per process: several replicas each allow their own share, which still turns
+    password guessing from thousands per second into a handful per window."""
+
+    def __init__(self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.attempts, self.window, self.clock = attempts, window, clock
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str]) -> deque[float]:
+        now = self.clock()
+        failures = self._failures.setdefault(key, deque())
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
+
+    def blocked_for(self, name: str, address: str) -> float:
+        """Seconds until another attempt is allowed (0: allowed now)."""
+        with self._lock:
+            failures = self._recent((name, address))
+            if len(failures) < self.attempts:
+                return 0.0
+            return max(0.0, failures[0] + self.window - self.clock())
+
+    def failed(self, name: str, address: str) -> None:
+        with self._lock:
+            self._recent((name, address)).append(self.clock())
+
+    def succeeded(self, name: str, address: str) -> None:
+        with self._lock:
+            self._failures.pop((name, address), None)
+
+
+# --- CSRF: one random token per session, required in every POST form ------------------------------
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf_token", "")
+    expected = session.get("csrf", "")
+    if not expected or not hmac.compare_digest(sent, expected):
+        abort(400, description="the form's CSRF token is missing or wrong: reload the page and try again")
+
+
+# --- who is asking ----------------------------------------------------------------------------------
+
+
+def current_principal() -> Principal | None:
+    return g.get("principal")
+
+
+def load_session_principal(settings: ConsoleConfig) -> Principal | None:
+    name, role = session.get("user"), session.get("role")
+    user = settings.users.get(name) if name else None
+    # A user removed from the config (or whose role changed) loses the old session's rights.
+    if user is None or user.role != role:
+        return None
+    return Principal(name, role, "session")
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_principal() is None:
+            return redirect(url_for("console.login", next=request.full_path))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def operator_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        principal = current_principal()
+        if principal is None:
+            return redirect(url_for("console.login", next=request.full_path))
+        if not principal.is_operator:
+            abort(403, description="only an operator may do this")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def record(kind: str, actor: str, outcome: str, **detail: Any) -> None:
+    """An audit record for a console login or operator action (platform "console")."""
+    rt = current_app.extensions["escalator"]
+    body = {
+        "platform": "console",
+        "kind": kind,
+        "trigger": {"kind": kind},
+        "actor": actor,
+        "address": audit.pseudonym(request.remote_addr),
+        "outcome": outcome,
+        "rules": [],
+        **detail,
+    }
+    with writing(rt.engine) as conn:
+        audit.append(conn, body, at=rt.clock())

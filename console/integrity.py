@@ -1,0 +1,159 @@
+"""Integrity and policy: the audit chain's state, the policy versions that have been in force, and
+the difference between two of them."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from connector import audit
+from connector.store.db import writing
+from connector.store.tables import audit_head, console_decisions, console_index_state, console_policies
+from policies import Policy
+
+D = console_decisions
+
+
+def chain_status(engine: Engine) -> dict[str, Any]:
+    """The head of the chain and the last verification the console ran."""
+    with engine.connect() as conn:
+        head = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one_or_none()
+        last = conn.execute(select(console_index_state.c.last_verify)).scalar()
+    return {
+        "head_seq": head.seq if head else 0,
+        "head_hash": head.hash if head else audit.GENESIS,
+        "last_verify": last,
+    }
+
+
+def run_verify(engine: Engine, now: datetime) -> dict[str, Any]:
+    """Walk the whole chain now and remember the result."""
+    result = audit.verify(engine)
+    outcome = {
+        "at": now.isoformat(timespec="seconds"),
+        "ok": result.ok,
+        "checked": result.checked,
+        "broken_seq": result.broken_seq,
+        "reason": result.reason,
+        "summary": str(result),
+    }
+    with writing(engine) as conn:
+        conn.execute(
+            update(console_index_state).where(console_index_state.c.id == 1).values(last_verify=outcome)
+        )
+    return outcome
+
+
+def remember_policy(engine: Engine, policy: Policy, now: datetime) -> None:
+    """Keep the text of the policy in force, by hash, the first time the console sees it.
+
+    The text is stored only when the file still hashes to what was loaded (it may have been edited
+    since without a reload): a diff must show what ran, not what is on disk."""
+    with engine.connect() as conn:
+        if conn.execute(
+            select(console_policies.c.sha256).where(console_policies.c.sha256 == policy.sha256)
+        ).first():
+            return
+    try:
+        data = Path(policy.path).read_bytes()
+    except OSError:
+        return
+    if hashlib.sha256(data).hexdigest() != policy.sha256:
+        return
+    row = {
+        "sha256": policy.sha256,
+        "name": policy.name,
+        "version": str(policy.version),
+        "path": policy.path,
+        "text": data.decode("utf-8", errors="replace"),
+        "seen_at": now,
+    }
+    with writing(engine) as conn:
+        if not conn.execute(
+            select(console_policies.c.sha256).where(console_policies.c.sha256 == policy.sha256)
+        ).first():
+            conn.execute(insert(console_policies), row)
+
+
+def versions(engine: Engine) -> list[dict[str, Any]]:
+    """Each policy (name, version, hash) decisions were made under: when, how often, is its text kept."""
+    stmt = (
+        select(
+            D.c.policy_name,
+            D.c.policy_version,
+            D.c.policy_sha256,
+            func.min(D.c.at).label("first_at"),
+            func.max(D.c.at).label("last_at"),
+            func.count().label("decisions"),
+        )
+        .where(D.c.policy_sha256.is_not(None))
+        .group_by(D.c.policy_name, D.c.policy_version, D.c.policy_sha256)
+        .order_by(func.min(D.c.at))
+    )
+    with engine.connect() as conn:
+        used = {r.policy_sha256: dict(r._mapping) for r in conn.execute(stmt)}
+        kept = {
+            r.sha256: dict(r._mapping)
+            for r in conn.execute(
+                select(
+                    console_policies.c.sha256,
+                    console_policies.c.name,
+                    console_policies.c.version,
+                    console_policies.c.path,
+                    console_policies.c.seen_at,
+                )
+            )
+        }
+    out = []
+    for sha, row in used.items():
+        out.append({**row, "sha256": sha, "text_kept": sha in kept, "path": kept.get(sha, {}).get("path")})
+    for sha, row in kept.items():
+        if sha not in used:
+            out.append(
+                {
+                    "policy_name": row["name"],
+                    "policy_version": row["version"],
+                    "sha256": sha,
+                    "first_at": row["seen_at"],
+                    "last_at": None,
+                    "decisions": 0,
+                    "text_kept": True,
+                    "path": row["path"],
+                }
+            )
+    for row in out:
+        row.pop("policy_sha256", None)
+    return out
+
+
+class UnknownVersion(LookupError):
+    """No kept policy text has this hash."""
+
+
+def diff(engine: Engine, old: str, new: str) -> list[str]:
+    """Unified diff of two kept policy texts, by their hashes."""
+    with engine.connect() as conn:
+        texts = dict(
+            conn.execute(
+                select(console_policies.c.sha256, console_policies.c.text).where(
+                    console_policies.c.sha256.in_([old, new])
+                )
+            ).all()
+        )
+    for sha in (old, new):
+        if sha not in texts:
+            raise UnknownVersion(f"no policy text kept with sha256 {sha[:64]!r}")
+    return list(
+        difflib.unified_diff(
+            texts[old].splitlines(),
+            texts[new].splitlines(),
+            f"sha256:{old[:12]}",
+            f"sha256:{new[:12]}",
+            lineterm="",
+        )
+    )

@@ -1,0 +1,211 @@
+"""Who may see what: sessions, tokens, CSRF, the login limit, roles, and nothing secret on any page."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlalchemy import select
+
+from connector.store.tables import console_index_state
+from console import facts
+from tests.console import seed
+from tests.console.conftest import HASHES, PASSWORDS, SECRETS, TOKENS, bearer, csrf_of
+
+PAGES = [
+    "/console/",
+    "/console/decisions",
+    "/console/decisions/1",
+    "/console/tickets?q=SUP-1",
+    "/console/tickets/jira/10001",
+    "/console/sla",
+    "/console/reports",
+    "/console/reports/escalations",
+    "/console/reports/fcr.csv",
+    "/console/integrity",
+    "/console/operations",
+]
+API = [
+    "/api/v1/openapi.json",
+    "/api/v1/decisions",
+    "/api/v1/decisions/1",
+    "/api/v1/tickets?q=SUP-1",
+    "/api/v1/tickets/jira/10001",
+    "/api/v1/sla/board",
+    "/api/v1/reports",
+    "/api/v1/reports/escalations",
+    "/api/v1/integrity",
+    "/api/v1/events",
+]
+
+
+def test_every_console_route_is_listed_here(sqlite_console):
+    """A new page added without a test of its access fails here."""
+    rules = {
+        r.rule for r in sqlite_console.app.url_map.iter_rules() if r.rule.startswith(("/console", "/api/v1"))
+    }
+    covered = {"/console/login", "/console/logout", "/console/static/<path:filename>"}
+    covered |= {"/console/integrity/verify"}
+    for path in PAGES + API:
+        path = path.split("?")[0]
+        covered |= {r for r in rules if re.fullmatch(re.sub(r"<[^>]+>", "[^/]+", r), path)}
+    covered |= {"/console/reports/<name>.csv", "/console/tickets/<platform>/<path:ticket_id>"}
+    covered |= {"/api/v1/tickets/<platform>/<path:ticket_id>"}
+    assert rules - covered == set()
+
+
+def test_no_page_without_a_session(sqlite_console):
+    client = sqlite_console.client()
+    for path in PAGES:
+        answer = client.get(path)
+        assert answer.status_code == 302, path
+        assert answer.headers["Location"].startswith("/console/login?next="), path
+    assert client.post("/console/integrity/verify").status_code == 401
+
+
+def test_no_api_answer_without_a_valid_token(sqlite_console):
+    client = sqlite_console.client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKENS["reader"]}):
+        for path in API:
+            answer = client.get(path, headers=headers)
+            assert answer.status_code == 401, path
+            assert answer.json == {"error": "a bearer token is required: Authorization: Bearer <token>"}
+    # A console session is not an API credential.
+    logged_in = sqlite_console.login("otto")
+    assert logged_in.get("/api/v1/decisions").status_code == 401
+
+
+def test_a_token_opens_the_api(sqlite_console):
+    client = sqlite_console.client()
+    for path in API:
+        assert client.get(path, headers=bearer("reader")).status_code == 200, path
+
+
+def test_login_needs_the_csrf_token(sqlite_console):
+    client = sqlite_console.client()
+    client.get("/console/login")
+    answer = client.post("/console/login", data={"name": "vera", "password": PASSWORDS["vera"]})
+    assert answer.status_code == 400
+    assert "CSRF token" in answer.text
+    answer = client.post(
+        "/console/login", data={"name": "vera", "password": PASSWORDS["vera"], "csrf_token": "x"}
+    )
+    assert answer.status_code == 400
+
+
+def test_every_post_needs_the_csrf_token(sqlite_console):
+    client = sqlite_console.login("otto")
+    for path in ("/console/logout", "/console/integrity/verify"):
+        assert client.post(path, data={"csrf_token": "forged"}).status_code == 400, path
+        assert client.post(path).status_code == 400, path
+    with sqlite_console.rt.engine.connect() as conn:
+        assert conn.execute(select(console_index_state.c.last_verify)).scalar() is None  # nothing ran
+    assert client.get("/console/decisions").status_code == 200  # still logged in
+
+
+def test_wrong_passwords_are_rate_limited(sqlite_console):
+    client = sqlite_console.client()
+    token = csrf_of(client.get("/console/login").text)
+    for _ in range(5):
+        answer = client.post(
+            "/console/login", data={"name": "vera", "password": "guess", "csrf_token": token}
+        )
+        assert answer.status_code == 401
+        assert "Wrong name or password." in answer.text
+    # The sixth try is refused even with the right password, and says when to come back.
+    answer = client.post(
+        "/console/login", data={"name": "vera", "password": PASSWORDS["vera"], "csrf_token": token}
+    )
+    assert answer.status_code == 429
+    assert int(answer.headers["Retry-After"]) > 0
+    assert "Too many failed attempts" in answer.text
+    # Another user is not locked out by vera's guesser.
+    sqlite_console.login("otto")
+
+
+def test_logins_are_audited(sqlite_console):
+    client = sqlite_console.client()
+    token = csrf_of(client.get("/console/login").text)
+    client.post("/console/login", data={"name": "nobody@example.com", "password": "x", "csrf_token": token})
+    sqlite_console.login("vera")
+    facts.catch_up(sqlite_console.rt.engine)
+    records = _console_records(sqlite_console)
+    assert [(r["kind"], r["outcome"]) for r in records] == [
+        ("console.login", "failed"),
+        ("console.login", "applied"),
+    ]
+    assert records[1]["actor"] == "vera" and records[1]["role"] == "viewer"
+    # A name typed into the form that is no user is pseudonymised: it may be an e-mail or a password.
+    assert records[0]["actor"].startswith("sha256:") and "nobody" not in json.dumps(records[0])
+
+
+def test_logout_ends_the_session(sqlite_console):
+    client = sqlite_console.login("vera")
+    page = client.get("/console/decisions")
+    assert client.post("/console/logout", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    assert client.get("/console/decisions").status_code == 302
+
+
+def test_the_session_cookie_is_secure_httponly_and_samesite(sqlite_console):
+    client = sqlite_console.client()
+    token = csrf_of(client.get("/console/login").text)
+    answer = client.post(
+        "/console/login", data={"name": "vera", "password": PASSWORDS["vera"], "csrf_token": token}
+    )
+    cookie = answer.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_login_never_redirects_off_the_console(sqlite_console):
+    client = sqlite_console.client()
+    for target in ("https://evil.example/", "//evil.example/console", "/console\\@evil"):
+        token = csrf_of(client.get("/console/login").text)
+        data = {"name": "vera", "password": PASSWORDS["vera"], "csrf_token": token, "next": target}
+        answer = client.post("/console/login", data=data)
+        assert answer.headers["Location"] == "/console/decisions"
+
+
+def test_operations_show_failed_events_with_the_platforms_message(sqlite_console):
+    sqlite_console.failed_event()
+    page = sqlite_console.login("vera").get("/console/operations")
+    assert "Field &#39;priority&#39; cannot be set" in page.text
+    assert "failed 1" in page.text  # the inbox backlog by status
+
+
+def test_no_secret_and_no_personal_data_on_any_page_or_api_answer(sqlite_console):
+    sqlite_console.failed_event()
+    client = sqlite_console.login("otto")
+    api = sqlite_console.client()
+    seen = []
+    for path in PAGES + ["/console/decisions/4", "/console/tickets/zendesk/501", "/console/reports/causes"]:
+        seen.append((path, client.get(path, follow_redirects=True).text))
+    for path in API:
+        seen.append((path, api.get(path, headers=bearer("reader")).text))
+    forbidden = [
+        *SECRETS.values(),
+        *PASSWORDS.values(),
+        *HASHES.values(),
+        *TOKENS.values(),
+        seed.REQUESTER_EMAIL,
+    ]
+    forbidden += ["alice", "password_hash", "api_token"]
+    for path, text in seen:
+        for secret in forbidden:
+            assert secret not in text, f"{secret!r} shows on {path}"
+    # The requester appears as its pseudonym only.
+    assert any("sha256:" in text for _, text in seen)
+
+
+@pytest.mark.parametrize("path", ["/console/decisions?since=yesterday", "/console/decisions?before=x"])
+def test_a_wrong_filter_says_which_and_why(sqlite_console, path):
+    client = sqlite_console.login("vera")
+    answer = client.get(path)
+    assert answer.status_code == 400
+    assert ("since: not an ISO-8601" in answer.text) or ("before: not a whole number" in answer.text)
+
+
+def _console_records(console):
+    from connector import audit
+
+    return [r for r in audit.records(console.rt.engine, platform="console")]
