@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, func, or_, select
 
 from connector.store.tables import audit_head, audit_log, console_decisions, console_rule_hits
 
@@ -104,15 +104,32 @@ def list_decisions(engine: Engine, f: Filters) -> tuple[list[dict[str, Any]], in
         conditions.append(D.c.at >= f.since)
     if f.until:
         conditions.append(D.c.at < f.until)
-    if f.before:
-        conditions.append(D.c.seq < f.before)
     columns = [D, audit_log.c.rules]
-    query = select(*columns).join(audit_log, audit_log.c.seq == D.c.seq)
     if f.rule:
-        query = query.join(
-            console_rule_hits, and_(console_rule_hits.c.seq == D.c.seq, console_rule_hits.c.rule == f.rule)
+        # Walk the rule's hits newest first (their primary key is rule, seq), then fetch each row.
+        hits = console_rule_hits
+        conditions.append(hits.c.rule == f.rule)
+        if f.before:
+            conditions.append(hits.c.seq < f.before)
+        query = (
+            select(*columns)
+            .select_from(hits)
+            .join(D, D.c.seq == hits.c.seq)
+            .join(audit_log, audit_log.c.seq == hits.c.seq)
+            .where(*conditions)
+            .order_by(hits.c.seq.desc())
+            .limit(f.limit + 1)
         )
-    query = query.where(*conditions).order_by(D.c.seq.desc()).limit(f.limit + 1)
+    else:
+        if f.before:
+            conditions.append(D.c.seq < f.before)
+        query = (
+            select(*columns)
+            .join(audit_log, audit_log.c.seq == D.c.seq)
+            .where(*conditions)
+            .order_by(D.c.seq.desc())
+            .limit(f.limit + 1)
+        )
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     more = len(rows) > f.limit

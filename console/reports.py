@@ -15,10 +15,10 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, desc, func, literal_column, select
+from sqlalchemy import Engine, and_, case, desc, func, literal_column, or_, select
 from sqlalchemy.sql import Select
 
 from connector.store.tables import (
@@ -29,7 +29,6 @@ from connector.store.tables import (
 )
 from console import charts
 from policies import Policy
-from policies.sla import SlaState
 
 D = console_decisions
 TOP = 15
@@ -198,53 +197,55 @@ def breaches(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Rep
 # --- from the SLA clock facts each ticket keeps ---------------------------------------------------
 
 
-def _clock_rows(engine: Engine, scope: Scope) -> tuple[list[tuple[str, str, str | None, SlaState]], str]:
-    stmt = select(tickets.c.platform, tickets.c.ticket_id, tickets.c.tier, tickets.c.sla).where(
-        tickets.c.sla.is_not(None)
-    )
+def _sla(*path: str) -> Any:
+    """A value inside `tickets.sla` (the SLA state's JSON), read by the database itself."""
+    node: Any = tickets.c.sla
+    for step in path:
+        node = node[step]
+    return node
+
+
+def _clocked(stmt: Select, scope: Scope) -> Select:
+    """Tickets with SLA clocks, started within the scope (instants compare as ISO-8601 UTC text)."""
+    started = _sla("started_at").as_string()
+    stmt = stmt.where(tickets.c.sla.is_not(None), started.is_not(None))
+    if scope.since:
+        stmt = stmt.where(started >= scope.since.astimezone(UTC).isoformat())
+    if scope.until:
+        stmt = stmt.where(started < scope.until.astimezone(UTC).isoformat())
     if scope.platform:
         stmt = stmt.where(tickets.c.platform == scope.platform)
-    out = []
-    with engine.connect() as conn:
-        for platform, ticket_id, tier, sla in conn.execute(stmt):
-            state = SlaState.from_json(sla)
-            if state.started_at is None:
-                continue
-            if (
-                scope.since
-                and state.started_at < scope.since
-                or scope.until
-                and state.started_at >= scope.until
-            ):
-                continue
-            out.append((platform, ticket_id, tier, state))
-    return out, _sql(
-        engine, stmt
-    ) + "\n-- each row's clocks are read from the JSON; the time range is on its start"
+    return stmt
 
 
-def _priority(state: SlaState) -> str:
-    return state.priority.value if state.priority else "(none)"
+def _priority() -> Any:
+    return func.coalesce(_sla("priority").as_string(), literal_column("'(none)'"))
 
 
 def attainment(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
-    states, query = _clock_rows(engine, scope)
-    met: Counter[tuple[str, str]] = Counter()
-    missed: Counter[tuple[str, str]] = Counter()
-    for _, _, _, state in states:
-        for metric, clock in state.clocks.items():
-            if metric not in CLOCKED:
-                continue
-            key = (metric, _priority(state))
-            if clock.breached:
-                missed[key] += 1
-            elif clock.stopped_at is not None:
-                met[key] += 1
-    keys = sorted(set(met) | set(missed), key=lambda k: (CLOCKED.index(k[0]), k[1]))
-    rows = [
-        (m, p, met[(m, p)], missed[(m, p)], _percent(met[(m, p)], met[(m, p)] + missed[(m, p)]))
-        for m, p in keys
-    ]
+    rows, queries = [], []
+    for metric in CLOCKED:
+        breached = _sla("clocks", metric, "breached").as_boolean()
+        stopped = _sla("clocks", metric, "stopped_at").as_string()
+        priority = _priority().label("priority")
+        stmt = _clocked(
+            select(
+                priority,
+                func.sum(case((and_(stopped.is_not(None), breached.is_not(True)), 1), else_=0)).label("met"),
+                func.sum(case((breached.is_(True), 1), else_=0)).label("breached"),
+            )
+            .where(_sla("clocks", metric, "started_at").as_string().is_not(None))
+            .group_by(priority)
+            .order_by(priority),
+            scope,
+        )
+        queries.append(_sql(engine, stmt))
+        with engine.connect() as conn:
+            for p, met, missed in conn.execute(stmt):
+                if met or missed:
+                    rows.append(
+                        (metric, p, int(met), int(missed), _percent(int(met), int(met) + int(missed)))
+                    )
     return Report(
         "attainment",
         "SLA attainment by clock and priority",
@@ -252,30 +253,31 @@ def attainment(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> R
         "the target. Clocks still running are not counted until they stop or breach.",
         ("metric", "priority", "met", "breached", "attainment_percent"),
         rows,
-        query,
+        ";\n\n".join(queries),
         charts.hbars([f"{m} {p}" for m, p, *_ in rows], [r[4] for r in rows], unit="%", maximum=100),
     )
 
 
 def durations(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
     """First response and resolution times (wall clock, start to stop), median and p90 per priority."""
-    states, query = _clock_rows(engine, scope)
     samples: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for _, _, _, state in states:
-        for metric in ("first_response", "resolution"):
-            clock = state.clocks.get(metric)
-            if clock is not None and clock.stopped_at is not None:
-                hours = (clock.stopped_at - clock.started_at).total_seconds() / 3600
-                samples[(metric, _priority(state))].append(hours)
+    queries = []
+    for metric in ("first_response", "resolution"):
+        started = _sla("clocks", metric, "started_at").as_string()
+        stopped = _sla("clocks", metric, "stopped_at").as_string()
+        stmt = _clocked(select(_priority(), started, stopped).where(stopped.is_not(None)), scope)
+        queries.append(_sql(engine, stmt))
+        with engine.connect() as conn:
+            for priority, start, stop in conn.execute(stmt):
+                hours = (datetime.fromisoformat(stop) - datetime.fromisoformat(start)).total_seconds() / 3600
+                samples[(metric, priority)].append(hours)
     keys = sorted(samples, key=lambda k: (k[0] != "first_response", k[1]))
     rows = [
         (m, p, len(samples[(m, p)]), round(median(samples[(m, p)]), 3), round(p90(samples[(m, p)]), 3))
         for m, p in keys
     ]
-    series = {
-        "median": [r[3] for r in rows],
-        "p90": [r[4] for r in rows],
-    }
+    series = {"median": [r[3] for r in rows], "p90": [r[4] for r in rows]}
+    labels = [f"{'FRT' if m == 'first_response' else 'TTR'} {p}" for m, p, *_ in rows]
     return Report(
         "durations",
         "First response time and time to resolution",
@@ -283,42 +285,45 @@ def durations(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Re
         "response was given or that were resolved. Median and 90th percentile (nearest rank).",
         ("metric", "priority", "tickets", "median_hours", "p90_hours"),
         rows,
-        query,
-        charts.grouped_hbars(
-            [f"{'FRT' if m == 'first_response' else 'TTR'} {p}" for m, p, *_ in rows], series, unit="h"
-        ),
+        ";\n\n".join(queries),
+        charts.grouped_hbars(labels, series, unit="h"),
     )
 
 
 def fcr(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
-    states, query = _clock_rows(engine, scope)
-    escalated_stmt = (
-        select(D.c.platform, D.c.ticket_id)
-        .where(D.c.escalated.is_(True))
-        .group_by(D.c.platform, D.c.ticket_id)
+    first = policy.tiers[0] if policy.tiers else None
+    escalated = (
+        select(D.c.seq)
+        .where(
+            D.c.platform == tickets.c.platform, D.c.ticket_id == tickets.c.ticket_id, D.c.escalated.is_(True)
+        )
+        .exists()
+    )
+    kept = and_(or_(tickets.c.tier.is_(None), tickets.c.tier == first), ~escalated)
+    stmt = _clocked(
+        select(
+            tickets.c.platform,
+            func.count().label("resolved"),
+            func.sum(case((kept, 1), else_=0)).label("resolved_in_first_tier"),
+        )
+        .where(_sla("resolved_at").as_string().is_not(None))
+        .group_by(tickets.c.platform)
+        .order_by(tickets.c.platform),
+        scope,
     )
     with engine.connect() as conn:
-        escalated = {(p, t) for p, t in conn.execute(escalated_stmt)}
-    first = policy.tiers[0] if policy.tiers else None
-    resolved: Counter[str] = Counter()
-    first_tier: Counter[str] = Counter()
-    for platform, ticket_id, tier, state in states:
-        if state.resolved_at is None:
-            continue
-        resolved[platform] += 1
-        if (platform, ticket_id) not in escalated and tier in (None, first):
-            first_tier[platform] += 1
-    rows = [(p, resolved[p], first_tier[p], _percent(first_tier[p], resolved[p])) for p in sorted(resolved)]
+        counted = [(p, int(n), int(k)) for p, n, k in conn.execute(stmt)]
+    rows = [(p, n, k, _percent(k, n)) for p, n, k in counted]
     if rows:
-        total, kept = sum(resolved.values()), sum(first_tier.values())
-        rows.append(("all", total, kept, _percent(kept, total)))
+        total, kept_total = sum(n for _, n, _ in counted), sum(k for _, _, k in counted)
+        rows.append(("all", total, kept_total, _percent(kept_total, total)))
     return Report(
         "fcr",
         "First contact resolution",
         f"Resolved tickets that were never escalated out of the first tier ({first}), per platform.",
         ("platform", "resolved", "resolved_in_first_tier", "fcr_percent"),
         rows,
-        query + ";\n\n" + _sql(engine, escalated_stmt),
+        _sql(engine, stmt),
         charts.hbars([r[0] for r in rows], [r[3] for r in rows], unit="%", maximum=100),
     )
 
