@@ -1,5 +1,6 @@
 """`escalator user add NAME --role viewer|operator` and `escalator user token NAME`: print the config
-entry for a console user (password hash) or an API token (its SHA-256); nothing is written anywhere."""
+entry for a console user (password hash) or an API token (its SHA-256); nothing is written anywhere.
+`escalator console index`: bring the console's read model up to date (after an upgrade on a big log)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 import secrets
 import sys
 
-from connector.cli_common import EXIT_OK, EXIT_USAGE, command, group
+from connector.cli_common import EXIT_OK, EXIT_USAGE, command, config_arg, group, load, open_database
 from console.auth import ROLES, hash_password, token_digest
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -37,6 +38,31 @@ def add_commands(sub) -> None:
     token.add_argument("name", help="what the token is for, e.g. reporting")
     token.add_argument("--role", choices=ROLES, default="viewer")
     token.set_defaults(run=_token)
+
+    console = group(sub, "console", "the web console's read model of the audit log")
+    index = command(
+        console, "index", "bring the console's read model up to date with the audit log",
+        "The console indexes new audit records as it serves pages, a few thousand per request. After "
+        "an upgrade on a large log, run this once so no page waits; --rebuild drops and rebuilds it.",
+    )  # fmt: skip
+    config_arg(index)
+    index.add_argument("--rebuild", action="store_true", help="drop the read model and index the whole log")
+    index.set_defaults(run=_index)
+
+
+def _index(args: argparse.Namespace) -> int:
+    import time
+
+    from console import facts
+
+    engine = open_database(load(args))
+    started = time.monotonic()
+    done = facts.rebuild(engine) if args.rebuild else facts.catch_up(engine)
+    print(
+        f"indexed {done} audit records in {time.monotonic() - started:.1f} s; {facts.behind(engine)} behind"
+    )
+    engine.dispose()
+    return EXIT_OK
 
 
 def _add(args: argparse.Namespace) -> int:
