@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from connector.config import Config
+from connector.doctor_site import site_findings
 from connector.runtime import Installation
 from connector.store.db import MIGRATIONS, make_engine
 from platforms.errors import PlatformError, RejectedByPlatform, TransientPlatformError
@@ -127,6 +128,9 @@ def _platform(key: str, settings, policy: Policy | None, *, online: bool) -> lis
         say(FAIL, f"{setting} is {client.own_account_id!r} but the credentials act as {who}: {loop}")
     else:
         say(OK, f"the credentials act as {who}, the same account as {setting}")
+    if policy is not None and key in policy.platforms:
+        for level, message in site_findings(key, client, policy.platforms[key]):
+            say(level, message)
     return out
 
 

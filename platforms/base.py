@@ -114,6 +114,23 @@ class Identity:
     name: str
 
 
+# What `PlatformClient.site_names` can look up on the live site, for `escalator doctor`.
+SITE_PRIORITIES = "priorities"  # the priority names the site has
+SITE_FIELDS = "fields"  # ticket field ids
+SITE_USERS = "users"  # people that tiers are assigned to
+SITE_GROUPS = "groups"  # groups that tiers are assigned to
+
+
+@dataclass(frozen=True)
+class SiteNames:
+    """What the live site has of one kind (names or ids, as the policy writes them); `what` says how
+    it was asked (for messages), `complete` is False when only part of a long list was read."""
+
+    found: frozenset[str]
+    what: str
+    complete: bool = True
+
+
 class Provider(Protocol):
     """Stateless knowledge of one platform's inbound side."""
 
@@ -150,3 +167,7 @@ class PlatformClient(Protocol):
 
     def whoami(self) -> Identity:
         """The account the credentials act as (one GET; `escalator doctor`). Raises like `send`."""
+
+    def site_names(self, kind: str, wanted: frozenset[str]) -> SiteNames | None:
+        """Which of `wanted` (or, for priorities, every name) the live site has, in ONE request;
+        None when this platform cannot be asked about `kind`. Raises like `send`."""

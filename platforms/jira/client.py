@@ -12,7 +12,15 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from connector.model import Plan, Ticket, TicketRef
-from platforms.base import Identity, OutboundRequest, SentRequest
+from platforms.base import (
+    SITE_FIELDS,
+    SITE_PRIORITIES,
+    SITE_USERS,
+    Identity,
+    OutboundRequest,
+    SentRequest,
+    SiteNames,
+)
 from platforms.errors import (
     NotConfigured,
     PayloadError,
@@ -131,6 +139,36 @@ class JiraClient:
             raise PlatformError(f"Jira answered GET {url} without an {key}")
         return Identity(body[key], str(body.get("displayName") or ""))
 
+    def site_names(self, kind: str, wanted: frozenset[str]) -> SiteNames | None:
+        """Priorities (GET /rest/api/2/priority), fields (GET /rest/api/2/field) and, on Cloud, users
+        (GET /rest/api/2/user/bulk with every accountId): one request each. Jira has no groups."""
+        base = f"{self.settings.url}/rest/api/2"
+        if kind == SITE_PRIORITIES:
+            url = f"{base}/priority"
+            return SiteNames(frozenset(_names(self._list(url), "name")), f"GET {url}")
+        if kind == SITE_FIELDS:
+            url = f"{base}/field"
+            return SiteNames(frozenset(_names(self._list(url), "id")), f"GET {url}")
+        if kind == SITE_USERS and self.settings.deployment == "cloud" and wanted:
+            query = "&".join(f"accountId={quote(a, safe='')}" for a in sorted(wanted))
+            url = f"{base}/user/bulk?maxResults={len(wanted)}&{query}"
+            body = json_object(self._call("GET", url, None)) or {}
+            values = body.get("values")
+            if not isinstance(values, list):
+                raise PlatformError(f"Jira answered GET {url} without a 'values' list")
+            return SiteNames(frozenset(_names(values, "accountId")), f"GET {base}/user/bulk")
+        return None
+
+    def _list(self, url: str) -> list[Any]:
+        response = self._call("GET", url, None)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PlatformError(f"Jira answered GET {url} with a body that is not JSON") from exc
+        if not isinstance(body, list):
+            raise PlatformError(f"Jira answered GET {url} with {type(body).__name__}, not a list")
+        return body
+
     def _call(self, method: str, url: str, data: str | None) -> requests.Response:
         if not self.settings.can_write:
             raise NotConfigured("Jira: 'email' and 'api_token' are required to write to issues")
@@ -167,6 +205,10 @@ class JiraClient:
                     timeout=self.settings.timeout,
                 )
             return self._jira._session
+
+
+def _names(entries: list[Any], key: str) -> list[str]:
+    return [str(e[key]) for e in entries if isinstance(e, dict) and isinstance(e.get(key), str | int)]
 
 
 def error_from_response(response: requests.Response, what: str) -> PlatformError:

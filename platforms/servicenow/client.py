@@ -18,9 +18,13 @@ from platforms.base import (
     CAP_INTERNAL_NOTES,
     CAP_LABELS,
     CAP_PRIORITY,
+    SITE_FIELDS,
+    SITE_GROUPS,
+    SITE_USERS,
     Identity,
     OutboundRequest,
     SentRequest,
+    SiteNames,
 )
 from platforms.errors import (
     NotConfigured,
@@ -143,6 +147,30 @@ class ServiceNowClient:
             raise PlatformError(f"ServiceNow answered GET {url} without a 'result' list")
         name = rows[0].get("name", "") if rows and isinstance(rows[0], dict) else ""
         return Identity(user, str(name))
+
+    def site_names(self, kind: str, wanted: frozenset[str]) -> SiteNames | None:
+        """Assignment groups (sys_user_group), users (sys_user) and incident columns (sys_dictionary, the
+        incident's own and those it inherits from task): one Table API GET each, for every wanted id."""
+        if not wanted or kind not in (SITE_GROUPS, SITE_USERS, SITE_FIELDS):
+            return None
+        listed = ",".join(sorted(wanted))
+        if kind == SITE_FIELDS:
+            table, key, query = "sys_dictionary", "element", f"nameINincident,task^elementIN{listed}"
+        else:
+            table, key, query = (
+                ("sys_user_group" if kind == SITE_GROUPS else "sys_user"),
+                "sys_id",
+                f"sys_idIN{listed}",
+            )
+        url = (
+            f"{self._table_url(table)}?sysparm_query={quote(query, safe='')}"
+            f"&sysparm_fields={key}&sysparm_limit={max(len(wanted) * 2, 10)}"
+        )
+        rows = (json_object(self._request("GET", url, None)) or {}).get("result")
+        if not isinstance(rows, list):
+            raise PlatformError(f"ServiceNow answered GET {url} without a 'result' list")
+        found = frozenset(str(r[key]) for r in rows if isinstance(r, dict) and r.get(key))
+        return SiteNames(found, f"GET {self._table_url(table)}")
 
     def _request(self, method: str, url: str, body: Any) -> requests.Response:
         if not self.settings.can_write:

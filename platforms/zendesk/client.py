@@ -10,7 +10,15 @@ import requests
 from zenpy import Zenpy
 
 from connector.model import Plan, Ticket, TicketRef
-from platforms.base import Identity, OutboundRequest, SentRequest
+from platforms.base import (
+    SITE_FIELDS,
+    SITE_GROUPS,
+    SITE_USERS,
+    Identity,
+    OutboundRequest,
+    SentRequest,
+    SiteNames,
+)
 from platforms.errors import (
     ConflictError,
     NotConfigured,
@@ -119,6 +127,27 @@ class ZendeskClient:
                 f"Zendesk answered GET {url} with the anonymous user: check email and api_token", status=200
             )
         return Identity(str(user["id"]), f"{user.get('name') or ''} ({user.get('role') or 'no role'})")
+
+    def site_names(self, kind: str, wanted: frozenset[str]) -> SiteNames | None:
+        """Groups (GET /api/v2/groups.json), ticket fields (GET /api/v2/ticket_fields.json) and users
+        (GET /api/v2/users/show_many.json with every id): one request each. Priorities are fixed."""
+        base = f"{self.settings.base_url}/api/v2"
+        if kind == SITE_GROUPS:
+            return self._ids(f"{base}/groups.json?per_page=100", "groups")
+        if kind == SITE_FIELDS:
+            return self._ids(f"{base}/ticket_fields.json?per_page=100", "ticket_fields")
+        if kind == SITE_USERS and wanted:
+            ids = ",".join(sorted(wanted))
+            return self._ids(f"{base}/users/show_many.json?ids={quote(ids, safe=',')}", "users")
+        return None
+
+    def _ids(self, url: str, key: str) -> SiteNames:
+        body = json_object(self._call("GET", url, None)) or {}
+        entries = body.get(key)
+        if not isinstance(entries, list):
+            raise PlatformError(f"Zendesk answered GET {url} without a '{key}' list")
+        found = frozenset(str(e["id"]) for e in entries if isinstance(e, dict) and e.get("id") is not None)
+        return SiteNames(found, f"GET {url.split('?')[0]}", complete=not body.get("next_page"))
 
     def _call(self, method: str, url: str, body: Any) -> requests.Response:
         if not self.settings.can_write:

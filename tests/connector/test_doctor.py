@@ -11,7 +11,7 @@ import responses
 from connector.cli import main
 from connector.config import EXAMPLE_POLICY, Config
 from connector.doctor import FAIL, OK, WARN, diagnose
-from tests.support.fixtures import load_fixture
+from tests.support.fixtures import fixture_bytes, load_fixture
 
 JIRA = "https://acme.atlassian.net"
 ZENDESK = "https://acme.zendesk.com"
@@ -26,6 +26,18 @@ def config(tmp_path, **platforms) -> Config:
 def jira(**settings) -> dict:
     return {"url": JIRA, "email": "bot@acme.test", "api_token": "t", "webhook_secret": "s",
             "account_id": "5b10a2844c20165700ede21g", **settings}  # fmt: skip
+
+
+def jira_site() -> None:
+    """The site's answers to doctor's policy checks (recorded shapes), with all the example names."""
+    responses.get(f"{JIRA}/rest/api/2/priority", body=fixture_bytes("jira", "api/priority_list"))
+    responses.get(f"{JIRA}/rest/api/2/field", body=fixture_bytes("jira", "api/field_list"))
+    responses.get(f"{JIRA}/rest/api/2/user/bulk", json=load_fixture("jira", "api/user_bulk"))
+
+
+def zendesk_site() -> None:
+    responses.get(f"{ZENDESK}/api/v2/groups.json", json=load_fixture("zendesk", "api/groups"))
+    responses.get(f"{ZENDESK}/api/v2/ticket_fields.json", json=load_fixture("zendesk", "api/ticket_fields"))
 
 
 def findings_of(found, subject: str) -> list[tuple[str, str]]:
@@ -68,17 +80,22 @@ def test_an_unreachable_database_fails_without_showing_its_password():
 @responses.activate
 def test_credentials_acting_as_our_configured_account_are_ok(tmp_path):
     responses.get(f"{JIRA}/rest/api/2/myself", json=JIRA_ME)
+    jira_site()
     found = diagnose(config(tmp_path, jira=jira()))
-    assert findings_of(found, "jira") == [
-        (OK, "the credentials act as 5b10a2844c20165700ede21g (Mia Krystof), "
-             "the same account as platforms.jira.account_id"),
-    ]  # fmt: skip
-    assert len(responses.calls) == 1
+    assert findings_of(found, "jira")[0] == (
+        OK, "the credentials act as 5b10a2844c20165700ede21g (Mia Krystof), "
+            "the same account as platforms.jira.account_id",
+    )  # fmt: skip
+    assert [level for level, _ in findings_of(found, "jira")] == [
+        OK
+    ] * 4  # identity, priorities, fields, users
+    assert len(responses.calls) == 4  # one request per kind
 
 
 @responses.activate
 def test_an_account_id_that_is_not_the_credentials_account_fails_as_a_loop(tmp_path, capsys):
     responses.get(f"{JIRA}/rest/api/2/myself", json=JIRA_ME)
+    jira_site()
     path = tmp_path / "escalator.yaml"
     path.write_text(
         textwrap.dedent(f"""
@@ -99,8 +116,10 @@ def test_an_account_id_that_is_not_the_credentials_account_fails_as_a_loop(tmp_p
 @responses.activate
 def test_an_unset_identity_is_a_warning_that_names_the_value_to_set(tmp_path):
     responses.get(f"{ZENDESK}/api/v2/users/me.json", json=load_fixture("zendesk", "api/users_me"))
+    zendesk_site()
     zendesk = {"url": ZENDESK, "email": "bot@acme.test", "api_token": "t", "webhook_secret": "s"}
-    ((level, message),) = findings_of(diagnose(config(tmp_path, zendesk=zendesk)), "zendesk")
+    (level, message), *site = findings_of(diagnose(config(tmp_path, zendesk=zendesk)), "zendesk")
+    assert [level for level, _ in site] == [OK, OK]  # fields, groups
     assert level == WARN
     assert message.endswith("the credentials act as 6164070000001 (Escalator (agent)): "
                             "set platforms.zendesk.user_id: '6164070000001'")  # fmt: skip
