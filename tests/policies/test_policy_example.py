@@ -6,6 +6,8 @@ import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from connector.model import (
     AddLabel,
     AddNote,
@@ -16,6 +18,7 @@ from connector.model import (
     RemoveLabel,
     SetPriority,
     SlaSignal,
+    Status,
     TicketEvent,
     TicketState,
 )
@@ -239,3 +242,45 @@ def test_p1_update_reminder(example: Policy) -> None:
 def test_time_rules_ignore_ticket_events(example: Policy) -> None:
     d = evaluate(example, event(EventKind.TICKET_UPDATED, priority=Priority.P3), TicketState(), NOW)
     assert not {"sla-breach-escalates", "sla-warning-to-assignee"} & set(d.rules)
+
+
+@pytest.mark.parametrize("status", [Status.RESOLVED, Status.CLOSED])
+def test_no_rule_acts_on_a_resolved_or_closed_ticket(example: Policy, status: Status) -> None:
+    fields = {"customfield_10052": "all", "customfield_10050": True}
+    for labels in ({"outage"}, {"security"}, set()):
+        d = evaluate(example, event(EventKind.TICKET_UPDATED, labels=labels, fields=fields, status=status),
+                     TicketState(), NOW)  # fmt: skip
+        assert d.rules == () and d.tier_after == "L1", labels
+    asks = requester_comment("I want your manager", status=status)
+    assert evaluate(example, asks, TicketState(), NOW).rules == ()
+
+
+def test_a_p1_note_says_the_priority_came_from_the_platform_not_the_matrix(example: Policy) -> None:
+    # Already P1 on the platform; the matrix gives P4 (impact low, urgency medium): raise_only keeps P1.
+    d = evaluate(example, event(EventKind.TICKET_UPDATED, priority=Priority.P1), TicketState(), NOW)
+    (note,) = notes(d)
+    assert "p1-goes-to-l2" in d.rules
+    assert "P1 (as the ticket already showed it)" in " ".join(note.split()) and "impact" not in note
+
+
+def test_a_p1_note_from_the_matrix_says_impact_and_urgency(example: Policy) -> None:
+    fields = {"customfield_10052": "all", "customfield_10050": True}
+    (note,) = notes(evaluate(example, event(fields=fields), TicketState(), NOW))
+    assert "P1 (impact high, urgency high)" in " ".join(note.split())
+
+
+def test_a_p1_note_after_a_person_chose_it_says_so(example: Policy) -> None:
+    change = Change("priority", "Low", "Highest")
+    d = evaluate(
+        example, event(EventKind.TICKET_UPDATED, changes=[change], priority=Priority.P1), TicketState(), NOW
+    )
+    assert "P1 (set by a person)" in " ".join(notes(d)[0].split())
+
+
+def test_an_outage_whose_priority_is_kept_does_not_claim_p1(example: Policy) -> None:
+    e = event(EventKind.TICKET_UPDATED, labels={"outage"})
+    unknown = dataclasses.replace(e, ticket=dataclasses.replace(e.ticket, platform_priority="Blocker"))
+    d = evaluate(example, unknown, TicketState(), NOW)
+    (note,) = notes(d)
+    assert d.tier_after == "L2" and d.priority_after is None
+    assert "its priority is left as the ticket shows it" in " ".join(note.split())
