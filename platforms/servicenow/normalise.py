@@ -58,7 +58,8 @@ def normalise(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
     kind = HANDLED_EVENTS.get(identify({}, payload).event_type)
     if kind is None:
         raise PayloadError(f"ServiceNow event {delivery.event_type!r} is not one we normalise")
-    ticket = ticket_from_payload(payload)
+    notes: list[str] = []
+    ticket = ticket_from_payload(payload, notes)
     caller = _mapping(payload, "caller", optional=True)
     comment = _comment(payload.get("comment"), ticket, caller)
     if comment is not None and kind is EventKind.TICKET_UPDATED:
@@ -72,11 +73,14 @@ def normalise(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
         comment=comment,
         occurred_at=ticket.updated_at,
         delivery_id=delivery.delivery_id,
+        notes=tuple(notes),
     )
 
 
-def ticket_from_payload(payload: Mapping[str, Any]) -> Ticket:
-    """The incident snapshot the business rule sent."""
+def ticket_from_payload(payload: Mapping[str, Any], notes: list[str] | None = None) -> Ticket:
+    """The incident snapshot the business rule sent. Optional values that do not read (a date, an
+    extra field that is not text) are left out with a note in `notes`."""
+    notes = notes if notes is not None else []
     sys_id = sys_id_of(payload)
     number = _text(payload, "number")
     if not number:
@@ -85,7 +89,8 @@ def ticket_from_payload(payload: Mapping[str, Any]) -> Ticket:
     fields = {name: _text(payload, name) for name in PRIORITY_FIELDS}
     for name, value in extra.items():
         if not isinstance(value, str):
-            raise PayloadError(f"ServiceNow payload: 'extra_fields.{name}' is not a string")
+            notes.append(f"skipped: ServiceNow payload: 'extra_fields.{name}' is not a string")
+            continue
         fields.setdefault(name, value)
     tags = payload.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
@@ -102,10 +107,18 @@ def ticket_from_payload(payload: Mapping[str, Any]) -> Ticket:
         group=_text(payload, "assignment_group") or None,
         requester=_requester(_text(payload, "caller_id"), _mapping(payload, "caller", optional=True)),
         fields=fields,
-        created_at=parse_datetime(payload.get("sys_created_on"), "sys_created_on"),
-        updated_at=parse_datetime(payload.get("sys_updated_on"), "sys_updated_on"),
+        created_at=_skipped(notes, payload.get("sys_created_on"), "sys_created_on"),
+        updated_at=_skipped(notes, payload.get("sys_updated_on"), "sys_updated_on"),
         version=mod_count_of(payload),
     )
+
+
+def _skipped(notes: list[str], value: Any, where: str) -> datetime | None:
+    try:
+        return parse_datetime(value, where)
+    except PayloadError as exc:
+        notes.append(f"skipped: {exc}")
+        return None
 
 
 def normalise_record(

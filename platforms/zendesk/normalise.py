@@ -65,6 +65,7 @@ def _from_trigger(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent
     event = trigger_event(payload)
     kind = TRIGGER_EVENTS[event]
     values = as_mapping(payload.get("ticket"), "ticket")
+    notes: list[str] = []
     requester = _trigger_requester(payload.get("requester"))
     updated_raw = as_text(values.get("updated_at"), "ticket.updated_at")
     ticket = Ticket(
@@ -76,8 +77,8 @@ def _from_trigger(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent
         assignee=optional_id(values.get("assignee_id"), "ticket.assignee_id"),
         group=optional_id(values.get("group_id"), "ticket.group_id"),
         requester=requester,
-        fields=_template_fields(values.get("fields")),
-        created_at=parse_datetime(values.get("created_at"), "ticket.created_at"),
+        fields=_template_fields(values.get("fields"), notes),
+        created_at=_skipped(notes, parse_datetime, values.get("created_at"), "ticket.created_at"),
         updated_at=parse_datetime(updated_raw, "ticket.updated_at"),
         version=version(updated_raw),
     )
@@ -101,7 +102,17 @@ def _from_trigger(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent
         comment=comment,
         occurred_at=ticket.updated_at,
         delivery_id=delivery.delivery_id,
+        notes=tuple(notes),
     )
+
+
+def _skipped(notes: list[str], read: Any, *args: Any) -> Any:
+    """`read(*args)`, or None with a note when an optional value is there but unreadable."""
+    try:
+        return read(*args)
+    except PayloadError as exc:
+        notes.append(f"skipped: {exc}")
+        return None
 
 
 def _answered_by(value: Any, ticket: Ticket) -> datetime | None:
@@ -160,19 +171,23 @@ def _trigger_comment(value: Any, requester: Requester | None) -> Comment:
     )
 
 
-def _template_fields(value: Any) -> dict[str, Any]:
+def _template_fields(value: Any, notes: list[str]) -> dict[str, Any]:
     """Custom fields by field id. A plain string stays a string ("" is unset); an entry
-    `{"type": ..., "value": "{{ticket.ticket_field_<id>}}"}` is parsed as that type."""
+    `{"type": ..., "value": "{{ticket.ticket_field_<id>}}"}` is parsed as that type. A value that
+    does not read as its type is left out with a note (the policy then reads its default)."""
     if value is None:
         return {}
     entries = as_mapping(value, "ticket.fields")
     parsed: dict[str, Any] = {}
     for field_id, entry in entries.items():
         where = f"ticket.fields.{field_id}"
-        if isinstance(entry, Mapping):
-            parsed[str(field_id)] = _typed(entry.get("type"), as_text(entry.get("value"), where), where)
-        else:
-            parsed[str(field_id)] = as_text(entry, where) or None
+        try:
+            if isinstance(entry, Mapping):
+                parsed[str(field_id)] = _typed(entry.get("type"), as_text(entry.get("value"), where), where)
+            else:
+                parsed[str(field_id)] = as_text(entry, where) or None
+        except PayloadError as exc:
+            notes.append(f"skipped: {exc}")
     return parsed
 
 

@@ -137,3 +137,13 @@ def test_an_unreadable_issue_is_a_failure_that_says_so(esc, jira):
         "reading the ticket the event names" in record["detail"]
         and "Issue does not exist" in record["detail"]
     )
+
+
+def test_an_unreadable_timestamp_is_skipped_and_the_audit_says_so(esc, jira):
+    payload = capture("webhook-server-issue-updated-in-progress")
+    payload["timestamp"] = "yesterday"
+
+    record = deliver(esc, payload, "t-1")  # 202: the event is read without it
+
+    assert record["outcome"] in ("no_change", "dry_run", "applied")
+    assert record["reader_notes"] == ["skipped: Jira payload: 'timestamp' is not epoch milliseconds"]

@@ -220,17 +220,11 @@ def test_dates_are_utc():
     [
         (lambda p: p.pop("number"), "'number' missing"),
         (lambda p: p.__setitem__("impact", 1), "'impact' is not a string"),
-        (
-            lambda p: p.__setitem__("sys_updated_on", "2016-01-22T14:12:37Z"),
-            "'sys_updated_on' is not YYYY-MM-DD",
-        ),
-        (lambda p: p.__setitem__("sys_created_on", 1453472000), "'sys_created_on' is not a date-time string"),
         (lambda p: p.__setitem__("changes", {"urgency": "1"}), "'changes' is not a list"),
         (lambda p: p.__setitem__("changes", ["urgency"]), "a 'changes' entry is not an object"),
         (lambda p: p.__setitem__("changes", [{"previous": "1"}]), "names no field"),
         (lambda p: p.__setitem__("changes", [{"field": "urgency", "current": 1}]), "'changes' current"),
         (lambda p: p.__setitem__("tags", "outage"), "'tags' is not a list of strings"),
-        (lambda p: p.__setitem__("extra_fields", {"category": 3}), "'extra_fields.category'"),
         (lambda p: p.__setitem__("extra_fields", ["category"]), "'extra_fields' is not an object"),
         (lambda p: p.__setitem__("caller", "casey"), "'caller' is not an object"),
         (lambda p: p.__setitem__("comment", "hello"), "'comment' is not an object"),
@@ -299,3 +293,24 @@ def test_record_from_the_documented_patch_response_and_without_reference_links()
 def test_wrong_record_shapes(record, message):
     with pytest.raises(PayloadError, match=message):
         normalise_record(record)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "skipped"),
+    [
+        (
+            lambda p: p.__setitem__("sys_updated_on", "2016-01-22T14:12:37Z"),
+            "'sys_updated_on' is not YYYY-MM-DD",
+        ),
+        (lambda p: p.__setitem__("sys_created_on", 1453472000), "'sys_created_on' is not a date-time string"),
+        (lambda p: p.__setitem__("extra_fields", {"category": 3}), "'extra_fields.category' is not a string"),
+    ],
+)
+def test_an_unreadable_optional_value_is_skipped_with_a_note(mutate, skipped):
+    payload = load_fixture("servicenow", "incident_updated__priority")
+    delivery = provider.identify({}, payload)
+    mutate(payload)
+    event = provider.normalise(payload, delivery)
+    (note,) = event.notes
+    assert note.startswith("skipped: ") and skipped in note
+    assert event.ticket.ref.key == payload["number"]
