@@ -153,6 +153,9 @@ def as_text(sim: Simulation) -> str:
         f"priority: {priority['from'] or '-'} → {priority['to'] or '-'} ({priority['why']})",
         f"tier:     {tier['from'] or '-'} → {tier['to'] or '-'}",
     ]
+    if sim.judgement.event.ticket_partial:
+        lines.append("note:     the payload names the ticket without carrying it: the worker reads it once")
+    lines += [f"note:     {note}" for note in sim.judgement.event.notes]
     lines += [f"reason:   {reason}" for reason in data["reasons"]]
     if not sim.requests:
         lines.append("requests: none (the ticket already shows the decision)")

@@ -159,3 +159,9 @@ def test_simulate_says_which_timers_would_already_be_overdue(capsys, tmp_path):
     status, out, _ = run(capsys, "jira", payload, "--at", AT, "--policy", str(tmp_path / "created.yaml"))
     assert status == 0 and "already overdue: they fire on the next tick" in out
     assert "first_response:sla.breached:100 due" in out and "OVERDUE" in out
+
+
+def test_a_server_comment_without_its_issue_says_the_worker_reads_it(capsys):
+    payload = str(fixture_path("jira", "thirdparty/mm__webhook-server-comment-created"))
+    status, out, _ = run(capsys, "jira", payload, "--at", AT)
+    assert status == 0 and "the payload names the ticket without carrying it" in out
