@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         "warning, or FILE: OK and a summary.",
     )  # fmt: skip
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "--config", help="also check the channels the policy notifies against this config file"
+    )
     check.set_defaults(run=_policy_check)
 
     doctor = command(
@@ -128,8 +131,13 @@ def _policy_check(args) -> int:
     from policies import check_policy, load_policy
 
     failed = False
+    channels = set(load(args).notifications.channels) if args.config else None
     for file in args.files:
         problems = check_policy(file)  # errors and warnings, by line
+        if channels is not None and not any(p.is_error for p in problems):
+            problems = sorted(
+                [*problems, *load_policy(file).channel_problems(channels)], key=lambda p: p.line
+            )
         for problem in problems:
             print(problem)
         if any(p.is_error for p in problems):

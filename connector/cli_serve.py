@@ -128,6 +128,7 @@ def _spawn_worker(args):
 def _work(args) -> int:
     import os
 
+    from connector.outbox import OutboxSender
     from connector.retarget import Retargeter
     from connector.scheduler import SlaScheduler
     from connector.worker import WorkerPool
@@ -161,9 +162,12 @@ def _work(args) -> int:
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).
     scheduler = SlaScheduler(rt, on_fired=pool.wake)
     scheduler.start()
+    sender = OutboxSender(rt)  # notifications: their own loop, so a dead channel never holds up a ticket
+    sender.start()
     try:
         pool.wait()
     finally:
+        sender.stop()
         scheduler.stop()
     return 0
 

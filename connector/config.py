@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
+from channels.registry import TICKET_NOTE, ChannelSettings
 from console.settings import ConsoleConfig
 from platforms.registry import PLATFORMS
 from policies.source import LineOf, line_finder, parse_yaml  # one YAML reader for policy and config
@@ -80,6 +81,44 @@ class SchedulerConfig(_Strict):
     )
 
 
+# The channels the example policy's P1 protocol notifies, unconfigured: with no `notifications` section
+# its messages are rendered, queued and audited as dry runs, never sent. A config's own section replaces them.
+EXAMPLE_CHANNELS: dict[str, Any] = {
+    "oncall": {"type": "slack", "channel": "#support-oncall"},
+    "managers": {"type": "email", "sender": "escalator@example.com", "to": ["support-managers@example.com"]},
+}
+
+
+class NotificationsConfig(_Strict):
+    """Where people are told (Slack, Teams, e-mail, webhooks), and how the outbox retries a channel."""
+
+    channels: dict[str, ChannelSettings] = Field(
+        default_factory=lambda: dict(EXAMPLE_CHANNELS), validate_default=True
+    )
+    poll_seconds: float = Field(0.5, gt=0, description="how often the outbox sender looks for due messages")
+    batch: int = Field(50, ge=1, le=1000)
+    lease_seconds: float = Field(120.0, gt=0, description="after this a dead sender's message is taken again")
+    backoff_initial_seconds: float = Field(5.0, gt=0)
+    backoff_max_seconds: float = Field(300.0, gt=0)
+    give_up_after_hours: float = Field(
+        24.0, gt=0, description="a message the channel kept refusing for this long is recorded as failed"
+    )
+
+    @model_validator(mode="after")
+    def _names_and_languages(self) -> NotificationsConfig:
+        from babel import Locale, UnknownLocaleError
+
+        for name, settings in self.channels.items():
+            if name == TICKET_NOTE:
+                raise ValueError(f"'{TICKET_NOTE}' is reserved (it means an internal note on the ticket)")
+            if settings.language:
+                try:
+                    Locale.parse(settings.language.replace("-", "_"))
+                except (UnknownLocaleError, ValueError) as exc:
+                    raise ValueError(f"channel '{name}': unknown language '{settings.language}'") from exc
+        return self
+
+
 Platforms = create_model(  # type: ignore[call-overload]
     "Platforms",
     __config__=ConfigDict(extra="forbid", frozen=True),
@@ -97,6 +136,7 @@ class Config(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
     console: ConsoleConfig = ConsoleConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
 
     def platform(self, key: str) -> Any | None:
         """The settings of one platform, or None when it is not configured."""

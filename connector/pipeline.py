@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy.exc import OperationalError
 
-from connector import audit, retarget
+from connector import audit, outbox, retarget
 from connector.codec import after_plan
 from connector.judgement import judge
 from connector.minimise import mask_personal_data
@@ -353,8 +353,12 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     if remember:
         clocks = result.sla or SlaState.from_json(None)
         wanted_timers = sla.timers(rt.policy.current, clocks)
+    notices = outbox.planned(rt, item.delivery_id, result.outcome, event, result.decision)
+    if notices:
+        record["notifications"] = outbox.summary(notices)
     with writing(rt.engine) as conn:
-        audit.append(conn, record, at=now)
+        decided = audit.append(conn, record, at=now)
+        outbox.queue(conn, notices, decision_id=decided["id"], now=now)  # with its decision, or not at all
         if remember:
             ticket = event.ticket
             tickets.save(

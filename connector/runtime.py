@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from connector.store.db import make_engine, migrate
 from connector.store.intake import Intake
 from platforms.base import PlatformClient, Provider
 from platforms.registry import PLATFORMS
-from policies import Policy, load_policy
+from policies import Policy, PolicyError, load_policy
 
 log = logging.getLogger("escalator")
 
@@ -68,12 +68,22 @@ class Installation:
 
 
 class PolicyHolder:
-    """The live policy. A reload that fails leaves the last good policy serving."""
+    """The live policy. A reload that fails leaves the last good policy serving.
 
-    def __init__(self, path: str):
+    `channels`: the notification channels the config has; a policy that notifies another is refused.
+    """
+
+    def __init__(self, path: str, channels: Collection[str] | None = None):
         self.path = path
-        self._policy: Policy = load_policy(path)
+        self.channels = channels
+        self._policy: Policy = self._load()
         self._lock = threading.Lock()
+
+    def _load(self) -> Policy:
+        policy = load_policy(self.path)
+        if self.channels is not None and (problems := policy.channel_problems(self.channels)):
+            raise PolicyError(problems)
+        return policy
 
     @property
     def current(self) -> Policy:
@@ -81,7 +91,7 @@ class PolicyHolder:
 
     def reload(self) -> Policy:
         """Load the file again; raises PolicyError (and keeps the old policy) when it is broken."""
-        fresh = load_policy(self.path)
+        fresh = self._load()
         with self._lock:
             self._policy = fresh
         return fresh
@@ -120,7 +130,7 @@ def build_runtime(config: Config, *, clock: Clock = utc_now, engine: Engine | No
     return Runtime(
         config=config,
         engine=engine,
-        policy=PolicyHolder(config.policy),
+        policy=PolicyHolder(config.policy, set(config.notifications.channels)),
         installations=installations,
         clock=clock,
     )

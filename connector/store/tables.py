@@ -229,3 +229,41 @@ console_policies = Table(
     Column("text", Text, nullable=False),
     Column("seen_at", UTCDateTime(), nullable=False),
 )
+
+# Notifications (connector/outbox.py): queued in the transaction of the decision that asked for them,
+# sent by the worker's outbox sender, retried, and kept with what the channel answered.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # One delivery's notification to one channel: the same decision processed twice queues it once.
+    Column("dedupe_key", String(64), nullable=False, unique=True),
+    Column("decision_id", String(36), nullable=False),  # the audit record of the decision that asked
+    Column("platform", String(32), nullable=False),
+    Column("ticket_id", String(255), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # notice | update | report
+    Column("message", JSON, nullable=False),  # channels.Message.to_json(), or the report's request
+    # pending → sent | failed | dry_run
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("answer", Text, nullable=True),  # the channel's last answer (status and text, shortened)
+    Column("sent_at", UTCDateTime(), nullable=True),
+)
+Index("ix_outbox_pending", outbox.c.status, outbox.c.id)
+Index("ix_outbox_ticket", outbox.c.platform, outbox.c.ticket_id)
+
+# The thread a ticket has on a channel (Slack's ts, the first mail's Message-ID): later ones reply to it.
+channel_threads = Table(
+    "channel_threads",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("ticket_id", String(255), primary_key=True),
+    Column("channel", String(64), primary_key=True),
+    Column("thread", String(255), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+)

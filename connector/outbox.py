@@ -1,0 +1,323 @@
+"""Notifications: queued with the decision that asked for them, sent by a loop of their own.
+
+    pipeline._record ─ same transaction as the audit record ─▶ outbox rows (pending)
+    OutboxSender: due rows ─▶ channel.send ─▶ audit record of the send + the row's new status
+
+A message is queued once per delivery and channel (the same decision processed twice queues it once),
+kept across restarts, retried with backoff no sooner than the channel's Retry-After, and recorded as
+failed with the channel's answer when the channel refuses it or keeps failing for
+`notifications.give_up_after_hours`. Sending never touches the ticket's write: a dead channel holds up
+nothing but its own messages. Each ticket has one thread per channel (Slack's ts, the first e-mail's
+Message-ID), remembered when its first message goes out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from channels import Message, Receipt, RejectedByChannel, TransientChannelError
+from channels.errors import ChannelError
+from channels.registry import CHANNEL_TYPES, TICKET_NOTE, Channel, make_channel
+from connector import audit
+from connector.model import Decision, Note, Notify, Plan, TicketEvent, TicketRef
+from connector.retry import backoff_seconds
+from connector.runtime import Runtime
+from connector.store import outbox as store
+from connector.store.db import writing
+from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
+
+log = logging.getLogger("escalator.outbox")
+
+QUEUED_WITH = ("applied", "no_change", "dry_run")  # a failed or retried decision notifies nobody (yet)
+
+_FACTS = {
+    "en": ("Priority", "Tier", "Status"),
+    "id": ("Prioritas", "Tingkat", "Status"),
+    "de": ("Priorität", "Stufe", "Status"),
+}
+
+
+def planned(
+    rt: Runtime, delivery_id: str, outcome: str, event: TicketEvent | None, decision: Decision | None
+) -> list[dict[str, Any]]:
+    """The outbox rows a decision asks for (computed before its transaction; pure)."""
+    if decision is None or event is None or not decision.notifications or outcome not in QUEUED_WITH:
+        return []
+    policy = rt.policy.current
+    ticket = event.ticket
+    rows = []
+    for n, notify in enumerate(decision.notifications):
+        settings = rt.config.notifications.channels.get(notify.channel)
+        language = getattr(settings, "language", None) or policy.default_language
+        dedupe = hashlib.sha256(
+            f"{ticket.ref.platform}\0{delivery_id}\0{notify.channel}\0{notify.kind}\0{n}".encode()
+        ).hexdigest()
+        message = Message(
+            id=dedupe[:32],
+            platform=ticket.ref.platform,
+            ticket_id=ticket.ref.id,
+            ticket_key=ticket.ref.key,
+            title=ticket.title,
+            text=notify.text(language, policy.default_language),
+            ticket_url=ticket.ref.url,
+            kind=notify.kind,
+            facts=_facts(language, decision, event),
+            language=language,
+        )
+        rows.append(
+            {
+                "dedupe_key": dedupe,
+                "platform": ticket.ref.platform,
+                "ticket_id": ticket.ref.id,
+                "channel": notify.channel,
+                "kind": notify.kind,
+                "message": message.to_json(),
+            }
+        )
+    return rows
+
+
+def queue(conn: Any, rows: Sequence[dict[str, Any]], *, decision_id: str, now: Any) -> None:
+    """Queue the decision's messages inside its transaction (next to its audit record)."""
+    if rows:
+        store.enqueue(conn, rows, decision_id=decision_id, now=now)
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """What the decision's audit record says it queued."""
+    return [{"channel": r["channel"], "kind": r["kind"], "message": r["message"]["id"]} for r in rows]
+
+
+def _facts(language: str, decision: Decision, event: TicketEvent) -> tuple[tuple[str, str], ...]:
+    labels = _FACTS.get(language.replace("-", "_").split("_")[0], _FACTS["en"])
+    priority = decision.priority_after.value if decision.priority_after else "—"
+    return (
+        (labels[0], priority),
+        (labels[1], decision.tier_after or "—"),
+        (labels[2], event.ticket.status.value.replace("_", " ")),
+    )
+
+
+class OutboxSender:
+    """Sends due messages. `send_due` is one round (tests, benchmarks); `start` runs rounds in a thread."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self._channels: dict[str, Channel] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="escalator-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        poll = self.rt.config.notifications.poll_seconds
+        while not self._stop.is_set():
+            try:
+                handled = self.send_due()
+            except Exception:  # the database may be briefly unavailable; never let the thread die
+                log.exception("outbox round failed; retrying in %.1fs", poll)
+                handled = 0
+            if not handled:
+                self._wake.wait(poll)
+                self._wake.clear()
+
+    # --- one round ----------------------------------------------------------------------------------
+
+    def send_due(self) -> int:
+        """Send every message that is due now; returns how many were tried."""
+        cfg = self.rt.config.notifications
+        now = self.rt.clock()
+        tried = 0
+        for queued in store.due(self.rt.engine, now=now, limit=cfg.batch):
+            with writing(self.rt.engine) as conn:
+                taken = store.take(
+                    conn, queued.id, owner=self.rt.owner, now=now, lease=timedelta(seconds=cfg.lease_seconds)
+                )
+            if taken:
+                self._send(queued)
+                tried += 1
+        return tried
+
+    def _send(self, queued: store.QueuedMessage) -> None:
+        rt = self.rt
+        message = Message.from_json(dict(queued.message))
+        attempts = queued.attempts + 1
+        thread: str | None = None
+        receipt: Receipt | None = None
+        retry_at = None
+        try:
+            if queued.kind == "report":
+                message = _with_report(rt, message)
+            if queued.channel == TICKET_NOTE:
+                receipt = self._note(message)
+            else:
+                settings = rt.config.notifications.channels.get(queued.channel)
+                if settings is None:
+                    raise RejectedByChannel(f"channel '{queued.channel}' is no longer configured")
+                if rt.dry_run or not settings.can_send:
+                    raise _DryRun(
+                        "dry_run is on" if rt.dry_run else f"channel '{queued.channel}' has no credentials"
+                    )
+                if CHANNEL_TYPES[settings.type].threads:
+                    with rt.engine.connect() as conn:
+                        thread = store.thread_of(conn, queued.platform, queued.ticket_id, queued.channel)
+                receipt = self._channel(queued.channel, settings).send(message, thread)
+            status, outcome, answer = store.SENT, "applied", receipt.answer
+        except _DryRun as exc:
+            status, outcome, answer = store.DRY_RUN, "dry_run", str(exc)
+        except TransientChannelError as exc:
+            answer = exc.answer or str(exc)
+            cfg = rt.config.notifications
+            give_up = queued.created_at + timedelta(hours=cfg.give_up_after_hours)
+            wait = backoff_seconds(
+                attempts,
+                exc.retry_after,
+                initial=cfg.backoff_initial_seconds,
+                maximum=cfg.backoff_max_seconds,
+            )
+            retry_at = rt.clock() + timedelta(seconds=wait)
+            if retry_at > give_up:
+                status, outcome, answer, retry_at = store.FAILED, "failed", f"gave up: {answer}", None
+            else:
+                status, outcome = store.PENDING, "retrying"
+        except ChannelError as exc:
+            status, outcome, answer = store.FAILED, "failed", exc.answer or str(exc)
+        now = rt.clock()
+        record = _send_record(rt, queued, message, outcome, answer, attempts, thread, receipt, retry_at)
+        with writing(rt.engine) as conn:
+            audit.append(conn, record, at=now)
+            if status == store.PENDING:
+                store.retry_later(conn, queued.id, attempts=attempts, answer=answer, at=retry_at)
+            else:
+                store.finish(conn, queued.id, status=status, attempts=attempts, answer=answer, now=now)
+            if receipt is not None and receipt.thread and thread is None and queued.channel != TICKET_NOTE:
+                store.remember_thread(
+                    conn, queued.platform, queued.ticket_id, queued.channel, receipt.thread, now
+                )
+        rt.metrics.platform_requests.labels(f"channel:{queued.channel}", "POST", outcome).inc()
+
+    def _channel(self, name: str, settings: Any) -> Channel:
+        channel = self._channels.get(name)
+        if channel is None or getattr(channel, "settings", None) != settings:
+            channel = self._channels[name] = make_channel(settings)
+        return channel
+
+    def _note(self, message: Message) -> Receipt:
+        """The report as an internal note on the ticket, through the platform's own client."""
+        installation = self.rt.installations.get(message.platform)
+        if installation is None:
+            raise RejectedByChannel(f"platform '{message.platform}' is no longer configured")
+        if self.rt.dry_run or not installation.can_write:
+            raise _DryRun(
+                "dry_run is on" if self.rt.dry_run else f"platforms.{message.platform} cannot write"
+            )
+        client = installation.client()
+        ref = TicketRef(message.platform, message.ticket_id, message.ticket_key, message.ticket_url)
+        status = 0
+        try:
+            for request in client.render(Plan(ticket=ref, note=Note(message.text, internal=True))):
+                status = client.send(request).status
+        except NotConfigured as exc:
+            raise _DryRun(str(exc)) from exc
+        except TransientPlatformError as exc:
+            raise TransientChannelError(
+                f"note: {exc}", status=exc.status, answer=str(exc), retry_after=exc.retry_after
+            ) from exc
+        except RejectedByPlatform as exc:
+            raise RejectedByChannel(f"note: {exc}", status=exc.status, answer=f"{exc.status}: {exc}") from exc
+        except PlatformError as exc:
+            raise RejectedByChannel(f"note: {exc}", answer=str(exc)) from exc
+        return Receipt(status=status, answer=f"{status} internal note added")
+
+
+class _DryRun(Exception):
+    """Rendered and recorded, not sent."""
+
+
+def _with_report(rt: Runtime, message: Message) -> Message:
+    """A report message: its introduction, then the post-incident report as the audit log has it now."""
+    from connector.report import incident_report
+
+    report = incident_report(
+        rt.engine, rt.policy.current, message.platform, message.ticket_id, language=message.language
+    )
+    text = f"{message.text.strip()}\n\n{report.to_text()}" if message.text.strip() else report.to_text()
+    return Message(**{**vars(message), "text": text})
+
+
+def _send_record(
+    rt: Runtime,
+    queued: store.QueuedMessage,
+    message: Message,
+    outcome: str,
+    answer: str,
+    attempts: int,
+    thread: str | None,
+    receipt: Receipt | None,
+    retry_at,
+) -> dict[str, Any]:
+    policy = rt.policy.current
+    settings = rt.config.notifications.channels.get(queued.channel)
+    record: dict[str, Any] = {
+        "platform": queued.platform,
+        "ticket": {"id": queued.ticket_id, "key": message.ticket_key, "url": message.ticket_url},
+        "trigger": {
+            "kind": "notification",
+            "event_type": f"notify.{queued.kind}",
+            "delivery_id": f"outbox:{queued.id}",
+            "attempt": attempts,
+        },
+        "policy": {"name": policy.name, "version": policy.version, "sha256": policy.sha256},
+        "rules": [],
+        "reasons": [],
+        "inputs": {},
+        "priority": {"from": None, "to": None, "why": None},
+        "tier": {"from": None, "to": None},
+        "actions_planned": [],
+        "requests": [],
+        "actions_applied": [],
+        "notification": {
+            "message": message.id,
+            "channel": queued.channel,
+            "type": "note" if queued.channel == TICKET_NOTE else getattr(settings, "type", None),
+            "kind": queued.kind,
+            "language": message.language,
+            "decision": queued.decision_id,
+            "in_thread": thread is not None,
+            "status": receipt.status if receipt else None,
+            "answer": answer,
+        },
+        "outcome": outcome,
+        "dry_run": outcome == "dry_run",
+        "detail": answer or None,
+    }
+    if retry_at is not None:
+        record["retry_at"] = retry_at.isoformat()
+    return record
+
+
+def channel_problems(rt_config: Any, policy: Any) -> list[Any]:
+    """The policy's channels the config lacks (start and reload refuse such a policy)."""
+    return policy.channel_problems(set(rt_config.notifications.channels))
+
+
+__all__ = ["OutboxSender", "Notify", "channel_problems", "planned", "summary"]

@@ -1,0 +1,168 @@
+"""The outbox table: notifications queued with their decision, taken by the sender one at a time per
+ticket and channel (a thread's first message goes before its replies), and each ticket's threads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from connector.store.tables import channel_threads, outbox
+
+PENDING, SENT, FAILED, DRY_RUN = "pending", "sent", "failed", "dry_run"
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    id: int
+    decision_id: str
+    platform: str
+    ticket_id: str
+    channel: str
+    kind: str
+    message: Mapping[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+def _insert(conn: Connection):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+
+def enqueue(conn: Connection, rows: Iterable[Mapping[str, Any]], *, decision_id: str, now: datetime) -> None:
+    """Queue messages inside the decision's transaction; a message already queued (the same
+    delivery decided again) is left as it is."""
+    values = [
+        {
+            **row,
+            "decision_id": decision_id,
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for row in rows
+    ]
+    if values:
+        conn.execute(_insert(conn), values)
+
+
+def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:
+    """The oldest pending message of each ticket and channel, when it is due and nobody holds it."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox).where(outbox.c.status == PENDING).order_by(outbox.c.id).limit(limit * 20)
+        ).all()
+    seen: set[tuple[str, str, str]] = set()
+    out: list[QueuedMessage] = []
+    for row in rows:
+        key = (row.platform, row.ticket_id, row.channel)
+        if key in seen:
+            continue  # a later message waits for the earlier one (its thread, its order)
+        seen.add(key)
+        free = row.lease_until is None or row.lease_until <= now
+        if row.next_attempt_at <= now and free:
+            out.append(_queued(row))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def take(conn: Connection, message_id: int, *, owner: str, now: datetime, lease: timedelta) -> bool:
+    """Lease one message (compare-and-set: two senders never both win)."""
+    result = conn.execute(
+        update(outbox)
+        .where(
+            and_(
+                outbox.c.id == message_id,
+                outbox.c.status == PENDING,
+                or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
+            )
+        )
+        .values(lease_owner=owner, lease_until=now + lease)
+    )
+    return result.rowcount == 1
+
+
+def finish(
+    conn: Connection, message_id: int, *, status: str, attempts: int, answer: str, now: datetime
+) -> None:
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == message_id)
+        .values(
+            status=status,
+            attempts=attempts,
+            answer=answer,
+            lease_owner=None,
+            lease_until=None,
+            sent_at=now if status == SENT else None,
+        )
+    )
+
+
+def retry_later(conn: Connection, message_id: int, *, attempts: int, answer: str, at: datetime) -> None:
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == message_id)
+        .values(attempts=attempts, answer=answer, next_attempt_at=at, lease_owner=None, lease_until=None)
+    )
+
+
+def thread_of(conn: Connection, platform: str, ticket_id: str, channel: str) -> str | None:
+    return conn.execute(
+        select(channel_threads.c.thread).where(
+            channel_threads.c.platform == platform,
+            channel_threads.c.ticket_id == ticket_id,
+            channel_threads.c.channel == channel,
+        )
+    ).scalar()
+
+
+def remember_thread(
+    conn: Connection, platform: str, ticket_id: str, channel: str, thread: str, now: datetime
+) -> None:
+    if thread_of(conn, platform, ticket_id, channel) is None:
+        conn.execute(
+            channel_threads.insert().values(
+                platform=platform, ticket_id=ticket_id, channel=channel, thread=thread, started_at=now
+            )
+        )
+
+
+def for_ticket(engine: Engine, platform: str, ticket_id: str) -> list[dict[str, Any]]:
+    """Every message about one ticket, oldest first (the console's ticket page, the report)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox)
+            .where(outbox.c.platform == platform, outbox.c.ticket_id == ticket_id)
+            .order_by(outbox.c.id)
+        ).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all()
+    return {status: n for status, n in rows}
+
+
+def _queued(row: Any) -> QueuedMessage:
+    return QueuedMessage(
+        id=row.id,
+        decision_id=row.decision_id,
+        platform=row.platform,
+        ticket_id=row.ticket_id,
+        channel=row.channel,
+        kind=row.kind,
+        message=row.message,
+        attempts=row.attempts,
+        created_at=row.created_at,
+    )
