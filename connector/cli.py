@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connector import cli_serve
+from connector import cli_report, cli_serve
 from connector.audit import cli as audit_cli
 from connector.cli_common import (
     EXIT_CODES,
@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.set_defaults(run=_simulate)
 
     audit_cli.add_commands(sub)
+    cli_report.add_commands(sub)
     return parser
 
 

@@ -246,6 +246,24 @@ def action_to_dict(action: Action) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """A message for a channel, rendered in every language the policy has (the outbox picks the
+    channel's). kind: notice | update | report (the post-incident report, built when it is sent)."""
+
+    channel: str
+    texts: tuple[tuple[str, str], ...] = ()
+    kind: str = "notice"
+
+    def text(self, language: str | None, default: str) -> str:
+        """The text in `language` (or its base language), else in `default`."""
+        found = dict(self.texts)
+        for wanted in (language, (language or "").replace("-", "_").split("_")[0], default):
+            if wanted and wanted in found:
+                return found[wanted]
+        return next(iter(found.values()), "")
+
+
+@dataclass(frozen=True)
 class Decision:
     """What the policy decided for one event, with the reasons. Pure data."""
 
@@ -257,6 +275,7 @@ class Decision:
     actions: tuple[Action, ...] = ()
     rules: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
+    notifications: tuple[Notify, ...] = ()  # not ticket writes: they go to the outbox
 
 
 # --- plan: a decision reduced to what the ticket does not already show -------

@@ -11,7 +11,19 @@ from typing import Any
 from connector.model import AddLabel, AssignGroup, AssignUser, Priority, RemoveLabel, SetPriority
 
 from .conditions import Condition, compile_condition
-from .policy import EVENT_KINDS, NEXT_TIER, Escalate, Level, NoteTemplate, PriorityRules, Raise, Rule, Step
+from .policy import (
+    EVENT_KINDS,
+    NEXT_TIER,
+    TICKET_NOTE,
+    Escalate,
+    Level,
+    NoteTemplate,
+    NotifyTemplate,
+    PriorityRules,
+    Raise,
+    Rule,
+    Step,
+)
 from .problems import WARNING, Problem
 from .schema import (
     ActionSpec,
@@ -24,7 +36,7 @@ from .schema import (
     RuleSpec,
 )
 from .source import LineOf, Loc, validate
-from .templates import compile_note
+from .templates import compile_note, known_locale
 from .variables import (
     BOOL,
     FIELD_TYPES,
@@ -37,6 +49,12 @@ from .variables import (
     FieldDef,
     variable_schema,
     zero_sample,
+)
+
+# The text of `notify: channel` when the rule gives none.
+DEFAULT_NOTICE = (
+    "{{ ticket.key }} ({{ decision.priority or 'no priority' }}, {{ decision.tier }}): {{ ticket.title }}\n"
+    "Rule {{ rule.name }} of policy {{ policy.name }} v{{ policy.version }}."
 )
 
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -54,6 +72,10 @@ class Builder:
     problems: list[Problem] = field(default_factory=list)
     fields: tuple[FieldDef, ...] = ()
     mode: str = "raise_only"
+    default_language: str = "en"
+    languages: dict[str, None] = field(default_factory=dict)  # every language a text is given in
+    channels: dict[str, int] = field(default_factory=dict)  # channel → first line that notifies it
+    _compiled: dict[str, Any] = field(default_factory=dict)
 
     def problem(self, loc: Loc, message: str) -> None:
         self.problems.append(Problem(self.path, self.line_of(loc), message))
@@ -210,13 +232,15 @@ class Builder:
                 loc: Loc = ("rules", i, "then", k)
                 action: ActionSpec | None = self.section(ActionSpec, action_data, loc, label, ("then", k))
                 if action is not None:
-                    steps.extend(self._steps(action, loc, label, rule_sample))
+                    steps.extend(self._steps(action, loc, label, rule_sample, action_data))
             out.append(
                 Rule(spec.name, frozenset(spec.on), when, tuple(steps), spec.stop, spec.description or "")
             )
         return tuple(out)
 
-    def _steps(self, action: ActionSpec, loc: Loc, label: str, sample: Mapping[str, Any]) -> list[Step]:
+    def _steps(
+        self, action: ActionSpec, loc: Loc, label: str, sample: Mapping[str, Any], raw: Any = None
+    ) -> list[Step]:
         """The evaluator's steps for one action (`labels: [a, b]` gives two); [] when it is broken."""
         if action.priority is not None:
             return [SetPriority(Priority(action.priority))]
@@ -238,12 +262,80 @@ class Builder:
         if action.assign is not None:
             user, group = action.assign.user, action.assign.group
             return [AssignUser(user)] if user else [AssignGroup(group or "")]
+        if action.notify is not None:
+            out: list[Step] = []
+            for j, notify in enumerate(action.notify):
+                listed = isinstance(raw, dict) and isinstance(raw.get("notify"), list)
+                here = loc + (("notify", j) if listed else ("notify",))
+                self._channel(notify.channel, here)
+                text = notify.text if notify.text is not None else DEFAULT_NOTICE
+                translations = self.texts(text, here + ("text",), label, sample)
+                if translations is not None:
+                    out.append(NotifyTemplate(notify.channel, translations))
+            return out
+        if action.report is not None:
+            for j, target in enumerate(action.report.to):
+                if target != TICKET_NOTE:
+                    self._channel(target, loc + ("report", "to", j))
+            intro = self.texts(action.report.text or "", loc + ("report", "text"), label, sample)
+            if intro is None:
+                return []
+            return [NotifyTemplate(target, intro, "report") for target in action.report.to]
         assert action.note is not None  # ActionSpec guarantees exactly one key
-        template, error = compile_note(action.note.text, sample)
-        if template is None:
-            self.problem(loc + ("note", "text"), f"{label}: {error}")
+        translations = self.texts(action.note.text, loc + ("note", "text"), label, sample)
+        if translations is None:
             return []
-        return [NoteTemplate(action.note.text, template, action.note.internal)]
+        source = (
+            action.note.text
+            if isinstance(action.note.text, str)
+            else action.note.text.get(self.default_language, "")
+        )
+        template = translations[self.default_language]
+        return [NoteTemplate(source, template, action.note.internal, MappingProxyType(translations))]
+
+    def _channel(self, name: str, loc: Loc) -> None:
+        if name == TICKET_NOTE:
+            self.problem(loc, f"notify: '{TICKET_NOTE}' is the ticket itself, only a report can go there "
+                         "(report: {to: [note, …]})")  # fmt: skip
+            return
+        self.channels.setdefault(name, self.line_of(loc))
+
+    def texts(self, raw: Any, loc: Loc, label: str, sample: Mapping[str, Any]) -> dict[str, Any] | None:
+        """One compiled template per language: a plain text is the default language's; a mapping
+        needs the default language and Babel must know every language. None when something is wrong."""
+        if isinstance(raw, str):
+            raw = {self.default_language: raw}
+        if not isinstance(raw, dict) or not raw:
+            self.problem(loc, f"{label}: a text is a template, or a mapping of language → template "
+                         f"(e.g. {{{self.default_language}: …, id: …}}) (got {raw!r})")  # fmt: skip
+            return None
+        out: dict[str, Any] = {}
+        ok = True
+        if self.default_language not in raw:
+            self.problem(loc, f"{label}: no text in the default language '{self.default_language}' "
+                         f"(given: {', '.join(map(str, raw))})")  # fmt: skip
+            ok = False
+        for language, source in raw.items():
+            if not isinstance(language, str) or not known_locale(language):
+                self.problem(loc + (language,), f"{label}: unknown language '{language}' "
+                             "(a locale such as en, id, de, pt_BR)")  # fmt: skip
+                ok = False
+                continue
+            if not isinstance(source, str):
+                self.problem(loc + (language,), f"{label}: the '{language}' text must be a string")
+                ok = False
+                continue
+            template, error = self._compiled.get(source) or compile_note(source, sample)
+            if template is not None:
+                self._compiled[source] = (template, None)  # one object per text: rendered once per event
+            if template is None:
+                self.problem(loc + (language,) if len(raw) > 1 or language != self.default_language else loc,
+                             f"{label}: {error}")  # fmt: skip
+                ok = False
+                continue
+            out[language] = template
+            self.languages.setdefault(language, None)
+        return out if ok else None
 
 
 def _default_for(kind: str, value: Any) -> Any:

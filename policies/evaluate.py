@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from connector.model import (
     AssignTier,
     Decision,
     EventKind,
+    Notify,
     Priority,
     RemoveLabel,
     SetPriority,
@@ -22,8 +24,8 @@ from connector.model import (
     TicketState,
 )
 
-from .policy import NEXT_TIER, Escalate, Level, NoteTemplate, Policy
-from .templates import RENDER_ERRORS, render_note
+from .policy import NEXT_TIER, Escalate, Level, NoteTemplate, NotifyTemplate, Policy
+from .templates import RENDER_ERRORS, pick_language, render_note
 from .variables import comment_variables, event_variables, sla_variables, ticket_variables
 
 _PERSON_SET = "priority set by a person; raise_only keeps it"
@@ -124,8 +126,10 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         actions.append(SetPriority(target))
     if tier_after != tier_before:
         actions.append(AssignTier(tier_after))
+    occurred = event.occurred_at or (event.sla.fired_at if event.sla else None)
     note_context = {
         **variables,
+        "event": {**variables["event"], "at": occurred.isoformat() if occurred else ""},
         "decision": {
             "priority": _name(target),
             "priority_before": _name(ticket.priority),
@@ -137,8 +141,17 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         },
         "policy": {"name": policy.name, "version": policy.version},
     }
+    zone = _timezone(policy, event) if event.sla is not None else _ticket_timezone(policy, target, context)
+    reader = Reader(policy.default_language, ticket.requester.language if ticket.requester else "", zone)
+    notifications: list[Notify] = []
+    rendered: dict[tuple[int, str, str], str] = {}  # a text several channels share is rendered once
     for rule_name, step in steps:
-        action = _action(step, rule_name, note_context, reasons)
+        if isinstance(step, NotifyTemplate):
+            notify = _notify(step, rule_name, event, policy, note_context, reader, reasons, rendered)
+            if notify is not None and notify not in notifications:
+                notifications.append(notify)
+            continue
+        action = _action(step, rule_name, note_context, reader, reasons)
         if action is None or action in actions:
             continue
         if isinstance(action, AddLabel) and action.label in ticket.labels:
@@ -155,7 +168,17 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         actions=tuple(actions),
         rules=tuple(fired),
         reasons=tuple(reasons),
+        notifications=tuple(notifications),
     )
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads what the rules write: the policy's default language, the requester's, the time zone."""
+
+    default: str
+    requester: str
+    timezone: str
 
 
 def _choose(key: str, levels: tuple[Level, ...], context: cel.Context, reasons: list[str]) -> str:
@@ -218,22 +241,76 @@ def _escalate(tiers: tuple[str, ...], current: str, targets: list[str]) -> str:
     return max([current, *resolved], key=lambda t: rank.get(t, -1))
 
 
-def _action(step: Any, rule: str, note_context: Mapping[str, Any], reasons: list[str]) -> Action | None:
+def _action(
+    step: Any, rule: str, note_context: Mapping[str, Any], reader: Reader, reasons: list[str]
+) -> Action | None:
     if not isinstance(step, NoteTemplate):
         return step  # AddLabel, RemoveLabel, AssignUser, AssignGroup: already model actions
+    # A public note speaks the requester's language; an internal one the team's (the default).
+    wanted = reader.requester if not step.internal else reader.default
+    language = pick_language(wanted, step.translations, reader.default)
+    template = step.translations.get(language, step.template)
     try:
-        text = render_note(step.template, {**note_context, "rule": {"name": rule}})
+        text = render_note(
+            template, {**note_context, "rule": {"name": rule}}, language=language, timezone=reader.timezone
+        )
     except RENDER_ERRORS as exc:
         reasons.append(f"rule '{rule}': note not written, its template failed ({type(exc).__name__}: {exc})")
         return None
     return AddNote(text, step.internal)
 
 
-def _timezone(policy: Policy, event: TicketEvent) -> str:
-    """The time zone of the calendar a time event's clock ran on (for `sla.due_local`)."""
-    if event.sla is None or policy.sla is None or event.sla.calendar not in policy.sla.calendars:
+def _notify(
+    step: NotifyTemplate, rule: str, event: TicketEvent, policy: Policy, note_context: Mapping[str, Any],
+    reader: Reader, reasons: list[str], rendered: dict[tuple[int, str, str], str],
+) -> Notify | None:  # fmt: skip
+    """The message in every language of the policy (each channel reads its own), dates localised."""
+    kind = (
+        step.kind if step.kind == "report" else "update" if event.kind is EventKind.UPDATE_DUE else "notice"
+    )
+    texts = []
+    for language in policy.languages:
+        template = step.translations[pick_language(language, step.translations, reader.default)]
+        memo = (id(template), language, rule)
+        try:
+            text = rendered.get(memo)
+            if text is None:
+                text = rendered[memo] = render_note(
+                    template, {**note_context, "rule": {"name": rule}}, language=language,
+                    timezone=reader.timezone,
+                )  # fmt: skip
+        except RENDER_ERRORS as exc:
+            reasons.append(f"rule '{rule}': message to {step.channel} not sent, its template failed "
+                           f"({type(exc).__name__}: {exc})")  # fmt: skip
+            return None
+        texts.append((language, text))
+    return Notify(step.channel, tuple(texts), kind)
+
+
+def _ticket_timezone(policy: Policy, priority: Priority | None, context: cel.Context) -> str:
+    """The zone of the calendar the ticket's clocks run on: its priority's own calendar (P1: 24x7),
+    else the first `pick_calendar` entry that holds."""
+    if policy.sla is None:
         return "UTC"
-    return policy.sla.calendars[event.sla.calendar].timezone
+    target = policy.sla.target(priority, "first_response") or policy.sla.target(priority, "resolution")
+    name = target.calendar if target is not None and target.calendar else None
+    if name is None:
+        name = policy.sla.default_calendar
+        for choice in policy.sla.pick:
+            if choice.when is None or choice.when.test(context, []):
+                name = choice.calendar
+                break
+    return policy.sla.calendar(name).timezone
+
+
+def _timezone(policy: Policy, event: TicketEvent) -> str:
+    """The time zone of the calendar a time event's clock ran on (for `sla.due_local` and dates in
+    texts); other events: the default calendar's."""
+    if policy.sla is None:
+        return "UTC"
+    name = event.sla.calendar if event.sla is not None else policy.sla.default_calendar
+    calendar = policy.sla.calendars.get(name)
+    return calendar.timezone if calendar is not None else "UTC"
 
 
 def _sla_reason(sla: Mapping[str, Any]) -> str:

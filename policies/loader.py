@@ -16,6 +16,7 @@ from .policy import NEXT_TIER, Policy
 from .problems import PolicyError, Problem, errors
 from .schema import PolicyHead
 from .source import line_finder, parse_yaml, to_plain, validate
+from .templates import known_locale
 from .variables import zero_sample
 
 
@@ -71,6 +72,13 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
         elif tier in (b.tiers or ())[:i]:
             b.problem(("tiers", i), f"tiers: '{tier}' is listed twice")
 
+    language = data.get("default_language")
+    if isinstance(language, str) and language:
+        b.default_language = language
+        if not known_locale(language):
+            b.problem(("default_language",), f"default_language: unknown language '{language}' "
+                      "(a locale such as en, id, de, pt_BR)")  # fmt: skip
+    b.languages[b.default_language] = None
     fields = b.build_fields(_mapping(data.get("fields")))
     priority = b.build_priority(data["priority"]) if "priority" in data else None
     first = priority.impact[-1].level if priority and priority.impact else ""
@@ -88,6 +96,7 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
             "priority_from": "matrix",
         },
         "rule": {"name": ""},
+        "event": {**zero_sample(fields)["event"], "at": ""},
         "policy": {"name": name, "version": data.get("version")},
     }
     rules = b.build_rules(data["rules"], note_sample) if isinstance(data.get("rules"), list) else ()
@@ -122,6 +131,9 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
         warnings=tuple(found),
         sla=sla,
         scope=scope,
+        default_language=b.default_language,
+        languages=tuple(b.languages),
+        channels=MappingProxyType(dict(b.channels)),
     )
     return policy, found
 

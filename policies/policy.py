@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from jinja2 import Template
@@ -21,6 +21,7 @@ from .variables import FieldDef
 EVENT_KINDS: frozenset[str] = frozenset(kind.value for kind in EventKind)
 MODES = ("raise_only", "enforce")
 NEXT_TIER = "next"
+TICKET_NOTE = "note"  # as a report target: an internal note on the ticket itself
 # The SLA clocks, in the order timers are listed. update_every has no warnings and no breach: it reminds.
 METRICS = ("first_response", "next_response", "update_every", "resolution")
 # When a ticket's clocks start: when Escalator first sees it (default), or at its creation.
@@ -36,14 +37,28 @@ class Escalate:
 
 @dataclass(frozen=True, eq=False)
 class NoteTemplate:
-    """An AddNote whose text is rendered at evaluation."""
+    """An AddNote whose text is rendered at evaluation; `translations` holds one template per language
+    (the default language's is `template`) when the policy gives several."""
 
     source: str
     template: Template
     internal: bool = True
+    translations: Mapping[str, Template] = field(default_factory=dict)
 
 
-Step = SetPriority | Escalate | AddLabel | RemoveLabel | AssignUser | AssignGroup | NoteTemplate
+@dataclass(frozen=True, eq=False)
+class NotifyTemplate:
+    """A message to `channel`, one template per language; kind `report`: the post-incident report
+    (its text, if any, is the introduction above it)."""
+
+    channel: str
+    translations: Mapping[str, Template]
+    kind: str = "notice"
+
+
+Step = (
+    SetPriority | Escalate | AddLabel | RemoveLabel | AssignUser | AssignGroup | NoteTemplate | NotifyTemplate
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,18 @@ class Policy:
     warnings: tuple[Problem, ...] = ()  # what `policy check` warns about; the policy loads anyway
     sla: SlaPolicy | None = None  # None: the file has no `sla` section (no clocks, no timers)
     scope: Condition | None = None  # None: every ticket is governed
+    default_language: str = "en"
+    languages: tuple[str, ...] = ("en",)  # every language a text is given in (the default first)
+    channels: Mapping[str, int] = field(default_factory=dict)  # each channel a rule notifies → its first line
+
+    def channel_problems(self, configured: Collection[str]) -> list[Problem]:
+        """The channels this policy notifies that the config does not have (FILE:LINE each)."""
+        known = ", ".join(sorted(configured)) or "none configured"
+        return [
+            Problem(self.path, line, f"notify: channel '{name}' is not in the config's "
+                    f"notifications.channels (configured: {known})")
+            for name, line in self.channels.items() if name not in configured
+        ]  # fmt: skip
 
     def summary(self) -> str:
         """One line for logs and `policy check`: name, version, sizes, platforms, SLA calendars."""

@@ -117,11 +117,36 @@ class AssignSpec(Strict):
 
 
 class NoteSpec(Strict):
-    text: NonEmptyStr
+    text: Any  # one template, or one per language ({en: …, id: …}); checked in build.py
     internal: bool = True
 
 
-ACTION_KEYS = ("priority", "escalate", "label", "labels", "unlabel", "assign", "note")
+def _notify_short_form(value: Any) -> Any:
+    """`notify: oncall`, `notify: {channel: oncall, text: …}` or a list of either."""
+    items = value if isinstance(value, list) else [value]
+    return [{"channel": v} if isinstance(v, str) else v for v in items]
+
+
+def _report_short_form(value: Any) -> Any:
+    """`report: note` or `report: [note, oncall]` is short for `report: {to: …}`."""
+    return {"to": value} if isinstance(value, str | list) else value
+
+
+class NotifySpec(Strict):
+    """One message to one configured channel; no text: a standard one."""
+
+    channel: NonEmptyStr
+    text: Any = None
+
+
+class ReportSpec(Strict):
+    """The post-incident report, built from the audit log when it is sent: `note` is the ticket itself."""
+
+    to: Annotated[list[NonEmptyStr], BeforeValidator(_one_or_many), Field(min_length=1)]
+    text: Any = None  # an introduction above the report
+
+
+ACTION_KEYS = ("priority", "escalate", "label", "labels", "unlabel", "assign", "note", "notify", "report")
 
 
 class ActionSpec(Strict):
@@ -134,6 +159,10 @@ class ActionSpec(Strict):
     unlabel: Annotated[list[NonEmptyStr] | None, BeforeValidator(_one_or_many)] = None
     assign: AssignSpec | None = None
     note: Annotated[NoteSpec | None, BeforeValidator(_note_short_form)] = None
+    notify: Annotated[list[NotifySpec] | None, BeforeValidator(_notify_short_form), Field(min_length=1)] = (
+        None
+    )
+    report: Annotated[ReportSpec | None, BeforeValidator(_report_short_form)] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ActionSpec:
@@ -231,3 +260,4 @@ class PolicyHead(Strict):
     # Which tickets the policy governs at all (a CEL condition on the ticket); the rest are audited
     # as out of scope and never written.
     scope: NonEmptyStr | None = None
+    default_language: NonEmptyStr = "en"  # the text used when a reader's language has none

@@ -2,19 +2,90 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_datetime
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, pass_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .conditions import first_line
+from .durations import parse_duration
 
 NOTE_ROOTS = ("comment", "decision", "event", "policy", "rule", "sla", "ticket")
 
 # Notes are plain text for the platform's note field (escaping is the adapter's job). Immutable: a template
 # cannot change the data the next note or rule sees.
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+# Hidden context keys: the reader's language and the calendar's time zone, for `localtime`.
+LANGUAGE, TIMEZONE = "_language", "_timezone"
+
+
+@pass_context
+def _localtime(context: Any, value: Any, add: str | None = None) -> str:
+    """`{{ sla.due | localtime }}`: an instant in the reader's language and the calendar's time zone
+    (Babel); `add="1h"` shifts it first (the next update due). An empty value stays empty."""
+    if value in ("", None):
+        return ""
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    if add:
+        at += parse_duration(add)
+    zone = ZoneInfo(context.get(TIMEZONE) or "UTC")
+    locale = context.get(LANGUAGE) or "en"
+    zone_name = format_datetime(at, "zzz", tzinfo=zone, locale=locale)
+    return f"{format_datetime(at, 'medium', tzinfo=zone, locale=locale)} {zone_name}"
+
+
+_ENV.filters["localtime"] = _localtime
+
+
+def known_locale(language: str) -> bool:
+    """True when Babel knows the language (`en`, `id`, `pt_BR`, `de-AT`)."""
+    try:
+        Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return False
+    return True
+
+
+@functools.cache
+def _language_names() -> dict[str, str]:
+    """English and native language names → codes ("Indonesian", "Bahasa Indonesia" → id)."""
+    names = {name.casefold(): code for code, name in Locale("en").languages.items() if "_" not in code}
+    for code in ("id", "ms", "de", "fr", "es", "pt", "it", "nl", "ja", "zh", "ko", "th", "vi", "tr", "pl"):
+        native = Locale.parse(code)
+        names.setdefault((native.display_name or "").casefold(), code)
+        names.setdefault(f"bahasa {native.display_name}".casefold() if code in ("id", "ms") else "", code)
+    names.pop("", None)
+    return names
+
+
+def language_code(value: str | None) -> str:
+    """A requester's language as a locale code: platforms send codes (`id`, `pt-BR`) or, from
+    Zendesk trigger placeholders, names (`Indonesian`, `English`). Unknown: ''."""
+    text = (value or "").strip()
+    if not text:
+        return ""
+    if known_locale(text):
+        return text.replace("-", "_")
+    return _language_names().get(text.casefold(), "")
+
+
+def pick_language(wanted: str | None, available: Any, default: str) -> str:
+    """The reader's language if there is a text in it (or in its base: `id-ID` → `id`), else `default`."""
+    wanted = language_code(wanted)
+    for language in (wanted, (wanted or "").replace("-", "_").split("_")[0]):
+        if language and language in available:
+            return language
+    return default
+
 
 # What rendering can raise besides Jinja's own errors (a filter given the wrong type, a bad index …).
 RENDER_ERRORS = (TemplateError, TypeError, ValueError, LookupError, ArithmeticError)
@@ -36,6 +107,8 @@ def compile_note(source: str, sample: Mapping[str, Any]) -> tuple[Template | Non
     return template, None
 
 
-def render_note(template: Template, context: Mapping[str, Any]) -> str:
-    """The note text; raises one of RENDER_ERRORS when the data does not fit the template."""
-    return template.render(context)
+def render_note(template: Template, context: Mapping[str, Any], *, language: str = "en",
+                timezone: str = "UTC") -> str:  # fmt: skip
+    """The note text in `language` (dates in `timezone`); raises one of RENDER_ERRORS when the data
+    does not fit the template."""
+    return template.render({**context, LANGUAGE: language, TIMEZONE: timezone})

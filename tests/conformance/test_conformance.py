@@ -17,7 +17,7 @@ def test_new_p1_outage_ticket_goes_to_l2_with_a_label_and_an_internal_note(esc, 
 
     assert record["outcome"] == "applied"
     assert (record["priority"]["to"], record["tier"]["from"], record["tier"]["to"]) == ("P1", "L1", "L2")
-    assert record["rules"] == ["outage-goes-to-l2"]
+    assert record["rules"] == ["outage-goes-to-l2", "p1-notice"]
     writes = driver.writes(api)
     effect = driver.effect(writes, OUTAGE)
     assert effect == Effect("P1", "L2", frozenset({"escalated-l2"}), True, effect.note_text)

@@ -134,7 +134,10 @@ def test_a_p1_without_public_update_gets_an_hourly_reminder(esc, driver, api):
 
     esc.clock.advance(45 * MINUTE)  # one hour after creation, no public reply
     (reminder,) = fire(esc)
-    assert reminder["trigger"]["kind"] == "update.due" and reminder["rules"] == ["p1-hourly-update-reminder"]
+    assert reminder["trigger"]["kind"] == "update.due" and reminder["rules"] == [
+        "p1-hourly-update",
+        "p1-hourly-update-reminder",
+    ]
     assert armed(esc, driver, OUTAGE)["update_every:update.due:100"] == created + timedelta(hours=2)
     effect = driver.effect(driver.writes(api), after(OUTAGE, Effect("P1", "L3")))
     assert effect.note_internal is True and "no public update" in effect.note_text

@@ -41,7 +41,7 @@ def test_what_simulate_shows_is_what_the_worker_sends(sqlite_url, tmp_path, caps
     shown = json.loads(out)
     assert (shown["priority"]["from"], shown["priority"]["to"]) == ("P2", "P1")
     assert (shown["tier"]["from"], shown["tier"]["to"]) == ("L1", "L2")
-    assert shown["rules"] == ["outage-goes-to-l2"]
+    assert shown["rules"] == ["outage-goes-to-l2", "p1-notice"]
 
     esc = start(config, FakeClock(datetime.fromisoformat(AT)))
     try:
@@ -76,7 +76,7 @@ def test_a_ticket_already_at_the_tier_asks_for_less(capsys):
         "--format", "json",
     )  # fmt: skip
     shown = json.loads(out)
-    assert status == 0 and shown["tier"] == {"from": "L2", "to": "L2"} and shown["rules"] == []
+    assert status == 0 and shown["tier"] == {"from": "L2", "to": "L2"} and shown["rules"] == ["p1-notice"]
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_example_checks_clean() -> None:
 
 def test_summary_names_the_policy(example: Policy) -> None:
     assert example.summary() == (
-        "policy global-support v1: 8 rules, 4 tiers, platforms: jira, zendesk, servicenow, "
+        "policy global-support v1: 11 rules, 4 tiers, platforms: jira, zendesk, servicenow, "
         "sla calendars: emea, apac, always"
     )
     assert len(example.sha256) == 64 and example.path == str(EXAMPLE)
@@ -51,7 +51,7 @@ def test_outage_is_p1_goes_straight_to_l2_with_label_and_internal_note(example: 
     assert note.internal
     assert "total outage" in note.text and "P1" in note.text and "from L1 to L2" in note.text
     assert "outage-goes-to-l2" in note.text  # says why: the rule
-    assert d.rules == ("outage-goes-to-l2",)
+    assert d.rules == ("outage-goes-to-l2", "p1-notice")  # p1-notice: the P1 protocol
     assert d.priority_why == "impact high × urgency high → P1"
 
 
@@ -231,7 +231,7 @@ def test_warning_mentions_the_assignee(example: Policy) -> None:
 def test_p1_update_reminder(example: Policy) -> None:
     e = timed(EventKind.UPDATE_DUE, metric="update_every", priority=Priority.P1)
     d = evaluate(example, e, TicketState(tier="L2"), NOW)
-    assert d.rules == ("p1-hourly-update-reminder",)
+    assert d.rules == ("p1-hourly-update", "p1-hourly-update-reminder")
     assert [a.internal for a in d.actions if isinstance(a, AddNote)] == [True]
     assert "no public update for 4h" in notes(d)[0]
     assert (

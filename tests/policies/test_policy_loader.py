@@ -44,7 +44,7 @@ def test_unknown_top_level_key_uses_the_keys_line(tmp_path: Path) -> None:
     p = only(tmp_path, text)
     assert p.line == line(text, "colour")
     assert p.message.startswith(
-        "unknown key 'colour' (known: description, fields, platforms, policy, priority,"
+        "unknown key 'colour' (known: default_language, description, fields, platforms, policy, priority,"
     )
 
 
@@ -56,7 +56,7 @@ def test_unknown_key_in_an_action(tmp_path: Path) -> None:
     assert p.line == line(text, "escalte")
     assert p.message == (
         "rule 'r': then[1]: unknown key 'escalte' "
-        "(known: assign, escalate, label, labels, note, priority, unlabel)"
+        "(known: assign, escalate, label, labels, note, notify, priority, report, unlabel)"
     )
 
 

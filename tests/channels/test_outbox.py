@@ -1,0 +1,164 @@
+"""The outbox: retries (429 with Retry-After, 5xx, timeouts), restarts, one send per decision, and a
+channel that is down never holding up the ticket's write."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import requests
+import responses
+from sqlalchemy import update
+
+from connector.outbox import OutboxSender
+from connector.runtime import build_runtime
+from connector.store import outbox as store
+from connector.store.tables import inbox
+from tests.channels.conftest import (
+    HOOK_SECRET,
+    HOOK_URL,
+    TEAMS_URL,
+    Story,
+    email_channel,
+    escalator,
+    slack_channel,
+)
+from tests.support.harness import Escalator
+
+
+def sends(esc: Escalator, channel: str) -> list[dict]:
+    return [r for r in esc.audit() if (r.get("notification") or {}).get("channel") == channel]
+
+
+def test_slack_429_waits_for_retry_after_then_sends(sqlite_url, slack, smtp, api):
+    slack.fail_next.append((429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"}))
+    esc = escalator(sqlite_url, {"oncall": slack_channel(slack), "managers": email_channel(smtp)})
+    story = Story(esc, api)
+    story.open_p1()
+    story.send()
+    (first,) = sends(esc, "oncall")
+    assert first["outcome"] == "retrying" and first["notification"]["answer"] == "429 ratelimited"
+    retry_at = first["retry_at"]
+    assert retry_at >= (esc.clock() + timedelta(seconds=30)).isoformat()  # never sooner than Retry-After
+    esc.clock.advance(20)
+    assert story.send() == 0  # still waiting
+    esc.clock.advance(15)
+    assert story.send() == 1
+    assert [r["outcome"] for r in sends(esc, "oncall")] == ["retrying", "applied"]
+    assert len(slack.posts) == 2 and "thread_ts" not in slack.posts[1]  # the retry still starts the thread
+    esc.rt.close()
+
+
+def test_teams_5xx_then_success(sqlite_url, smtp, api):
+    api.add(responses.POST, TEAMS_URL, status=503, body="Service Unavailable")
+    api.add(responses.POST, TEAMS_URL, status=202)
+    esc = escalator(
+        sqlite_url, {"oncall": {"type": "teams", "url": TEAMS_URL}, "managers": email_channel(smtp)}
+    )
+    story = Story(esc, api)
+    story.open_p1()
+    story.send()
+    esc.clock.advance(5)
+    story.send()
+    outcomes = [(r["outcome"], r["notification"]["answer"]) for r in sends(esc, "oncall")]
+    assert outcomes == [("retrying", "503 Service Unavailable"), ("applied", "202 Accepted")]
+    esc.rt.close()
+
+
+def test_webhook_timeout_then_success(sqlite_url, slack, api):
+    api.add(responses.POST, HOOK_URL, body=requests.ConnectTimeout("timed out"))
+    api.add(responses.POST, HOOK_URL, status=200)
+    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET, "timeout_seconds": 2}
+    esc = escalator(sqlite_url, {"oncall": slack_channel(slack), "managers": pager})
+    story = Story(esc, api)
+    story.open_p1()
+    story.send()
+    esc.clock.advance(5)
+    story.send()
+    records = sends(esc, "managers")
+    assert [r["outcome"] for r in records] == ["retrying", "applied"]
+    assert records[0]["detail"] == "webhook: no answer within 2s"
+    bodies = [c.request.body for c in api.calls if c.request.url == HOOK_URL]
+    assert len(bodies) == 2 and bodies[0] == bodies[1]  # the same message, the same webhook-id
+    esc.rt.close()
+
+
+def test_queued_messages_survive_a_restart(sqlite_url, slack, smtp, api):
+    channels = {"oncall": slack_channel(slack), "managers": email_channel(smtp)}
+    esc = escalator(sqlite_url, channels)
+    Story(esc, api).open_p1()  # decided and queued; the process stops before the sender ran
+    clock = esc.clock
+    esc.rt.close()
+
+    again = Escalator(build_runtime(esc.rt.config, clock=clock), clock)
+    assert OutboxSender(again.rt).send_due() == 2
+    assert len(slack.posts) == 1 and len(smtp.mails) == 1
+    assert OutboxSender(again.rt).send_due() == 0
+    again.rt.close()
+
+
+def test_the_same_decision_processed_twice_sends_once(sqlite_url, slack, smtp, api):
+    esc = escalator(sqlite_url, {"oncall": slack_channel(slack), "managers": email_channel(smtp)})
+    story = Story(esc, api)
+    story.open_p1()
+    # An operator retries the finished delivery (or a crash made a worker take it again).
+    with esc.rt.engine.begin() as conn:
+        conn.execute(update(inbox).values(status="pending", next_attempt_at=esc.clock(), lease_owner=None))
+    esc.work()
+    decisions = [r for r in esc.audit() if r["trigger"]["kind"] == "ticket.created"]
+    assert len(decisions) == 2 and all("p1-notice" in d["rules"] for d in decisions)
+    story.send()
+    story.send()
+    assert len(slack.posts) == 1 and len(smtp.mails) == 1
+    assert len(store.for_ticket(esc.rt.engine, "jira", "10001")) == 2  # one per channel
+    esc.rt.close()
+
+
+def test_a_dead_channel_never_blocks_the_ticket_write(sqlite_url, smtp, api):
+    dead = {"type": "slack", "token": "xoxb-t", "channel": "#oncall", "api_url": "http://127.0.0.1:9/api/",
+            "timeout_seconds": 1}  # fmt: skip
+    esc = escalator(sqlite_url, {"oncall": dead, "managers": email_channel(smtp)})
+    story = Story(esc, api)
+    decision = story.open_p1()
+    assert decision["outcome"] == "applied"  # the Jira write went out before any channel was tried
+    assert [w.method for w in story.driver.writes(api)] == ["PUT", "POST"]
+    for _ in range(3):
+        story.send()
+        esc.clock.advance(120)
+    # Later events of the ticket are decided and written while the channel keeps failing.
+    story.wait(16)
+    assert any(r["rules"] == ["sla-breach-escalates"] and r["outcome"] == "applied" for r in esc.audit())
+    oncall = sends(esc, "oncall")
+    assert oncall and {r["outcome"] for r in oncall} == {"retrying"}
+    assert "cannot reach" in oncall[0]["detail"]
+    assert len(smtp.mails) >= 1  # the other channel was not held up either
+    esc.rt.close()
+
+
+def test_a_channel_that_keeps_failing_is_given_up_with_its_answer(sqlite_url, smtp, api):
+    api.add(responses.POST, TEAMS_URL, status=502, body="Bad Gateway")
+    teams = {"type": "teams", "url": TEAMS_URL}
+    esc = escalator(sqlite_url, {"oncall": teams, "managers": email_channel(smtp)}, give_up_after_hours=1)
+    story = Story(esc, api)
+    story.open_p1()
+    for _ in range(40):  # 80 minutes of a channel answering 502
+        story.send()
+        esc.clock.advance(120)
+    records = sends(esc, "oncall")
+    assert records[-1]["outcome"] == "failed" and records[-1]["detail"] == "gave up: 502 Bad Gateway"
+    assert {r["outcome"] for r in records[:-1]} == {"retrying"}
+    (row,) = [r for r in store.for_ticket(esc.rt.engine, "jira", "10001") if r["channel"] == "oncall"]
+    assert row["status"] == "failed" and row["attempts"] == len(records)
+    esc.rt.close()
+
+
+def test_a_refusal_is_not_retried(sqlite_url, slack, smtp, api):
+    slack.fail_next.append((200, {"ok": False, "error": "channel_not_found"}, {}))
+    esc = escalator(sqlite_url, {"oncall": slack_channel(slack), "managers": email_channel(smtp)})
+    story = Story(esc, api)
+    story.open_p1()
+    story.send()
+    esc.clock.advance(600)
+    story.send()
+    (record,) = sends(esc, "oncall")
+    assert record["outcome"] == "failed" and record["notification"]["answer"] == "200 channel_not_found"
+    esc.rt.close()
