@@ -118,6 +118,8 @@ class EmailChannel:
             raise RejectedByChannel(
                 f"email: login refused: {_answer(exc)}", status=exc.smtp_code, answer=_answer(exc)
             ) from exc
+        except smtplib.SMTPNotSupportedError as exc:  # e.g. a login configured, the server offers none
+            raise RejectedByChannel(f"email: {exc}", answer=str(exc)) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             answer = shorten(
                 "; ".join(f"{r}: {c} {m.decode(errors='replace')}" for r, (c, m) in exc.recipients.items())

@@ -95,7 +95,7 @@ class NotificationsConfig(_Strict):
     channels: dict[str, ChannelSettings] = Field(
         default_factory=lambda: dict(EXAMPLE_CHANNELS), validate_default=True
     )
-    poll_seconds: float = Field(0.5, gt=0, description="how often the outbox sender looks for due messages")
+    poll_seconds: float = Field(0.25, gt=0, description="how often the outbox sender looks for due messages")
     batch: int = Field(50, ge=1, le=1000)
     lease_seconds: float = Field(120.0, gt=0, description="after this a dead sender's message is taken again")
     backoff_initial_seconds: float = Field(5.0, gt=0)

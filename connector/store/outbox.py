@@ -56,21 +56,25 @@ def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:
     """The oldest pending message of each ticket and channel, when it is due and nobody holds it."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(outbox).where(outbox.c.status == PENDING).order_by(outbox.c.id).limit(limit * 20)
-        ).all()
-    seen: set[tuple[str, str, str]] = set()
-    out: list[QueuedMessage] = []
-    for row in rows:
-        key = (row.platform, row.ticket_id, row.channel)
-        if key in seen:
-            continue  # a later message waits for the earlier one (its thread, its order)
-        seen.add(key)
-        free = row.lease_until is None or row.lease_until <= now
-        if row.next_attempt_at <= now and free:
-            out.append(_queued(row))
-            if len(out) >= limit:
-                break
-    return out
+            select(outbox.c.id, outbox.c.platform, outbox.c.ticket_id, outbox.c.channel,
+                   outbox.c.next_attempt_at, outbox.c.lease_until)
+            .where(outbox.c.status == PENDING).order_by(outbox.c.id).limit(limit * 20)
+        ).all()  # fmt: skip
+        seen: set[tuple[str, str, str]] = set()
+        chosen: list[int] = []
+        for row in rows:
+            key = (row.platform, row.ticket_id, row.channel)
+            if key in seen:
+                continue  # a later message waits for the earlier one (its thread, its order)
+            seen.add(key)
+            if row.next_attempt_at <= now and (row.lease_until is None or row.lease_until <= now):
+                chosen.append(row.id)
+                if len(chosen) >= limit:
+                    break
+        if not chosen:
+            return []
+        full = conn.execute(select(outbox).where(outbox.c.id.in_(chosen)).order_by(outbox.c.id)).all()
+    return [_queued(row) for row in full]
 
 
 def take(conn: Connection, message_id: int, *, owner: str, now: datetime, lease: timedelta) -> bool:

@@ -152,3 +152,22 @@ def test_a_channel_without_credentials_is_a_dry_run_and_sends_nothing(sqlite_url
         rows = store.for_ticket(esc.rt.engine, "jira", "10001")
     assert {r["channel"]: r["status"] for r in rows} == {"oncall": "dry_run", "managers": "sent"}
     esc.rt.close()
+
+
+def test_email_over_implicit_tls_with_login(tmp_path):
+    from channels import Message
+    from channels.email import EmailChannel, EmailSettings
+
+    server = start_smtp(tls=self_signed(tmp_path), login=("escalator", "s3cret"), implicit_tls=True)
+    try:
+        settings = dict(
+            type="email", host="127.0.0.1", port=server.port, security="ssl", verify_tls=False,
+            username="escalator", sender="escalator@shop.example", to=["m@shop.example"],
+        )  # fmt: skip
+        message = Message(
+            id="m1", platform="jira", ticket_id="1", ticket_key="SHOP-1", title="t", text="hello"
+        )
+        receipt = EmailChannel(EmailSettings(**settings, password="s3cret")).send(message, None)
+        assert receipt.status == 250 and server.mails[0]["Subject"] == "SHOP-1: t"
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from email.message import Message as MailMessage
@@ -28,6 +29,7 @@ class SlackCall:
     path: str
     token: str
     body: dict[str, Any]
+    at: float = field(default_factory=time.time)  # when the fake received it (benchmarks)
 
 
 @dataclass
@@ -139,7 +141,8 @@ class SmtpServer:
         self.controller.stop()
 
 
-def start_smtp(*, tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None) -> SmtpServer:
+def start_smtp(*, tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None,
+               implicit_tls: bool = False) -> SmtpServer:  # fmt: skip
     inbox = _Inbox()
 
     def authenticate(server, session, envelope, mechanism, auth_data):
@@ -152,10 +155,13 @@ def start_smtp(*, tls: ssl.SSLContext | None = None, login: tuple[str, str] | No
 
     port = free_port()
     kwargs: dict[str, Any] = {}
-    if tls is not None:
+    if tls is not None and implicit_tls:
+        kwargs.update(ssl_context=tls)  # TLS from the first byte (port 465 style)
+    elif tls is not None:
         kwargs.update(tls_context=tls, require_starttls=True)
     if login is not None:
-        kwargs.update(authenticator=authenticate, auth_require_tls=tls is not None)
+        # aiosmtpd counts only STARTTLS as TLS for AUTH; with implicit TLS the whole session is encrypted
+        kwargs.update(authenticator=authenticate, auth_require_tls=tls is not None and not implicit_tls)
     controller = Controller(inbox, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     return SmtpServer(controller, inbox, port)
