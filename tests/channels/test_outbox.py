@@ -82,9 +82,9 @@ def test_webhook_timeout_then_success(sqlite_url, slack, api):
     esc.rt.close()
 
 
-def test_queued_messages_survive_a_restart(sqlite_url, slack, smtp, api):
+def test_queued_messages_survive_a_restart(db_url, slack, smtp, api):  # SQLite and the real PostgreSQL
     channels = {"oncall": slack_channel(slack), "managers": email_channel(smtp)}
-    esc = escalator(sqlite_url, channels)
+    esc = escalator(db_url, channels)
     Story(esc, api).open_p1()  # decided and queued; the process stops before the sender ran
     clock = esc.clock
     esc.rt.close()
@@ -96,8 +96,8 @@ def test_queued_messages_survive_a_restart(sqlite_url, slack, smtp, api):
     again.rt.close()
 
 
-def test_the_same_decision_processed_twice_sends_once(sqlite_url, slack, smtp, api):
-    esc = escalator(sqlite_url, {"oncall": slack_channel(slack), "managers": email_channel(smtp)})
+def test_the_same_decision_processed_twice_sends_once(db_url, slack, smtp, api):  # SQLite and PostgreSQL
+    esc = escalator(db_url, {"oncall": slack_channel(slack), "managers": email_channel(smtp)})
     story = Story(esc, api)
     story.open_p1()
     # An operator retries the finished delivery (or a crash made a worker take it again).
