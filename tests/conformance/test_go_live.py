@@ -37,7 +37,7 @@ def labelled_outage_now(esc, driver, api) -> dict:
 def test_an_old_ticket_first_seen_now_gets_its_p1_l2_write_and_nothing_else(esc, driver, api):
     record = labelled_outage_now(esc, driver, api)
 
-    assert record["outcome"] == "applied" and record["rules"] == ["outage-goes-to-l2"]
+    assert record["outcome"] == "applied" and record["rules"] == ["outage-goes-to-l2", "p1-notice"]
     assert (record["priority"]["to"], record["tier"]["from"], record["tier"]["to"]) == ("P1", "L1", "L2")
     effect = driver.effect(driver.writes(api), OLD_OUTAGE)
     assert (effect.priority, effect.tier) == ("P1", "L2")
