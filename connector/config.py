@@ -97,6 +97,7 @@ class NotificationsConfig(_Strict):
     )
     poll_seconds: float = Field(0.25, gt=0, description="how often the outbox sender looks for due messages")
     batch: int = Field(50, ge=1, le=1000)
+    threads: int = Field(4, ge=1, le=64, description="messages to different tickets or channels sent at once")
     lease_seconds: float = Field(120.0, gt=0, description="after this a dead sender's message is taken again")
     backoff_initial_seconds: float = Field(5.0, gt=0)
     backoff_max_seconds: float = Field(300.0, gt=0)

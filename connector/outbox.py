@@ -17,6 +17,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from channels import Message, Receipt, RejectedByChannel, TransientChannelError
 from channels.errors import ChannelError
 from channels.registry import CHANNEL_TYPES, TICKET_NOTE, Channel, make_channel
 from connector import audit
-from connector.model import Decision, Note, Notify, Plan, TicketEvent, TicketRef
+from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
 from connector.retry import backoff_seconds
 from connector.runtime import Runtime
 from connector.store import outbox as store
@@ -112,6 +113,7 @@ class OutboxSender:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -124,6 +126,8 @@ class OutboxSender:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(30)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -143,19 +147,37 @@ class OutboxSender:
     # --- one round ----------------------------------------------------------------------------------
 
     def send_due(self) -> int:
-        """Send every message that is due now; returns how many were tried."""
+        """Send every message that is due now; returns how many were tried.
+
+        Messages of different tickets or channels go out side by side (`notifications.threads`):
+        one slow channel's round trip does not hold up the others'. Each ticket's messages to one
+        channel stay in order: only the oldest is ever due.
+        """
         cfg = self.rt.config.notifications
         now = self.rt.clock()
-        tried = 0
-        for queued in store.due(self.rt.engine, now=now, limit=cfg.batch):
-            with writing(self.rt.engine) as conn:
-                taken = store.take(
-                    conn, queued.id, owner=self.rt.owner, now=now, lease=timedelta(seconds=cfg.lease_seconds)
-                )
-            if taken:
+        due = store.due(self.rt.engine, now=now, limit=cfg.batch)
+        if not due:
+            return 0
+        with writing(self.rt.engine) as conn:
+            taken = store.take_many(
+                conn,
+                [q.id for q in due],
+                owner=self.rt.owner,
+                now=now,
+                lease=timedelta(seconds=cfg.lease_seconds),
+            )
+        mine = [q for q in due if q.id in taken]
+        if len(mine) == 1 or cfg.threads == 1:
+            for queued in mine:
                 self._send(queued)
-                tried += 1
-        return tried
+        else:
+            list(self._pool().map(self._send, mine))
+        return len(mine)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.rt.config.notifications.threads, "escalator-outbox-send")
+        return self._executor
 
     def _send(self, queued: store.QueuedMessage) -> None:
         rt = self.rt
@@ -313,11 +335,3 @@ def _send_record(
     if retry_at is not None:
         record["retry_at"] = retry_at.isoformat()
     return record
-
-
-def channel_problems(rt_config: Any, policy: Any) -> list[Any]:
-    """The policy's channels the config lacks (start and reload refuse such a policy)."""
-    return policy.channel_problems(set(rt_config.notifications.channels))
-
-
-__all__ = ["OutboxSender", "Notify", "channel_problems", "planned", "summary"]

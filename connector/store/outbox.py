@@ -77,20 +77,21 @@ def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:
     return [_queued(row) for row in full]
 
 
-def take(conn: Connection, message_id: int, *, owner: str, now: datetime, lease: timedelta) -> bool:
-    """Lease one message (compare-and-set: two senders never both win)."""
+def take_many(conn: Connection, ids: list[int], *, owner: str, now: datetime, lease: timedelta) -> set[int]:
+    """Lease several messages in one statement; the ids this sender won."""
     result = conn.execute(
         update(outbox)
         .where(
             and_(
-                outbox.c.id == message_id,
+                outbox.c.id.in_(ids),
                 outbox.c.status == PENDING,
                 or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
             )
         )
         .values(lease_owner=owner, lease_until=now + lease)
+        .returning(outbox.c.id)
     )
-    return result.rowcount == 1
+    return {row.id for row in result}
 
 
 def finish(
