@@ -179,6 +179,7 @@ def main() -> int:
             "decisions (time range)": "/console/decisions?since=2026-06-01&until=2026-06-02",
             "decision (one record)": f"/console/decisions/{deep}",
             "ticket page": f"/console/tickets/{PLATFORMS[(deep // 30) % 3]}/{deep // 30}",
+            "SLA board": "/console/sla",
         }
         reports = {f"report {n}": f"/console/reports/{n}" for n in
                    ("escalations", "attainment", "durations", "fcr", "causes", "breaches")}  # fmt: skip

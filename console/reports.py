@@ -130,22 +130,23 @@ def escalations(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> 
 
 
 def top_causes(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
-    rules = _scoped(
-        select(console_rule_hits.c.rule, func.count().label("escalations"))
-        .join(D, D.c.seq == console_rule_hits.c.seq)
-        .where(D.c.escalated.is_(True))
-        .group_by(console_rule_hits.c.rule)
-        .order_by(desc("escalations"), console_rule_hits.c.rule)
-        .limit(TOP),
-        scope,
+    # The escalations (a few % of the log, by their own index) drive: joining the other way round
+    # walked every rule hit in the log (2 s at a million records, 0.1 s like this).
+    escalations = _scoped(select(D.c.seq).where(D.c.escalated.is_(True)), scope)
+    hits, labelled = console_rule_hits, console_escalation_labels
+    rules = (
+        select(hits.c.rule, func.count().label("escalations"))
+        .where(hits.c.seq.in_(escalations))
+        .group_by(hits.c.rule)
+        .order_by(desc("escalations"), hits.c.rule)
+        .limit(TOP)
     )
-    labels = _scoped(
-        select(console_escalation_labels.c.label, func.count().label("escalations"))
-        .join(D, D.c.seq == console_escalation_labels.c.seq)
-        .group_by(console_escalation_labels.c.label)
-        .order_by(desc("escalations"), console_escalation_labels.c.label)
-        .limit(TOP),
-        scope,
+    labels = (
+        select(labelled.c.label, func.count().label("escalations"))
+        .where(labelled.c.seq.in_(escalations))
+        .group_by(labelled.c.label)
+        .order_by(desc("escalations"), labelled.c.label)
+        .limit(TOP)
     )
     with engine.connect() as conn:
         by_rule = [("rule", r, n) for r, n in conn.execute(rules)]
