@@ -133,9 +133,13 @@ def main() -> int:
         "--database", default="sqlite", help="sqlite (a temp file) or a postgresql:// server URL"
     )
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the seeded database and print its URL")
+    parser.add_argument("--existing", metavar="URL", help="time a database seeded by an earlier --keep run")
     args = parser.parse_args()
     drop = None
-    if args.database == "sqlite":
+    if args.existing:
+        url = args.existing
+    elif args.database == "sqlite":
         url = f"sqlite:///{tempfile.mkdtemp(prefix='escalator-bench-')}/escalator.db"
     else:
         name = f"escalator_bench_{uuid.uuid4().hex[:8]}"
@@ -147,6 +151,8 @@ def main() -> int:
         url = args.database.rsplit("/", 1)[0] + f"/{name}"
 
         def drop() -> None:
+            if args.keep:
+                return
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -169,7 +175,9 @@ def main() -> int:
             "/console/login",
             data={"name": "vera", "password": PASSWORDS["vera"], "csrf_token": csrf_of(page.text)},
         )
-        deep = args.records // 2
+        with engine.connect() as conn:
+            records = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+        deep = records // 2
         pages = {
             "decisions (first page)": "/console/decisions",
             "decisions (platform + outcome)": "/console/decisions?platform=zendesk&outcome=failed",

@@ -4,18 +4,29 @@ instants (UTC and in the calendar's own zone), computed by the policy's own cale
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, cast, func, literal_column, or_, select, tuple_
+from sqlalchemy.sql import Select
 
-from connector.store.tables import tickets
+from connector.store.tables import tickets, timers
 from policies import Policy
 from policies.calendars import due_at
 from policies.sla import METRICS, SlaState, share
 
 STATUSES = ("running", "paused", "met", "breached")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The slice a report covers: a time range (UTC) and optionally one platform."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    platform: str | None = None
 
 
 def clock_states(policy: Policy, state: SlaState, now: datetime) -> list[dict[str, Any]]:
@@ -70,8 +81,69 @@ def _local(at: datetime | None, zone: str) -> str | None:
     return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def open_ticket_states(engine: Engine) -> Iterator[Mapping[str, Any]]:
-    """Tickets with SLA clocks that are not resolved (the board's candidates)."""
+class ClockRows:
+    """The tickets with SLA state, as one row source for the clock reports.
+
+    PostgreSQL stores `tickets.sla` as json (text): every `->` parses the whole document again, so
+    the state is cast to jsonb once per row in a materialized CTE (a 5x difference at 33,000 tickets).
+    SQLite reads the JSON text with json_extract directly."""
+
+    def __init__(self, engine: Engine):
+        state: Any = tickets.c.sla
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            state = cast(tickets.c.sla, JSONB)
+        cte = (
+            select(tickets.c.platform, tickets.c.ticket_id, tickets.c.tier, state.label("state"))
+            .where(tickets.c.sla.is_not(None))
+            .cte("clocked")
+        )
+        self.t = cte.prefix_with("MATERIALIZED") if engine.dialect.name == "postgresql" else cte
+
+    def sla(self, *path: str) -> Any:
+        """A value inside the SLA state's JSON, read by the database itself."""
+        node: Any = self.t.c.state
+        for step in path:
+            node = node[step]
+        return node
+
+    def scoped(self, stmt: Select, scope: Scope) -> Select:
+        """Started within the scope (instants compare as ISO-8601 UTC text), on the scope's platform."""
+        started = self.sla("started_at").as_string()
+        stmt = stmt.select_from(self.t).where(started.is_not(None))
+        if scope.since:
+            stmt = stmt.where(started >= scope.since.astimezone(UTC).isoformat())
+        if scope.until:
+            stmt = stmt.where(started < scope.until.astimezone(UTC).isoformat())
+        if scope.platform:
+            stmt = stmt.where(self.t.c.platform == scope.platform)
+        return stmt
+
+    def priority(self) -> Any:
+        return func.coalesce(self.sla("priority").as_string(), literal_column("'(none)'"))
+
+
+def open_ticket_states(engine: Engine, now: datetime) -> Iterator[Mapping[str, Any]]:
+    """Open tickets that may be on the board: a clock breached or warned, or a timer already due.
+
+    The database narrows them down (JSON functions on `tickets.sla`, the timers' due index) so the
+    calendar arithmetic runs for the few at risk, not for every open ticket."""
+    rows = ClockRows(engine)
+    t = rows.t
+    flagged = []
+    for metric in METRICS:
+        flagged.append(rows.sla("clocks", metric, "breached").as_boolean().is_(True))
+        warned = rows.sla("clocks", metric, "warned").as_string()
+        flagged.append(and_(warned.is_not(None), warned != "[]"))
+    due = (
+        select(timers.c.id)
+        .where(timers.c.platform == t.c.platform, timers.c.ticket_id == t.c.ticket_id, timers.c.due_at <= now)
+        .exists()
+    )
+    chosen = rows.scoped(select(t.c.platform, t.c.ticket_id), Scope()).where(
+        rows.sla("resolved_at").as_string().is_(None), or_(*flagged, due)
+    )
     query = select(
         tickets.c.platform,
         tickets.c.ticket_id,
@@ -79,11 +151,10 @@ def open_ticket_states(engine: Engine) -> Iterator[Mapping[str, Any]]:
         tickets.c.tier,
         tickets.c.priority,
         tickets.c.sla,
-    ).where(tickets.c.sla.is_not(None))
+    ).where(tuple_(tickets.c.platform, tickets.c.ticket_id).in_(chosen))
     with engine.connect() as conn:
         for row in conn.execute(query):
-            if row.sla and not row.sla.get("resolved_at"):
-                yield row._mapping
+            yield row._mapping
 
 
 def board(
@@ -92,7 +163,7 @@ def board(
     """Open clocks at risk (past the first warn_at share) or breached, soonest due first."""
     filters = {k: v for k, v in (filters or {}).items() if v}
     out = []
-    for row in open_ticket_states(engine):
+    for row in open_ticket_states(engine, now):
         state = SlaState.from_json(row["sla"])
         if filters.get("platform") and row["platform"] != filters["platform"]:
             continue

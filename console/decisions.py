@@ -104,18 +104,16 @@ def list_decisions(engine: Engine, f: Filters) -> tuple[list[dict[str, Any]], in
         conditions.append(D.c.at >= f.since)
     if f.until:
         conditions.append(D.c.at < f.until)
-    columns = [D, audit_log.c.rules]
     if f.rule:
         # Walk the rule's hits newest first (their primary key is rule, seq), then fetch each row.
         hits = console_rule_hits
         conditions.append(hits.c.rule == f.rule)
         if f.before:
             conditions.append(hits.c.seq < f.before)
-        query = (
-            select(*columns)
+        page = (
+            select(D)
             .select_from(hits)
             .join(D, D.c.seq == hits.c.seq)
-            .join(audit_log, audit_log.c.seq == hits.c.seq)
             .where(*conditions)
             .order_by(hits.c.seq.desc())
             .limit(f.limit + 1)
@@ -123,13 +121,14 @@ def list_decisions(engine: Engine, f: Filters) -> tuple[list[dict[str, Any]], in
     else:
         if f.before:
             conditions.append(D.c.seq < f.before)
-        query = (
-            select(*columns)
-            .join(audit_log, audit_log.c.seq == D.c.seq)
-            .where(*conditions)
-            .order_by(D.c.seq.desc())
-            .limit(f.limit + 1)
-        )
+        page = select(D).where(*conditions).order_by(D.c.seq.desc()).limit(f.limit + 1)
+    # The page first, then the audit rows it needs: a planner may not push the limit through a join.
+    chosen = page.subquery()
+    query = (
+        select(chosen, audit_log.c.rules)
+        .join(audit_log, audit_log.c.seq == chosen.c.seq)
+        .order_by(chosen.c.seq.desc())
+    )
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     more = len(rows) > f.limit

@@ -15,7 +15,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, desc, func, literal_column, or_, select
@@ -25,23 +25,14 @@ from connector.store.tables import (
     console_decisions,
     console_escalation_labels,
     console_rule_hits,
-    tickets,
 )
 from console import charts
+from console.clocks import ClockRows, Scope
 from policies import Policy
 
 D = console_decisions
 TOP = 15
 CLOCKED = ("first_response", "next_response", "resolution")  # update_every is a reminder, not a target
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The slice a report covers: a time range (UTC) and optionally one platform."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    platform: str | None = None
 
 
 @dataclass
@@ -198,44 +189,20 @@ def breaches(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Rep
 # --- from the SLA clock facts each ticket keeps ---------------------------------------------------
 
 
-def _sla(*path: str) -> Any:
-    """A value inside `tickets.sla` (the SLA state's JSON), read by the database itself."""
-    node: Any = tickets.c.sla
-    for step in path:
-        node = node[step]
-    return node
-
-
-def _clocked(stmt: Select, scope: Scope) -> Select:
-    """Tickets with SLA clocks, started within the scope (instants compare as ISO-8601 UTC text)."""
-    started = _sla("started_at").as_string()
-    stmt = stmt.where(tickets.c.sla.is_not(None), started.is_not(None))
-    if scope.since:
-        stmt = stmt.where(started >= scope.since.astimezone(UTC).isoformat())
-    if scope.until:
-        stmt = stmt.where(started < scope.until.astimezone(UTC).isoformat())
-    if scope.platform:
-        stmt = stmt.where(tickets.c.platform == scope.platform)
-    return stmt
-
-
-def _priority() -> Any:
-    return func.coalesce(_sla("priority").as_string(), literal_column("'(none)'"))
-
-
 def attainment(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
     rows, queries = [], []
+    c = ClockRows(engine)
     for metric in CLOCKED:
-        breached = _sla("clocks", metric, "breached").as_boolean()
-        stopped = _sla("clocks", metric, "stopped_at").as_string()
-        priority = _priority().label("priority")
-        stmt = _clocked(
+        breached = c.sla("clocks", metric, "breached").as_boolean()
+        stopped = c.sla("clocks", metric, "stopped_at").as_string()
+        priority = c.priority().label("priority")
+        stmt = c.scoped(
             select(
                 priority,
                 func.sum(case((and_(stopped.is_not(None), breached.is_not(True)), 1), else_=0)).label("met"),
                 func.sum(case((breached.is_(True), 1), else_=0)).label("breached"),
             )
-            .where(_sla("clocks", metric, "started_at").as_string().is_not(None))
+            .where(c.sla("clocks", metric, "started_at").as_string().is_not(None))
             .group_by(priority)
             .order_by(priority),
             scope,
@@ -263,10 +230,11 @@ def durations(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Re
     """First response and resolution times (wall clock, start to stop), median and p90 per priority."""
     samples: dict[tuple[str, str], list[float]] = defaultdict(list)
     queries = []
+    c = ClockRows(engine)
     for metric in ("first_response", "resolution"):
-        started = _sla("clocks", metric, "started_at").as_string()
-        stopped = _sla("clocks", metric, "stopped_at").as_string()
-        stmt = _clocked(select(_priority(), started, stopped).where(stopped.is_not(None)), scope)
+        started = c.sla("clocks", metric, "started_at").as_string()
+        stopped = c.sla("clocks", metric, "stopped_at").as_string()
+        stmt = c.scoped(select(c.priority(), started, stopped).where(stopped.is_not(None)), scope)
         queries.append(_sql(engine, stmt))
         with engine.connect() as conn:
             for priority, start, stop in conn.execute(stmt):
@@ -293,23 +261,23 @@ def durations(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Re
 
 def fcr(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
     first = policy.tiers[0] if policy.tiers else None
+    c = ClockRows(engine)
+    t = c.t
     escalated = (
         select(D.c.seq)
-        .where(
-            D.c.platform == tickets.c.platform, D.c.ticket_id == tickets.c.ticket_id, D.c.escalated.is_(True)
-        )
+        .where(D.c.platform == t.c.platform, D.c.ticket_id == t.c.ticket_id, D.c.escalated.is_(True))
         .exists()
     )
-    kept = and_(or_(tickets.c.tier.is_(None), tickets.c.tier == first), ~escalated)
-    stmt = _clocked(
+    kept = and_(or_(t.c.tier.is_(None), t.c.tier == first), ~escalated)
+    stmt = c.scoped(
         select(
-            tickets.c.platform,
+            t.c.platform,
             func.count().label("resolved"),
             func.sum(case((kept, 1), else_=0)).label("resolved_in_first_tier"),
         )
-        .where(_sla("resolved_at").as_string().is_not(None))
-        .group_by(tickets.c.platform)
-        .order_by(tickets.c.platform),
+        .where(c.sla("resolved_at").as_string().is_not(None))
+        .group_by(t.c.platform)
+        .order_by(t.c.platform),
         scope,
     )
     with engine.connect() as conn:
