@@ -87,7 +87,7 @@ def ticket(platform: str, ticket_id: str) -> Any:
     life = tickets.life(engine(), policy(), platform, ticket_id, now())
     if life is None:
         return problem(404, f"no record of {platform} ticket {ticket_id}")
-    return jsonify(plain(life))
+    return jsonify(plain({**life, "notifications": operations.notifications(engine(), life)}))
 
 
 @api.get("/sla/board")

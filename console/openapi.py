@@ -78,6 +78,7 @@ TICKET = _obj(
         "timeline": {"type": "array", "items": {"type": "object"}},
         "changes": {"type": "array", "items": {"type": "object"}},
         "truncated": {"type": "boolean"},
+        "notifications": {"type": "array", "items": {"type": "object"}},
     }
 )
 BOARD_ROW = _obj(

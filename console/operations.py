@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 
+from connector.minimise import mask_personal_data
 from connector.runtime import Runtime
 from connector.store import inbox as inbox_store
 from connector.store import timers as timer_store
-from connector.store.tables import audit_log, inbox
+from connector.store.tables import audit_log, inbox, outbox
 
 SHOWN = 200
 
@@ -66,6 +67,30 @@ def overview(rt: Runtime) -> dict[str, Any]:
     }
 
 
-def notifications(engine: Engine, life: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Notifications sent about the ticket; None while the store has no outbox (issue 13 adds it)."""
-    return None
+def notifications(engine: Engine, life: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ticket's notifications from the outbox, oldest first, each linked to the decision that asked.
+
+    The message itself is not shown (it is written for people and may name them); the channel's
+    answer is, with e-mail addresses, phone numbers and IP addresses masked."""
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.channel,
+            outbox.c.kind,
+            outbox.c.status,
+            outbox.c.attempts,
+            outbox.c.created_at,
+            outbox.c.sent_at,
+            outbox.c.answer,
+            audit_log.c.seq.label("decision_seq"),
+        )
+        .outerjoin(audit_log, audit_log.c.record_id == outbox.c.decision_id)
+        .where(outbox.c.platform == life["platform"], outbox.c.ticket_id == life["ticket_id"])
+        .order_by(outbox.c.id)
+        .limit(SHOWN)
+    )
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:
+        row["answer"] = mask_personal_data(row["answer"])
+    return rows

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert
 
 from connector import audit
 from connector.store.db import writing
-from connector.store.tables import tickets, timers
+from connector.store.tables import outbox, tickets, timers
 
 NOW = datetime(2026, 11, 12, 10, 0, tzinfo=UTC)
 REQUESTER_EMAIL = "alice.requester@example.com"  # personal data: must never show on a page
@@ -130,8 +130,17 @@ def record(row: tuple[Any, ...], sha: str, version: int | str) -> dict[str, Any]
 
 def seed(engine: Engine, *, sha: str, version: int | str) -> None:
     with writing(engine) as conn:
-        for row in DECISIONS:
-            audit.append(conn, record(row, sha, version), at=row[3])
+        ids = [audit.append(conn, record(row, sha, version), at=row[3])["id"] for row in DECISIONS]
+        conn.execute(
+            insert(outbox),
+            {
+                "dedupe_key": "sup-2-breach-slack", "decision_id": ids[5], "platform": "jira",
+                "ticket_id": "10002", "channel": "support-leads", "kind": "notice",
+                "message": {"text": f"SUP-2 breached ({REQUESTER_EMAIL})"},
+                "status": "sent", "attempts": 1, "created_at": at(9, 9), "next_attempt_at": at(9, 9),
+                "answer": f"200 ok, delivered to {REQUESTER_EMAIL}", "sent_at": at(9, 9, 1),
+            },
+        )  # fmt: skip
         for platform, tid, key, tier, priority, state in TICKETS:
             conn.execute(
                 insert(tickets),

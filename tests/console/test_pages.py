@@ -85,6 +85,10 @@ def test_the_ticket_page_shows_clocks_in_the_calendars_zone_timers_and_changes(s
     assert "2026-11-05 18:00 CET" in page and "2026-11-05 17:00:00 UTC" in page
     assert 'href="https://acme.atlassian.net/browse/SUP-2"' in page
     assert "L1 → L2" in page  # the tier change with its reason
+    # The notification the breach sent, linked to its decision; the channel's answer masked.
+    notices = page[page.index('id="notifications"') :]
+    assert "support-leads" in notices and "sent" in notices and 'href="/console/decisions/6"' in notices
+    assert seed.REQUESTER_EMAIL not in page
     page = client.get("/console/tickets/jira/10004").text
     assert "first_response:sla.breached:100" in page and "resolution:sla.warning:75" in page
     assert "2026-11-12 10:03 UTC" in page  # P1 runs on the `always` calendar (UTC)
