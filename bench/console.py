@@ -159,14 +159,18 @@ def main() -> int:
     try:
         console = make_console_for(url)
         engine, policy = console.rt.engine, console.rt.policy.current
+        if not args.existing:
+            started = time.perf_counter()
+            seed(engine, args.records, policy.sha256, str(policy.version))
+            took = time.perf_counter() - started
+            print(
+                f"seeded {args.records:,} audit records in {took:.1f} s ({engine.dialect.name})", flush=True
+            )
         started = time.perf_counter()
-        seed(engine, args.records, policy.sha256, str(policy.version))
-        print(
-            f"seeded {args.records:,} audit records in {time.perf_counter() - started:.1f} s ({engine.dialect.name})"  # noqa: E501
-        )
-        started = time.perf_counter()
-        indexed = facts.catch_up(engine)
-        print(f"read model: indexed {indexed:,} records in {time.perf_counter() - started:.1f} s")
+        indexed = facts.catch_up(engine)  # resumes where an interrupted run stopped
+        print(f"read model: indexed {indexed:,} records in {time.perf_counter() - started:.1f} s", flush=True)
+        if args.keep:
+            print(f"kept: --existing {url}", flush=True)
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
         client = console.client()
