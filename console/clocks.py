@@ -108,10 +108,10 @@ class ClockRows:
             node = node[step]
         return node
 
-    def scoped(self, stmt: Select, scope: Scope) -> Select:
+    def scoped(self, stmt: Select, scope: Scope, *, source: Any = None) -> Select:
         """Started within the scope (instants compare as ISO-8601 UTC text), on the scope's platform."""
         started = self.sla("started_at").as_string()
-        stmt = stmt.select_from(self.t).where(started.is_not(None))
+        stmt = stmt.select_from(self.t if source is None else source).where(started.is_not(None))
         if scope.since:
             stmt = stmt.where(started >= scope.since.astimezone(UTC).isoformat())
         if scope.until:

@@ -273,12 +273,18 @@ def fcr(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
     first = policy.tiers[0] if policy.tiers else None
     c = ClockRows(engine)
     t = c.t
+    # The escalated tickets once (a few % of the log, by the escalated index), joined by hash: an
+    # EXISTS per resolved ticket walked each one's decisions (2.6 s at a million on PostgreSQL).
     escalated = (
-        select(D.c.seq)
-        .where(D.c.platform == t.c.platform, D.c.ticket_id == t.c.ticket_id, D.c.escalated.is_(True))
-        .exists()
+        select(D.c.platform, D.c.ticket_id)
+        .where(D.c.escalated.is_(True), D.c.ticket_id.is_not(None))
+        .group_by(D.c.platform, D.c.ticket_id)
+        .subquery("escalated")
     )
-    kept = and_(or_(t.c.tier.is_(None), t.c.tier == first), ~escalated)
+    joined = t.outerjoin(
+        escalated, and_(escalated.c.platform == t.c.platform, escalated.c.ticket_id == t.c.ticket_id)
+    )
+    kept = and_(or_(t.c.tier.is_(None), t.c.tier == first), escalated.c.ticket_id.is_(None))
     stmt = c.scoped(
         select(
             t.c.platform,
@@ -289,6 +295,7 @@ def fcr(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
         .group_by(t.c.platform)
         .order_by(t.c.platform),
         scope,
+        source=joined,
     )
     with engine.connect() as conn:
         counted = [(p, int(n), int(k)) for p, n, k in conn.execute(stmt)]
