@@ -210,12 +210,10 @@ def attainment(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> R
                 scope,
             )
         )
-    stmt = union_all(*parts)
-    with engine.connect() as conn:
-        found = [(m, p, int(met), int(missed)) for m, p, met, missed in conn.execute(stmt) if met or missed]
+    found = [(m, p, int(met), int(missed)) for m, p, met, missed in _run(engine, parts) if met or missed]
     found.sort(key=lambda r: (CLOCKED.index(r[0]), r[1]))
     rows = [(m, p, met, missed, _percent(met, met + missed)) for m, p, met, missed in found]
-    queries = [_sql(engine, stmt)]
+    queries = [_shown(engine, parts)]
     return Report(
         "attainment",
         "SLA attainment by clock and priority",
@@ -244,12 +242,10 @@ def durations(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Re
                 scope,
             )
         )
-    stmt = union_all(*parts)
-    queries = [_sql(engine, stmt)]
-    with engine.connect() as conn:
-        for metric, priority, start, stop in conn.execute(stmt):
-            hours = (datetime.fromisoformat(stop) - datetime.fromisoformat(start)).total_seconds() / 3600
-            samples[(metric, priority)].append(hours)
+    queries = [_shown(engine, parts)]
+    for metric, priority, start, stop in _run(engine, parts):
+        hours = (datetime.fromisoformat(stop) - datetime.fromisoformat(start)).total_seconds() / 3600
+        samples[(metric, priority)].append(hours)
     keys = sorted(samples, key=lambda k: (k[0] != "first_response", k[1]))
     rows = [
         (m, p, len(samples[(m, p)]), round(median(samples[(m, p)]), 3), round(p90(samples[(m, p)]), 3))
@@ -312,6 +308,22 @@ def fcr(engine: Engine, policy: Policy, scope: Scope, now: datetime) -> Report:
         _sql(engine, stmt),
         charts.hbars([r[0] for r in rows], [r[3] for r in rows], unit="%", maximum=100),
     )
+
+
+def _run(engine: Engine, parts: list[Select]) -> list[tuple[Any, ...]]:
+    """Rows of several statements over the clocked tickets. PostgreSQL runs them as one UNION ALL, so
+    its materialized CTE reads the states once; SQLite would copy every state into a temporary table
+    for a CTE used twice, so it runs them one by one (each reads the JSON text in place)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            return [tuple(r) for r in conn.execute(union_all(*parts))]
+        return [tuple(r) for part in parts for r in conn.execute(part)]
+
+
+def _shown(engine: Engine, parts: list[Select]) -> str:
+    if engine.dialect.name == "postgresql":
+        return _sql(engine, union_all(*parts))
+    return ";\n\n".join(_sql(engine, part) for part in parts)
 
 
 def median(values: Sequence[float]) -> float:
