@@ -285,6 +285,10 @@ class Decision:
 class Note:
     text: str
     internal: bool = True
+    # The decision the note belongs to, carried where the platform lets us read it back (a Jira
+    # comment property, a trailer line elsewhere): after a crash, the worker looks for it on the
+    # ticket before sending the note again. Stable across retries of the same delivery.
+    mark: str | None = None
 
 
 @dataclass(frozen=True)

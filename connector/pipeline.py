@@ -33,6 +33,7 @@ from connector.model import (
     TicketState,
     action_to_dict,
 )
+from connector.plan import note_mark, with_note_mark
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
 from connector.store import inbox, tickets, timers
@@ -69,6 +70,7 @@ class Outcome:
     snapshot: Ticket | None = None  # the ticket as it now stands, to keep for time events
     sla: SlaState | None = None  # the ticket's SLA clocks after this event
     rearm: SlaState | None = None  # a stale timer's ticket: its stored clocks, re-armed under today's policy
+    recovered: list[OutboundRequest] = dataclasses.field(default_factory=list)  # found landed after a crash
 
 
 # A ticket that changes under us (Zendesk's 409) is read again and planned again this often.
@@ -247,6 +249,7 @@ def _decide(rt, installation, item, client, capabilities, mapping, stored, event
     if plan.is_empty:
         return done
 
+    plan = with_note_mark(plan, item.platform, item.delivery_id)
     done.planned = client.render(plan)
     if rt.dry_run or not installation.can_write:
         done.outcome = "dry_run"
@@ -298,16 +301,28 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
     sent: list[SentRequest] = []
     confirmed = set(item.confirmed)  # requests the platform took before a retry or a crash
     result = dataclasses.replace(done, sent=sent)
+    mark = note_mark(item.platform, item.delivery_id)
     for request in done.planned:
         fingerprint = request_fingerprint(request)
         if fingerprint in confirmed:
             continue
+        carries_note = mark in json.dumps(request.json) if request.json is not None else False
         try:
+            if carries_note and item.in_flight is not None and _landed(client, result.event.ticket.ref, mark):
+                # Sent before a crash (or a timeout) and taken by the platform: not sent again.
+                result.recovered.append(request)
+                confirmed.add(fingerprint)
+                inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
+                continue
+            if carries_note:  # a note is not idempotent: say durably that it is going out
+                inbox.record_in_flight(rt.engine, item, fingerprint)
             answer = client.send(request)
         except TransientPlatformError as exc:
             rt.metrics.platform_requests.labels(
                 item.platform, request.method, str(exc.status or "error")
             ).inc()
+            if carries_note and exc.status in _NOT_TAKEN:  # refused before it was taken: not in flight
+                inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
             return _retrying(rt, item, exc, str(exc), dataclasses.replace(result, state=None, sla=None))
         except RejectedByPlatform as exc:
             rt.metrics.platform_requests.labels(item.platform, request.method, str(exc.status)).inc()
@@ -428,6 +443,21 @@ def record_failure(rt: Runtime, item: InboxItem, detail: str) -> None:
         inbox.finish(conn, item, status=inbox.FAILED, owner=rt.owner, now=rt.clock(), error=detail)
 
 
+# Answers that say the platform did not take the request (rate limited, too early, request timeout);
+# a 5xx or no answer at all may come after it was taken, so those stay in flight and are looked for.
+_NOT_TAKEN = frozenset({408, 425, 429})
+
+
+def _landed(client, ref, mark: str) -> bool:
+    """Whether the note marked `mark` is on the ticket. A refused look (no read permission on the
+    comments or journal) sends the note again: a note twice is better than a note lost."""
+    try:
+        return client.note_landed(ref, mark)
+    except (RejectedByPlatform, NotConfigured) as exc:
+        log.warning("could not look for note %s on %s: %s; sending it", mark, ref.key or ref.id, exc)
+        return False
+
+
 def request_fingerprint(request: OutboundRequest) -> str:
     """Identity of a request: the same method, URL and body give the same fingerprint."""
     return hashlib.sha256(
@@ -486,6 +516,9 @@ def audit_record(rt: Runtime, item: InboxItem, result: Outcome) -> dict[str, Any
         record["reader_notes"] = list(event.notes)  # optional values the reader skipped
     if result.retry_at is not None:
         record["retry_at"] = result.retry_at.isoformat()
+    if result.recovered:
+        # Sent before a crash: its mark was found on the ticket, so it was not sent a second time.
+        record["recovered"] = [_request_summary(r) for r in result.recovered]
     if event is not None and event.sla is not None:
         signal = event.sla
         record["sla"] = {

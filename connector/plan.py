@@ -6,6 +6,8 @@ re-evaluating a ticket it already changed finds nothing left to do.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Collection
 from typing import Any
 
@@ -124,4 +126,20 @@ def _same_value(current: Any, wanted: Any) -> bool:
         and not isinstance(current, bool)
         and not isinstance(wanted, bool)
         and str(current) == str(wanted)
+    )
+
+
+def note_mark(platform: str, delivery_id: str) -> str:
+    """The mark a note carries: which delivery's decision it belongs to, the same on every retry
+    (after a crash the worker looks for it on the ticket before sending the note again)."""
+    digest = hashlib.sha256(f"{platform}\n{delivery_id}".encode()).hexdigest()[:20]
+    return f"escalator:{digest}"
+
+
+def with_note_mark(plan: Plan, platform: str, delivery_id: str) -> Plan:
+    """`plan` with its note (if any) marked as the decision of delivery `delivery_id`."""
+    if plan.note is None:
+        return plan
+    return dataclasses.replace(
+        plan, note=dataclasses.replace(plan.note, mark=note_mark(platform, delivery_id))
     )

@@ -18,6 +18,7 @@ from typing import Any
 from connector.config import Config
 from connector.judgement import Judgement, judge
 from connector.model import TicketState, action_to_dict
+from connector.plan import with_note_mark
 from connector.runtime import Installation
 from connector.store.tickets import StoredTicket
 from platforms.base import OutboundRequest
@@ -90,7 +91,8 @@ def simulate(
 
     stored = StoredTicket(TicketState(tier=tier), requester_id=None)
     verdict = judge(policy, mapping, installation.capabilities, stored, event, now)
-    requests = tuple(installation.client().render(verdict.plan)) if not verdict.plan.is_empty else ()
+    plan = with_note_mark(verdict.plan, platform, delivery.delivery_id)  # as the worker marks it
+    requests = tuple(installation.client().render(plan)) if not plan.is_empty else ()
     return Simulation(
         platform,
         delivery.event_type,

@@ -74,6 +74,16 @@ def ui_url(api_url: Any, api_root: str, page: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}{prefix}/{page}"
 
 
+def marked_note(text: str, mark: str | None) -> str:
+    """A note's text carrying its decision's mark as a last line, where a platform keeps no other
+    place for it (Zendesk comments, ServiceNow journal entries): `marked(text, mark)` is found again."""
+    return f"{text}\n\n{note_mark_line(mark)}" if mark else text
+
+
+def note_mark_line(mark: str) -> str:
+    return f"[{mark}]"
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What the inbox needs to know about a webhook before it is processed.

@@ -38,6 +38,8 @@ _TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 # The JSM entity property that makes a comment internal (agents only). On a project
 # without JSM the property is stored but has no effect: the comment is then a normal one.
 _INTERNAL_COMMENT_PROPERTY = {"key": "sd.public.comment", "value": {"internal": True}}
+# Our own comment property: which decision a note belongs to (read back with expand=properties).
+MARK_PROPERTY = "escalator.decision"
 
 
 class JiraClient:
@@ -89,7 +91,10 @@ class JiraClient:
             # between our read and our write survives.
             update["labels"] = label_ops
         if note is not None and not note_as_internal_comment:
-            update["comment"] = [{"add": {"body": note.text}}]
+            comment: dict[str, Any] = {"body": note.text}
+            if note.mark:
+                comment["properties"] = [_mark_property(note.mark)]
+            update["comment"] = [{"add": comment}]
 
         requests_: list[OutboundRequest] = []
         body: dict[str, Any] = {}
@@ -107,7 +112,13 @@ class JiraClient:
                 OutboundRequest(
                     "POST",
                     f"{issue_url}/comment",
-                    {"body": note.text, "properties": [_INTERNAL_COMMENT_PROPERTY]},
+                    {
+                        "body": note.text,
+                        "properties": [
+                            _INTERNAL_COMMENT_PROPERTY,
+                            *([_mark_property(note.mark)] if note.mark else []),
+                        ],
+                    },
                     purpose="internal note",
                 )
             )
@@ -129,6 +140,20 @@ class JiraClient:
             return ticket_from_issue(response.json())
         except (ValueError, PayloadError) as exc:
             raise PlatformError(f"Jira answered GET {url} with an unreadable issue: {exc}") from exc
+
+    def note_landed(self, ref: TicketRef, mark: str) -> bool:
+        """Whether a comment carrying `mark` (our comment property) is on the issue: one GET of its
+        newest comments with their properties."""
+        url = (f"{self.settings.url}/rest/api/2/issue/{quote(ref.key or ref.id, safe='')}/comment"
+               "?expand=properties&orderBy=-created&maxResults=100")  # fmt: skip
+        body = json_object(self._call("GET", url, None)) or {}
+        for comment in body.get("comments") or []:
+            for prop in (comment.get("properties") or []) if isinstance(comment, dict) else []:
+                if isinstance(prop, dict) and prop.get("key") == MARK_PROPERTY:
+                    value = prop.get("value")
+                    if isinstance(value, dict) and value.get("mark") == mark:
+                        return True
+        return False
 
     def whoami(self) -> Identity:
         """GET /rest/api/2/myself: the account the API token belongs to (Server: its username)."""
@@ -209,6 +234,10 @@ class JiraClient:
 
 def _names(entries: list[Any], key: str) -> list[str]:
     return [str(e[key]) for e in entries if isinstance(e, dict) and isinstance(e.get(key), str | int)]
+
+
+def _mark_property(mark: str) -> dict[str, Any]:
+    return {"key": MARK_PROPERTY, "value": {"mark": mark}}
 
 
 def error_from_response(response: requests.Response, what: str) -> PlatformError:

@@ -25,6 +25,8 @@ from platforms.base import (
     OutboundRequest,
     SentRequest,
     SiteNames,
+    marked_note,
+    note_mark_line,
 )
 from platforms.errors import (
     NotConfigured,
@@ -96,7 +98,9 @@ class ServiceNowClient:
         if plan.assignee is not None:
             body["assigned_to"] = plan.assignee
         if plan.note is not None:
-            body["work_notes" if plan.note.internal else "comments"] = plan.note.text
+            body["work_notes" if plan.note.internal else "comments"] = marked_note(
+                plan.note.text, plan.note.mark
+            )
 
         rendered: list[OutboundRequest] = []
         if body:
@@ -122,6 +126,15 @@ class ServiceNowClient:
         """Send one rendered request; TransientPlatformError or RejectedByPlatform on failure."""
         response = self._request(request.method, request.url, request.json)
         return SentRequest(request, response.status_code)
+
+    def note_landed(self, ref: TicketRef, mark: str) -> bool:
+        """Whether a journal entry (work note or comment) of the incident carries `mark`'s line: one
+        Table API GET on sys_journal_field, where ServiceNow keeps every journal entry."""
+        query = f"element_id={ref.id}^valueLIKE{note_mark_line(mark)}"
+        url = (f"{self._table_url('sys_journal_field')}?sysparm_query={quote(query, safe='=^')}"
+               "&sysparm_fields=sys_id&sysparm_limit=1")  # fmt: skip
+        body = json_object(self._request("GET", url, None)) or {}
+        return bool(body.get("result"))
 
     def fetch(self, ref: TicketRef) -> Ticket:
         """The incident as it is now: one GET of its Table API record."""

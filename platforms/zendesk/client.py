@@ -18,6 +18,8 @@ from platforms.base import (
     OutboundRequest,
     SentRequest,
     SiteNames,
+    marked_note,
+    note_mark_line,
 )
 from platforms.errors import (
     ConflictError,
@@ -87,7 +89,10 @@ class ZendeskClient:
                 for field_id, value in sorted(plan.fields.items(), key=lambda item: str(item[0]))
             ]
         if plan.note is not None:
-            ticket["comment"] = {"body": plan.note.text, "public": not plan.note.internal}
+            ticket["comment"] = {
+                "body": marked_note(plan.note.text, plan.note.mark),
+                "public": not plan.note.internal,
+            }
         if plan.ticket_version is not None:
             # Zendesk refuses (409) the update if the ticket changed after this stamp; the
             # worker then re-reads it (`fetch`), plans again and retries.
@@ -103,6 +108,19 @@ class ZendeskClient:
         """Send one rendered request; raises TransientPlatformError, ConflictError or RejectedByPlatform."""
         response = self._call(request.method, request.url, request.json)
         return SentRequest(request, response.status_code)
+
+    def note_landed(self, ref: TicketRef, mark: str) -> bool:
+        """Whether a comment ending in `mark`'s line is on the ticket: one GET of its newest comments
+        (List Comments, newest first)."""
+        url = (
+            f"{self.settings.base_url}/api/v2/tickets/{quote(ref.id, safe='')}/comments.json?sort_order=desc"
+        )
+        body = json_object(self._call("GET", url, None)) or {}
+        line = note_mark_line(mark)
+        return any(
+            isinstance(c, dict) and line in str(c.get("body") or c.get("plain_body") or "")
+            for c in body.get("comments") or []
+        )
 
     def fetch(self, ref: TicketRef) -> Ticket:
         """The ticket as it is now: GET /api/v2/tickets/{id}.json (errors as in `send`)."""

@@ -92,7 +92,8 @@ def test_a_signed_delivery_becomes_one_edit_and_one_internal_note_at_jira(tmp_pa
         assert edit[2]["fields"]["priority"] == {"name": "Highest"}
         assert {"add": "escalated-l2"} in edit[2]["update"]["labels"]
         assert note[:2] == ("POST", "/rest/api/2/issue/TES-42/comment")
-        assert note[2]["properties"] == [{"key": "sd.public.comment", "value": {"internal": True}}]
+        assert note[2]["properties"][0] == {"key": "sd.public.comment", "value": {"internal": True}}
+        assert note[2]["properties"][1]["key"] == "escalator.decision"
         time.sleep(0.5)
         assert len(fake_jira.received) == 2  # one decision, two requests, nothing more
     finally:

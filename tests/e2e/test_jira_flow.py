@@ -15,6 +15,9 @@ from tests.support.harness import JIRA_URL, body_of, jira_config, sign
 
 ISSUE = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+$")
 COMMENT = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+/comment$")
+COMMENTS = re.compile(
+    re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+/comment\?.*$"
+)  # the note's look-up
 SCHEMA = json.loads((FIXTURES / "jira" / "schema" / "IssueUpdateDetails.schema.json").read_text())
 
 
@@ -36,6 +39,8 @@ def tier_account(esc, tier: str) -> str:
 def ok(jira, put_status=204, post_status=201):
     jira.add(responses.PUT, ISSUE, status=put_status)
     jira.add(responses.POST, COMMENT, json={"id": "10100"}, status=post_status)
+    # After a failed send the worker looks for the note before sending it again: none there.
+    jira.add(responses.GET, COMMENTS, json={"comments": []})
 
 
 def assert_valid_edit(body):
@@ -65,7 +70,9 @@ def test_outage_ticket_gets_one_edit_and_one_internal_note(esc, jira):
     assert {"add": "escalated-l2"} in edit["update"]["labels"]
     assert "comment" not in edit["update"]  # the note must not be public
     note = body_of(jira.calls[1])
-    assert note["properties"] == [{"key": "sd.public.comment", "value": {"internal": True}}]
+    internal, mark = note["properties"]
+    assert internal == {"key": "sd.public.comment", "value": {"internal": True}}
+    assert mark["key"] == "escalator.decision" and mark["value"]["mark"].startswith("escalator:")
     assert "L2" in note["body"]
 
     (record,) = esc.audit()
@@ -295,13 +302,16 @@ def test_a_failed_note_is_retried_without_repeating_the_edit(esc, jira):
     jira.add(responses.PUT, ISSUE, status=204)
     jira.add(responses.POST, COMMENT, status=502)
     jira.add(responses.POST, COMMENT, status=201, json={})
+    jira.add(responses.GET, COMMENTS, json={"comments": []})
     esc.deliver("issue_created__outage")
     esc.work()
     esc.clock.advance(120)
     esc.work()
+    # A 502 may come after the comment was taken: the worker looks for its mark before resending.
     assert [(c.request.method, c.response.status_code) for c in jira.calls] == [
         ("PUT", 204),
         ("POST", 502),
+        ("GET", 200),
         ("POST", 201),
     ]
     assert esc.audit()[-1]["outcome"] == "applied"
@@ -455,6 +465,7 @@ def test_a_policy_reload_between_retries_sends_what_changed_and_nothing_twice(db
     jira.add(responses.PUT, ISSUE, status=204)
     jira.add(responses.POST, COMMENT, status=503)
     jira.add(responses.POST, COMMENT, status=201, json={})
+    jira.add(responses.GET, COMMENTS, json={"comments": []})
     esc.deliver("issue_created__outage")
     esc.work()  # the edit went through, the note did not
     policy.write_text(
@@ -464,9 +475,9 @@ def test_a_policy_reload_between_retries_sends_what_changed_and_nothing_twice(db
     esc.clock.advance(120)
     esc.work()
     assert [(c.request.method, c.response.status_code) for c in jira.calls] == [
-        ("PUT", 204), ("POST", 503), ("POST", 201),
+        ("PUT", 204), ("POST", 503), ("GET", 200), ("POST", 201),
     ]  # fmt: skip
-    assert "TOTAL OUTAGE" in body_of(jira.calls[2])["body"]  # the new note, not the old one again
+    assert "TOTAL OUTAGE" in body_of(jira.calls[3])["body"]  # the new note, not the old one again
     assert esc.audit()[-1]["outcome"] == "applied"
 
 
