@@ -54,7 +54,7 @@ def _serve(args) -> int:
     rt = _runtime(args, "web")
     config = rt.config
     host = args.host or config.server.host
-    port = args.port or config.server.port
+    port = args.port if args.port is not None else config.server.port  # --port 0: any free port
     server = create_server(
         create_app(rt), host=host, port=port, threads=config.server.threads, ident="escalator"
     )

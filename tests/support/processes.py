@@ -23,9 +23,10 @@ def wait_for_line(proc, text: str, timeout: float = 30.0) -> str:
     pytest.fail(f"never saw {text!r}; output:\n{''.join(seen)}")
 
 
-def start_escalator(cwd, *args: str) -> subprocess.Popen:
-    """`python -m connector ARGS…` in `cwd`, its stdout and stderr as one text stream."""
+def start_escalator(cwd, *args: str, own_group: bool = False) -> subprocess.Popen:
+    """`python -m connector ARGS…` in `cwd`, its stdout and stderr as one text stream.
+    `own_group`: in a process group of its own, so a test can kill it with all its children."""
     return subprocess.Popen(
         [sys.executable, "-m", "connector", *args],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
     )  # fmt: skip

@@ -1,0 +1,171 @@
+"""Issue 11, finding 3 as it was found: `kill -9` of the whole process group while writes are in
+flight, several times, and every accepted delivery's note exists exactly once.
+
+A real `escalator serve` (waitress, its worker process) writes to a fake Jira over HTTP that
+takes each request and only then, slowly, answers: a kill lands between "Jira has it" and
+"Escalator recorded it" as often as the timing allows. After each kill the product is started
+again; at the end every issue must carry one note with its decision's mark, none twice.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from connector.plan import note_mark
+from tests.support.fixtures import load_fixture
+from tests.support.harness import SECRET, sign
+from tests.support.processes import start_escalator, wait_for_line
+
+DELIVERIES = 16
+KILLS = 3
+ANSWER_AFTER = 0.15  # seconds between taking a write and answering it: the crash window
+
+
+class SlowJira(ThreadingHTTPServer):
+    """Takes edits and comments at once, answers them late; lists an issue's comments with properties."""
+
+    def __init__(self):
+        self.comments: dict[str, list[dict]] = {}
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def notes(self) -> int:
+        with self.lock:
+            return sum(len(c) for c in self.comments.values())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SlowJira
+
+    def _answer(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> dict:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+
+    def do_PUT(self):
+        self._body()
+        time.sleep(ANSWER_AFTER)
+        self._answer(204)
+
+    def do_POST(self):
+        key = self.path.split("/")[-2]
+        comment = self._body()
+        with self.server.lock:  # taken: from now on it is on the issue, whatever happens to the caller
+            self.server.comments.setdefault(key, []).append(comment)
+        time.sleep(ANSWER_AFTER)
+        self._answer(201, b'{"id": "1"}')
+
+    def do_GET(self):
+        key = self.path.split("?")[0].split("/")[-2]
+        with self.server.lock:
+            listed = [{"id": str(n), "properties": c.get("properties", [])}
+                      for n, c in enumerate(self.server.comments.get(key, []))]  # fmt: skip
+        self._answer(200, json.dumps({"comments": listed}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def _deliver(port: int, n: int) -> int:
+    payload = load_fixture("jira", "issue_created__outage")
+    payload["issue"]["id"], payload["issue"]["key"] = str(50000 + n), f"KILL-{n}"
+    # Created now: no SLA target is already missed, so each issue gets one decision and one note.
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    payload["issue"]["fields"]["created"] = payload["issue"]["fields"]["updated"] = stamp
+    payload["timestamp"] = int(time.time() * 1000)
+    body = json.dumps(payload).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"X-Hub-Signature": sign(body), "X-Atlassian-Webhook-Identifier": f"kill-{n}"}
+    conn.request("POST", "/webhooks/jira", body=body, headers=headers)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_kill_9_with_writes_in_flight_leaves_every_note_exactly_once(tmp_path):
+    jira = SlowJira()
+    threading.Thread(target=jira.serve_forever, daemon=True).start()
+    config = tmp_path / "escalator.yaml"
+    config.write_text(
+        f"database: sqlite:///{tmp_path / 'escalator.db'}\n"
+        "dry_run: false\n"
+        # One delivery per claim, and a lease a little longer than one slow decision: a kill's
+        # deliveries are taken again soon after the restart, and a live worker never loses one.
+        "worker: {poll_seconds: 0.05, lease_seconds: 2, batch: 1, threads: 2}\n"
+        "platforms:\n"
+        f"  jira: {{url: 'http://127.0.0.1:{jira.server_address[1]}', email: bot@acme.test, api_token: t,\n"
+        f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
+    )
+
+    def serve():
+        proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", own_group=True)
+        return proc, int(wait_for_line(proc, "Escalator listening on").rsplit(":", 1)[1])
+
+    accepted, kills, per_run = [], 0, DELIVERIES // (KILLS + 1)
+    try:
+        for run in range(KILLS + 1):
+            proc, port = serve()
+            for n in range(run * per_run, (run + 1) * per_run):
+                assert _deliver(port, n) == 202
+                accepted.append(n)
+            if run == KILLS:
+                break
+            before = jira.notes()  # kill as soon as this run has a write in flight
+            deadline = time.monotonic() + 10
+            while jira.notes() == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(ANSWER_AFTER / 2)  # …and Jira has taken it but not yet answered
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+            kills += 1
+        deadline = time.monotonic() + 60
+        while (len(jira.comments) < len(accepted) or _open(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+        jira.shutdown()
+        jira.server_close()
+
+    # A delivery's note carries its mark; SLA timers firing on these (old) issues add notes of
+    # their own decisions, each with its own mark. Every mark must be on Jira exactly once.
+    marks = Counter(p["value"]["mark"] for cs in jira.comments.values() for c in cs for p in c["properties"]
+                    if p["key"] == "escalator.decision")  # fmt: skip
+    lost = [n for n in accepted if marks[note_mark("jira", f"kill-{n}")] == 0]
+    duplicated = {mark: count for mark, count in marks.items() if count > 1}
+    recovered = _recovered(tmp_path)
+    print(f"\nkill -9: {len(accepted)} deliveries accepted, {kills} kills survived, {len(marks)} notes, "
+          f"duplicates {len(duplicated)}, lost {len(lost)}, recovered after a kill {recovered}")  # fmt: skip
+    assert kills == KILLS
+    assert not lost, f"no note for {lost}"
+    assert not duplicated, f"notes written twice: {duplicated}"
+
+
+def _open(tmp_path) -> int:
+    """Deliveries not yet done (pending, or processing under a dead worker's lease)."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "escalator.db") as db:
+        return db.execute("SELECT count(*) FROM inbox WHERE status IN ('pending', 'processing')").fetchone()[
+            0
+        ]
+
+
+def _recovered(tmp_path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "escalator.db") as db:
+        return sum('"recovered"' in r for (r,) in db.execute("SELECT record FROM audit_log"))
