@@ -69,27 +69,40 @@ def admit(
 
 
 def check_shape(payload: Any, body: bytes, bounds: Bounds = BOUNDS) -> None:
-    """Nesting depth, and no NUL character anywhere (PostgreSQL's text cannot hold one)."""
-    nul_suspect = b"\\u0000" in body  # raw NUL bytes are not valid JSON; only the escape can carry one
-    stack: list[tuple[Any, int]] = [(payload, 1)]
+    """Nesting depth, and no NUL character anywhere (PostgreSQL's text cannot hold one).
+
+    This runs on every delivery, so it walks containers only, a level at a time (one
+    comprehension per container); strings are looked at only when the body has a NUL escape.
+    """
+    if body.count(b"[") + body.count(b"{") > bounds.max_depth:  # else it cannot nest that deep
+        level, depth = [payload], 1
+        while level:
+            if depth > bounds.max_depth:
+                raise Refused(f"payload nests deeper than {bounds.max_depth} levels")
+            below: list[Any] = []
+            for node in level:
+                values = node.values() if type(node) is dict else node
+                below += [v for v in values if type(v) in _CONTAINERS]
+            level, depth = below, depth + 1
+    if b"\\u0000" in body:  # raw NUL bytes are not valid JSON; only the escape can carry one
+        _check_nul(payload)
+
+
+_CONTAINERS = frozenset({dict, list})
+
+
+def _check_nul(payload: Any) -> None:
+    stack = [payload]
     while stack:
-        node, depth = stack.pop()
-        if depth > bounds.max_depth:
-            raise Refused(f"payload nests deeper than {bounds.max_depth} levels")
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if nul_suspect and "\x00" in key:
-                    raise Refused(f"payload key {_short(key)!r} contains a NUL character (\\u0000)")
-                if isinstance(value, dict | list):
-                    stack.append((value, depth + 1))
-                elif nul_suspect and isinstance(value, str) and "\x00" in value:
-                    raise Refused(f"payload field {_short(key)!r} contains a NUL character (\\u0000)")
-        elif isinstance(node, list):
-            for value in node:
-                if isinstance(value, dict | list):
-                    stack.append((value, depth + 1))
-                elif nul_suspect and isinstance(value, str) and "\x00" in value:
-                    raise Refused("a payload list item contains a NUL character (\\u0000)")
+        node = stack.pop()
+        items = node.items() if type(node) is dict else enumerate(node)
+        for key, value in items:
+            if isinstance(key, str) and "\x00" in key:
+                raise Refused(f"payload key {_short(key)!r} contains a NUL character (\\u0000)")
+            if type(value) in _CONTAINERS:
+                stack.append(value)
+            elif isinstance(value, str) and "\x00" in value:
+                raise Refused(f"payload field {_short(key)!r} contains a NUL character (\\u0000)")
 
 
 def check_delivery(delivery: Delivery, bounds: Bounds = BOUNDS) -> None:
