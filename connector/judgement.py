@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from connector.model import Decision, EventKind, Plan, Ticket, TicketEvent, TicketState
+from connector.model import AssignTier, Decision, EventKind, Plan, Ticket, TicketEvent, TicketState
 from connector.plan import labels_from_field, make_plan
 from connector.store.tickets import StoredTicket
 from platforms.base import CAP_LABELS
@@ -52,11 +52,23 @@ def judge(
     if person_set_priority(event) and not state.priority_pinned:
         # A person chose this priority; raise_only leaves it alone from now on.
         state = dataclasses.replace(state, priority_pinned=True)
-    decision = evaluate(policy, event, state, now)
+    decision = follow_the_sun_reason(evaluate(policy, event, state, now), mapping, now)
     state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
     priority = decision.priority_after or event.ticket.priority
     clocks = sla.advance(policy, SlaState.from_json(stored.sla), event, priority, now)
-    return Judgement(event, decision, state, clocks, make_plan(decision, event.ticket, mapping, capabilities))
+    plan = make_plan(decision, event.ticket, mapping, capabilities, now)
+    return Judgement(event, decision, state, clocks, plan)
+
+
+def follow_the_sun_reason(decision: Decision, mapping: PlatformMapping, now: datetime) -> Decision:
+    """A move to a follow-the-sun tier says which team got the ticket and why (the audit keeps it)."""
+    for action in decision.actions:
+        target = mapping.tiers.get(action.tier) if isinstance(action, AssignTier) else None
+        if target is not None and target.rota is not None:
+            choice = target.rota.choose(now)
+            why = f"{action.tier} follows the sun: to {choice.team.name}, {choice.why}"
+            return dataclasses.replace(decision, reasons=(*decision.reasons, why))
+    return decision
 
 
 def person_set_priority(event: TicketEvent) -> bool:

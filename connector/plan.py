@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from connector.model import (
@@ -29,9 +30,14 @@ from policies import PlatformMapping
 
 
 def make_plan(
-    decision: Decision, ticket: Ticket, mapping: PlatformMapping, capabilities: Collection[str]
+    decision: Decision,
+    ticket: Ticket,
+    mapping: PlatformMapping,
+    capabilities: Collection[str],
+    now: datetime | None = None,
 ) -> Plan:
-    """Resolve the decision's actions through the platform mapping, then drop what is already true."""
+    """Resolve the decision's actions through the platform mapping, then drop what is already true.
+    `now` picks the team of a follow-the-sun tier (required when the decision moves a ticket to one)."""
     priority: str | None = None
     assignee: str | None = None
     group: str | None = None
@@ -49,6 +55,10 @@ def make_plan(
                 fields.update(value)
         elif isinstance(action, AssignTier):
             target = mapping.tiers.get(action.tier)
+            if target is not None and target.rota is not None:
+                if now is None:
+                    raise ValueError(f"tier '{action.tier}' follows the sun: its team depends on the time")
+                target = target.rota.choose(now).team.target
             if target is not None:
                 assignee = target.assignee or assignee
                 group = target.group or group

@@ -10,6 +10,7 @@ from typing import Any
 
 from connector.model import AddLabel, AssignGroup, AssignUser, Priority, RemoveLabel, SetPriority
 
+from .calendars import Calendar
 from .conditions import Condition, compile_condition
 from .policy import (
     EVENT_KINDS,
@@ -76,6 +77,8 @@ class Builder:
     languages: dict[str, None] = field(default_factory=dict)  # every language a text is given in
     channels: dict[str, int] = field(default_factory=dict)  # channel → first line that notifies it
     _compiled: dict[str, Any] = field(default_factory=dict)
+    # sla.calendars once built (follow_the_sun teams name them); None: the sla section is broken
+    calendars: Mapping[str, Calendar] | None = field(default_factory=dict)
 
     def problem(self, loc: Loc, message: str) -> None:
         self.problems.append(Problem(self.path, self.line_of(loc), message))

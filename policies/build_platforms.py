@@ -10,6 +10,7 @@ from typing import Any
 from connector.model import AddLabel, Priority, RemoveLabel
 
 from .build import Builder
+from .build_teams import build_rota
 from .mapping import (
     KNOWN_PLATFORMS,
     SERVICENOW_LEVELS,
@@ -185,6 +186,8 @@ def _servicenow_priority(b: Builder, value: Any, loc: Loc, where: str) -> Mappin
 
 def _tier_target(b: Builder, platform: str, tier: str, spec: TierTargetSpec, loc: Loc) -> TierTarget:
     """The target with the platform's id rules: Zendesk ids are numbers; ServiceNow field values text."""
+    if spec.follow_the_sun is not None:
+        return build_rota(b, platform, tier, spec, loc, _tier_target)
     where = f"platforms.{platform}.tiers.{tier}"
     fields = dict(spec.fields)
     if platform == "zendesk":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -107,6 +107,42 @@ class Calendar:
     def is_closed_day(self, day: date) -> bool:
         """A holiday or an extra closed date: no open time that local day."""
         return day in self.closed or any(day in holiday_dates(c, s, day.year) for c, s in self.holidays)
+
+    def open_periods(self, since: datetime, *, days: int = 400) -> Iterator[tuple[datetime, datetime]]:
+        """The open periods that end after `since`, in time order, each as long as it really lasts: spans
+        that touch across midnight (`18:00-24:00` then `00:00-08:00`) are one period. Looks `days` ahead."""
+        since = utc(since)
+        day = self._local_date(since) - timedelta(days=1)
+        current: tuple[datetime, datetime] | None = None
+        for _ in range(days + 2):
+            for opens, closes in _open_intervals(self, day):
+                if closes <= since:
+                    continue
+                if current is not None and opens <= current[1]:
+                    current = (current[0], max(current[1], closes))
+                    continue
+                if current is not None:
+                    yield current
+                current = (opens, closes)
+            day += timedelta(days=1)
+        if current is not None:
+            yield current
+
+    def next_open(self, at: datetime) -> datetime | None:
+        """`at` when the calendar is open then, else the instant it next opens (None: not within a year)."""
+        at = utc(at)
+        if self.always_open:
+            return at
+        period = next(self.open_periods(at), None)
+        return None if period is None else max(period[0], at)
+
+    def next_close(self, at: datetime) -> datetime | None:
+        """The instant the open period holding (or, when closed at `at`, next after) `at` ends; None when
+        the calendar never closes (open around the clock, no holidays)."""
+        if self.always_open:
+            return None
+        period = next(self.open_periods(utc(at)), None)
+        return None if period is None else period[1]
 
     def weekly_minutes(self) -> dict[int, int]:
         """Open minutes per weekday (0 = Monday) in a week without holidays."""

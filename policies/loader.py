@@ -100,7 +100,6 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
         "policy": {"name": name, "version": data.get("version")},
     }
     rules = b.build_rules(data["rules"], note_sample) if isinstance(data.get("rules"), list) else ()
-    platforms = build_platforms(b, _mapping(data.get("platforms")))
     scope = None
     if data.get("scope") is not None:
         scope = (
@@ -109,6 +108,8 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
             else None
         )
     sla = build_sla(b, data["sla"]) if data.get("sla") is not None else None
+    b.calendars = sla.calendars if sla is not None else None if data.get("sla") is not None else {}
+    platforms = build_platforms(b, _mapping(data.get("platforms")))
     if sla is not None or data.get("sla") is None:  # a broken section has its own problems
         warn_unreachable_time_rules(b, data.get("rules"), sla)
     warn_labels_without_field(b, rules, platforms)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.model import Priority, Ticket
+
+if TYPE_CHECKING:
+    from .follow_the_sun import Rota
 
 KNOWN_PLATFORMS = ("jira", "zendesk", "servicenow")
 
@@ -25,9 +28,12 @@ class TierTarget:
     assignee: str | None = None
     group: str | None = None
     fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    rota: Rota | None = None  # follow the sun: regional teams instead of one assignee / group
 
     def matches(self, ticket: Ticket) -> bool:
-        """True when the ticket sits with this target's assignee or group."""
+        """True when the ticket sits with this target's assignee or group (any team's, for a rota)."""
+        if self.rota is not None:
+            return self.rota.holder(ticket) is not None
         return bool(
             (self.assignee and ticket.assignee == self.assignee)
             or (self.group and ticket.group == self.group)

@@ -186,11 +186,40 @@ class TierTargetSpec(Strict):
     assignee: PlatformId | None = None
     group: PlatformId | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
+    # follow the sun: regional teams, each validated on its own as a TeamSpec (policies/follow_the_sun.py)
+    follow_the_sun: list[Any] | None = Field(default=None, min_length=1)
+    fallback: NonEmptyStr | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> TierTargetSpec:
+        if self.follow_the_sun is not None:
+            if self.assignee is not None or self.group is not None:
+                raise ValueError(
+                    "a follow_the_sun tier names its assignee or group per team, not beside the teams"
+                )
+            return self
+        if self.fallback is not None:
+            raise ValueError("'fallback' names a team of 'follow_the_sun' (there is none here)")
         if self.assignee is None and self.group is None and not self.fields:
-            raise ValueError("a tier target needs at least one of 'assignee', 'group', 'fields'")
+            raise ValueError(
+                "a tier target needs at least one of 'assignee', 'group', 'fields' (or 'follow_the_sun')"
+            )
+        return self
+
+
+class TeamSpec(Strict):
+    """One regional team of a follow_the_sun tier: when it works (an sla calendar) and who it is."""
+
+    calendar: NonEmptyStr
+    name: NonEmptyStr | None = None  # defaults to the calendar's name
+    assignee: PlatformId | None = None
+    group: PlatformId | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _someone(self) -> TeamSpec:
+        if self.assignee is None and self.group is None:
+            raise ValueError("a follow_the_sun team needs an 'assignee' or a 'group'")
         return self
 
 

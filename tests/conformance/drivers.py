@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import responses
@@ -23,6 +23,7 @@ import responses
 from tests.support.fixtures import load_fixture
 
 SECRET = "conformance-secret"
+STORY_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # the harness's FakeClock start: emea's L2 is on
 JIRA_URL = "https://acme.atlassian.net"
 ZENDESK_URL = "https://acme.zendesk.com"
 SERVICENOW_URL = "https://acme.service-now.com"
@@ -57,6 +58,7 @@ class Effect:
     labels_added: frozenset[str] = frozenset()
     note_internal: bool | None = None  # None: no note
     note_text: str = ""
+    team: str | None = field(default=None, compare=False)  # the follow-the-sun team it went to, if any
 
 
 @dataclass
@@ -116,8 +118,10 @@ class Driver:
     def priority_value(self, p: str) -> Any:
         return self.mapping.priorities[p]
 
-    def tier_target(self, tier: str):
-        return self.mapping.tiers[tier]
+    def tier_target(self, tier: str, at: datetime = STORY_START):
+        """Who `tier` is on this platform; for a follow-the-sun tier, the team chosen at `at`."""
+        target = self.mapping.tiers[tier]
+        return target.rota.choose(at).team.target if target.rota is not None else target
 
     def priority_named(self, value: Any) -> str | None:
         for p, mapped in self.mapping.priorities.items():
@@ -127,8 +131,17 @@ class Driver:
 
     def tier_of(self, *, assignee: str | None = None, group: str | None = None) -> str | None:
         for tier, target in self.mapping.tiers.items():
-            if (assignee and target.assignee == assignee) or (group and target.group == group):
+            teams = [t.target for t in target.rota.teams] if target.rota is not None else [target]
+            if any((assignee and t.assignee == assignee) or (group and t.group == group) for t in teams):
                 return tier
+        return None
+
+    def team_of(self, *, assignee: str | None = None, group: str | None = None) -> str | None:
+        """The follow-the-sun team (of any tier) with this assignee or group."""
+        for target in self.mapping.tiers.values():
+            for team in target.rota.teams if target.rota is not None else ():
+                if (assignee and team.target.assignee == assignee) or (group and team.target.group == group):
+                    return team.name
         return None
 
 
@@ -221,7 +234,7 @@ class JiraDriver(Driver):
         return 2 if effect.note_internal else 1  # a JSM-internal note is its own POST
 
     def effect(self, writes, before):
-        priority = tier = None
+        priority = tier = team = None
         labels: set[str] = set()
         internal, text = None, ""
         for w in writes:
@@ -231,6 +244,7 @@ class JiraDriver(Driver):
                     priority = self.priority_named(fields["priority"]["name"])
                 if "assignee" in fields:
                     tier = self.tier_of(assignee=fields["assignee"]["accountId"])
+                    team = self.team_of(assignee=fields["assignee"]["accountId"])
                 labels |= {op["add"] for op in w.body.get("update", {}).get("labels", []) if "add" in op}
                 for op in w.body.get("update", {}).get("comment", []):
                     internal, text = False, op["add"]["body"]
@@ -238,7 +252,7 @@ class JiraDriver(Driver):
                 props = {p["key"]: p["value"] for p in w.body.get("properties", [])}
                 internal = props.get("sd.public.comment", {}).get("internal", False)
                 text = w.body["body"]
-        return Effect(priority, tier, frozenset(labels), internal, text)
+        return Effect(priority, tier, frozenset(labels), internal, text, team)
 
 
 # --- Zendesk (trigger-driven webhooks, our shipped template) -----------------------------
@@ -316,6 +330,7 @@ class ZendeskDriver(Driver):
             frozenset(ticket.get("tags", ())) - set(before.labels),  # tags is the full list
             None if note is None else not note["public"],
             "" if note is None else note["body"],
+            self.team_of(group=str(ticket["group_id"])) if "group_id" in ticket else None,
         )
 
 
@@ -424,6 +439,7 @@ class ServiceNowDriver(Driver):
             labels - set(before.labels),  # the field holds the full list
             internal,
             body.get("work_notes") or body.get("comments") or "",
+            self.team_of(group=body["assignment_group"]) if "assignment_group" in body else None,
         )
 
 

@@ -40,7 +40,7 @@ def test_a_409_rereads_the_ticket_and_sends_a_fresh_plan(esc, driver, api):
     retry = driver.writes(api)[2].body["ticket"]
     assert retry["safe_update"] is True and retry["updated_stamp"] == now
     assert retry["tags"] == ["escalated-l2", "outage", "vip"]
-    assert retry["priority"] == "urgent" and retry["group_id"] == int(driver.mapping.tiers["L2"].group)
+    assert retry["priority"] == "urgent" and retry["group_id"] == int(driver.tier_target("L2").group)
 
 
 @pytest.mark.parametrize("platform", ["zendesk"])

@@ -33,7 +33,8 @@ def esc(db_url, launch):
 
 
 def tier_account(esc, tier: str) -> str:
-    return esc.rt.policy.current.platforms["jira"].tiers[tier].assignee
+    target = esc.rt.policy.current.platforms["jira"].tiers[tier]
+    return target.rota.choose(esc.clock()).team.target.assignee if target.rota else target.assignee
 
 
 def ok(jira, put_status=204, post_status=201):

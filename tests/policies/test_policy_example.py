@@ -36,7 +36,7 @@ def test_example_checks_clean() -> None:
 def test_summary_names_the_policy(example: Policy) -> None:
     assert example.summary() == (
         "policy global-support v1: 11 rules, 4 tiers, platforms: jira, zendesk, servicenow, "
-        "sla calendars: emea, apac, always"
+        "sla calendars: emea, apac, always, jakarta-shift, berlin-shift, new-york-shift"
     )
     assert len(example.sha256) == 64 and example.path == str(EXAMPLE)
 

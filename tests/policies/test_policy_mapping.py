@@ -27,7 +27,13 @@ def test_example_jira_mapping(example: Policy) -> None:
         Priority.P4: "Low",
     }
     assert list(jira.tiers) == ["L1", "L2", "L3", "management"]
-    assert jira.tiers["L2"] == TierTarget(assignee="557058:l2-oncall-account-id")
+    assert jira.tiers["L3"] == TierTarget(assignee="557058:l3-security-account-id")
+    rota = jira.tiers["L2"].rota  # follow the sun: three regional teams
+    assert [(t.name, t.calendar.name, t.target) for t in rota.teams] == [
+        ("apac", "jakarta-shift", TierTarget(assignee="557058:l2-apac-account-id")),
+        ("emea", "berlin-shift", TierTarget(assignee="557058:l2-emea-account-id")),
+        ("amer", "new-york-shift", TierTarget(assignee="557058:l2-amer-account-id")),
+    ]
     assert jira.fields["revenue_impact"] == "customfield_10050"
 
 
@@ -44,8 +50,14 @@ def test_example_zendesk_and_servicenow_mappings(example: Policy) -> None:
         assert list(mapping.tiers) == ["L1", "L2", "L3", "management"]
         assert set(mapping.fields) == {"outage_scope", "affected_customers", "revenue_impact"}
     assert (
-        zendesk.tiers["L2"] == TierTarget(group="360000000102") and zendesk.fields["revenue_impact"].isdigit()
+        zendesk.tiers["L1"] == TierTarget(group="360000000101") and zendesk.fields["revenue_impact"].isdigit()
     )
+    assert [t.target.group for t in zendesk.tiers["L2"].rota.teams] == [
+        "360000000112", "360000000122", "360000000132",
+    ]  # fmt: skip
+    assert [t.calendar.timezone for t in snow.tiers["L2"].rota.teams] == [
+        "Asia/Jakarta", "Europe/Berlin", "America/New_York",
+    ]  # fmt: skip
     assert snow.fields["revenue_impact"] == "u_revenue_impact" and snow.labels_field == "u_escalator_labels"
     assert zendesk.labels_field is None and example.platforms["jira"].labels_field is None
 
