@@ -16,7 +16,7 @@ from connector.model import AssignTier, Decision, EventKind, Plan, Ticket, Ticke
 from connector.plan import labels_from_field, make_plan
 from connector.store.tickets import StoredTicket
 from platforms.base import CAP_LABELS
-from policies import PlatformMapping, Policy, evaluate, sla
+from policies import PlatformMapping, Policy, evaluate, handover, sla
 from policies.scope import out_of_scope
 from policies.sla import SlaState
 
@@ -56,6 +56,8 @@ def judge(
     state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
     priority = decision.priority_after or event.ticket.priority
     clocks = sla.advance(policy, SlaState.from_json(stored.sla), event, priority, now)
+    if event.kind is EventKind.HANDOVER:
+        decision = with_handover(policy, mapping, decision, event, clocks, now)
     plan = make_plan(decision, event.ticket, mapping, capabilities, now)
     return Judgement(event, decision, state, clocks, plan)
 
@@ -69,6 +71,28 @@ def follow_the_sun_reason(decision: Decision, mapping: PlatformMapping, now: dat
             why = f"{action.tier} follows the sun: to {choice.team.name}, {choice.why}"
             return dataclasses.replace(decision, reasons=(*decision.reasons, why))
     return decision
+
+
+def with_handover(
+    policy: Policy,
+    mapping: PlatformMapping,
+    decision: Decision,
+    event: TicketEvent,
+    clocks: SlaState,
+    now: datetime,
+) -> Decision:
+    """A fired handover: the ticket goes to the team chosen now, with a summary note for it, in the same
+    write as whatever `on: handover` rules asked. A rule that escalated it moves it to that tier instead."""
+    tier = decision.tier_after
+    if tier is None or tier != decision.tier_before:
+        return decision
+    found = handover.decide(policy, mapping, tier, event.ticket, clocks, event.occurred_at or now, now)
+    if found is None:
+        why = f"handover {tier}: the team that holds the ticket is the one chosen now; it stays"
+        return dataclasses.replace(decision, reasons=(*decision.reasons, why))
+    return dataclasses.replace(
+        decision, actions=(*found.actions, *decision.actions), reasons=(*decision.reasons, found.reason)
+    )
 
 
 def person_set_priority(event: TicketEvent) -> bool:

@@ -58,6 +58,8 @@ class EventKind(StrEnum):
     SLA_WARNING = "sla.warning"
     SLA_BREACHED = "sla.breached"
     UPDATE_DUE = "update.due"
+    # Raised by a follow-the-sun tier's handover timer when the holding team's calendar closes.
+    HANDOVER = "handover"
 
     @property
     def is_timer(self) -> bool:
@@ -210,6 +212,15 @@ class AssignUser:
 
 
 @dataclass(frozen=True)
+class HandOver:
+    """Hand the ticket from one team of a follow-the-sun tier to another (the platform mapping says who)."""
+
+    tier: str
+    team: str
+    from_team: str
+
+
+@dataclass(frozen=True)
 class AddLabel:
     label: str
 
@@ -227,7 +238,7 @@ class AddNote:
     internal: bool = True
 
 
-Action = SetPriority | AssignTier | AssignGroup | AssignUser | AddLabel | RemoveLabel | AddNote
+Action = SetPriority | AssignTier | AssignGroup | AssignUser | HandOver | AddLabel | RemoveLabel | AddNote
 
 
 def action_to_dict(action: Action) -> dict[str, Any]:
@@ -237,6 +248,7 @@ def action_to_dict(action: Action) -> dict[str, Any]:
         AssignTier: "assign_tier",
         AssignGroup: "assign_group",
         AssignUser: "assign_user",
+        HandOver: "hand_over",
         AddLabel: "add_label",
         RemoveLabel: "remove_label",
         AddNote: "add_note",

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy.exc import OperationalError
 
-from connector import audit, outbox, retarget
+from connector import audit, handover, outbox, retarget
 from connector.codec import after_plan
 from connector.judgement import judge
 from connector.minimise import mask_personal_data
@@ -267,6 +267,8 @@ def _decide(rt, installation, item, client, capabilities, mapping, stored, event
 
 def _timer_event(item: InboxItem, stored, policy) -> tuple[TicketEvent | None, str]:
     """The time event a fired timer stands for, or None (and why) when it no longer applies."""
+    if handover.is_handover(item):
+        return handover.handover_event(item, stored, policy)
     fired = timers.FiredTimer.from_json(item.platform, item.ticket_id or "", json.loads(item.body)["timer"])
     if stored is None or stored.snapshot is None:
         return None, f"timer {fired.key} fired for a ticket Escalator has no snapshot of"
@@ -367,7 +369,11 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     )
     if remember:
         clocks = result.sla or SlaState.from_json(None)
-        wanted_timers = sla.timers(rt.policy.current, clocks)
+        ticket_now = result.snapshot or event.ticket
+        wanted_timers = (
+            *sla.timers(rt.policy.current, clocks),
+            *handover.wanted(rt.policy.current, item.platform, result.state.tier, ticket_now, clocks, now),
+        )
     notices = outbox.planned(rt, item.delivery_id, result.outcome, event, result.decision)
     if notices:
         record["notifications"] = outbox.summary(notices)

@@ -19,6 +19,7 @@ from connector.model import (
     AssignTier,
     AssignUser,
     Decision,
+    HandOver,
     Note,
     Plan,
     RemoveLabel,
@@ -63,6 +64,11 @@ def make_plan(
                 assignee = target.assignee or assignee
                 group = target.group or group
                 fields.update(target.fields)
+        elif isinstance(action, HandOver):
+            team = _team(mapping, action)
+            assignee = team.assignee or assignee
+            group = team.group or group
+            fields.update(team.fields)
         elif isinstance(action, AssignUser):
             assignee = action.user
         elif isinstance(action, AssignGroup):
@@ -111,6 +117,16 @@ def make_plan(
         note=note,
         ticket_version=ticket.version,
     )
+
+
+def _team(mapping: PlatformMapping, action: HandOver):
+    target = mapping.tiers.get(action.tier)
+    team = target.rota.team(action.team) if target is not None and target.rota is not None else None
+    if team is None:
+        raise ValueError(
+            f"tier '{action.tier}' has no follow-the-sun team '{action.team}' on {mapping.platform}"
+        )
+    return team.target
 
 
 def labels_to_field(labels: Collection[str]) -> str:

@@ -25,6 +25,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from connector import handover
+from connector.model import Ticket
 from connector.runtime import Runtime
 from connector.store import tickets, timers
 from connector.store.db import writing
@@ -35,15 +37,26 @@ log = logging.getLogger("escalator.retarget")
 
 
 def rearm(
-    conn: Connection, policy: Policy, platform: str, ticket_id: str, clocks: SlaState, now: datetime
+    conn: Connection,
+    policy: Policy,
+    platform: str,
+    ticket_id: str,
+    clocks: SlaState,
+    now: datetime,
+    held: tuple[str | None, Ticket | None] | None = None,
 ) -> int:
     """Re-arm one ticket's timers under `policy` inside the caller's transaction (which holds the
-    ticket: its row lock, or the worker's lease); how many timers were armed, moved or removed."""
+    ticket: its row lock, or the worker's lease); how many timers were armed, moved or removed.
+    `held` is the ticket's tier and snapshot (its follow-the-sun handover), read here when not given."""
     existing = timers.in_place(conn, platform, ticket_id)  # read once: for the warnings and to reconcile
     moved = sla.retarget(policy, clocks, now, {key: row.due_at for key, row in existing.items()})
     if moved != clocks:
         tickets.save_sla(conn, platform, ticket_id, moved.to_json())
-    return timers.reconcile(conn, platform, ticket_id, sla.timers(policy, moved), now, existing=existing)
+    if held is None:
+        stored = tickets.load(conn, platform, ticket_id)
+        held = (stored.state.tier, stored.snapshot)
+    wanted = (*sla.timers(policy, moved), *handover.wanted(policy, platform, *held, moved, now))
+    return timers.reconcile(conn, platform, ticket_id, wanted, now, existing=existing)
 
 
 @dataclass(frozen=True)
@@ -61,11 +74,12 @@ def retarget_all(rt: Runtime, *, page: int = 50) -> Summary:
         now = rt.clock()
         with writing(rt.engine) as conn:
             rows = tickets.with_sla(conn, after, page)
-            for platform, ticket_id, data in rows:
+            for platform, ticket_id, data, tier, snapshot in rows:
                 if not data:
                     continue
                 seen += 1
-                changed += rearm(conn, policy, platform, ticket_id, SlaState.from_json(data), now) > 0
+                clocks = SlaState.from_json(data)
+                changed += rearm(conn, policy, platform, ticket_id, clocks, now, (tier, snapshot)) > 0
         if len(rows) < page:
             return Summary(seen, changed)
         after = rows[-1][:2]

@@ -5,6 +5,7 @@ SLA clocks: `policies.sla` (advance, timers) and `policies.calendars` (business-
 
 from __future__ import annotations
 
+from . import handover
 from .calendars import Calendar
 from .evaluate import evaluate
 from .loader import check_policy, load_policy
@@ -30,6 +31,7 @@ __all__ = [
     "TierTarget",
     "Timer",
     "check_policy",
+    "handover",
     "evaluate",
     "load_policy",
 ]

@@ -136,6 +136,21 @@ class Calendar:
         period = next(self.open_periods(at), None)
         return None if period is None else max(period[0], at)
 
+    def last_close(self, at: datetime) -> datetime | None:
+        """The end of the latest open period that ended at or before `at` (None: none within a year)."""
+        if self.always_open:
+            return None
+        at = utc(at)
+        for back in (8, 400):
+            last = None
+            for _opens, closes in self.open_periods(at - timedelta(days=back), days=back + 1):
+                if closes > at:
+                    break
+                last = closes
+            if last is not None:
+                return last
+        return None
+
     def next_close(self, at: datetime) -> datetime | None:
         """The instant the open period holding (or, when closed at `at`, next after) `at` ends; None when
         the calendar never closes (open around the clock, no holidays)."""

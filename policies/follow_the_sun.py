@@ -72,15 +72,16 @@ class Rota:
 
 
 def handover_due(rota: Rota, holder: Team, now: datetime) -> datetime | None:
-    """When a ticket held by `holder` is next handed over: the first instant from `now` on at which the
-    holder is closed and `choose` picks another team. `now` itself when that holds already (the holder
-    closed while the ticket was paused); None when the holder keeps it for good. Stable: the answer is
-    the same when asked again at the instant it gave."""
+    """When a ticket held by `holder` is next handed over: the first close of the holder from `now` on at
+    which `choose` picks another team. When the holder is closed at `now` already and another team is
+    chosen (the ticket was paused over the close), the holder's last close: past due, so it fires at once,
+    and the same instant however often it is asked (a dry run does not re-arm it forever). None when the
+    holder keeps it for good."""
     at = now
     for _ in range(_MAX_CLOSES):
         if not holder.calendar.is_open(at):
             if rota.choose(at).team != holder:
-                return at
+                return holder.calendar.last_close(at) or at
             opens = holder.calendar.next_open(at)
             if opens is None:
                 return None

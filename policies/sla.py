@@ -94,6 +94,30 @@ class Clock:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """The last public comment on a ticket, for the summary a follow-the-sun handover writes."""
+
+    at: datetime
+    by_requester: bool
+    author: str  # the platform's display name
+    excerpt: str  # the first EXCERPT characters of its text
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": _iso(self.at), "by_requester": self.by_requester, "author": self.author,
+                "excerpt": self.excerpt}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Reply | None:
+        if not data:
+            return None
+        return cls(_at(data["at"]), bool(data.get("by_requester")), data.get("author", ""),
+                   data.get("excerpt", ""))  # fmt: skip
+
+
+EXCERPT = 160
+
+
+@dataclass(frozen=True)
 class SlaState:
     """Everything remembered about one ticket's clocks between events; `to_json` / `from_json` round-trip."""
 
@@ -105,6 +129,7 @@ class SlaState:
     paused_since: datetime | None = None  # paused now (pause_when holds)
     resolved_at: datetime | None = None  # resolved or closed now
     seen_at: datetime | None = None  # the last event's instant: time never runs backwards
+    last_reply: Reply | None = None  # the last public comment (a handover's note summarises it)
 
     @property
     def paused(self) -> bool:
@@ -127,6 +152,7 @@ class SlaState:
             "paused_since": _iso(self.paused_since),
             "resolved_at": _iso(self.resolved_at),
             "seen_at": _iso(self.seen_at),
+            **({"last_reply": self.last_reply.to_json()} if self.last_reply is not None else {}),
         }
 
     @classmethod
@@ -143,6 +169,7 @@ class SlaState:
             paused_since=_at(data.get("paused_since")),
             resolved_at=_at(data.get("resolved_at")),
             seen_at=_at(data.get("seen_at")),
+            last_reply=Reply.from_json(data.get("last_reply")),
         )
 
 
@@ -201,6 +228,11 @@ def advance(
 
     # comments
     comment = event.comment
+    last_reply = state.last_reply
+    if comment is not None and comment.public:
+        text = " ".join(comment.text.split())
+        excerpt = text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
+        last_reply = Reply(at, comment.by_requester, comment.author.name, excerpt)
     if comment is not None and resolved_at is None:
         if comment.public and not comment.by_requester:
             for metric in ("first_response", "next_response"):
@@ -233,6 +265,7 @@ def advance(
         paused_since=paused_since,
         resolved_at=resolved_at,
         seen_at=at,
+        last_reply=last_reply,
     )
     if (before.priority, before.calendar) != (priority, calendar):
         after = _skip_passed_warnings(sla, after, now)

@@ -35,7 +35,7 @@ _UPDATE = update(tickets).where(_THIS_TICKET)
 # (FOR UPDATE on PostgreSQL; SQLite's writer lock already excludes every other writer).
 _KEY = tuple_(tickets.c.platform, tickets.c.ticket_id)
 _WITH_SLA = (
-    select(tickets.c.platform, tickets.c.ticket_id, tickets.c.sla)
+    select(tickets.c.platform, tickets.c.ticket_id, tickets.c.sla, tickets.c.tier, tickets.c.snapshot)
     .where(tickets.c.sla.is_not(None), _KEY > tuple_(bindparam("b_platform"), bindparam("b_ticket_id")))
     .order_by(tickets.c.platform, tickets.c.ticket_id)
     .limit(bindparam("b_limit"))
@@ -86,12 +86,25 @@ def save(
 
 def with_sla(
     conn: Connection, after: tuple[str, str], limit: int
-) -> list[tuple[str, str, dict[str, Any] | None]]:
-    """(platform, ticket_id, sla) of up to `limit` tickets in key order after `after` (("", "") for
-    the first page), locked until the caller's transaction ends. `sla` may still be None (a JSON
-    null): the caller skips those, but pages on from the last key."""
+) -> list[tuple[str, str, dict[str, Any] | None, str | None, Ticket | None]]:
+    """(platform, ticket_id, sla, tier, snapshot) of up to `limit` tickets in key order after `after`
+    (("", "") for the first page), locked until the caller's transaction ends. `sla` may still be None
+    (a JSON null): the caller skips those, but pages on from the last key."""
     rows = conn.execute(_WITH_SLA, {"b_platform": after[0], "b_ticket_id": after[1], "b_limit": limit})
-    return [(row.platform, row.ticket_id, row.sla) for row in rows]
+    return [
+        (
+            row.platform,
+            row.ticket_id,
+            row.sla,
+            row.tier,
+            ticket_from_json(row.snapshot) if row.snapshot else None,
+        )
+        for row in rows
+    ]
+
+
+def _snapshot(data: dict[str, Any] | None) -> Ticket | None:
+    return ticket_from_json(data) if data else None
 
 
 def save_sla(conn: Connection, platform: str, ticket_id: str, sla: dict[str, Any]) -> None:

@@ -41,6 +41,9 @@ class Spec:
     tier: str = "L1"  # whose queue it sits in now
     status: str = "open"  # open | pending (canonical names)
     created: datetime | None = None  # None: created at the moment of the event
+    team: str | None = (
+        None  # the follow-the-sun team of `tier` it sits with (None: the one open at the start)
+    )
 
 
 @dataclass(frozen=True)
@@ -118,10 +121,12 @@ class Driver:
     def priority_value(self, p: str) -> Any:
         return self.mapping.priorities[p]
 
-    def tier_target(self, tier: str, at: datetime = STORY_START):
-        """Who `tier` is on this platform; for a follow-the-sun tier, the team chosen at `at`."""
+    def tier_target(self, tier: str, at: datetime = STORY_START, team: str | None = None):
+        """Who `tier` is on this platform; for a follow-the-sun tier, `team` or the team chosen at `at`."""
         target = self.mapping.tiers[tier]
-        return target.rota.choose(at).team.target if target.rota is not None else target
+        if target.rota is None:
+            return target
+        return target.rota.team(team).target if team else target.rota.choose(at).team.target
 
     def priority_named(self, value: Any) -> str | None:
         for p, mapped in self.mapping.priorities.items():
@@ -171,7 +176,10 @@ class JiraDriver(Driver):
         fields["status"] = {"name": spec.status.capitalize(), "id": "1"}
         fields["labels"] = list(spec.labels)
         fields["priority"] = {"name": self.priority_value(spec.priority), "id": "3"}
-        fields["assignee"] = {"accountId": self.tier_target(spec.tier).assignee, "displayName": spec.tier}
+        fields["assignee"] = {
+            "accountId": self.tier_target(spec.tier, team=spec.team).assignee,
+            "displayName": spec.tier,
+        }
         fields["reporter"] = {"accountId": self.requester, "displayName": "Casey Customer"}
         return payload
 
@@ -276,7 +284,7 @@ class ZendeskDriver(Driver):
             created_at=(spec.created or now).strftime("%Y-%m-%dT%H:%M:%SZ"),
             updated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             priority=self.priority_value(spec.priority).capitalize(), tags=" ".join(spec.labels),
-            assignee_id="", group_id=self.tier_target(spec.tier).group,
+            assignee_id="", group_id=self.tier_target(spec.tier, team=spec.team).group,
             link=f"{ZENDESK_URL}/agent/tickets/{4000 + spec.n}", fields={},
         )  # fmt: skip
         body["requester"].update(id=self.requester, tier="", region="emea")
@@ -363,7 +371,7 @@ class ServiceNowDriver(Driver):
             sys_created_on=(spec.created or now).strftime("%Y-%m-%d %H:%M:%S"),
             sys_updated_on=now.strftime("%Y-%m-%d %H:%M:%S"),
             impact=str(value["impact"]), urgency=str(value["urgency"]), priority=spec.priority[1],
-            assignment_group=self.tier_target(spec.tier).group, assigned_to="",
+            assignment_group=self.tier_target(spec.tier, team=spec.team).group, assigned_to="",
             caller_id="5b7c200d0a640069006b3845b5d0fa7c",
             extra_fields={"u_escalator_labels": ",".join(sorted(spec.labels))},
             changes=list(changes), comment=None,

@@ -99,7 +99,10 @@ def test_a_public_holiday_hands_over_to_the_region_that_opens_next(example: Poli
 
 def test_a_holder_that_closed_while_the_ticket_waited_hands_over_at_once(example: Policy) -> None:
     r = rota(example)
-    assert handover_due(r, r.team("apac"), at("2026-11-03 12:00")) == at("2026-11-03 12:00")
+    # Jakarta closed at 09:00 UTC while the ticket was paused: due at that close, past, so it fires at
+    # once; asked again later it is the same instant (a dry run's timer is not fired over and over).
+    assert handover_due(r, r.team("apac"), at("2026-11-03 12:00")) == at("2026-11-03 09:00")
+    assert handover_due(r, r.team("apac"), at("2026-11-03 12:05")) == at("2026-11-03 09:00")
 
 
 # --- a rota of two teams that leave the night uncovered --------------------------------------------------
@@ -232,3 +235,92 @@ def test_the_worker_judgement_records_which_team_and_why(example: Policy) -> Non
     assert verdict.decision.reasons[-1] == (
         "L2 follows the sun: to amer, amer is open (Tue 14:00 America/New_York)"
     )
+
+
+# --- handover, pure ---------------------------------------------------------------------------------------
+
+
+def test_calendar_periods_open_close_and_last_close(example: Policy) -> None:
+    berlin = example.sla.calendars["berlin-shift"]
+    assert berlin.next_open(at("2026-11-03 03:00")) == at("2026-11-03 07:00")
+    assert berlin.next_open(at("2026-11-03 08:00")) == at("2026-11-03 08:00")  # open: now
+    assert berlin.next_close(at("2026-11-03 08:00")) == at("2026-11-03 17:00")
+    assert berlin.last_close(at("2026-11-03 16:59")) == at("2026-11-02 17:00")
+    assert berlin.last_close(at("2026-11-03 17:00")) == at("2026-11-03 17:00")
+    assert berlin.next_open(at("2026-04-06 03:00")) == at("2026-04-07 06:00")  # Easter Monday: closed
+    assert example.sla.calendars["always"].next_close(at("2026-11-03 03:00")) is None
+
+
+def _clocks(example: Policy, created: datetime, *comments):
+    from connector.model import Comment, EventKind, Person, TicketEvent
+    from policies import sla
+    from policies.sla import SlaState
+
+    t = ticket(priority=Priority.P2, assignee="557058:l2-emea-account-id")
+    clocks = sla.advance(
+        example,
+        SlaState(),
+        TicketEvent(EventKind.TICKET_CREATED, t, occurred_at=created),
+        Priority.P2,
+        created,
+    )
+    for when, text, by_requester in comments:
+        author = Person(
+            "cust-1" if by_requester else "agent-7", "Ada Customer" if by_requester else "Sam Agent"
+        )
+        event = TicketEvent(
+            EventKind.COMMENT_ADDED,
+            t,
+            comment=Comment("c", text, author, True, by_requester),
+            occurred_at=when,
+        )
+        clocks = sla.advance(example, clocks, event, Priority.P2, when)
+    return t, clocks
+
+
+def test_a_handover_note_summarises_the_ticket_for_the_receiving_team(example: Policy) -> None:
+    from policies import handover
+
+    t, clocks = _clocks(
+        example,
+        at("2026-11-03 15:00"),
+        (at("2026-11-03 15:20"), "We are looking into the failed payment now.", False),
+    )
+    found = handover.decide(
+        example, example.platforms["jira"], "L2", t, clocks, at("2026-11-03 17:00"), at("2026-11-03 17:00")
+    )
+    assert [type(a).__name__ for a in found.actions] == ["HandOver", "AddNote"]
+    assert found.actions[0].team == "amer" and found.actions[1].internal
+    assert found.reason.startswith("handover L2: emea closed at 2026-11-03 17:00 UTC; to amer, amer is open")
+    note = found.actions[1].text
+    assert (
+        "Escalator handover: emea → amer. emea's day ended at Tue 03 Nov 18:00 CET (2026-11-03 17:00 UTC)"
+        in note
+    )
+    assert "Priority P2, tier L2, status open." in note
+    assert "- first response (1h): met at Tue 03 Nov 10:20 EST" in note  # in New York's time
+    assert "- resolution (8h): due Wed 04 Nov" in note
+    assert "Last public reply: Tue 03 Nov 10:20 EST, by agent Sam Agent: “We are looking into" in note
+
+
+def test_a_handover_timer_is_armed_only_for_open_unpaused_tickets_of_a_team(example: Policy) -> None:
+    import dataclasses
+
+    from connector.model import Status
+    from policies import handover
+
+    t, clocks = _clocks(example, at("2026-11-03 15:00"))
+    armed = handover.timer(example, "jira", "L2", t, clocks, at("2026-11-03 15:00"))
+    assert (armed.key, armed.kind.value, armed.team, armed.due) == (
+        "handover",
+        "handover",
+        "emea",
+        at("2026-11-03 17:00"),
+    )
+    assert handover.timer(example, "jira", "L3", t, clocks, at("2026-11-03 15:00")) is None  # not a rota tier
+    paused = dataclasses.replace(clocks, paused_since=at("2026-11-03 15:30"))
+    assert handover.timer(example, "jira", "L2", t, paused, at("2026-11-03 16:00")) is None
+    done = dataclasses.replace(t, status=Status.RESOLVED)
+    assert handover.timer(example, "jira", "L2", done, clocks, at("2026-11-03 16:00")) is None
+    elsewhere = dataclasses.replace(t, assignee="someone-who-took-it")
+    assert handover.timer(example, "jira", "L2", elsewhere, clocks, at("2026-11-03 16:00")) is None

@@ -213,8 +213,8 @@ def test_unknown_event_kind(tmp_path: Path) -> None:
     p = only(tmp_path, text)
     assert p.line == line(text, "ticket.deleted")
     assert p.message == (
-        "rule 'r': unknown event kind 'ticket.deleted' in 'on' "
-        "(known: comment.added, sla.breached, sla.warning, ticket.created, ticket.updated, update.due)"
+        "rule 'r': unknown event kind 'ticket.deleted' in 'on' (known: comment.added, handover, "
+        "sla.breached, sla.warning, ticket.created, ticket.updated, update.due)"
     )
 
 
