@@ -190,10 +190,16 @@ def foreground_ticket(policy: Policy, n: int, created_at: datetime) -> Ticket:
         title=f"benchmark outage {n}",
         platform_priority="Highest",
         labels=frozenset({"outage"}),
-        assignee=policy.platforms["jira"].tiers["L2"].assignee,
+        assignee=_l2_assignee(policy, created_at),
         requester=Requester(f"requester-{n}", region="emea"),
         created_at=created_at,
     )
+
+
+def _l2_assignee(policy: Policy, at: datetime) -> str | None:
+    """L2's assignee on Jira; the example policy's L2 follows the sun: the team working at `at`."""
+    target = policy.platforms["jira"].tiers["L2"]
+    return target.rota.choose(at).team.target.assignee if target.rota is not None else target.assignee
 
 
 def clocks_of(policy: Policy, ticket: Ticket, now: datetime) -> tuple[SlaState, tuple[sla.Timer, ...]]:
