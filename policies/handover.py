@@ -53,8 +53,8 @@ def timer(
     rota = rota_of(policy.platforms.get(platform), tier)
     if rota is None or ticket is None or tier is None:
         return None
-    if ticket.status in _FINAL or clocks.paused:
-        return None
+    if ticket.status in _FINAL or clocks.paused or clocks.started_at is None:
+        return None  # (no clocks: the policy's scope leaves the ticket alone)
     holder = rota.holder(ticket)
     if holder is None:
         return None

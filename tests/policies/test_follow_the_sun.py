@@ -308,6 +308,7 @@ def test_a_handover_timer_is_armed_only_for_open_unpaused_tickets_of_a_team(exam
 
     from connector.model import Status
     from policies import handover
+    from policies.sla import SlaState
 
     t, clocks = _clocks(example, at("2026-11-03 15:00"))
     armed = handover.timer(example, "jira", "L2", t, clocks, at("2026-11-03 15:00"))
@@ -322,5 +323,7 @@ def test_a_handover_timer_is_armed_only_for_open_unpaused_tickets_of_a_team(exam
     assert handover.timer(example, "jira", "L2", t, paused, at("2026-11-03 16:00")) is None
     done = dataclasses.replace(t, status=Status.RESOLVED)
     assert handover.timer(example, "jira", "L2", done, clocks, at("2026-11-03 16:00")) is None
+    no_clocks = SlaState()  # what the worker keeps of a ticket outside the policy's scope
+    assert handover.timer(example, "jira", "L2", t, no_clocks, at("2026-11-03 16:00")) is None
     elsewhere = dataclasses.replace(t, assignee="someone-who-took-it")
     assert handover.timer(example, "jira", "L2", elsewhere, clocks, at("2026-11-03 16:00")) is None
