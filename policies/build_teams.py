@@ -3,13 +3,15 @@ each problem at its line; hours of the week that no team works are a warning tha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from connector.model import EventKind
+
 from .build import Builder
 from .follow_the_sun import Rota, Team, describe_runs, uncovered
-from .mapping import TierTarget
+from .mapping import PlatformMapping, TierTarget
 from .schema import TeamSpec, TierTargetSpec
 from .source import Loc
 
@@ -81,3 +83,22 @@ def _calendar(b: Builder, name: str, loc: Loc, where: str) -> Any:
     if calendar is None:
         b.problem(loc, f"{where}: unknown calendar '{name}' (calendars: {', '.join(b.calendars)})")
     return calendar
+
+
+def warn_handover_rules_without_rota(
+    b: Builder, raw_rules: Any, platforms: Mapping[str, PlatformMapping]
+) -> None:
+    """A rule `on: handover` where no tier follows the sun never fires: a warning at its entry."""
+    if not isinstance(raw_rules, list):
+        return
+    if any(t.rota is not None for mapping in platforms.values() for t in mapping.tiers.values()):
+        return
+    for i, data in enumerate(raw_rules):
+        on = data.get("on") if isinstance(data, dict) else None
+        kinds = [on] if isinstance(on, str) else on if isinstance(on, list) else []
+        name = data.get("name") if isinstance(data, dict) else None
+        label = f"rule '{name}'" if isinstance(name, str) and name else f"rules[{i}]"
+        for j, kind in enumerate(kinds):
+            if kind == EventKind.HANDOVER:
+                loc: Loc = ("rules", i, "on", j) if isinstance(on, list) else ("rules", i, "on")
+                b.warning(loc, f"{label}: 'handover' never happens: no tier of platforms follows the sun")

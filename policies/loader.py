@@ -12,6 +12,7 @@ from ruamel.yaml.comments import CommentedMap
 from .build import Builder
 from .build_platforms import build_platforms, warn_labels_without_field
 from .build_sla import build_sla, ticket_condition, warn_unreachable_time_rules
+from .build_teams import warn_handover_rules_without_rota
 from .policy import NEXT_TIER, Policy
 from .problems import PolicyError, Problem, errors
 from .schema import PolicyHead
@@ -113,6 +114,7 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
     if sla is not None or data.get("sla") is None:  # a broken section has its own problems
         warn_unreachable_time_rules(b, data.get("rules"), sla)
     warn_labels_without_field(b, rules, platforms)
+    warn_handover_rules_without_rota(b, data.get("rules"), platforms)
 
     found = sorted(dict.fromkeys(b.problems), key=lambda p: p.line)
     if errors(found) or priority is None or not b.tiers:

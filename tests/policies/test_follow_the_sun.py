@@ -327,3 +327,13 @@ def test_a_handover_timer_is_armed_only_for_open_unpaused_tickets_of_a_team(exam
     assert handover.timer(example, "jira", "L2", t, no_clocks, at("2026-11-03 16:00")) is None
     elsewhere = dataclasses.replace(t, assignee="someone-who-took-it")
     assert handover.timer(example, "jira", "L2", elsewhere, clocks, at("2026-11-03 16:00")) is None
+
+
+def test_a_handover_rule_without_a_follow_the_sun_tier_is_a_warning(tmp_path) -> None:
+    text = policy_source("  - {name: h, on: [ticket.created, handover], then: [{label: passed-on}]}") + SLA
+    (problem,) = check(tmp_path, text)
+    assert not problem.is_error and problem.line == line(text, "name: h")
+    assert problem.message == "rule 'h': 'handover' never happens: no tier of platforms follows the sun"
+    assert [p for p in check(tmp_path, policy_with(TWO_TEAMS + "        fallback: berlin\n").replace(
+        "then: [{label: never}]", "then: [{label: never}]}\n  - {name: h, on: handover, then: [{label: x}]"
+    )) if "never happens" in p.message] == []  # fmt: skip
