@@ -50,13 +50,17 @@ def _wanted(key: str, mapping: PlatformMapping) -> dict[str, dict[str, list[str]
         add(SITE_FIELDS, ident, f"platforms.{key}.fields.{field}")
     if mapping.labels_field:
         add(SITE_FIELDS, mapping.labels_field, f"platforms.{key}.labels_field")
-    for tier, target in mapping.tiers.items():
-        if target.assignee:
-            add(SITE_USERS, target.assignee, f"platforms.{key}.tiers.{tier}.assignee")
-        if target.group:
-            add(SITE_GROUPS, target.group, f"platforms.{key}.tiers.{tier}.group")
-        for field in target.fields:
-            add(SITE_FIELDS, field, f"platforms.{key}.tiers.{tier}.fields")
+    for tier, tier_target in mapping.tiers.items():
+        # a follow-the-sun tier: each team's assignee / group, named by its entry
+        teams = tier_target.rota.teams if tier_target.rota is not None else ()
+        targets = [(f"{tier}.follow_the_sun[{i}]", team.target) for i, team in enumerate(teams)]
+        for where, target in targets or [(tier, tier_target)]:
+            if target.assignee:
+                add(SITE_USERS, target.assignee, f"platforms.{key}.tiers.{where}.assignee")
+            if target.group:
+                add(SITE_GROUPS, target.group, f"platforms.{key}.tiers.{where}.group")
+            for field in target.fields:
+                add(SITE_FIELDS, field, f"platforms.{key}.tiers.{where}.fields")
     return out
 
 

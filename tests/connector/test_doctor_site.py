@@ -106,7 +106,7 @@ def test_servicenow_names_a_missing_assignment_group_and_a_missing_labels_field(
         json=load_fixture("servicenow", "api/table_get_sys_user__by_user_name"),
     )
     groups = load_fixture("servicenow", "api/table_get_sys_user_group__by_sys_ids")
-    groups["result"] = without(groups["result"], "sys_id", "0" * 30 + "a2")
+    groups["result"] = without(groups["result"], "sys_id", "0" * 30 + "c2")  # Berlin's L2 team
     responses.get(f"{SERVICENOW}/api/now/table/sys_user_group", json=groups)
     columns = load_fixture("servicenow", "api/table_get_sys_dictionary__incident_columns")
     columns["result"] = without(columns["result"], "element", "u_escalator_labels")
@@ -120,12 +120,12 @@ def test_servicenow_names_a_missing_assignment_group_and_a_missing_labels_field(
     assert found == [
         f"platforms.servicenow.labels_field: 'u_escalator_labels' is not a field on the site "
         f"(GET {table}/sys_dictionary): use the id of an existing field, or create the field",
-        f"platforms.servicenow.tiers.L2.group: '{'0' * 30}a2' is not a group on the site "
+        f"platforms.servicenow.tiers.L2.follow_the_sun[1].group: '{'0' * 30}c2' is not a group on the site "
         f"(GET {table}/sys_user_group): use the id of the group that works that tier",
     ]
     (call,) = [c for c in responses.calls if "/sys_user_group" in c.request.url]
     query = parse_qs(urlsplit(call.request.url).query)["sysparm_query"][0]
-    assert query.startswith("sys_idIN") and query.count(",") == 3  # every group in one request
+    assert query.startswith("sys_idIN") and query.count(",") == 5  # every group in one request
 
 
 @responses.activate
