@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connector import cli_report, cli_serve
+from connector import cli_events, cli_report, cli_serve, cli_ticket
 from connector.audit import cli as audit_cli
 from connector.cli_common import (
     EXIT_CODES,
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND", title="commands")
     cli_serve.add_commands(sub)
     console_cli.add_commands(sub)
+    cli_ticket.add_commands(sub)
+    cli_events.add_commands(sub)
 
     policy = group(sub, "policy", "work with policy files")
     check = command(

@@ -20,6 +20,8 @@ from connector.store.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
 OUTCOMES = ("applied", "dry_run", "no_change", "echo", "ignored", "failed", "retrying", "out_of_scope")
+# An operator's action on an event (connector/events.py): put back in the queue, or discarded.
+OPERATOR_OUTCOMES = ("requeued", "discarded")
 
 
 def canonical_json(value: Any) -> str:
@@ -56,8 +58,9 @@ def append(conn: Connection, record: Mapping[str, Any], *, at: datetime) -> dict
     appenders (threads or replicas) queue up and the chain stays linear. The bump returns
     the new seq and the previous hash (UPDATE … RETURNING: SQLite ≥ 3.35, PostgreSQL).
     """
-    if record.get("outcome") not in OUTCOMES:
-        raise ValueError(f"audit outcome must be one of {OUTCOMES}, got {record.get('outcome')!r}")
+    if record.get("outcome") not in OUTCOMES + OPERATOR_OUTCOMES:
+        known = OUTCOMES + OPERATOR_OUTCOMES
+        raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
     seq, prev_hash = conn.execute(_BUMP_HEAD).one()
     body = {
         **record,
