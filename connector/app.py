@@ -10,6 +10,7 @@ from sqlalchemy import text
 import console
 from connector.runtime import Runtime
 from connector.store import inbox, timers
+from connector.version import VERSION
 from webhooks.receiver import mount as mount_webhooks
 
 
@@ -30,10 +31,24 @@ def create_app(rt: Runtime) -> Flask:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # readiness must answer, not raise
             return jsonify(status="unavailable", error=f"database: {type(exc).__name__}"), 503
-        policy = rt.policy.current
+        holder = rt.policy
+        policy = holder.current
+        failed = holder.last_reload_error
         return jsonify(
             status="ready",
+            version=VERSION,
             policy=policy.summary(),
+            # what this process decides with now: after a refused reload, still the last good file
+            policy_in_force={
+                "name": policy.name,
+                "version": policy.version,
+                "sha256": policy.sha256,
+                "path": policy.path,
+                "loaded_at": holder.loaded_at.isoformat(),
+            },
+            last_reload_error=None
+            if failed is None
+            else {"at": holder.last_reload_error_at.isoformat(), "error": failed},
             dry_run=rt.dry_run,
             platforms=sorted(rt.installations),
         )

@@ -24,6 +24,8 @@ from connector.cli_common import (
     timestamp,
 )
 from connector.config import ConfigError
+from connector.errors import StartupError
+from connector.logs import fatal
 from connector.version import VERSION
 from console import cli as console_cli
 
@@ -39,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except ConfigError as exc:
-        print(f"escalator: config error:\n{exc}", file=sys.stderr)
+        fatal(f"config error:\n{exc}")
         return EXIT_USAGE
     except PolicyError as exc:
-        print(f"escalator: the policy does not load:\n{exc}", file=sys.stderr)
+        fatal(f"the policy does not load:\n{exc}")
+        return EXIT_USAGE
+    except StartupError as exc:
+        fatal(str(exc))
         return EXIT_USAGE
 
 

@@ -8,7 +8,10 @@ import signal
 import sys
 
 from connector.cli_common import command, config_arg, load
+from connector.errors import StartupError
 from connector.logs import setup_logging
+from connector.store.db import redact
+from connector.version import VERSION
 
 
 def add_commands(sub) -> None:
@@ -47,34 +50,17 @@ def _runtime(args, process: str):
 
 
 def _serve(args) -> int:
-    from waitress import create_server
-
     from connector.app import create_app
 
     rt = _runtime(args, "web")
     config = rt.config
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port  # --port 0: any free port
-    server = create_server(
-        create_app(rt), host=host, port=port, threads=config.server.threads, ident="escalator"
-    )
+    server = listen(create_app(rt), host, port, threads=config.server.threads)
     # Workers run in their own process: in this one they would compete with the webhook
     # threads for the GIL and the acknowledgement latency would follow the worker's load.
     worker = None if args.no_worker or config.worker.threads == 0 else _spawn_worker(args)
-    mode = "DRY-RUN (decisions are audited, nothing is written to platforms)" if rt.dry_run else "LIVE"
-    platforms = (
-        ", ".join(f"POST /webhooks/{k}" for k in rt.installations) or "none configured (add platforms.jira)"
-    )
-    print(
-        f"Escalator listening on http://{host}:{server.effective_port}\n"
-        f"  policy:    {rt.policy.current.summary()}\n"
-        f"  database:  {_redact(config.database)}\n"
-        f"  mode:      {mode}\n"
-        f"  webhooks:  {platforms}\n"
-        f"  workers:   {_describe_worker(config, worker)}\n"
-        f"  health:    /healthz /readyz /metrics",
-        flush=True,
-    )
+    _banner(rt, f"http://{host}:{server.effective_port}", worker)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a service manager's stop: shut down cleanly
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt, worker))
     _freeze_heap()
@@ -89,9 +75,80 @@ def _serve(args) -> int:
     return 0
 
 
+def listen(app, host: str, port: int, *, threads: int):
+    """waitress bound to host:port, or a StartupError saying what to do (port in use, no such address)."""
+    import errno
+    import socket
+
+    from waitress import create_server
+
+    try:
+        return create_server(app, host=host, port=port, threads=threads, ident="escalator")
+    except socket.gaierror as exc:
+        raise StartupError(
+            f"cannot listen on {host}: not an address of this machine ({exc.strerror}); "
+            "fix server.host or --host"
+        ) from exc
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is already in use (another Escalator?): stop that process, "
+                "or choose another port with --port or server.port"
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise StartupError(
+                f"port {port} needs privileges this user does not have: use a port above 1023 "
+                "behind a reverse proxy (deploy/nginx.conf)"
+            ) from exc
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise StartupError(
+                f"cannot listen on {host}: not an address of this machine; fix server.host or --host"
+            ) from exc
+        raise
+
+
+def _banner(rt, url: str, worker) -> None:
+    """What runs, where: a few text lines, or one JSON line with `log_format: json`."""
+    config = rt.config
+    mode = "DRY-RUN (decisions are audited, nothing is written to platforms)" if rt.dry_run else "LIVE"
+    platforms = (
+        ", ".join(f"POST /webhooks/{k}" for k in rt.installations) or "none configured (add platforms.jira)"
+    )
+    if config.log_format == "json":
+        logging.getLogger("escalator").info(
+            "Escalator listening",
+            extra={
+                "fields": {
+                    "url": url,
+                    "version": VERSION,
+                    "policy": rt.policy.current.summary(),
+                    "database": redact(config.database),
+                    "mode": "dry_run" if rt.dry_run else "live",
+                    "webhooks": sorted(rt.installations),
+                    "worker_pid": worker.pid if worker else None,
+                    "worker_threads": config.worker.threads if worker else 0,
+                }
+            },
+        )
+        return
+    print(
+        f"Escalator listening on {url}\n"
+        f"  version:   {VERSION}\n"
+        f"  policy:    {rt.policy.current.summary()}\n"
+        f"  database:  {redact(config.database)}\n"
+        f"  mode:      {mode}\n"
+        f"  webhooks:  {platforms}\n"
+        f"  workers:   {_describe_worker(config, worker)}\n"
+        f"  health:    /healthz /readyz /metrics",
+        flush=True,
+    )
+
+
 def _reload_policy(rt, worker=None) -> bool:
     """SIGHUP: load the policy file again; a broken file is refused and the old policy keeps serving.
-    True when a different policy now serves."""
+    One log line in each process (the worker gets the signal and says it itself). True when a
+    different policy now serves."""
+    from connector.runtime import one_line
     from policies import PolicyError
 
     log = logging.getLogger("escalator")
@@ -101,9 +158,15 @@ def _reload_policy(rt, worker=None) -> bool:
     try:
         after = rt.policy.reload()
     except PolicyError as exc:
-        log.error("policy reload refused, still serving %s:\n%s", before.summary(), exc)
+        rt.metrics.policy_reload_failures.inc()
+        log.error(
+            "policy reload refused, still serving %s: %s",
+            before.summary(),
+            one_line(exc),
+            extra={"fields": {"policy_sha256": before.sha256, "problems": len(exc.problems)}},
+        )
         return False
-    log.info("policy reloaded: %s", after.summary())
+    log.info("policy reloaded: %s", after.summary(), extra={"fields": {"policy_sha256": after.sha256}})
     return after.sha256 != before.sha256
 
 
@@ -185,11 +248,3 @@ def _freeze_heap() -> None:
 
     gc.collect()
     gc.freeze()
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-    return url

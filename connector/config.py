@@ -178,12 +178,35 @@ def load_config(path: str | Path | None) -> Config:
     data = _substitute_env(line_of, tree, (), path, problems)
     if problems:
         raise ConfigError("\n".join(problems))
-    if isinstance(data.get("policy"), str) and not Path(data["policy"]).is_absolute():
-        data["policy"] = str((path.parent / data["policy"]).resolve())  # relative to the config file
+    # Every relative path in the file means "next to this file", whatever the working directory.
+    base = path.parent
+    if isinstance(data.get("policy"), str):
+        data["policy"] = resolve_path(data["policy"], base)
+    if isinstance(data.get("database"), str):
+        data["database"] = resolve_sqlite_url(data["database"], base)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError("\n".join(_describe(exc, line_of, path))) from exc
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """A path from the config file: relative ones resolve against the config file's folder `base`."""
+    expanded = Path(value).expanduser()
+    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
+
+
+def resolve_sqlite_url(url: str, base: Path) -> str:
+    """`sqlite:///escalator.db` in a config file is the file next to it, like every relative path there.
+    Absolute files (`sqlite:////var/lib/…`), in-memory databases and other URLs stay as they are."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix) :]
+    file, sep, query = rest.partition("?")
+    if not file or file.startswith("/") or file == ":memory:" or file.startswith("file:"):
+        return url
+    return prefix + resolve_path(file, base) + sep + query
 
 
 def _substitute_env(line_of: LineOf, node: Any, loc: tuple, path: Path, problems: list[str]) -> Any:

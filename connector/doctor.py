@@ -23,6 +23,13 @@ from policies import Policy, PolicyError, load_policy
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
+# Webhook secrets anyone can read in our examples and docs, or guess: never a live secret.
+EXAMPLE_SECRETS = frozenset(
+    {"dev-secret", "secret", "webhook-secret", "webhook_secret", "changeme", "change-me", "example",
+     "test", "password", "escalator", "it-is-a-secret", "your-secret", "s3cret"}
+)  # fmt: skip
+MIN_SECRET_BYTES = 16
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -95,8 +102,13 @@ def _platform(key: str, settings, policy: Policy | None, *, online: bool) -> lis
         out.append(Finding(level, key, message))
 
     installation = Installation.of(key, settings)
-    if not installation.webhook_secret:
+    secret = installation.webhook_secret
+    if not secret:
         say(FAIL, f"platforms.{key}.webhook_secret is not set: every delivery is refused with 401")
+    elif problem := weak_secret(secret):
+        make = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+        say(FAIL, f"platforms.{key}.webhook_secret {problem}: anyone could sign deliveries; make one with "
+                  f"{make} and set it on both sides")  # fmt: skip
     if policy is not None and key not in policy.platforms:
         say(FAIL, f"policy '{policy.name}' has no platforms.{key} section: every {key} event would fail")
     if not installation.can_write:
@@ -132,6 +144,15 @@ def _platform(key: str, settings, policy: Policy | None, *, online: bool) -> lis
         for level, message in site_findings(key, client, policy.platforms[key]):
             say(level, message)
     return out
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why a webhook secret must not go live (an example value, too short), or None."""
+    if secret.strip().lower() in EXAMPLE_SECRETS:
+        return "is an example value from the docs"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"is {len(secret.encode())} bytes, shorter than {MIN_SECRET_BYTES}"
+    return None
 
 
 def report(findings: list[Finding]) -> tuple[str, int]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 _process = "cli"
+_json = False
 
 
 def process_name() -> str:
@@ -57,8 +59,8 @@ def _plain(value: Any) -> str:
 
 def setup_logging(fmt: str, process: str) -> None:
     """Log at INFO to stderr in `fmt` ("text" or "json"), naming `process` in every line."""
-    global _process
-    _process = process
+    global _process, _json
+    _process, _json = process, fmt == "json"
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
@@ -66,3 +68,11 @@ def setup_logging(fmt: str, process: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # Alembic (1.20 here) announces each of its seven autogenerate plugins at INFO on every start.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def fatal(message: str) -> None:
+    """Why the command stops: `escalator: …` on stderr, or one JSON line when the logs are JSON."""
+    if _json:
+        logging.getLogger("escalator").error(message.replace("\n", " "))
+    else:
+        print(f"escalator: {message}", file=sys.stderr)

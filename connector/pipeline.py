@@ -108,9 +108,31 @@ def process(rt: Runtime, item: InboxItem) -> str:
         log.exception("could not record %s delivery %s", item.platform, item.delivery_id)
         result = _unrecordable(result, exc)
         record_failure(rt, item, result.detail)
+    elapsed = time.perf_counter() - started
     rt.metrics.decisions.labels(item.platform, result.outcome).inc()
-    rt.metrics.processing_seconds.labels(item.platform).observe(time.perf_counter() - started)
+    rt.metrics.processing_seconds.labels(item.platform).observe(elapsed)
+    _log_decision(item, result, elapsed)
     return result.outcome
+
+
+def _log_decision(item: InboxItem, result: Outcome, elapsed: float) -> None:
+    """One line per decision: what an on-call engineer greps for. Never a body or a secret."""
+    event, decision = result.event, result.decision
+    fields = {
+        "platform": item.platform,
+        "ticket": event.ticket.ref.key if event else item.ticket_id,
+        "event": event.kind.value if event else item.event_type,
+        "event_id": item.id,
+        "outcome": result.outcome,
+        "rules": list(decision.rules) if decision else [],
+        "requests": len(result.sent),
+        "planned": len(result.planned),
+        "ms": round(elapsed * 1000, 1),
+    }
+    if result.outcome in ("failed", "retrying") and result.detail:
+        fields["detail"] = result.detail[:300]
+    log.log(logging.WARNING if result.outcome == "failed" else logging.INFO, "decision",
+            extra={"fields": fields})  # fmt: skip
 
 
 def _decide_and_apply(rt: Runtime, installation: Installation | None, item: InboxItem) -> Outcome:

@@ -68,15 +68,20 @@ class Installation:
 
 
 class PolicyHolder:
-    """The live policy. A reload that fails leaves the last good policy serving.
+    """The live policy. A reload that fails leaves the last good policy serving, and is remembered
+    (for /readyz) until a reload succeeds.
 
     `channels`: the notification channels the config has; a policy that notifies another is refused.
     """
 
-    def __init__(self, path: str, channels: Collection[str] | None = None):
+    def __init__(self, path: str, channels: Collection[str] | None = None, clock: Clock = utc_now):
         self.path = path
         self.channels = channels
+        self._clock = clock
         self._policy: Policy = self._load()
+        self.loaded_at: datetime = clock()
+        self.last_reload_error: str | None = None
+        self.last_reload_error_at: datetime | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> Policy:
@@ -91,10 +96,23 @@ class PolicyHolder:
 
     def reload(self) -> Policy:
         """Load the file again; raises PolicyError (and keeps the old policy) when it is broken."""
-        fresh = self._load()
+        try:
+            fresh = self._load()
+        except PolicyError as exc:
+            with self._lock:
+                self.last_reload_error = one_line(exc)
+                self.last_reload_error_at = self._clock()
+            raise
         with self._lock:
             self._policy = fresh
+            self.loaded_at = self._clock()
+            self.last_reload_error = self.last_reload_error_at = None
         return fresh
+
+
+def one_line(exc: Exception) -> str:
+    """A multi-line error (a policy's FILE:LINE problems) as one log-friendly line."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 @dataclass
@@ -130,7 +148,7 @@ def build_runtime(config: Config, *, clock: Clock = utc_now, engine: Engine | No
     return Runtime(
         config=config,
         engine=engine,
-        policy=PolicyHolder(config.policy, set(config.notifications.channels)),
+        policy=PolicyHolder(config.policy, set(config.notifications.channels), clock),
         installations=installations,
         clock=clock,
     )

@@ -27,7 +27,8 @@ class Problem:
 
     def __str__(self) -> str:
         label = "warning: " if self.severity == WARNING else ""
-        return f"{self.path}:{self.line}: {label}{self.message}"
+        where = f"{self.path}:{self.line}" if self.line else self.path  # line 0: the file itself
+        return f"{where}: {label}{self.message}"
 
 
 def errors(problems: Iterable[Problem]) -> list[Problem]:

@@ -12,20 +12,114 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from connector.errors import StartupError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
+SUPPORTED = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+class DatabaseUnavailable(StartupError):
+    """The configured database cannot be used; the message says why and what to do, on one line."""
+
+
+def driver_url(url: str) -> str:
+    """The URL SQLAlchemy gets: PostgreSQL through psycopg 3, the driver we ship (plain postgresql://
+    would pick psycopg2), also for the `postgres://` spelling Heroku and libpq tools use."""
+    for scheme in ("postgresql://", "postgres://", "postgresql+psycopg2://", "postgres+psycopg://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for the backend: SQLite gets WAL + a busy timeout, PostgreSQL a pool."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    url = driver_url(url)
+    if url.startswith("sqlite:"):
+        try:
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        except ArgumentError as exc:
+            raise DatabaseUnavailable(f"database: {redact(url)} is not a valid URL: use {SUPPORTED}") from exc
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if url.startswith("postgresql://"):
-        # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    if not url.startswith("postgresql+psycopg://"):
+        scheme = url.split("://", 1)[0] if "://" in url else url
+        raise DatabaseUnavailable(
+            f"database: {scheme!r} is not a database Escalator supports: use {SUPPORTED}"
+        )
+    try:
+        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    except ArgumentError as exc:
+        raise DatabaseUnavailable(f"database: {redact(url)} is not a valid URL: use {SUPPORTED}") from exc
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once; DatabaseUnavailable with what to do when that fails (down, missing, refused)."""
+    if engine.dialect.name == "sqlite":
+        _check_sqlite_path(engine)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        raise DatabaseUnavailable(_explain(engine, exc)) from exc
+
+
+def _check_sqlite_path(engine: Engine) -> None:
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return
+    path = Path(database).resolve()
+    if not path.parent.is_dir():
+        raise DatabaseUnavailable(
+            f"database: the folder of the SQLite file {path} does not exist: create it, or fix database: "
+            "(a relative path is resolved against the config file's folder)"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise DatabaseUnavailable(
+            f"database: the SQLite file {path} cannot be read and written by this user: "
+            "fix its owner or permissions"
+        )
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise DatabaseUnavailable(
+            f"database: cannot create the SQLite file {path}: its folder is not writable by this user"
+        )
+
+
+def _explain(engine: Engine, exc: OperationalError) -> str:
+    where = redact(engine.url.render_as_string(hide_password=False))
+    reason = str(exc.orig or exc).strip().splitlines()[-1] if str(exc.orig or exc).strip() else str(exc)
+    text = str(exc.orig or exc)
+    url = engine.url
+    if engine.dialect.name == "sqlite":
+        return f"database: cannot open the SQLite file {url.database}: {reason}"
+    if "does not exist" in text and "database" in text:
+        return (
+            f'database: PostgreSQL at {url.host}:{url.port or 5432} has no database "{url.database}": '
+            f"create it (createdb {url.database}) or fix database: in the config"
+        )
+    if "password authentication failed" in text or "no password supplied" in text:
+        return (
+            f"database: PostgreSQL at {url.host}:{url.port or 5432} refused user {url.username!r}: "
+            "check the user and password in database: (use ${VAR} for the password)"
+        )
+    if "Connection refused" in text or "could not connect" in text or "timeout" in text.lower():
+        return (
+            f"database: PostgreSQL at {url.host}:{url.port or 5432} does not answer ({where}): "
+            "is it running and reachable from here? Start it, or fix database: in the config"
+        )
+    return f"database: {where} cannot be used: {reason}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -107,6 +201,7 @@ def migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
+    check_reachable(engine)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with writing(engine) as conn:

@@ -11,10 +11,12 @@ import responses
 from connector.cli import main
 from connector.config import EXAMPLE_POLICY, Config
 from connector.doctor import FAIL, OK, WARN, diagnose
+from tests.support.entry import escalator
 from tests.support.fixtures import fixture_bytes, load_fixture
 
 JIRA = "https://acme.atlassian.net"
 ZENDESK = "https://acme.zendesk.com"
+STRONG = "kq3Yr0XvP9-long-enough"  # a webhook secret doctor accepts
 SERVICENOW = "https://acme.service-now.com"
 JIRA_ME = load_fixture("jira", "api/myself")  # accountId 5b10a2844c20165700ede21g, "Mia Krystof"
 
@@ -24,7 +26,7 @@ def config(tmp_path, **platforms) -> Config:
 
 
 def jira(**settings) -> dict:
-    return {"url": JIRA, "email": "bot@acme.test", "api_token": "t", "webhook_secret": "s",
+    return {"url": JIRA, "email": "bot@acme.test", "api_token": "t", "webhook_secret": STRONG,
             "account_id": "5b10a2844c20165700ede21g", **settings}  # fmt: skip
 
 
@@ -101,7 +103,8 @@ def test_an_account_id_that_is_not_the_credentials_account_fails_as_a_loop(tmp_p
         textwrap.dedent(f"""
         database: sqlite:///{tmp_path / "x.db"}
         platforms:
-          jira: {{url: {JIRA}, email: b@acme.test, api_token: t, webhook_secret: s, account_id: someone-else}}
+          jira: {{url: {JIRA}, email: b@acme.test, api_token: t, webhook_secret: {STRONG},
+                  account_id: someone-else}}
         """)
     )
     assert main(["doctor", "--config", str(path)]) == 1
@@ -117,7 +120,7 @@ def test_an_account_id_that_is_not_the_credentials_account_fails_as_a_loop(tmp_p
 def test_an_unset_identity_is_a_warning_that_names_the_value_to_set(tmp_path):
     responses.get(f"{ZENDESK}/api/v2/users/me.json", json=load_fixture("zendesk", "api/users_me"))
     zendesk_site()
-    zendesk = {"url": ZENDESK, "email": "bot@acme.test", "api_token": "t", "webhook_secret": "s"}
+    zendesk = {"url": ZENDESK, "email": "bot@acme.test", "api_token": "t", "webhook_secret": STRONG}
     (level, message), *site = findings_of(diagnose(config(tmp_path, zendesk=zendesk)), "zendesk")
     assert [level for level, _ in site] == [OK, OK]  # fields, groups
     assert level == WARN
@@ -129,7 +132,9 @@ def test_an_unset_identity_is_a_warning_that_names_the_value_to_set(tmp_path):
 def test_credentials_the_platform_refuses_fail_with_its_answer(tmp_path):
     error = {"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}}
     responses.get(f"{SERVICENOW}/api/now/table/sys_user", status=401, json=error)
-    servicenow = {"instance": "acme", "user": "escalator.bot", "password": "wrong", "webhook_secret": "s"}
+    servicenow = {
+        "instance": "acme", "user": "escalator.bot", "password": "wrong", "webhook_secret": STRONG,
+    }  # fmt: skip
     ((level, message),) = findings_of(diagnose(config(tmp_path, servicenow=servicenow)), "servicenow")
     assert level == FAIL and message.startswith("the credentials do not work:")
     assert "401" in message and "User Not Authenticated" in message
@@ -204,3 +209,19 @@ def test_offline_asks_no_platform_and_still_flags_a_missing_identity(tmp_path):
 def test_dry_run_is_a_warning(tmp_path, dry_run, expected):
     cfg = Config.model_validate({"database": f"sqlite:///{tmp_path / 'x.db'}", "dry_run": dry_run})
     assert any(f.level == WARN and f.message.startswith(expected) for f in diagnose(cfg, online=False))
+
+
+@pytest.mark.parametrize(
+    "secret, why",
+    [("dev-secret", "is an example value from the docs"), ("short-secret", "is 12 bytes, shorter than 16")],
+)
+def test_an_example_or_short_webhook_secret_fails(tmp_path, secret, why):
+    path = tmp_path / "escalator.yaml"
+    path.write_text(
+        f"database: sqlite:///{tmp_path / 'x.db'}\n"
+        f"platforms:\n  jira: {{url: {JIRA}, webhook_secret: {secret}}}\n"
+    )
+    done = escalator("doctor", "--offline", "--config", str(path))
+    assert done.returncode == 1
+    assert f"FAIL  jira: platforms.jira.webhook_secret {why}: anyone could sign deliveries" in done.stdout
+    assert secret not in done.stdout  # the finding names the problem, never the secret

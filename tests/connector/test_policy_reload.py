@@ -37,8 +37,8 @@ def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
         wait_for_line(proc, "worker started")
         policy.write_text(EXAMPLE_POLICY.read_text() + "\nsurprise: 1\n")
         os.kill(proc.pid, signal.SIGHUP)
-        wait_for_line(proc, "policy reload refused")
-        assert "surprise" in proc.stdout.readline()  # the problems follow, FILE:LINE: message
+        refused = wait_for_line(proc, "policy reload refused")
+        assert "[worker]" in refused and f"{policy}:" in refused and "surprise" in refused  # one line
         policy.write_text(EXAMPLE_POLICY.read_text().replace("version: 1", "version: 7"))
         os.kill(proc.pid, signal.SIGHUP)
         assert "v7" in wait_for_line(proc, "policy reloaded")
