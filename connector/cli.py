@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connector import cli_events, cli_report, cli_serve, cli_ticket
+from connector import cli_db, cli_events, cli_report, cli_serve, cli_ticket
 from connector.audit import cli as audit_cli
 from connector.cli_common import (
     EXIT_CODES,
@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     console_cli.add_commands(sub)
     cli_ticket.add_commands(sub)
     cli_events.add_commands(sub)
+    cli_db.add_commands(sub)
 
     policy = group(sub, "policy", "work with policy files")
     check = command(
