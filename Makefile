@@ -22,5 +22,9 @@ test: $(BIN)/escalator
 bench: $(BIN)/escalator
 	$(BIN)/python bench/webhook_ack.py
 
+# Build and test leftovers only. The database (escalator.db and its -wal/-shm files) holds the audit
+# log and the events still waiting: it is never deleted here. Remove it by hand if you mean to.
 clean:
-	rm -rf $(VENV) *.egg-info escalator.db escalator.db-*
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache build dist
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+	@ls escalator.db* >/dev/null 2>&1 && echo "kept escalator.db* (the audit log): delete it by hand if you mean to" || true

@@ -15,6 +15,29 @@ from connector.store.db import make_engine, migrate
 POSTGRES_URL = os.environ.get("ESCALATOR_TEST_POSTGRES_URL")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Without a PostgreSQL URL its tests are left out, and said once (see the summary), not per test."""
+    if POSTGRES_URL:
+        return
+    left_out = [item for item in items if item.get_closest_marker("postgres")]
+    if left_out:
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+        config.hook.pytest_deselected(items=left_out)
+        config.stash[_POSTGRES_LEFT_OUT] = len(left_out)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    if left_out := config.stash.get(_POSTGRES_LEFT_OUT, 0):
+        terminalreporter.write_line(
+            f"PostgreSQL: {left_out} tests not run (set ESCALATOR_TEST_POSTGRES_URL="
+            "postgresql://USER@HOST:PORT/postgres to run them; .ci/run does)",
+            yellow=True,
+        )
+
+
+_POSTGRES_LEFT_OUT = pytest.StashKey[int]()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'escalator.db'}"
