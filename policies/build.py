@@ -11,9 +11,11 @@ from typing import Any
 from connector.model import AddLabel, AssignGroup, AssignUser, Priority, RemoveLabel, SetPriority
 
 from .calendars import Calendar
+from .closed_sets import closed_sets
 from .conditions import Condition, compile_condition
 from .policy import (
     EVENT_KINDS,
+    METRICS,
     NEXT_TIER,
     TICKET_NOTE,
     Escalate,
@@ -135,10 +137,16 @@ class Builder:
             **zero_sample(self.fields),
             "decision": {"priority": "", "impact": "", "urgency": "", "priority_from": ""},
         }
-        compiled, errors = compile_condition(source, where, roots, variable_schema(self.fields), sample)
+        schema = variable_schema(self.fields)
+        compiled, errors = compile_condition(source, where, roots, schema, sample, self.closed_sets)
         for message in errors:
             self.problem(loc, message)
         return compiled
+
+    @property
+    def closed_sets(self) -> dict[str, tuple[str, ...]]:
+        """The variables whose values are known in advance (tiers only once the tiers section is valid)."""
+        return closed_sets(self.tiers, METRICS)
 
     # --- priority -----------------------------------------------------------------------------------
 

@@ -365,7 +365,8 @@ def ticket_condition(b: Builder, source: str, loc: Loc, where: str) -> Condition
 
 def _clock_condition(b: Builder, source: str, loc: Loc, where: str) -> Condition | None:
     sample = {"ticket": _clock_ticket(zero_sample(b.fields)["ticket"])}
-    compiled, errors = compile_condition(source, where, ROOTS_FOR_CLOCKS, clock_schema(b.fields), sample)
+    schema = clock_schema(b.fields)
+    compiled, errors = compile_condition(source, where, ROOTS_FOR_CLOCKS, schema, sample, b.closed_sets)
     for message in errors:
         b.problem(loc, message)
     return compiled

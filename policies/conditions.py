@@ -8,12 +8,14 @@ misspelt field into a load error instead of a condition that is silently false.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cel
 
+from .cel_hints import hints
+from .closed_sets import check_comparisons
 from .variables import MAP, UNAVAILABLE
 
 # What evaluating a CEL program raises on bad data (missing key, bad index, type mismatch, bad regex …).
@@ -47,9 +49,33 @@ class Condition:
 
 
 def compile_condition(
-    source: str, where: str, roots: Iterable[str], schema: Mapping[str, Any], sample: Mapping[str, Any]
+    source: str,
+    where: str,
+    roots: Iterable[str],
+    schema: Mapping[str, Any],
+    sample: Mapping[str, Any],
+    closed: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[Condition | None, list[str]]:
-    """Compile and check one condition; the messages say what is wrong (empty when it is fine)."""
+    """Compile and check one condition; the messages say what is wrong (empty when it is fine).
+
+    `closed` names the variables whose values are known (closed_sets.closed_sets): a comparison with
+    a value outside the set, or of another type, is an error too."""
+    condition, errors = _compile_condition(source, where, roots, schema, sample, closed or {})
+    if errors:
+        tips = hints(source, _tokenize(source), schema)
+        if tips:
+            errors[0] += " (hint: " + "; ".join(tips) + ")"
+    return condition, errors
+
+
+def _compile_condition(
+    source: str,
+    where: str,
+    roots: Iterable[str],
+    schema: Mapping[str, Any],
+    sample: Mapping[str, Any],
+    closed: Mapping[str, Sequence[str]],
+) -> tuple[Condition | None, list[str]]:
     try:
         program = cel.compile(source)
     except ValueError as exc:
@@ -69,6 +95,9 @@ def compile_condition(
             problem = check_path(path, schema)
             if problem:
                 errors.append(f"{where}: {problem}")
+    if not errors:
+        visible = {k: v for k, v in schema.items() if k in allowed and k not in scan.bound}
+        errors += [f"{where}: {p}" for p in check_comparisons(_tokenize(source), visible, closed)]
     if errors:
         return None, list(dict.fromkeys(errors))
     condition = Condition(source, where, program)

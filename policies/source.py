@@ -36,11 +36,43 @@ def parse_yaml(text: str, path: str) -> tuple[Any, list[Problem]]:
         return yaml.load(text), []
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if "could not find expected ':'" in str(exc.problem) and exc.context_mark is not None:
+            mark = exc.context_mark  # the line that lacks the ':', not the one after it
         line = mark.line + 1 if mark is not None else 0
         what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        return None, [Problem(path, line, f"YAML syntax error: {what}")]
+        column = f"column {mark.column + 1}: " if mark is not None else ""
+        return None, [Problem(path, line, f"YAML syntax error: {column}{plain_yaml_error(what)} ({what})")]
     except YAMLError as exc:  # errors without a position (rare: e.g. a bad encoding)
         return None, [Problem(path, 0, f"YAML error: {exc}")]
+
+
+# What the YAML parser's messages mean, in the words of someone editing the file.
+_PLAIN = (
+    ("found character '\\t'", "a tab: YAML indents with spaces only"),
+    ("duplicate key", "a key appears twice in the same mapping: keep one"),
+    ("mapping values are not allowed here",
+     "a ':' where no new key can start: this line is indented wrongly, or a value contains ': ' "
+     "(put it in quotes)"),
+    ("expected <block end>",
+     "the indentation does not match the lines above: a key or '- ' item is indented more or less "
+     "than the ones beside it"),
+    ("could not find expected ':'",
+     "a line that is not 'key: value' inside a mapping (a missing ':', or a text that runs over lines "
+     "without quotes)"),
+    ("while scanning a quoted scalar", "a quote is opened and never closed"),
+    ("while parsing a flow sequence", "a '[' list is not closed with ']' (or an item in it needs quotes)"),
+    ("while parsing a flow mapping", "a '{' mapping is not closed with '}' (or a value in it needs quotes)"),
+    ("found undefined alias", "a '*name' with no '&name' before it: put the value in quotes"),
+    ("found unexpected end of stream", "the file ends inside a quote or bracket"),
+)  # fmt: skip
+
+
+def plain_yaml_error(message: str) -> str:
+    """The parser's message in plain words (the parser's own text is kept beside it)."""
+    for needle, plain in _PLAIN:
+        if needle in message:
+            return plain
+    return "not valid YAML here"
 
 
 def to_plain(node: Any) -> Any:

@@ -30,7 +30,8 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
     text = policy_source().replace("tiers: [L1, L2, L3, management]", "tiers: [L1, L2\nrules_broken: 1")
     p = only(tmp_path, text)
     assert p.line == line(text, "rules_broken")
-    assert p.message.startswith("YAML syntax error: while parsing a flow sequence")
+    assert p.message.startswith("YAML syntax error: column ")
+    assert "a '[' list is not closed with ']'" in p.message and "while parsing a flow sequence" in p.message
 
 
 def test_duplicate_yaml_key(tmp_path: Path) -> None:
