@@ -73,7 +73,7 @@ def as_text(v: TicketView) -> str:
         for c in v.clocks:
             if c.state == "no_target":
                 continue  # this priority does not measure it
-            target = f"target {_span(c.target)}" if c.target else "no target for this priority"
+            target = f"target {_span(c.target)} on {c.calendar} ({c.zone})" if c.target else "no target"
             ran = f", {_span(c.elapsed)} run" if c.elapsed is not None else ""
             line = f"  {c.metric:<15} {c.state:<9} {target}{ran}, since {_at(c.started_at)}"
             if c.due is not None:

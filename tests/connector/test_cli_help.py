@@ -44,3 +44,25 @@ def test_every_sub_command_has_a_description():
     for name, parser in walk(_parser(), "escalator"):
         assert parser.description, f"`{name} --help` has no description"
         assert "exit codes:" in (parser.epilog or ""), f"`{name} --help` does not list the exit codes"
+
+
+def test_the_readme_walk_through_uses_commands_that_exist():
+    """Every `escalator …` line in "Operating Escalator" parses, and it shows the four an admin needs."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from connector.cli import _parser
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Operating Escalator", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    commands = [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()]
+    commands = [part.strip() for c in commands for part in c.split("||") if part.strip()]
+    assert {c.split()[1] for c in commands} >= {"ticket", "events", "db", "doctor"}
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "escalator"
+        if argv[1:] == ["--version"]:
+            continue
+        assert hasattr(_parser().parse_args(argv[1:]), "run"), command
