@@ -219,7 +219,13 @@ def _work(args) -> int:
         from prometheus_client import start_http_server
 
         port, host = rt.config.worker.metrics_port, rt.config.server.host
-        start_http_server(port, addr=host, registry=rt.metrics.registry)
+        try:
+            start_http_server(port, addr=host, registry=rt.metrics.worker_registry)
+        except OSError as exc:
+            raise StartupError(
+                f"the worker's metrics port {port} on {host} cannot be opened ({exc.strerror}): "
+                "another process uses it? Choose another worker.metrics_port"
+            ) from exc
     _freeze_heap()
     pool.start()
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).

@@ -73,10 +73,11 @@ def test_json_logs_a_decision_line_and_a_refused_reload_once_per_process(tmp_pat
     policy = tmp_path / "policy.yaml"
     policy.write_text(EXAMPLE_POLICY.read_text())
     config = tmp_path / "escalator.yaml"
+    worker_port = _free_port()
     config.write_text(
         "database: sqlite:///escalator.db\npolicy: policy.yaml\nlog_format: json\n"
         f"platforms:\n  jira:\n    url: http://127.0.0.1:9\n    webhook_secret: {SECRET}\n"
-        "worker: {poll_seconds: 0.05, nice: 0}\n"
+        f"worker: {{poll_seconds: 0.05, nice: 0, metrics_port: {worker_port}}}\n"
     )
     port = _free_port()
     proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", str(port))
@@ -119,6 +120,10 @@ def test_json_logs_a_decision_line_and_a_refused_reload_once_per_process(tmp_pat
         worker_only = ("escalator_decisions_total", "escalator_platform_requests_total",
                        "escalator_timers_fired_total", "escalator_event_processing_seconds")  # fmt: skip
         assert not [family for family in worker_only if family in metrics]
+        worker = _get(worker_port, "/metrics").decode()  # the worker's own port lists them, not webhooks
+        assert 'escalator_decisions_total{outcome="dry_run",platform="jira"} 1.0' in worker
+        assert "escalator_policy_reload_failures_total 1.0" in worker
+        assert "escalator_webhooks_total" not in worker
 
         policy.write_text(EXAMPLE_POLICY.read_text())
         os.kill(proc.pid, signal.SIGHUP)
