@@ -71,6 +71,7 @@ def _list(args) -> int:
     if not found:
         print(f"no {args.status or 'open'} events" + (f" on {args.platform}" if args.platform else ""))
         return EXIT_OK
+    print(f"{'ID':>8}  {'STATUS':<10} {'PLATFORM':<10} {'TICKET':<14} {'EVENT':<24} ATTEMPTS / WHEN")
     for event in found:
         print(describe(event))
     return EXIT_OK
