@@ -12,6 +12,8 @@ from connector.config import Config
 from connector.doctor import FAIL, OK, diagnose
 from tests.support.fixtures import fixture_bytes, load_fixture
 
+SECRET = "a-webhook-secret-long-enough"  # doctor fails one shorter than 16 bytes
+
 JIRA, ZENDESK, SERVICENOW = (
     "https://acme.atlassian.net",
     "https://acme.zendesk.com",
@@ -50,7 +52,7 @@ def test_jira_names_a_missing_priority_a_tier_account_that_does_not_exist_and_a_
         "url": JIRA,
         "email": "b@acme.test",
         "api_token": "t",
-        "webhook_secret": "s",
+        "webhook_secret": SECRET,
         "account_id": me["accountId"],
     }
 
@@ -85,7 +87,7 @@ def test_zendesk_names_a_missing_group_and_a_missing_ticket_field(tmp_path):
         "url": ZENDESK,
         "email": "b@acme.test",
         "api_token": "t",
-        "webhook_secret": "s",
+        "webhook_secret": SECRET,
         "user_id": "6164070000001",
     }
 
@@ -112,7 +114,7 @@ def test_servicenow_names_a_missing_assignment_group_and_a_missing_labels_field(
     columns["result"] = without(columns["result"], "element", "u_escalator_labels")
     responses.get(f"{SERVICENOW}/api/now/table/sys_dictionary", json=columns)
     user = load_fixture("servicenow", "api/table_get_sys_user__by_user_name")["result"][0]["user_name"]
-    servicenow = {"url": SERVICENOW, "user": user, "password": "p", "webhook_secret": "s"}
+    servicenow = {"url": SERVICENOW, "user": user, "password": "p", "webhook_secret": SECRET}
 
     found = problems(diagnose(config(tmp_path, servicenow=servicenow)), "servicenow")
 
@@ -141,7 +143,7 @@ def test_a_site_that_refuses_a_lookup_is_a_warning_not_a_verdict(tmp_path):
         "url": JIRA,
         "email": "b@acme.test",
         "api_token": "t",
-        "webhook_secret": "s",
+        "webhook_secret": SECRET,
         "account_id": me["accountId"],
     }
 
