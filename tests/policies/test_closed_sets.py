@@ -12,7 +12,7 @@ from policies import check_policy
 from policies.source import parse_yaml
 from tests.support.entry import escalator
 
-RULE = "    when: 'ticket.priority == \"P1\"'"  # the example's p1-hourly-update-reminder
+RULE = "    when: 'ticket.priority == \"P1\"'"  # the first rule of the example with this condition
 
 
 def _check(tmp_path: Path, condition: str) -> list[str]:
@@ -53,7 +53,7 @@ def _check(tmp_path: Path, condition: str) -> list[str]:
 )
 def test_a_comparison_outside_the_closed_set_is_an_error_listing_the_set(tmp_path, condition, expected):
     [message] = _check(tmp_path, condition)
-    assert message.startswith("rule 'p1-hourly-update-reminder': ") and expected in message
+    assert message.startswith("rule '") and expected in message
 
 
 @pytest.mark.parametrize(
@@ -95,9 +95,10 @@ def test_policy_check_through_the_installed_command(tmp_path):
     done = escalator("policy", "check", str(path))
     assert done.returncode == 1
     line = next(i for i, row in enumerate(text.splitlines(), 1) if 'ticket.tier == "l2"' in row)
-    assert done.stdout.strip() == (
-        f"{path}:{line}: rule 'p1-hourly-update-reminder': ticket.tier is never \"l2\" "
-        '(did you mean "L2"?): it is one of L1, L2, L3, management'
+    [problem] = done.stdout.strip().splitlines()
+    assert problem.startswith(f"{path}:{line}: rule '")
+    assert problem.endswith(
+        ': ticket.tier is never "l2" (did you mean "L2"?): it is one of L1, L2, L3, management'
     )
 
 
