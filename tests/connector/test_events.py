@@ -21,6 +21,7 @@ from connector.events import (
 from tests.support.harness import JIRA_URL, jira_config, start
 
 ISSUE = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+$")
+COMMENTS = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+/comment")
 
 
 @pytest.fixture
@@ -64,8 +65,10 @@ def test_a_failed_event_is_listed_retried_audited_and_then_applied(esc, jira):
     assert audit.verify(esc.rt.engine).ok
 
     jira.add(responses.PUT, ISSUE, status=204)
+    # the refused write left its in-flight mark: the worker first looks whether its note is there
+    jira.add(responses.GET, COMMENTS, json={"startAt": 0, "maxResults": 100, "total": 0, "comments": []})
     assert esc.work() == 1
-    assert esc.audit()[-1]["outcome"] == "applied"
+    assert esc.audit()[-1]["outcome"] == "applied", esc.audit()[-1]["detail"]
     assert get_event(esc.rt.engine, event_id).status == "done"
     assert list_events(esc.rt.engine) == []
 
