@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from channels.registry import TICKET_NOTE, ChannelSettings
+from connector.audit.settings import AuditSettings
 from console.settings import ConsoleConfig
 from platforms.registry import PLATFORMS
 from policies.source import LineOf, line_finder, parse_yaml  # one YAML reader for policy and config
@@ -138,6 +139,7 @@ class Config(_Strict):
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
     console: ConsoleConfig = ConsoleConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    audit: AuditSettings = AuditSettings()
 
     def platform(self, key: str) -> Any | None:
         """The settings of one platform, or None when it is not configured."""

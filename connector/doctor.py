@@ -49,6 +49,7 @@ def diagnose(config: Config, *, online: bool = True) -> list[Finding]:
         findings.append(Finding(WARN, "config", f"{why}: decisions are audited, nothing is written"))
     policy = _policy(config, findings)
     _database(config.database, findings)
+    _audit(config, findings)
     if not config.configured_platforms:
         hint = "add platforms.jira (or zendesk, servicenow) with its url and webhook_secret"
         findings.append(Finding(WARN, "config", f"no platform is configured: {hint}"))
@@ -93,6 +94,20 @@ def _database(url: str, findings: list[Finding]) -> None:
     else:
         behind = f"{shown}, schema at {current or 'none'}: `escalator serve` migrates it to {head}"
         findings.append(Finding(WARN, "database", behind))
+
+
+def _audit(config: Config, findings: list[Finding]) -> None:
+    """Audit keys always; the append-only guard and checkpoints when the database is current."""
+    from connector.audit import health
+
+    found, keys = health.keys(config.audit)
+    if any(f.subject == "database" and f.level == OK for f in findings):
+        engine = make_engine(config.database)
+        try:
+            found += health.database(engine, config.audit, keys)
+        finally:
+            engine.dispose()
+    findings += [Finding(level, "audit", message) for level, message in found]
 
 
 def _platform(key: str, settings, policy: Policy | None, *, online: bool) -> list[Finding]:

@@ -400,7 +400,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     if notices:
         record["notifications"] = outbox.summary(notices)
     with writing(rt.engine) as conn:
-        decided = audit.append(conn, record, at=now)
+        decided = audit.append(conn, record, at=now, keys=rt.audit_keys)
         outbox.queue(conn, notices, decision_id=decided["id"], now=now)  # with its decision, or not at all
         if remember:
             ticket = event.ticket
@@ -563,19 +563,19 @@ def audit_record(rt: Runtime, item: InboxItem, result: Outcome) -> dict[str, Any
 
 
 def _minimised_inputs(event: TicketEvent) -> dict[str, Any]:
-    """What the decision read, without bodies or personal data (ids and e-mails pseudonymised)."""
+    """What the decision read, without bodies; people are marked for the audit log to pseudonymise."""
     t = event.ticket
     inputs: dict[str, Any] = {
         "status": t.status.value,
         "priority": t.platform_priority,
         "labels": sorted(t.labels),
-        "assignee": audit.pseudonym(t.assignee),
+        "assignee": audit.person(t.ref.platform, t.assignee),
         "changed": sorted({c.field for c in event.changes}),
-        "actor": audit.pseudonym(event.actor.id) if event.actor else None,
+        "actor": audit.person(t.ref.platform, event.actor.id, event.actor.name) if event.actor else None,
     }
     if t.requester is not None:
         inputs["requester"] = {
-            "id": audit.pseudonym(t.requester.id),
+            "id": audit.person(t.ref.platform, t.requester.id, t.requester.name),
             "tier": t.requester.tier or None,
             "region": t.requester.region or None,
         }

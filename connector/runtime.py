@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from connector.config import Config
+from connector.audit.chain import use_keys
+from connector.audit.keys import AuditKeyError, AuditKeys
+from connector.config import Config, ConfigError
 from connector.metrics import Metrics
 from connector.store.db import make_engine, migrate
 from connector.store.intake import Intake
@@ -125,8 +127,14 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     intake: Intake = field(init=False)
+    audit_keys: AuditKeys = field(init=False)  # signing and pseudonym keys, never in the database
 
     def __post_init__(self) -> None:
+        try:
+            self.audit_keys = AuditKeys.load(self.config.audit.signing_key, self.config.audit.pseudonym_key)
+        except AuditKeyError as exc:
+            raise ConfigError(f"audit: {exc}") from exc
+        use_keys(self.engine, self.audit_keys)
         self.intake = Intake(self.engine)
 
     @property

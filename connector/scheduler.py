@@ -17,6 +17,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from connector.audit import schedule as audit_schedule
 from connector.runtime import Runtime
 from connector.store import timers
 
@@ -66,11 +67,21 @@ class SlaScheduler:
             id="sla-tick",
             name="fire due SLA timers",
         )
+        if audit_schedule.enabled(self.rt):  # signed audit checkpoints ride the same clock
+            self._scheduler.add_job(
+                self._checkpoint, "interval", seconds=60, id="audit-checkpoint", name="audit checkpoint"
+            )
         self._scheduler.start()
 
     def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+
+    def _checkpoint(self) -> None:
+        try:
+            audit_schedule.tick(self.rt)
+        except Exception:  # the database may be briefly unavailable; the next tick tries again
+            log.exception("audit checkpoint tick failed; trying again next tick")
 
     def _run(self) -> None:
         try:

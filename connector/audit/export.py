@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, or_, select
 
 from connector.audit.chain import canonical_json
 from connector.store.tables import audit_log
@@ -17,7 +17,7 @@ CSV_COLUMNS = (
     "seq", "id", "at", "platform", "ticket_id", "ticket_key", "ticket_url", "trigger_kind", "delivery_id",
     "policy_name", "policy_version", "policy_sha256", "rules", "priority_from", "priority_to", "priority_why",
     "tier_from", "tier_to", "outcome", "detail", "actions_planned", "actions_applied", "inputs",
-    "prev_hash", "hash",
+    "software", "prev_hash", "hash", "signature",
 )  # fmt: skip
 
 
@@ -28,21 +28,32 @@ def records(
     since: datetime | None = None,
     ticket: str | None = None,
     rule: str | None = None,
+    seq: int | None = None,
     batch: int = 1000,
 ) -> Iterator[dict[str, Any]]:
-    """Stream records in chain order, filtered; each with its prev_hash and hash."""
+    """Stream records in chain order, filtered; each with its prev_hash, hash and signature.
+
+    `ticket` matches the ticket's id or its key (TES-42)."""
     conditions = []
+    if seq is not None:
+        conditions.append(audit_log.c.seq == seq)
     if platform:
         conditions.append(audit_log.c.platform == platform)
     if since:
         conditions.append(audit_log.c.at >= since)
     if ticket:
-        conditions.append(audit_log.c.ticket_id == ticket)
+        conditions.append(or_(audit_log.c.ticket_id == ticket, audit_log.c.ticket_key == ticket))
     last_seq = 0
     with engine.connect() as conn:
         while True:
             rows = conn.execute(
-                select(audit_log.c.seq, audit_log.c.record, audit_log.c.prev_hash, audit_log.c.hash)
+                select(
+                    audit_log.c.seq,
+                    audit_log.c.record,
+                    audit_log.c.prev_hash,
+                    audit_log.c.hash,
+                    audit_log.c.signature,
+                )  # fmt: skip
                 .where(and_(audit_log.c.seq > last_seq, *conditions))
                 .order_by(audit_log.c.seq)
                 .limit(batch)
@@ -52,9 +63,19 @@ def records(
                 last_seq = row.seq
                 if rule and rule not in (body.get("rules") or ()):
                     continue
-                yield {**body, "prev_hash": row.prev_hash, "hash": row.hash}
+                yield as_exported(body, row.prev_hash, row.hash, row.signature)
             if len(rows) < batch:
                 return
+
+
+def as_exported(
+    body: Mapping[str, Any], prev_hash: str, digest: str, signature: str | None
+) -> dict[str, Any]:
+    """The record as exported: its hashed JSON plus the fields that prove it (`offline.py` splits them)."""
+    out = {**body, "prev_hash": prev_hash, "hash": digest}
+    if signature:
+        out["signature"] = signature
+    return out
 
 
 def write_jsonl(items: Iterator[dict[str, Any]], out: IO[str]) -> int:
@@ -105,6 +126,8 @@ def _flatten(item: Mapping[str, Any]) -> dict[str, Any]:
         "actions_planned": canonical_json(item.get("actions_planned") or []),
         "actions_applied": canonical_json(item.get("actions_applied") or []),
         "inputs": canonical_json(item.get("inputs") or {}),
+        "software": item.get("software"),
         "prev_hash": item.get("prev_hash"),
         "hash": item.get("hash"),
+        "signature": item.get("signature"),
     }

@@ -145,9 +145,12 @@ audit_log = Table(
     Column("record", Text, nullable=False),  # canonical JSON of the whole record
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("ticket_key", String(255), nullable=True),  # every column is checked against `record`
+    Column("signature", Text, nullable=True),  # Ed25519 over seq + hash, when a signing key is set
 )
 Index("ix_audit_platform_at", audit_log.c.platform, audit_log.c.at)
 Index("ix_audit_ticket", audit_log.c.platform, audit_log.c.ticket_id)
+Index("ix_audit_ticket_key", audit_log.c.platform, audit_log.c.ticket_key)
 
 # One row: the head of the audit chain. Updating it first serialises appenders on every backend.
 audit_head = Table(
@@ -156,6 +159,39 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Id, nullable=False),
     Column("hash", String(64), nullable=False),
+    # After `audit prune`: records up to base_seq are gone; base_hash is the last removed one's.
+    Column("base_seq", Id, nullable=False, default=0),
+    Column("base_hash", String(64), nullable=False),
+)
+
+# Pseudonym → person (connector/audit/people.py). Outside the chain: `audit forget` deletes a row.
+audit_people = Table(
+    "audit_people",
+    metadata,
+    Column("pseudonym", String(40), primary_key=True),
+    Column("platform", String(32), nullable=False),
+    Column("lookup", String(80), nullable=False),  # keyed HMAC of platform + person id
+    Column("person_id", Text, nullable=False),
+    Column("name", Text, nullable=True),
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen_seq", Id, nullable=False),  # `audit prune` drops people only pruned records named
+    UniqueConstraint("platform", "lookup", name="uq_audit_people_lookup"),
+)
+Index("ix_audit_people_last_seen", audit_people.c.last_seen_seq)
+
+# The database's copy of each signed checkpoint (connector/audit/checkpoints.py); the copies that
+# prove anything are the ones written outside the database.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("number", Id, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("first_seq", Id, nullable=False),
+    Column("last_seq", Id, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("document", Text, nullable=False),
 )
 
 # --- the console's read model (console/facts.py): derived from audit_log, rebuildable, never hashed ---

@@ -53,7 +53,7 @@ def test_the_embedded_default_writes_nothing_and_only_warns(tmp_path, monkeypatc
     assert "warn  database: sqlite:///escalator.db does not exist yet" in out
     assert "warn  config: no platform is configured" in out
     assert "ok    policy: policy global-support v1" in out
-    assert out.rstrip().endswith("doctor: 0 problems, 3 warnings")
+    assert out.rstrip().endswith("doctor: 0 problems, 4 warnings")
     assert list(tmp_path.iterdir()) == []  # not even the SQLite file
 
 
@@ -113,7 +113,7 @@ def test_an_account_id_that_is_not_the_credentials_account_fails_as_a_loop(tmp_p
         "FAIL  jira: platforms.jira.account_id is 'someone-else' but the credentials act as "
         "5b10a2844c20165700ede21g (Mia Krystof): Escalator's own edits would come back as a person's"
     ) in out
-    assert "doctor: 1 problem, 1 warning" in out  # the warning: the database is not created yet
+    assert "doctor: 1 problem, 2 warnings" in out  # the database is not created yet; no audit keys
 
 
 @responses.activate

@@ -26,3 +26,59 @@ def test_audit_log_refuses_update_and_delete(engine, statement):
     with pytest.raises(DBAPIError, match="append-only"):
         with engine.begin() as conn:
             conn.execute(text(statement))
+
+
+def test_audit_records_written_before_the_upgrade_still_verify_and_filter_by_key(db_url):
+    """A deployed database at 0002 with records in the old format: after the upgrade verify still
+    passes (every column now checked), `--ticket TES-41` finds them, and new records chain on."""
+    import json
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from alembic.config import Config
+
+    from connector import audit
+    from connector.store.db import MIGRATIONS, make_engine
+
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    prev = audit.GENESIS
+    with engine.begin() as conn:
+        for seq in (1, 2):
+            at = datetime(2026, 10, 1, 9, seq, tzinfo=UTC)
+            body = {  # exactly what the 0.1 code wrote: no v, no software, unkeyed pseudonyms
+                "platform": "jira", "ticket": {"id": "10040", "key": "TES-41", "url": None},
+                "rules": ["outage-goes-to-l2"], "outcome": "applied", "id": f"old-{seq}", "seq": seq,
+                "at": at.isoformat(timespec="microseconds"),
+                "inputs": {"actor": audit.pseudonym("557058:abc")},
+            }  # fmt: skip
+            record = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            digest = audit.chain_hash(prev, record)
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (seq, record_id, at, platform, ticket_id, rules, outcome, record, "
+                    "prev_hash, hash) VALUES (:s, :i, :at, 'jira', '10040', 'outage-goes-to-l2', 'applied', "
+                    ":r, :p, :h)"
+                ),
+                {"s": seq, "i": f"old-{seq}", "at": at if conn.dialect.name == "postgresql" else
+                 at.replace(tzinfo=None).isoformat(sep=" "), "r": record, "p": prev, "h": digest},
+            )  # fmt: skip
+            prev = digest
+        conn.execute(text("UPDATE audit_head SET seq = 2, hash = :h"), {"h": prev})
+    migrate(engine)
+    result = audit.verify(engine)
+    assert result.ok and result.checked == 2, str(result)
+    assert [r["seq"] for r in audit.records(engine, ticket="TES-41")] == [1, 2]
+    with engine.begin() as conn:
+        new = audit.append(conn, {"platform": "jira", "ticket": {"id": "10040", "key": "TES-41"},
+                                  "outcome": "applied"}, at=datetime(2026, 11, 1, tzinfo=UTC))  # fmt: skip
+    assert new["prev_hash"] == prev and new["v"] == 2 and new["software"]
+    assert audit.verify(engine).ok
+    with pytest.raises(DBAPIError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_log WHERE seq = 1"))
+    engine.dispose()
