@@ -11,13 +11,14 @@ person's row, so the table's index does not give ids away to someone without the
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func
+from sqlalchemy import Connection, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.audit.keys import AuditKeys
@@ -69,21 +70,30 @@ def pseudonymise(
 
 def _upsert(conn: Connection, who: Someone, keys: AuditKeys, *, seq: int, now: datetime) -> str:
     """One statement: the person's pseudonym, their row created or its last sighting moved on."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(audit_people).values(
-        pseudonym="psn:" + secrets.token_hex(12),
-        platform=who.platform,
-        lookup=keys.lookup(who.platform, who.id),
-        person_id=who.id,
-        name=who.name,
-        first_seen=now,
-        last_seen_seq=seq,
-    )
-    statement = insert.on_conflict_do_update(
+    params = {
+        "pseudonym": "psn:" + secrets.token_hex(12),
+        "platform": who.platform,
+        "lookup": keys.lookup(who.platform, who.id),
+        "person_id": who.id,
+        "name": who.name,
+        "first_seen": now,
+        "last_seen_seq": seq,
+    }
+    return conn.execute(_upsert_statement(conn.dialect.name), params).scalar_one()
+
+
+@functools.cache
+def _upsert_statement(dialect_name: str):
+    """Built once per backend: building it per person cost more than running it."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    insert = dialect.insert(audit_people).values({column: bindparam(column) for column in _COLUMNS})
+    return insert.on_conflict_do_update(
         index_elements=[audit_people.c.platform, audit_people.c.lookup],
         set_={
             "last_seen_seq": insert.excluded.last_seen_seq,
             "name": func.coalesce(insert.excluded.name, audit_people.c.name),
         },
     ).returning(audit_people.c.pseudonym)
-    return conn.execute(statement).scalar_one()
+
+
+_COLUMNS = ("pseudonym", "platform", "lookup", "person_id", "name", "first_seen", "last_seen_seq")

@@ -165,7 +165,7 @@ def _scrub_inbox(conn, platform: str, person_id: str, clear: set[str]) -> int:
     changed, last = 0, 0
     while True:
         rows = conn.execute(
-            select(inbox.c.id, inbox.c.body)
+            select(inbox.c.id, inbox.c.body, inbox.c.last_error)
             .where(inbox.c.platform == platform, inbox.c.id > last)
             .order_by(inbox.c.id)
             .limit(500)
@@ -173,6 +173,13 @@ def _scrub_inbox(conn, platform: str, person_id: str, clear: set[str]) -> int:
         for row in rows:
             last = row.id
             body = bytes(row.body)
+            error = row.last_error
+            if error and any(t in error for t in clear):  # a platform's message naming them
+                conn.execute(
+                    update(inbox)
+                    .where(inbox.c.id == row.id)
+                    .values(last_error=_scrub(error, person_id, clear))
+                )
             if not any(n in body for n in needles):
                 continue
             try:

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import responses
 from sqlalchemy import select, text
 
 from connector import audit
@@ -184,3 +185,55 @@ def test_scheduled_checkpoints_every_n_records_or_t_minutes(db_url, tmp_path):
         assert audit.verify(rt.engine, public_keys=public, checkpoints=signed).ok
     finally:
         rt.close()
+
+
+@responses.activate
+def test_checkpoints_can_be_posted_and_a_refused_post_keeps_nothing(engine, keys, public):
+    url = "https://archive.example/escalator/checkpoints"
+    responses.add(responses.POST, url, status=503)
+    responses.add(responses.POST, url, status=201)
+    _append(engine, keys, range(0, 3))
+    with pytest.raises(cps.CheckpointError, match="answered 503"):
+        cps.make(engine, keys.signer, cps.sink_for(url), now=T0)
+    assert cps.from_database(engine) == []  # nothing kept: the next attempt makes the same one
+    checkpoint, where = cps.make(engine, keys.signer, cps.sink_for(url), now=T0)
+    assert where == url and checkpoint.number == 1
+    posted = json.loads(responses.calls[1].request.body)
+    assert cps.prove([cps.Checkpoint.parse(posted, "POST")], public)[0].last_seq == 3
+
+
+def test_forget_erases_the_mapping_ticket_memory_and_inbox_bodies_and_the_chain_verifies(
+    engine, keys, public
+):
+    from sqlalchemy import insert
+
+    from connector.store.tables import inbox, tickets
+
+    person = {"accountId": "acct-7", "displayName": "Ann Example", "emailAddress": "ann@example.com"}
+    summary = "Ann Example cannot log in"
+    with engine.begin() as conn:
+        conn.execute(insert(tickets).values(
+            platform="jira", ticket_id="10040", ticket_key="TES-40", requester_id="acct-7",
+            snapshot={"requester": {"id": "acct-7", "name": "Ann Example", "email": "ann@example.com"}},
+        ))  # fmt: skip
+        conn.execute(insert(inbox).values(
+            platform="jira", delivery_id="d1", event_type="jira:issue_created", ticket_id="10040",
+            received_at=T0, status="done", attempts=1, next_attempt_at=T0,
+            body=json.dumps({"issue": {"fields": {"reporter": person, "summary": summary}}}).encode(),
+            last_error="400: User Ann Example cannot be assigned issues",
+        ))  # fmt: skip
+        audit.append(conn, {"platform": "jira", "outcome": "applied",
+                            "inputs": {"requester": {"id": audit.person("jira", "acct-7", "Ann Example")}}},
+                     at=T0, keys=keys)  # fmt: skip
+    done = privacy.forget(engine, keys, "jira", "acct-7", now=T0, actor="dpo")
+    assert len(done.pseudonyms) == 1 and done.tickets == 1 and done.inbox == 1, str(done)
+    with engine.connect() as conn:
+        dump = json.dumps([
+            [list(map(str, row)) for row in conn.execute(select(table))]
+            for table in (tickets, inbox, audit_people, audit_log)
+        ])  # fmt: skip
+    for trace in ("acct-7", "Ann Example", "ann@example.com"):
+        assert trace not in dump
+    assert done.pseudonyms[0] in dump  # still in the record it was in; now pointing at nobody
+    assert audit.verify(engine, public_keys=public).ok
+    assert "nothing to erase" in str(privacy.forget(engine, keys, "jira", "nobody", now=T0, actor="dpo"))
