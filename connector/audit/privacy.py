@@ -24,7 +24,7 @@ from connector.audit.checkpoints import Sink, make
 from connector.audit.keys import AuditKeys
 from connector.audit.people import person
 from connector.store.db import write_lock, writing
-from connector.store.tables import audit_head, audit_log, audit_people, inbox, tickets
+from connector.store.tables import audit_head, audit_log, audit_people, inbox, outbox, tickets
 
 ERASED = "[erased]"
 # Keys under which a bare number is a person's id (Zendesk user ids are numbers).
@@ -55,7 +55,8 @@ class Forgotten:
             return "nobody by that id in the audit log, ticket memory or inbox: nothing to erase"
         return (
             f"erased: {len(self.pseudonyms)} pseudonym mapping(s) ({', '.join(self.pseudonyms) or '-'}), "
-            f"{self.tickets} ticket record(s), {self.inbox} webhook body(ies); the chain is unchanged"
+            f"{self.tickets} ticket record(s), {self.inbox} webhook body(ies) and notification(s); "
+            "the chain is unchanged"
         )
 
 
@@ -103,6 +104,7 @@ def forget(
                 )
                 changed_tickets += 1
         changed_bodies = _scrub_inbox(conn, platform, person_id, clear)
+        changed_bodies += _scrub_outbox(conn, platform, person_id, clear)
         forgotten = Forgotten(tuple(m.pseudonym for m in mapping), changed_tickets, changed_bodies)
         record = _admin_record(platform, "audit.forget", actor)
         record["erased"] = {"pseudonyms": list(forgotten.pseudonyms), "tickets": changed_tickets,
@@ -194,6 +196,21 @@ def _scrub_inbox(conn, platform: str, person_id: str, clear: set[str]) -> int:
                 changed += 1
         if len(rows) < 500:
             return changed
+
+
+def _scrub_outbox(conn, platform: str, person_id: str, clear: set[str]) -> int:
+    """Notifications rendered from the ticket may name the person (a requester's name in a message)."""
+    changed = 0
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.message, outbox.c.answer).where(outbox.c.platform == platform)
+    ).all()
+    for row in rows:
+        message = _scrub(row.message, person_id, clear)
+        answer = _scrub(row.answer, person_id, clear) if row.answer else row.answer
+        if message != row.message or answer != row.answer:
+            conn.execute(update(outbox).where(outbox.c.id == row.id).values(message=message, answer=answer))
+            changed += 1
+    return changed
 
 
 def _compact(engine: Engine) -> None:

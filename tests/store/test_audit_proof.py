@@ -207,7 +207,7 @@ def test_forget_erases_the_mapping_ticket_memory_and_inbox_bodies_and_the_chain_
 ):
     from sqlalchemy import insert
 
-    from connector.store.tables import inbox, tickets
+    from connector.store.tables import inbox, outbox, tickets
 
     person = {"accountId": "acct-7", "displayName": "Ann Example", "emailAddress": "ann@example.com"}
     summary = "Ann Example cannot log in"
@@ -222,15 +222,20 @@ def test_forget_erases_the_mapping_ticket_memory_and_inbox_bodies_and_the_chain_
             body=json.dumps({"issue": {"fields": {"reporter": person, "summary": summary}}}).encode(),
             last_error="400: User Ann Example cannot be assigned issues",
         ))  # fmt: skip
+        conn.execute(insert(outbox).values(
+            dedupe_key="k1", decision_id="d", platform="jira", ticket_id="10040", channel="oncall",
+            kind="notice", message={"text": "P1: Ann Example cannot log in"}, status="sent", attempts=1,
+            created_at=T0, next_attempt_at=T0,
+        ))  # fmt: skip
         audit.append(conn, {"platform": "jira", "outcome": "applied",
                             "inputs": {"requester": {"id": audit.person("jira", "acct-7", "Ann Example")}}},
                      at=T0, keys=keys)  # fmt: skip
     done = privacy.forget(engine, keys, "jira", "acct-7", now=T0, actor="dpo")
-    assert len(done.pseudonyms) == 1 and done.tickets == 1 and done.inbox == 1, str(done)
+    assert len(done.pseudonyms) == 1 and done.tickets == 1 and done.inbox == 2, str(done)
     with engine.connect() as conn:
         dump = json.dumps([
             [list(map(str, row)) for row in conn.execute(select(table))]
-            for table in (tickets, inbox, audit_people, audit_log)
+            for table in (tickets, inbox, outbox, audit_people, audit_log)
         ])  # fmt: skip
     for trace in ("acct-7", "Ann Example", "ann@example.com"):
         assert trace not in dump
