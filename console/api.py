@@ -132,3 +132,30 @@ def integrity_status() -> Any:
 @api.get("/events")
 def events_overview() -> Any:
     return jsonify(plain(operations.overview(runtime())))
+
+
+@api.post("/events/<int(min=1, max=4611686018427387904):event_id>/retry")
+def retry(event_id: int) -> Any:
+    principal = _operator()
+    if principal is None:
+        return problem(403, "only an operator token may retry events")
+    message, status = operations.retry(engine(), event_id, actor=f"api:{principal.name}")
+    return jsonify(message=message) if status == 200 else problem(status, message)
+
+
+@api.post("/events/<int(min=1, max=4611686018427387904):event_id>/discard")
+def discard(event_id: int) -> Any:
+    principal = _operator()
+    if principal is None:
+        return problem(403, "only an operator token may discard events")
+    body = request.get_json(silent=True)
+    why = body.get("why") if isinstance(body, dict) else None
+    if not isinstance(why, str) or not why.strip():
+        return problem(400, 'why: say why the event is discarded ({"why": "…"}); it goes into the audit log')
+    message, status = operations.discard(engine(), event_id, why=why.strip(), actor=f"api:{principal.name}")
+    return jsonify(message=message) if status == 200 else problem(status, message)
+
+
+def _operator() -> auth.Principal | None:
+    principal = auth.current_principal()
+    return principal if principal is not None and principal.is_operator else None

@@ -167,7 +167,8 @@ def document() -> dict[str, Any]:
             "title": "Escalator console API",
             "version": "1",
             "description": "Read-only views over Escalator's audit log, tickets, SLA clocks and failed "
-            "events. Every call needs `Authorization: Bearer <token>`.",
+            "events; operator tokens may retry or discard failed events. "
+            "Every call needs `Authorization: Bearer <token>`.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
@@ -314,6 +315,28 @@ def document() -> dict[str, Any]:
                             "required": ["events", "backlog"],
                         }
                     ),
+                }
+            },
+            "/events/{event_id}/retry": {
+                "post": {
+                    "summary": "Queue a failed event again (operator token; audited)",
+                    "parameters": [_p("event_id", {"type": "integer", "minimum": 1, "maximum": 2**62})],
+                    "responses": _ok(_obj({"message": {"type": S}}), 403, 404, 409),
+                }
+            },
+            "/events/{event_id}/discard": {
+                "post": {
+                    "summary": "Discard an event with a reason (operator token; audited)",
+                    "parameters": [_p("event_id", {"type": "integer", "minimum": 1, "maximum": 2**62})],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": _obj({"why": {"type": S, "minLength": 1, "maxLength": 500}})
+                            }
+                        },
+                    },
+                    "responses": _ok(_obj({"message": {"type": S}}), 400, 403, 404, 409),
                 }
             },
         },

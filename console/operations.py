@@ -1,12 +1,14 @@
 """Operations: failed and retrying events with the platform's message, the inbox backlog and whether
-the workers keep up. Retry and discard come with connector/events.py (issue 16), which audits them."""
+the workers keep up; retry and discard through connector/events.py, which audits them."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, func, select
 
+from connector import events
 from connector.minimise import mask_personal_data
 from connector.runtime import Runtime
 from connector.store import inbox as inbox_store
@@ -19,29 +21,8 @@ SHOWN = 200
 def overview(rt: Runtime) -> dict[str, Any]:
     now = rt.clock()
     engine = rt.engine
+    listed = events.list_events(engine, status=("failed", "retrying", "processing"), limit=SHOWN)
     with engine.connect() as conn:
-        listed = conn.execute(
-            select(
-                inbox.c.id,
-                inbox.c.platform,
-                inbox.c.delivery_id,
-                inbox.c.event_type,
-                inbox.c.ticket_id,
-                inbox.c.status,
-                inbox.c.attempts,
-                inbox.c.received_at,
-                inbox.c.next_attempt_at,
-                inbox.c.last_error,
-            )
-            .where(
-                or_(
-                    inbox.c.status == inbox_store.FAILED,
-                    (inbox.c.status == inbox_store.PENDING) & (inbox.c.attempts > 0),
-                )
-            )
-            .order_by(inbox.c.id.desc())
-            .limit(SHOWN)
-        ).all()
         oldest = conn.execute(
             select(func.min(inbox.c.received_at)).where(inbox.c.status == inbox_store.PENDING)
         ).scalar()
@@ -53,10 +34,7 @@ def overview(rt: Runtime) -> dict[str, Any]:
         ).scalar()
     backlog = inbox_store.counts(engine)
     return {
-        "events": [
-            {**row._mapping, "status": "retrying" if row.status == inbox_store.PENDING else row.status}
-            for row in listed
-        ],
+        "events": [asdict(e) for e in listed],
         "backlog": dict(sorted(backlog.items())),
         "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else None,
         "stuck_leases": stuck,
@@ -65,6 +43,27 @@ def overview(rt: Runtime) -> dict[str, Any]:
         "last_decision_at": last_decision,
         "worker_threads": rt.config.worker.threads,
     }
+
+
+def retry(engine: Engine, event_id: int, *, actor: str) -> tuple[str, int]:
+    """The message to show and an HTTP status: 200 done, 404 no such event, 409 refused (says why)."""
+    try:
+        event = events.retry_event(engine, event_id, actor=actor)
+    except events.EventNotFound as exc:
+        return str(exc), 404
+    except events.EventError as exc:
+        return str(exc), 409
+    return f"Event {event.id} is queued again (recorded in the audit log).", 200
+
+
+def discard(engine: Engine, event_id: int, *, why: str, actor: str) -> tuple[str, int]:
+    try:
+        event = events.discard_event(engine, event_id, why=why, actor=actor)
+    except events.EventNotFound as exc:
+        return str(exc), 404
+    except events.EventError as exc:
+        return str(exc), 409
+    return f"Event {event.id} is discarded (recorded in the audit log with the reason).", 200
 
 
 def notifications(engine: Engine, life: dict[str, Any]) -> list[dict[str, Any]]:

@@ -344,3 +344,24 @@ def verify_chain() -> Any:
 @views.get("/operations")
 def operations_page() -> Any:
     return render_template("operations.html", ops=operations.overview(runtime()))
+
+
+@views.post("/events/<int(min=1, max=4611686018427387904):event_id>/retry")
+@auth.operator_required
+def retry(event_id: int) -> Any:
+    principal = auth.current_principal()
+    assert principal is not None
+    message, status = operations.retry(engine(), event_id, actor=f"console:{principal.name}")
+    flash(message, "ok" if status == 200 else "error")
+    return redirect(url_for("console.operations_page"))
+
+
+@views.post("/events/<int(min=1, max=4611686018427387904):event_id>/discard")
+@auth.operator_required
+def discard(event_id: int) -> Any:
+    principal = auth.current_principal()
+    assert principal is not None
+    why = (request.form.get("why") or "").strip()
+    message, status = operations.discard(engine(), event_id, why=why, actor=f"console:{principal.name}")
+    flash(message, "ok" if status == 200 else "error")
+    return redirect(url_for("console.operations_page"))

@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from connector.store.tables import console_index_state
+from connector.store.tables import console_decisions, console_index_state, inbox
 from console import facts
 from tests.console import seed
 from tests.console.conftest import HASHES, PASSWORDS, SECRETS, TOKENS, bearer, csrf_of
@@ -46,7 +46,13 @@ def test_every_console_route_is_listed_here(sqlite_console):
         r.rule for r in sqlite_console.app.url_map.iter_rules() if r.rule.startswith(("/console", "/api/v1"))
     }
     covered = {"/console/login", "/console/logout", "/console/static/<path:filename>"}
-    covered |= {"/console/integrity/verify"}
+    covered |= {
+        "/console/integrity/verify",
+        "/console/events/<int(min=1, max=4611686018427387904):event_id>/retry",
+    }
+    covered |= {"/console/events/<int(min=1, max=4611686018427387904):event_id>/discard"}
+    covered |= {"/api/v1/events/<int(min=1, max=4611686018427387904):event_id>/retry"}
+    covered |= {"/api/v1/events/<int(min=1, max=4611686018427387904):event_id>/discard"}
     for path in PAGES + API:
         path = path.split("?")[0]
         covered |= {r for r in rules if re.fullmatch(re.sub(r"<[^>]+>", "[^/]+", r), path)}
@@ -171,6 +177,53 @@ def test_operations_show_failed_events_with_the_platforms_message(sqlite_console
     page = sqlite_console.login("vera").get("/console/operations")
     assert "Field &#39;priority&#39; cannot be set" in page.text
     assert "failed 1" in page.text  # the inbox backlog by status
+
+
+def test_a_viewer_cannot_retry_or_discard(sqlite_console):
+    event = sqlite_console.failed_event()
+    client = sqlite_console.login("vera")
+    page = client.get("/console/operations")
+    assert "Field &#39;priority&#39; cannot be set" in page.text  # the platform's message is shown
+    assert 'class="retry"' not in page.text and "Retry and discard are for operators." in page.text
+    token = csrf_of(page.text)
+    assert client.post(f"/console/events/{event}/retry", data={"csrf_token": token}).status_code == 403
+    assert (
+        client.post(f"/console/events/{event}/discard", data={"csrf_token": token, "why": "x"}).status_code
+        == 403
+    )
+    api = sqlite_console.client()
+    assert api.post(f"/api/v1/events/{event}/retry", headers=bearer("reader")).status_code == 403
+    with sqlite_console.rt.engine.connect() as conn:
+        assert conn.execute(select(inbox.c.status).where(inbox.c.id == event)).scalar_one() == "failed"
+
+
+def test_an_operator_retries_and_discards_with_a_reason_and_both_are_audited(sqlite_console):
+    first, second = sqlite_console.failed_event("first"), sqlite_console.failed_event("second")
+    client = sqlite_console.login("otto")
+    token = csrf_of(client.get("/console/operations").text)
+    answer = client.post(f"/console/events/{first}/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert f"Event {first} is queued again" in answer.text
+    answer = client.post(
+        f"/console/events/{second}/discard", data={"csrf_token": token}, follow_redirects=True
+    )
+    assert "say why the event is discarded" in answer.text  # no reason: refused, nothing changed
+    answer = client.post(
+        f"/console/events/{second}/discard",
+        data={"csrf_token": token, "why": "duplicate of SUP-2"},
+        follow_redirects=True,
+    )
+    assert f"Event {second} is discarded" in answer.text
+    with sqlite_console.rt.engine.connect() as conn:
+        statuses = dict(
+            conn.execute(select(inbox.c.id, inbox.c.status).where(inbox.c.id.in_([first, second]))).all()
+        )
+    assert statuses == {first: "pending", second: "discarded"}
+    facts.catch_up(sqlite_console.rt.engine)
+    with sqlite_console.rt.engine.connect() as conn:
+        outcomes = conn.execute(
+            select(console_decisions.c.outcome).where(console_decisions.c.trigger_kind == "operator")
+        ).scalars()
+        assert list(outcomes) == ["requeued", "discarded"]
 
 
 def test_no_secret_and_no_personal_data_on_any_page_or_api_answer(sqlite_console):

@@ -24,7 +24,7 @@ def test_the_api_keeps_its_document(api_schema):
     """Every operation, with generated parameters: schemathesis's checks (no 5xx, status codes,
     content types and bodies as documented)."""
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 11
     for operation in operations:
 
         @given(case=operation.as_strategy())
@@ -45,3 +45,14 @@ def test_the_document_is_served_and_names_every_route(sqlite_console):
         if r.rule.startswith("/api/v1") and r.rule != "/api/v1/openapi.json"
     }
     assert routes == set(document["paths"])
+
+
+def test_an_operator_token_retries_and_a_discard_needs_a_reason(sqlite_console):
+    event = sqlite_console.failed_event()
+    client = sqlite_console.client()
+    answer = client.post(f"/api/v1/events/{event}/discard", json={}, headers=bearer("ops"))
+    assert answer.status_code == 400 and "why" in answer.json["error"]
+    answer = client.post(f"/api/v1/events/{event}/retry", headers=bearer("ops"))
+    assert answer.status_code == 200, answer.json
+    again = client.post(f"/api/v1/events/{event}/retry", headers=bearer("ops"))
+    assert again.status_code == 409 and "not been tried yet" in again.json["error"]

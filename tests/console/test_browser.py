@@ -155,9 +155,25 @@ def test_a_viewer_walks_the_console(served, browser):
     wait_for(driver, "/console/operations")
     assert "Field 'priority' cannot be set" in driver.find_element(By.ID, "events").text
     assert "failed 1" in driver.find_element(By.ID, "health").text
+    assert driver.find_elements(By.CSS_SELECTOR, "button.retry") == []  # a viewer cannot retry
     shot(driver, "operations")
 
     driver.find_element(By.ID, "logout").click()
     wait_for(driver, "/console/login")
     driver.get(f"{base}/console/decisions")
     assert "/console/login" in driver.current_url  # the session is gone
+
+
+def test_an_operator_retries_a_failed_event(served, browser):
+    from selenium.webdriver.common.by import By
+
+    console, base = served
+    log_in(browser, base, "otto")
+    browser.find_element(By.LINK_TEXT, "Operations").click()
+    wait_for(browser, "/console/operations")
+    shot(browser, "operations-operator")
+    browser.find_element(By.CSS_SELECTOR, "button.retry").click()
+    wait_for(browser, "/console/operations")
+    assert "is queued again" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    browser.find_element(By.ID, "logout").click()
+    wait_for(browser, "/console/login")
