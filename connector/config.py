@@ -40,6 +40,10 @@ class ServerConfig(_Strict):
     port: int = Field(8080, ge=1, le=65535)
     threads: int = Field(16, ge=1, le=256, description="request threads; most wait on the group commit")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger webhook bodies get 413")
+    public_url: str | None = Field(
+        None, description="where the platforms reach Escalator, e.g. https://escalator.example.com "
+        "(`escalator install` registers <public_url>/webhooks/<platform>)",
+    )  # fmt: skip
 
 
 class WorkerConfig(_Strict):

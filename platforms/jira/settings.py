@@ -25,6 +25,8 @@ class Settings(BaseModel):
     api_token: str | None = Field(default=None, repr=False)
     webhook_secret: str | None = Field(default=None, repr=False)
     account_id: str | None = None
+    # `escalator install jira`: only issues this JQL matches are sent (empty: all issues).
+    webhook_jql: str | None = None
     # "internal": JSM internal comment, one extra POST after the edit.
     # "comment": a plain comment inside the edit itself (projects without JSM).
     notes: Literal["internal", "comment"] = "internal"
