@@ -1,0 +1,263 @@
+"""`escalator replay`: what a candidate policy would have done to the deliveries Escalator kept.
+
+Every stored webhook delivery (the inbox keeps bodies for `inbox.retention_days`) is read again in
+the order it arrived and judged twice by the worker's own pure judgement (connector/judgement.py):
+under the policy in force and under the candidate. Each ticket carries its own memory (tier, pinned
+priority, requester, SLA clocks) through its deliveries, once per policy, as the worker would have
+kept it. Nothing is stored and nothing is sent: the requests are only rendered, to be counted.
+
+SLA timer events are not replayed: when they fire depends on the clocks each policy arms, which is
+a different history, not a different decision. They are counted as skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from connector.config import Config
+from connector.judgement import judge
+from connector.model import TicketEvent, TicketState, action_to_dict
+from connector.runtime import Installation
+from connector.store.tables import inbox
+from connector.store.tickets import StoredTicket
+from connector.store.timers import TIMER_EVENT_PREFIX
+from platforms.base import Delivery
+from platforms.errors import PayloadError
+from platforms.registry import PLATFORMS
+from policies import Policy
+from policies.sla import SlaState
+
+_READ_BATCH = 1000
+NOTIFY_ACTIONS = frozenset({"notify"})  # decision actions that notify people rather than write tickets
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One delivery judged under one policy: what would have been decided and sent."""
+
+    outcome: str  # "write", "no_change", "echo" or "no_mapping"
+    rules: tuple[str, ...] = ()
+    priority: str | None = None
+    tier: str | None = None
+    note: str | None = None
+    requests: tuple[str, ...] = ()  # "METHOD purpose" of each rendered request
+    notifications: int = 0
+
+    def differs(self, other: Verdict) -> bool:
+        return (self.priority, self.tier, self.note) != (other.priority, other.tier, other.note)
+
+
+@dataclass
+class Tally:
+    """What one policy did over the whole replay."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    priorities: Counter[str] = field(default_factory=Counter)
+    tiers: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    notifications: int = 0
+
+    def add(self, verdict: Verdict) -> None:
+        self.outcomes[verdict.outcome] += 1
+        self.rules.update(verdict.rules)
+        if verdict.outcome in ("write", "no_change"):
+            self.priorities[verdict.priority or "-"] += 1
+            self.tiers[verdict.tier or "-"] += 1
+        self.requests.update(verdict.requests)
+        self.notifications += verdict.notifications
+
+
+@dataclass
+class TicketChange:
+    """A ticket whose priority, tier or notes would differ under the candidate."""
+
+    platform: str
+    ticket_id: str
+    key: str | None
+    deliveries: int = 0
+    differing: int = 0
+    first_delivery: str = ""
+    first_at: datetime | None = None
+    baseline: Verdict | None = None  # at the first difference
+    candidate: Verdict | None = None
+    final: tuple[tuple[str | None, str | None], tuple[str | None, str | None]] = ((None, None), (None, None))
+
+
+@dataclass
+class ReplayReport:
+    baseline_policy: str
+    candidate_policy: str
+    since: datetime | None
+    platform: str | None
+    deliveries: int = 0  # judged
+    tickets: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    baseline: Tally = field(default_factory=Tally)
+    candidate: Tally = field(default_factory=Tally)
+    changed: list[TicketChange] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def per_second(self) -> float:
+        return self.deliveries / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _Memory:
+    """What the worker would remember of one ticket under one policy."""
+
+    state: TicketState = field(default_factory=TicketState)
+    requester_id: str | None = None
+    sla: dict[str, Any] | None = None
+    priority: str | None = None  # after its last delivery
+
+
+@dataclass
+class _Ticket:
+    key: str | None
+    baseline: _Memory = field(default_factory=_Memory)
+    candidate: _Memory = field(default_factory=_Memory)
+    change: TicketChange | None = None
+    deliveries: int = 0
+
+
+class ReplayError(Exception):
+    """The replay cannot run as asked; the message says why."""
+
+
+def replay(
+    engine: Engine,
+    config: Config,
+    baseline: Policy,
+    candidate: Policy,
+    *,
+    since: datetime | None = None,
+    platform: str | None = None,
+) -> ReplayReport:
+    """Judge every stored delivery (from `since`, of `platform`) under both policies and compare."""
+    if platform is not None and platform not in PLATFORMS:
+        raise ReplayError(f"unknown platform '{platform}' (known: {', '.join(PLATFORMS)})")
+    started = time.perf_counter()
+    report = ReplayReport(baseline.summary(), candidate.summary(), since, platform)
+    installations: dict[str, _Platform] = {}
+    tickets: dict[tuple[str, str], _Ticket] = {}
+    for row in _rows(engine, since, platform):
+        if row.ignored:
+            report.skipped["ignored event type"] += 1
+            continue
+        if row.delivery_id.startswith(TIMER_EVENT_PREFIX):
+            report.skipped["SLA timer (not replayed)"] += 1
+            continue
+        target = installations.get(row.platform)
+        if target is None:
+            target = installations[row.platform] = _Platform(config, row.platform)
+        try:
+            event = target.installation.provider.normalise(
+                json.loads(row.body), Delivery(row.delivery_id, row.event_type, row.ticket_id)
+            )
+        except (ValueError, PayloadError):
+            report.skipped["unreadable payload"] += 1
+            continue
+        key = (row.platform, event.ticket.ref.id)
+        ticket = tickets.get(key)
+        if ticket is None:
+            ticket = tickets[key] = _Ticket(event.ticket.ref.key)
+        ticket.deliveries += 1
+        report.deliveries += 1
+        old = target.judge(baseline, ticket.baseline, event, row.received_at)
+        new = target.judge(candidate, ticket.candidate, event, row.received_at)
+        report.baseline.add(old)
+        report.candidate.add(new)
+        if old.differs(new):
+            change = ticket.change
+            if change is None:
+                change = ticket.change = TicketChange(row.platform, event.ticket.ref.id, ticket.key)
+                change.first_delivery, change.first_at = row.delivery_id, row.received_at
+                change.baseline, change.candidate = old, new
+                report.changed.append(change)
+            change.differing += 1
+    for ticket in tickets.values():
+        if ticket.change is not None:
+            ticket.change.deliveries = ticket.deliveries
+            old, new = ticket.baseline, ticket.candidate
+            ticket.change.final = ((old.priority, old.state.tier), (new.priority, new.state.tier))
+    report.tickets = len(tickets)
+    report.changed.sort(key=lambda c: (c.platform, c.key or c.ticket_id))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _Platform:
+    """One platform's provider, capabilities and renderer, set up once per replay."""
+
+    def __init__(self, config: Config, key: str):
+        settings = config.platform(key)
+        if settings is None:  # deliveries kept from a platform no longer configured: placeholder URLs
+            settings = PLATFORMS[key].settings(url=f"https://{key}.example.invalid")
+        self.installation = Installation.of(key, settings)
+        self.client = self.installation.client()
+        self.capabilities = self.installation.capabilities
+        self.own = self.client.own_account_id
+
+    def judge(self, policy: Policy, memory: _Memory, event: TicketEvent, at: datetime) -> Verdict:
+        if self.own and event.actor is not None and event.actor.id == self.own:
+            return Verdict("echo")
+        mapping = policy.platforms.get(self.installation.key)
+        if mapping is None:
+            return Verdict("no_mapping")
+        stored = StoredTicket(memory.state, memory.requester_id, None, memory.sla)
+        verdict = judge(policy, mapping, self.capabilities, stored, event, at)
+        decision, plan = verdict.decision, verdict.plan
+        requests = () if plan.is_empty else tuple(f"{r.method} {r.purpose}" for r in self.client.render(plan))
+        priority = decision.priority_after or verdict.event.ticket.priority
+        memory.state = verdict.state
+        memory.priority = priority.value if priority is not None else None
+        requester = verdict.event.ticket.requester
+        memory.requester_id = requester.id if requester else memory.requester_id
+        memory.sla = verdict.clocks.to_json() if isinstance(verdict.clocks, SlaState) else None
+        notifications = sum(1 for a in decision.actions if action_to_dict(a)["action"] in NOTIFY_ACTIONS)
+        return Verdict(
+            "no_change" if plan.is_empty else "write",
+            decision.rules,
+            priority.value if priority is not None else None,
+            verdict.state.tier,
+            plan.note.text if plan.note is not None else None,
+            requests,
+            notifications,
+        )
+
+
+def _rows(engine: Engine, since: datetime | None, platform: str | None) -> Iterator[Any]:
+    """Stored deliveries in arrival order, read in keyset pages (the inbox may be large)."""
+    columns = (
+        inbox.c.id,
+        inbox.c.platform,
+        inbox.c.delivery_id,
+        inbox.c.event_type,
+        inbox.c.ticket_id,
+        inbox.c.body,
+        inbox.c.ignored,
+        inbox.c.received_at,
+    )
+    after = 0
+    with engine.connect() as conn:
+        while True:
+            query = select(*columns).where(inbox.c.id > after).order_by(inbox.c.id).limit(_READ_BATCH)
+            if since is not None:
+                query = query.where(inbox.c.received_at >= since)
+            if platform is not None:
+                query = query.where(inbox.c.platform == platform)
+            rows = conn.execute(query).all()
+            yield from rows
+            if len(rows) < _READ_BATCH:
+                return
+            after = rows[-1].id

@@ -1,0 +1,179 @@
+"""`escalator replay`: stored deliveries re-judged under a candidate policy, nothing stored or sent."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from connector.cli import main
+from connector.config import EXAMPLE_POLICY, Config
+from connector.replay import replay
+from connector.replay_report import as_json, as_markdown, as_text
+from connector.store.db import make_engine, migrate, writing
+from connector.store.inbox import new_row, store_rows
+from connector.store.tables import audit_log, inbox, tickets
+from policies import load_policy
+from tests.support.fixtures import load_fixture
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+TICKETS = 250  # × 4 deliveries each = 1,000
+
+
+@pytest.fixture
+def store(sqlite_url) -> Engine:
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def candidate_policy(tmp_path: Path) -> Path:
+    """The example policy with one rule changed: security tickets go to L2, not L3."""
+    text = EXAMPLE_POLICY.read_text(encoding="utf-8")
+    rule = text.index("- name: security-goes-to-l3")
+    changed = text[:rule] + text[rule:].replace("- escalate: L3", "- escalate: L2", 1)
+    assert changed != text
+    path = tmp_path / "candidate.yaml"
+    path.write_text(changed, encoding="utf-8")
+    return path
+
+
+def kind_of(n: int) -> str:
+    return ("security", "outage", "minor", "minor", "minor")[n % 5]
+
+
+def record_history(engine: Engine, tickets: int = TICKETS) -> dict[str, str]:
+    """Jira deliveries (1,000 by default): per ticket a creation and three updates. Returns key → kind."""
+    rows, kinds = [], {}
+    for n in range(tickets):
+        issue_id, key, kind = str(30000 + n), f"SUP-{n}", kind_of(n)
+        kinds[key] = kind
+        for step in range(4):
+            if step == 0:
+                payload = load_fixture("jira", f"issue_created__{kind}")
+            else:
+                payload = load_fixture("jira", "issue_updated__priority")
+                payload["issue"]["fields"]["labels"] = [] if kind == "minor" else [kind]
+            payload["issue"]["id"], payload["issue"]["key"] = issue_id, key
+            at = START + timedelta(minutes=n, seconds=step)
+            body = json.dumps(payload).encode()
+            event = payload["webhookEvent"]
+            rows.append(new_row("jira", f"{issue_id}-{step}", event, issue_id, False, body, at))
+    with writing(engine) as conn:
+        stored = store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
+    assert sum(stored) == 4 * tickets
+    return kinds
+
+
+def counts(engine: Engine) -> tuple[int, int, int]:
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (inbox, tickets, audit_log)
+        )
+
+
+def test_a_changed_rule_reports_exactly_the_tickets_it_changes(store):
+    kinds = record_history(store)
+    before = counts(store)
+    policy = load_policy(str(EXAMPLE_POLICY))
+    candidate = load_policy(str(candidate_policy(Path(store.url.database).parent)))
+
+    report = replay(store, Config(), policy, candidate)
+
+    assert report.deliveries == 4 * TICKETS and report.tickets == TICKETS
+    security = {key for key, kind in kinds.items() if kind == "security"}
+    assert {c.key for c in report.changed} == security
+    for change in report.changed:
+        assert change.final == (("P2", "L3"), ("P2", "L2"))
+        assert change.baseline.rules == change.candidate.rules == ("security-goes-to-l3",)
+        assert "to L3" in change.baseline.note and "to L2" in change.candidate.note
+    # Counts move only where the rule did: L3 becomes L2 for the security tickets' deliveries.
+    assert report.candidate.tiers["L3"] == 0
+    assert report.baseline.tiers["L3"] - report.candidate.tiers["L3"] == 4 * len(security)
+    # … and the report shows the change's side effect: at L2 the rule's own condition (tier in L1, L2)
+    # still holds, so under the candidate it fires again on every later update of those tickets.
+    assert report.baseline.rules["security-goes-to-l3"] == len(security)
+    assert report.candidate.rules["security-goes-to-l3"] == 4 * len(security)
+    others = set(report.baseline.rules) - {"security-goes-to-l3"}
+    assert {r: report.baseline.rules[r] for r in others} == {r: report.candidate.rules[r] for r in others}
+    assert sum(report.candidate.requests.values()) > 0
+    # Nothing stored, nothing sent.
+    assert counts(store) == before
+
+
+def test_replaying_the_policy_in_force_against_itself_changes_nothing(store):
+    record_history(store)
+    policy = load_policy(str(EXAMPLE_POLICY))
+    report = replay(store, Config(), policy, policy)
+    assert report.changed == []
+    assert report.baseline == report.candidate
+
+
+def test_since_and_platform_narrow_what_is_replayed(store):
+    record_history(store)
+    policy = load_policy(str(EXAMPLE_POLICY))
+    since = START + timedelta(minutes=TICKETS - 10)
+    report = replay(store, Config(), policy, policy, since=since)
+    assert report.deliveries == 40 and report.tickets == 10
+    assert replay(store, Config(), policy, policy, platform="zendesk").deliveries == 0
+
+
+def test_unreadable_ignored_and_timer_rows_are_counted_as_skipped(store):
+    rows = [
+        new_row("jira", "bad", "jira:issue_updated", "1", False, b"{not json", START),
+        new_row("jira", "ign", "jira:issue_deleted", "1", True, b"{}", START),
+        new_row("jira", "timer:1:x", "sla.breached", "1", False, b"{}", START),
+    ]
+    with writing(store) as conn:
+        store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
+    policy = load_policy(str(EXAMPLE_POLICY))
+    report = replay(store, Config(), policy, policy)
+    assert report.deliveries == 0
+    assert dict(report.skipped) == {
+        "unreadable payload": 1,
+        "ignored event type": 1,
+        "SLA timer (not replayed)": 1,
+    }
+
+
+def test_the_three_report_forms(store, tmp_path, capsys):
+    record_history(store, tickets=50)
+    config = tmp_path / "escalator.yaml"
+    config.write_text(f"database: {store.url}\n")
+    candidate = candidate_policy(tmp_path)
+
+    assert main(["replay", "--config", str(config), "--policy", str(candidate), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["deliveries"] == 200 and len(data["changed_tickets"]) == 10
+    assert data["in_force"]["tiers"]["L3"] == 40 and "L3" not in data["candidate"]["tiers"]
+    first = data["changed_tickets"][0]["first_difference"]
+    assert first["in_force"]["tier"] == "L3" and first["candidate"]["tier"] == "L2"
+
+    assert main(["replay", "--config", str(config), "--policy", str(candidate), "--format", "md"]) == 0
+    md = capsys.readouterr().out
+    assert "| tier after `L3` | 40 | 0 | -40 |" in md
+    assert "### Tickets whose priority, tier or notes would differ (10)" in md
+
+    assert main(["replay", "--config", str(config), "--policy", str(candidate)]) == 0
+    text = capsys.readouterr().out
+    assert "jira SUP-0: tier L3 → L2" in text
+
+
+def test_an_unknown_platform_is_refused(store, tmp_path, capsys):
+    config = tmp_path / "escalator.yaml"
+    config.write_text(f"database: {store.url}\n")
+    assert main(["replay", "--config", str(config), "--platform", "jria"]) == 2
+    assert "unknown platform 'jria'" in capsys.readouterr().err
+
+
+def test_report_helpers_render_an_empty_replay(store):
+    policy = load_policy(str(EXAMPLE_POLICY))
+    report = replay(store, Config(), policy, policy)
+    assert "replayed 0 deliveries" in as_text(report)
+    assert "- none" in as_markdown(report)
+    assert as_json(report)["changed_tickets"] == []
