@@ -13,19 +13,24 @@ a different history, not a different decision. They are counted as skipped.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from connector.config import Config
 from connector.judgement import judge
 from connector.model import TicketEvent, TicketState, action_to_dict
 from connector.runtime import Installation
+from connector.store.db import make_engine
 from connector.store.tables import inbox
 from connector.store.tickets import StoredTicket
 from connector.store.timers import TIMER_EVENT_PREFIX
@@ -65,6 +70,11 @@ class Tally:
     tiers: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
     notifications: int = 0
+
+    def merge(self, other: Tally) -> None:
+        for name in ("outcomes", "rules", "priorities", "tiers", "requests"):
+            getattr(self, name).update(getattr(other, name))
+        self.notifications += other.notifications
 
     def add(self, verdict: Verdict) -> None:
         self.outcomes[verdict.outcome] += 1
@@ -142,15 +152,94 @@ def replay(
     *,
     since: datetime | None = None,
     platform: str | None = None,
+    processes: int | None = None,
 ) -> ReplayReport:
-    """Judge every stored delivery (from `since`, of `platform`) under both policies and compare."""
+    """Judge every stored delivery (from `since`, of `platform`) under both policies and compare.
+
+    Tickets are independent, so with `processes` > 1 (default: one per core when there is enough
+    to do) each process replays the tickets of its share of a stable hash, and the parts are summed.
+    """
     if platform is not None and platform not in PLATFORMS:
         raise ReplayError(f"unknown platform '{platform}' (known: {', '.join(PLATFORMS)})")
     started = time.perf_counter()
-    report = ReplayReport(baseline.summary(), candidate.summary(), since, platform)
+    job = _Job(engine.url.render_as_string(hide_password=False), config, baseline, candidate, since, platform)
+    if processes is None:
+        processes = _processes_for(engine, since, platform)
+    if processes <= 1:
+        report = _replay_share(job, engine, 0, 1)
+    else:
+        report = _in_processes(job, processes)
+    report.changed.sort(key=lambda c: (c.platform, c.key or c.ticket_id))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@dataclass(frozen=True)
+class _Job:
+    url: str
+    config: Config
+    baseline: Policy
+    candidate: Policy
+    since: datetime | None
+    platform: str | None
+
+
+_MIN_PER_PROCESS = 2000  # below this, starting processes costs more than it saves
+_FORKED_JOB: _Job | None = None  # what a forked process replays (policies hold compiled CEL: not picklable)
+
+
+def _processes_for(engine: Engine, since: datetime | None, platform: str | None) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    query = select(func.count()).select_from(inbox)
+    if since is not None:
+        query = query.where(inbox.c.received_at >= since)
+    if platform is not None:
+        query = query.where(inbox.c.platform == platform)
+    with engine.connect() as conn:
+        rows = conn.execute(query).scalar_one()
+    return max(1, min(cores, 8, rows // _MIN_PER_PROCESS))
+
+
+def _in_processes(job: _Job, processes: int) -> ReplayReport:
+    global _FORKED_JOB
+    _FORKED_JOB = job
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            parts = list(pool.map(_forked_share, [(share, processes) for share in range(processes)]))
+    finally:
+        _FORKED_JOB = None
+    report = parts[0]
+    for part in parts[1:]:
+        report.deliveries += part.deliveries
+        report.tickets += part.tickets
+        report.skipped.update(part.skipped)
+        report.baseline.merge(part.baseline)
+        report.candidate.merge(part.candidate)
+        report.changed += part.changed
+    return report
+
+
+def _forked_share(args: tuple[int, int]) -> ReplayReport:
+    assert _FORKED_JOB is not None
+    engine = make_engine(_FORKED_JOB.url)  # never the parent's pool: its connections are not ours
+    try:
+        return _replay_share(_FORKED_JOB, engine, *args)
+    finally:
+        engine.dispose()
+
+
+def _replay_share(job: _Job, engine: Engine, share: int, shares: int) -> ReplayReport:
+    """Replay the tickets whose stable hash falls in `share` of `shares`."""
+    report = ReplayReport(job.baseline.summary(), job.candidate.summary(), job.since, job.platform)
     installations: dict[str, _Platform] = {}
     tickets: dict[tuple[str, str], _Ticket] = {}
-    for row in _rows(engine, since, platform):
+    same_policy = job.baseline.sha256 == job.candidate.sha256
+    for row in _rows(engine, job.since, job.platform):
+        if shares > 1 and zlib.crc32(f"{row.platform}:{row.ticket_id}".encode()) % shares != share:
+            continue
         if row.ignored:
             report.skipped["ignored event type"] += 1
             continue
@@ -159,7 +248,7 @@ def replay(
             continue
         target = installations.get(row.platform)
         if target is None:
-            target = installations[row.platform] = _Platform(config, row.platform)
+            target = installations[row.platform] = _Platform(job.config, row.platform)
         try:
             event = target.installation.provider.normalise(
                 json.loads(row.body), Delivery(row.delivery_id, row.event_type, row.ticket_id)
@@ -173,8 +262,9 @@ def replay(
             ticket = tickets[key] = _Ticket(event.ticket.ref.key)
         ticket.deliveries += 1
         report.deliveries += 1
-        old = target.judge(baseline, ticket.baseline, event, row.received_at)
-        new = target.judge(candidate, ticket.candidate, event, row.received_at)
+        old = target.judge(job.baseline, ticket.baseline, event, row.received_at)
+        # The same policy twice (no --policy) is judged once: equal inputs give equal outputs.
+        new = old if same_policy else target.judge(job.candidate, ticket.candidate, event, row.received_at)
         report.baseline.add(old)
         report.candidate.add(new)
         if old.differs(new):
@@ -191,8 +281,6 @@ def replay(
             old, new = ticket.baseline, ticket.candidate
             ticket.change.final = ((old.priority, old.state.tier), (new.priority, new.state.tier))
     report.tickets = len(tickets)
-    report.changed.sort(key=lambda c: (c.platform, c.key or c.ticket_id))
-    report.seconds = time.perf_counter() - started
     return report
 
 

@@ -177,3 +177,16 @@ def test_report_helpers_render_an_empty_replay(store):
     assert "replayed 0 deliveries" in as_text(report)
     assert "- none" in as_markdown(report)
     assert as_json(report)["changed_tickets"] == []
+
+
+def test_several_processes_report_exactly_what_one_does(store):
+    record_history(store, tickets=60)
+    policy = load_policy(str(EXAMPLE_POLICY))
+    candidate = load_policy(str(candidate_policy(Path(store.url.database).parent)))
+    one = replay(store, Config(), policy, candidate, processes=1)
+    two = replay(store, Config(), policy, candidate, processes=2)
+    assert (two.deliveries, two.tickets, two.skipped) == (one.deliveries, one.tickets, one.skipped)
+    assert (two.baseline, two.candidate) == (one.baseline, one.candidate)
+    assert [(c.key, c.final, c.differing) for c in two.changed] == [
+        (c.key, c.final, c.differing) for c in one.changed
+    ]
