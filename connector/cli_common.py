@@ -87,6 +87,11 @@ def open_database(config: Config):
     """The config's database, migrated to the newest schema (as `serve` would leave it)."""
     from connector.store.db import make_engine, migrate
 
+    from connector.audit.chain import use_keys
+    from connector.audit.keys import AuditKeys
+
     engine = make_engine(config.database)
     migrate(engine)
+    # Records an operator's command appends are signed and pseudonymised like the worker's.
+    use_keys(engine, AuditKeys.load(config.audit.signing_key, config.audit.pseudonym_key))
     return engine

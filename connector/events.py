@@ -274,7 +274,7 @@ def _audit(conn: Connection, event: EventSummary, action: str, *, actor: str, wh
         "reasons": [why] if why else [],
         "operator": {
             "action": action,
-            "actor": audit.pseudonym(actor),  # a person: stored as a pseudonym, like every actor
+            "actor": audit.person("escalator", actor),  # a person: a keyed pseudonym, erasable by `forget`
             "event_id": event.id,
             "status_before": event.status,
             "last_error": event.last_error,

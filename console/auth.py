@@ -152,7 +152,7 @@ def operator_required(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
-def record(kind: str, actor: str, outcome: str, **detail: Any) -> None:
+def record(kind: str, actor: Any, outcome: str, **detail: Any) -> None:
     """An audit record for a console login or operator action (platform "console")."""
     rt = current_app.extensions["escalator"]
     body = {

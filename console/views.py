@@ -123,13 +123,15 @@ def login() -> Any:
     session.permanent = True
     session["user"], session["role"] = principal.name, principal.role
     auth.csrf_token()
-    auth.record("console.login", principal.name, "applied", role=principal.role)
+    auth.record("console.login", audit.person("console", principal.name), "applied", role=principal.role)
     return redirect(target)
 
 
 def _actor(name: str) -> str:
     """Who tried: a configured console user by name; anything else typed into the form, pseudonymised."""
-    return name if name in runtime().config.console.users else audit.pseudonym(name) or "(empty)"
+    if name in runtime().config.console.users:
+        return audit.person("console", name)  # erasable: `audit forget --platform console --person NAME`
+    return audit.pseudonym(name) or "(empty)"
 
 
 def _safe_next(target: str | None) -> str:

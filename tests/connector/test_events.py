@@ -60,7 +60,7 @@ def test_a_failed_event_is_listed_retried_audited_and_then_applied(esc, jira):
     record = esc.audit()[-1]
     assert record["outcome"] == "requeued" and record["trigger"]["kind"] == "operator"
     assert record["operator"]["action"] == "retry" and record["operator"]["event_id"] == event_id
-    assert record["operator"]["actor"] == audit.pseudonym("cli:alice")
+    assert record["operator"]["actor"].startswith("psn:")  # erasable: `audit forget --person cli:alice`
     assert "alice" not in json.dumps(record)
     assert audit.verify(esc.rt.engine).ok
 
