@@ -85,10 +85,9 @@ def _sentence(text: str) -> str:
 
 def open_database(config: Config):
     """The config's database, migrated to the newest schema (as `serve` would leave it)."""
-    from connector.store.db import make_engine, migrate
-
     from connector.audit.chain import use_keys
     from connector.audit.keys import AuditKeys
+    from connector.store.db import make_engine, migrate
 
     engine = make_engine(config.database)
     migrate(engine)
