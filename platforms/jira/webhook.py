@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from connector.model import EventKind
 from platforms.base import Delivery, header
 from platforms.errors import PayloadError, SignatureError
+from platforms.jira.change_id import change_id
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
@@ -46,6 +47,7 @@ IGNORED_EVENTS: tuple[str, ...] = (
 # A comment's REST URL names its issue: …/rest/api/2/issue/10013/comment/10082 (Server's
 # `comment_created` has no `issue` object, only this).
 _COMMENT_SELF = re.compile(r"/rest/api/[^/]+/issue/(?P<issue>[^/]+)/comment/[^/]+/?\Z")
+_ISSUE_CHANGES = frozenset({"jira:issue_created", "jira:issue_updated"})
 _SIGNATURE = re.compile(r"(?P<scheme>[A-Za-z0-9]+)=(?P<digest>.*)", re.DOTALL)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -81,6 +83,8 @@ def identify(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery
     if not isinstance(event_type, str) or not event_type:
         raise PayloadError("Jira payload has no 'webhookEvent'")
     delivery_id = header(headers, DELIVERY_HEADER) or payload_digest(payload)
+    if event_type in _ISSUE_CHANGES:  # the reconcile job names the same change the same way
+        delivery_id = change_id(payload.get("issue")) or delivery_id
     if event_type not in HANDLED_EVENTS:
         return Delivery(delivery_id, event_type, _optional_issue_id(payload), ignored=True)
     return Delivery(delivery_id, event_type, issue_id(payload))

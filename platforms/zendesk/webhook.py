@@ -19,6 +19,7 @@ from typing import Any
 from connector.model import EventKind
 from platforms.base import Delivery, check_base64_hmac, header
 from platforms.errors import PayloadError, SignatureError
+from platforms.zendesk.change_id import change_id
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
@@ -160,12 +161,16 @@ def _identify_event(headers: Mapping[str, str], payload: Mapping[str, Any]) -> D
 
 def _identify_trigger(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery:
     event = trigger_event(payload)
-    delivery_id = header(headers, DELIVERY_HEADER)
+    ticket_id = trigger_ticket_id(payload)
+    ticket = payload["ticket"]
+    # The reconcile job names the same update the same way, so a late webhook and its copy are one.
+    delivery_id = change_id(ticket_id, ticket.get("updated_at"), comment=event == "ticket.comment_added")
+    delivery_id = delivery_id or header(headers, DELIVERY_HEADER)
     if not delivery_id:
         # Our template has no id of its own: without the header, two renderings of the same
         # update could not be told from two updates.
         raise PayloadError(f"Zendesk trigger delivery has no {DELIVERY_HEADER} header")
-    return Delivery(delivery_id, TRIGGER_EVENT_TYPE_PREFIX + event, trigger_ticket_id(payload))
+    return Delivery(delivery_id, TRIGGER_EVENT_TYPE_PREFIX + event, ticket_id)
 
 
 def trigger_event(payload: Mapping[str, Any]) -> str:

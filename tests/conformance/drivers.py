@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import responses
@@ -78,6 +78,13 @@ class Driver:
 
     def __init__(self, mapping):
         self.mapping = mapping  # the example policy's section for this platform
+        self._stamps: dict[int, int] = {}
+
+    def stamp(self, spec: Spec, now: datetime, unit: timedelta = timedelta(milliseconds=1)) -> datetime:
+        """The ticket's `updated` for its next change: each change moves it on, as on the platform (the
+        delivery id of a Jira or Zendesk change is the ticket and this instant)."""
+        count = self._stamps[spec.n] = self._stamps.get(spec.n, -1) + 1
+        return now + count * unit
 
     # story events -------------------------------------------------------------
     def created(self, spec: Spec, now: datetime) -> Delivery: ...
@@ -172,7 +179,7 @@ class JiraDriver(Driver):
         fields = issue["fields"]
         fields["summary"] = spec.title
         fields["created"] = (spec.created or now).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
-        fields["updated"] = now.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        fields["updated"] = self.stamp(spec, now).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
         fields["status"] = {"name": spec.status.capitalize(), "id": "1"}
         fields["labels"] = list(spec.labels)
         fields["priority"] = {"name": self.priority_value(spec.priority), "id": "3"}
@@ -282,7 +289,7 @@ class ZendeskDriver(Driver):
         ticket.update(
             id=str(4000 + spec.n), title=spec.title, status=spec.status.capitalize(),
             created_at=(spec.created or now).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            updated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            updated_at=self.stamp(spec, now, unit=timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             priority=self.priority_value(spec.priority).capitalize(), tags=" ".join(spec.labels),
             assignee_id="", group_id=self.tier_target(spec.tier, team=spec.team).group,
             link=f"{ZENDESK_URL}/agent/tickets/{4000 + spec.n}", fields={},

@@ -107,7 +107,8 @@ def test_the_webhook_receiver_under_the_real_server(tmp_path):
         f"platforms:\n  jira:\n    url: http://127.0.0.1:9\n    webhook_secret: {SECRET}\n"
     )
     proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", str(port), "--no-worker")
-    body = fixture_bytes("jira", "issue_created__outage")
+    # A comment: its delivery id is Jira's identifier header (an issue change is named by the change).
+    body = fixture_bytes("jira", "comment_created__basic")
 
     def post(delivery_id: str, *, chunked: bool = False, data: bytes = body) -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -82,7 +82,12 @@ def test_outage_ticket_gets_one_edit_and_one_internal_note(esc, jira):
     assert record["priority"]["to"] == "P1" and record["tier"]["to"] == "L2"
     assert [a["status"] for a in record["actions_applied"]] == [204, 201]
     assert record["policy"]["name"] == esc.rt.policy.current.name and len(record["policy"]["sha256"]) == 64
-    assert record["trigger"] == {**record["trigger"], "kind": "ticket.created", "delivery_id": "d-1"}
+    # The change names itself (issue id @ updated), whatever Jira's identifier header says.
+    assert record["trigger"] == {
+        **record["trigger"],
+        "kind": "ticket.created",
+        "delivery_id": "10041@1550300000000",
+    }
 
 
 def test_public_notes_travel_inside_the_single_edit(db_url, jira, launch):
@@ -168,6 +173,7 @@ def test_a_ticket_already_showing_the_decision_sends_nothing(esc, jira):
     fields["labels"] = sorted(set(fields["labels"]) | {"escalated-l2"})
     payload["webhookEvent"] = "jira:issue_updated"
     payload["user"] = {"accountId": "someone-else", "displayName": "An agent"}
+    fields["updated"] = "2019-02-15T22:55:20.000-0800"  # our write moved it on
     esc.deliver("", body=json.dumps(payload).encode())
     esc.work()
     assert len(jira.calls) == sent
@@ -337,7 +343,10 @@ def test_events_of_one_ticket_wait_for_an_earlier_retry(esc, jira):
     jira.add(responses.PUT, ISSUE, status=503)
     esc.deliver("issue_created__outage", delivery_id="first")
     esc.work()
-    esc.deliver("issue_created__outage", delivery_id="second")  # same issue, later event
+    later = load_fixture("jira", "issue_created__outage")
+    later["webhookEvent"] = "jira:issue_updated"
+    later["issue"]["fields"]["updated"] = "2019-02-15T22:54:00.000-0800"
+    esc.deliver("", body=json.dumps(later).encode(), delivery_id="second")  # same issue, later event
     assert esc.work() == 0  # blocked behind "first", which is not due yet
 
 
@@ -420,7 +429,8 @@ def test_no_loop_even_without_our_account_id(db_url, jira, launch):
     payload["user"] = {"accountId": "unknown-bot", "displayName": "Escalator"}
     payload["changelog"] = {"items": [{"field": "priority", "fieldId": "priority", "fromString": "Medium",
                                        "toString": "Highest"}]}  # fmt: skip
-    for n in range(3):
+    for n in range(3):  # three changes (each moves `updated` on), each reported back
+        fields["updated"] = f"2019-02-15T22:55:2{n}.000-0800"
         esc.deliver("", body=json.dumps(payload).encode(), delivery_id=f"echo-{n}")
         esc.work()
     assert len(jira.calls) == written

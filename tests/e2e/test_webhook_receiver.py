@@ -61,7 +61,7 @@ def test_a_bug_at_the_door_is_500_in_json_logged_and_nothing_is_stored(esc, monk
 
 
 def test_answers_are_json_with_a_length_and_counted_per_platform(esc):
-    answer = esc.deliver("issue_created__outage", delivery_id="d-1")
+    answer = esc.deliver("comment_created__basic", delivery_id="d-1")
     assert answer.status_code == 202
     assert answer.headers["Content-Type"] == "application/json"
     assert int(answer.headers["Content-Length"]) == len(answer.get_data())

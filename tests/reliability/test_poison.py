@@ -80,7 +80,8 @@ def _store_directly(esc, driver, body: dict, delivery_id: str) -> None:
     found = PLATFORMS[driver.platform].provider.identify(
         {"X-Atlassian-Webhook-Identifier": delivery_id}, body
     )
-    row = inbox.new_row(driver.platform, found.delivery_id, found.event_type, found.ticket_id, found.ignored,
+    # Under the header's id, as the older version named every Jira delivery.
+    row = inbox.new_row(driver.platform, delivery_id, found.event_type, found.ticket_id, found.ignored,
                         raw(body), esc.clock())  # fmt: skip
     assert inbox.accept(esc.rt.engine, row)
 

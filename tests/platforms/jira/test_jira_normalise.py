@@ -28,7 +28,7 @@ def event(name: str, delivery_id: str = "d-1"):
 def test_issue_created_basic():
     ev = event("issue_created__basic", "abc")
     assert ev.kind is EventKind.TICKET_CREATED
-    assert ev.delivery_id == "abc"
+    assert ev.delivery_id == "10040@1550286112971"  # the change itself: issue id @ updated (epoch ms)
     t = ev.ticket
     assert t.ref == TicketRef("jira", "10040", "TES-41", f"{SITE}/browse/TES-41")
     assert t.title == "Unit test summary"

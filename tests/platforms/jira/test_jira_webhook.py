@@ -12,6 +12,7 @@ from requests.structures import CaseInsensitiveDict
 from platforms.base import Delivery
 from platforms.errors import PayloadError, SignatureError
 from platforms.jira import provider
+from platforms.jira.change_id import change_id
 from platforms.jira.webhook import HANDLED_EVENTS, IGNORED_EVENTS, payload_digest, verify
 from tests.support.fixtures import fixture_bytes, load_fixture
 
@@ -106,17 +107,31 @@ def test_empty_secret_refuses_everything():
     ],
 )
 def test_each_handled_event(fixture, event_type):
-    delivery = provider.identify({"X-Atlassian-Webhook-Identifier": "42-1"}, load_fixture("jira", fixture))
-    assert delivery == Delivery(delivery_id="42-1", event_type=event_type, ticket_id="10040", ignored=False)
+    payload = load_fixture("jira", fixture)
+    delivery = provider.identify({"X-Atlassian-Webhook-Identifier": "42-1"}, payload)
+    # An issue change is named by the change (what the reconcile job also names it); a comment by the header.
+    expected = change_id(payload["issue"]) if event_type.startswith("jira:issue_") else "42-1"
+    assert delivery == Delivery(delivery_id=expected, event_type=event_type, ticket_id="10040", ignored=False)
+
+
+def test_an_issue_change_is_named_by_issue_id_and_updated_instant_whatever_the_zone():
+    payload = load_fixture("jira", "issue_updated__priority")
+    first = provider.identify({"X-Atlassian-Webhook-Identifier": "a"}, payload).delivery_id
+    # A retry with another identifier, and the REST rendering of the same instant in another zone:
+    payload["issue"]["fields"]["updated"] = "2019-02-16T22:15:16.037+0100"
+    assert provider.identify({"X-Atlassian-Webhook-Identifier": "b"}, payload).delivery_id == first
+    assert first == "10040@1550351716037"
+    payload["issue"]["fields"]["updated"] = "2019-02-16T22:15:17.000+0100"  # a later change
+    assert provider.identify({}, payload).delivery_id != first
 
 
 def test_delivery_id_header_is_found_whatever_its_case():
-    payload = load_fixture("jira", "issue_created__basic")
+    payload = load_fixture("jira", "comment_created__basic")
     assert provider.identify({"x-atlassian-webhook-identifier": "7"}, payload).delivery_id == "7"
 
 
 def test_without_the_header_the_id_is_a_digest_of_the_canonical_payload():
-    payload = load_fixture("jira", "issue_created__basic")
+    payload = load_fixture("jira", "comment_created__basic")
     delivery = provider.identify({}, payload)
     assert delivery.delivery_id.startswith("sha256:")
     assert len(delivery.delivery_id) == len("sha256:") + 64

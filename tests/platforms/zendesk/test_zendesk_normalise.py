@@ -37,7 +37,7 @@ def at(text: str) -> datetime:
 
 def test_trigger_ticket_created_with_every_value_a_string():
     ev = event("ticket.created__trigger")
-    assert ev.kind is EventKind.TICKET_CREATED and ev.delivery_id == "inv-1"
+    assert ev.kind is EventKind.TICKET_CREATED and ev.delivery_id == "7@1738612781"  # ticket id @ updated_at
     t = ev.ticket
     assert t.ref == TicketRef("zendesk", "7", "#7", "https://asdf1640.zendesk.com/agent/tickets/7")
     assert t.title == "Hello world"

@@ -13,6 +13,7 @@ from requests.structures import CaseInsensitiveDict
 from platforms.base import Delivery
 from platforms.errors import PayloadError, SignatureError
 from platforms.zendesk import provider
+from platforms.zendesk.change_id import change_id
 from platforms.zendesk.webhook import (
     HANDLED_EVENT_TYPES,
     IGNORED_EVENT_TYPES,
@@ -247,15 +248,32 @@ def test_handled_and_ignored_lists_do_not_overlap():
     ],
 )
 def test_each_trigger_event(fixture, event_type, ticket_id):
-    delivery = provider.identify(
-        {"X-Zendesk-Webhook-Invocation-Id": INVOCATION}, load_fixture("zendesk", fixture)
-    )
-    assert delivery == Delivery(INVOCATION, event_type, ticket_id, ignored=False)
+    payload = load_fixture("zendesk", fixture)
+    delivery = provider.identify({"X-Zendesk-Webhook-Invocation-Id": INVOCATION}, payload)
+    # Named by the update itself (what the reconcile job also names it), not by the invocation.
+    comment = event_type == "trigger:ticket.comment_added"
+    expected = change_id(ticket_id, payload["ticket"]["updated_at"], comment=comment)
+    assert expected is not None and expected.startswith(f"{ticket_id}@")
+    assert delivery == Delivery(expected, event_type, ticket_id, ignored=False)
 
 
-def test_trigger_delivery_needs_the_invocation_header():
+def test_a_trigger_delivery_is_named_by_ticket_and_updated_at_to_the_second():
+    payload = load_fixture("zendesk", "ticket.updated__trigger_echo")
+    payload["ticket"]["updated_at"] = "2026-11-02T09:02:00Z"
+    first = provider.identify({"X-Zendesk-Webhook-Invocation-Id": "a"}, payload)
+    again = provider.identify({"X-Zendesk-Webhook-Invocation-Id": "b"}, payload)  # a retry
+    assert first.delivery_id == again.delivery_id == "4021@1793610120"
+    # The comment trigger of the same update is another delivery.
+    payload["event"] = "ticket.comment_added"
+    assert provider.identify({}, payload).delivery_id == "4021@1793610120:comment"
+
+
+def test_trigger_delivery_without_seconds_needs_the_invocation_header():
+    payload = load_fixture("zendesk", "ticket.created__trigger")
+    payload["ticket"]["updated_at"] = "2013-12-12T05:35Z"  # an account that renders no seconds
+    assert provider.identify({"X-Zendesk-Webhook-Invocation-Id": "inv"}, payload).delivery_id == "inv"
     with pytest.raises(PayloadError, match="trigger delivery has no X-Zendesk-Webhook-Invocation-Id header"):
-        provider.identify({}, load_fixture("zendesk", "ticket.created__trigger"))
+        provider.identify({}, payload)
 
 
 @pytest.mark.parametrize("event", ["ticket.deleted", "", None, 7, "zen:event-type:ticket.created"])
