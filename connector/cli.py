@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connector import cli_db, cli_events, cli_install, cli_replay, cli_report, cli_serve, cli_ticket
+from connector import cli_db, cli_events, cli_install, cli_reconcile, cli_replay, cli_report, cli_serve, cli_ticket
 from connector.audit import cli as audit_cli
 from connector.cli_common import (
     EXIT_CODES,
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.set_defaults(run=_simulate)
 
     audit_cli.add_commands(sub)
+    cli_reconcile.add_commands(sub)
     cli_replay.add_commands(sub)
     cli_install.add_commands(sub)
     cli_report.add_commands(sub)

@@ -125,6 +125,27 @@ class NotificationsConfig(_Strict):
         return self
 
 
+class ReconcileConfig(_Strict):
+    """The job that finds changes whose webhook never arrived (runs with the workers; see reconcile.py)."""
+
+    enabled: bool = True
+    interval_seconds: float = Field(300.0, ge=10, description="how often each platform is asked what changed")
+    overlap_seconds: float = Field(
+        120.0, ge=0, description="each pass reads this far before the last one ended"
+    )
+    settle_seconds: float = Field(
+        60.0, ge=0, description="changes younger than this are left to their webhook"
+    )
+    max_rate_limit_waits: int = Field(5, ge=0, description="429 answers waited out per pass before giving up")
+
+
+class InboxConfig(_Strict):
+    retention_days: float = Field(
+        30.0, gt=0, description="finished deliveries (and their bodies, which `escalator replay` reads) are "
+        "kept this long",
+    )  # fmt: skip
+
+
 Platforms = create_model(  # type: ignore[call-overload]
     "Platforms",
     __config__=ConfigDict(extra="forbid", frozen=True),
@@ -140,6 +161,8 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     worker: WorkerConfig = WorkerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
+    inbox: InboxConfig = InboxConfig()
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
     console: ConsoleConfig = ConsoleConfig()
     notifications: NotificationsConfig = NotificationsConfig()

@@ -49,6 +49,13 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
             registry=self.worker_registry,
         )
+        self.reconciled = Counter(
+            "escalator_reconciled_total",
+            "Ticket changes the reconcile job found without a webhook (missed events), by platform. "
+            "A rising count means webhooks are not arriving.",
+            ["platform"],
+            registry=self.registry,
+        )
         self.processing_seconds = Histogram(
             "escalator_event_processing_seconds",
             "From claim to audit record, per event.",

@@ -17,9 +17,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from connector import reconcile
 from connector.audit import schedule as audit_schedule
 from connector.runtime import Runtime
-from connector.store import timers
+from connector.store import retention, timers
 
 log = logging.getLogger("escalator.scheduler")
 
@@ -71,6 +72,10 @@ class SlaScheduler:
             self._scheduler.add_job(
                 self._checkpoint, "interval", seconds=60, id="audit-checkpoint", name="audit checkpoint"
             )
+        reconcile.schedule(self._scheduler, self.rt, on_stored=self.on_fired)  # missed webhooks
+        self._scheduler.add_job(
+            self._prune, "interval", hours=1, id="inbox-retention", name="prune finished deliveries"
+        )
         self._scheduler.start()
 
     def stop(self) -> None:
@@ -82,6 +87,15 @@ class SlaScheduler:
             audit_schedule.tick(self.rt)
         except Exception:  # the database may be briefly unavailable; the next tick tries again
             log.exception("audit checkpoint tick failed; trying again next tick")
+    def _prune(self) -> None:
+        days = self.rt.config.inbox.retention_days
+        try:
+            pruned = retention.prune_inbox(self.rt.engine, before=self.rt.clock() - timedelta(days=days))
+        except Exception:  # the database may be briefly unavailable; the next hour tries again
+            log.exception("pruning the inbox failed; trying again in an hour")
+            return
+        if pruned:
+            log.info("pruned %d deliveries finished more than %g days ago", pruned, days)
 
     def _run(self) -> None:
         try:

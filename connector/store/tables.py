@@ -303,3 +303,13 @@ channel_threads = Table(
     Column("thread", String(255), nullable=False),
     Column("started_at", UTCDateTime(), nullable=False),
 )
+
+# Per platform, the instant up to which the reconcile job compared changed tickets with what it had
+# seen (connector/reconcile.py). Absent: the job has never run, and its first run starts at "now".
+reconcile_watermarks = Table(
+    "reconcile_watermarks",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("watermark", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
