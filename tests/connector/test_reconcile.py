@@ -394,3 +394,32 @@ def _shown(platform: str, at: datetime) -> str:
     if platform == "zendesk":
         return at.isoformat()
     return at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_the_worker_schedules_one_job_per_platform_and_the_first_run_is_at_once(esc):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from connector.reconcile import schedule
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    assert sorted(schedule(scheduler, esc.rt)) == ["jira", "servicenow", "zendesk"]
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert set(jobs) == {"reconcile-jira", "reconcile-servicenow", "reconcile-zendesk"}
+    assert all(job.trigger.interval == timedelta(seconds=300) for job in jobs.values())
+    off = esc.rt.config.reconcile.model_copy(update={"enabled": False})
+    esc.rt.config = esc.rt.config.model_copy(update={"reconcile": off})
+    assert schedule(BackgroundScheduler(timezone="UTC"), esc.rt) == []
+
+
+def test_the_reconcile_command(tmp_path, capsys):
+    from connector.cli import main
+
+    config = tmp_path / "escalator.yaml"
+    config.write_text(
+        f"database: sqlite:///{tmp_path / 'r.db'}\nplatforms:\n  servicenow:\n"
+        f"    url: {SERVICENOW_URL}\n    user: bot\n    password: p\n    webhook_secret: s\n"
+    )
+    assert main(["reconcile", "--config", str(config)]) == 0
+    assert "servicenow: first pass: starts now" in capsys.readouterr().out
+    assert main(["reconcile", "--config", str(config), "--platform", "jira"]) == 2
+    assert "platform 'jira' is not configured" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Reconcile watermarks: per platform, the instant up to which changed tickets were compared.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
