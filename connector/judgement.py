@@ -38,7 +38,10 @@ def judge(
     stored: StoredTicket,
     event: TicketEvent,
     now: datetime,
+    *,
+    advance_clocks: bool = True,
 ) -> Judgement:
+    """`advance_clocks=False` keeps the stored SLA clocks: no decision on a webhook event reads them (replay)."""
     event = enrich(event, mapping, stored.requester_id, capabilities)
     state = stored.state
     why_not = out_of_scope(policy, event)
@@ -55,7 +58,8 @@ def judge(
     decision = follow_the_sun_reason(evaluate(policy, event, state, now), mapping, now)
     state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
     priority = decision.priority_after or event.ticket.priority
-    clocks = sla.advance(policy, SlaState.from_json(stored.sla), event, priority, now)
+    stored_clocks = SlaState.from_json(stored.sla)
+    clocks = sla.advance(policy, stored_clocks, event, priority, now) if advance_clocks else stored_clocks
     if event.kind is EventKind.HANDOVER:
         decision = with_handover(policy, mapping, decision, event, clocks, now)
     plan = make_plan(decision, event.ticket, mapping, capabilities, now)

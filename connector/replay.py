@@ -38,7 +38,6 @@ from platforms.base import Delivery
 from platforms.errors import PayloadError
 from platforms.registry import PLATFORMS
 from policies import Policy
-from policies.sla import SlaState
 
 _READ_BATCH = 1000
 NOTIFY_ACTIONS = frozenset({"notify"})  # decision actions that notify people rather than write tickets
@@ -123,11 +122,11 @@ class ReplayReport:
 
 @dataclass
 class _Memory:
-    """What the worker would remember of one ticket under one policy."""
+    """What the worker would remember of one ticket under one policy (its SLA clocks only matter to
+    timer events, which are not replayed)."""
 
     state: TicketState = field(default_factory=TicketState)
     requester_id: str | None = None
-    sla: dict[str, Any] | None = None
     priority: str | None = None  # after its last delivery
 
 
@@ -302,8 +301,9 @@ class _Platform:
         mapping = policy.platforms.get(self.installation.key)
         if mapping is None:
             return Verdict("no_mapping")
-        stored = StoredTicket(memory.state, memory.requester_id, None, memory.sla)
-        verdict = judge(policy, mapping, self.capabilities, stored, event, at)
+        stored = StoredTicket(memory.state, memory.requester_id)
+        # SLA timer events are not replayed, and no decision on a webhook event reads the clocks.
+        verdict = judge(policy, mapping, self.capabilities, stored, event, at, advance_clocks=False)
         decision, plan = verdict.decision, verdict.plan
         requests = () if plan.is_empty else tuple(f"{r.method} {r.purpose}" for r in self.client.render(plan))
         priority = decision.priority_after or verdict.event.ticket.priority
@@ -311,7 +311,6 @@ class _Platform:
         memory.priority = priority.value if priority is not None else None
         requester = verdict.event.ticket.requester
         memory.requester_id = requester.id if requester else memory.requester_id
-        memory.sla = verdict.clocks.to_json() if isinstance(verdict.clocks, SlaState) else None
         notifications = sum(1 for a in decision.actions if action_to_dict(a)["action"] in NOTIFY_ACTIONS)
         return Verdict(
             "no_change" if plan.is_empty else "write",
