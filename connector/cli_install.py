@@ -134,12 +134,17 @@ def _hand_over(secret: str, path: str | None) -> None:
         )
         return
     target = Path(path)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: set it
-        os.write(fd, (secret + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: set it
+            os.write(fd, (secret + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        # The webhook exists now; printing the secret is the only way left to hand it over.
+        print(f"zendesk: cannot write {target} ({exc.strerror}); the signing secret instead:\n  {secret}")
+        return
     print(
         f"zendesk: the webhook's signing secret is in {target} (mode 0600): set it as ZENDESK_WEBHOOK_SECRET"
     )

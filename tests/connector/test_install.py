@@ -349,3 +349,12 @@ def test_install_of_a_platform_missing_from_the_config(tmp_path, fake, capsys):
     config = write_config(tmp_path, fake, "jira")
     status, _, err = run(capsys, "install", "zendesk", "--config", config)
     assert status == 1 and "no platforms.zendesk section" in err
+
+
+def test_an_unwritable_secret_file_still_hands_the_secret_over(tmp_path, fake, capsys):
+    config = write_config(tmp_path, fake, "zendesk")
+    missing = tmp_path / "no-such-dir" / "zendesk.secret"
+    status, out, _ = run(capsys, "install", "zendesk", "--config", config, "--secret-file", str(missing))
+    assert status == 0
+    [hook_id] = fake.zendesk_hooks
+    assert f"cannot write {missing}" in out and f"secret-of-{hook_id}" in out
