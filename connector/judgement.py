@@ -41,7 +41,7 @@ def judge(
     *,
     advance_clocks: bool = True,
 ) -> Judgement:
-    """`advance_clocks=False` keeps the stored SLA clocks: no decision on a webhook event reads them (replay)."""
+    """`advance_clocks=False` keeps the stored SLA clocks (replay: no webhook decision reads them)."""
     event = enrich(event, mapping, stored.requester_id, capabilities)
     state = stored.state
     why_not = out_of_scope(policy, event)

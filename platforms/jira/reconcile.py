@@ -21,7 +21,8 @@ from platforms.jira.normalise import parse_datetime
 from platforms.jira.settings import Settings
 from platforms.reconciling import Found, Pager, require, within
 
-SEARCH = "/rest/api/3/search/jql"
+SEARCH = "/rest/api/3/search/jql"  # Jira Cloud's enhanced search
+SERVER_SEARCH = "/rest/api/2/search"  # Jira Server / Data Center
 PAGE_SIZE = 100
 
 
@@ -46,13 +47,17 @@ def jql(settings: Settings, start: datetime, zone: str) -> str:
 
 def changed(pager: Pager, settings: Settings, start: datetime, end: datetime) -> Iterator[Mapping[str, Any]]:
     """The issues (with their changelog) updated within [start, end]."""
-    me = require(pager.get(f"{settings.url}/rest/api/3/myself"), dict, "Jira's GET /myself answer")
+    version = "2" if settings.deployment == "server" else "3"
+    me = require(pager.get(f"{settings.url}/rest/api/{version}/myself"), dict, "Jira's GET /myself answer")
     params: dict[str, Any] = {
         "jql": jql(settings, start, str(me.get("timeZone") or "UTC")),
         "fields": "*all",
         "expand": "changelog",
         "maxResults": PAGE_SIZE,
     }
+    if settings.deployment == "server":
+        yield from _server_pages(pager, settings, params, start, end)
+        return
     while True:
         page = require(pager.get(settings.url + SEARCH, params), dict, f"Jira's {SEARCH} answer")
         for issue in require(page.get("issues", []), list, "'issues'"):
@@ -62,6 +67,22 @@ def changed(pager: Pager, settings: Settings, start: datetime, end: datetime) ->
         if page.get("isLast", True) or not token:
             return
         params["nextPageToken"] = token
+
+
+def _server_pages(pager: Pager, settings: Settings, params: dict[str, Any], start: datetime, end: datetime):
+    """Jira Server / Data Center has no enhanced search: `GET /rest/api/2/search`, paged by startAt."""
+    params["startAt"] = 0
+    while True:
+        page = require(
+            pager.get(settings.url + SERVER_SEARCH, params), dict, f"Jira's {SERVER_SEARCH} answer"
+        )
+        issues = require(page.get("issues", []), list, "'issues'")
+        for issue in issues:
+            if isinstance(issue, dict) and within(updated_at(issue), start, end):
+                yield issue
+        params["startAt"] += len(issues)
+        if not issues or params["startAt"] >= int(page.get("total") or 0):
+            return
 
 
 def updated_at(issue: Mapping[str, Any]) -> datetime | None:

@@ -423,3 +423,33 @@ def test_the_reconcile_command(tmp_path, capsys):
     assert "servicenow: first pass: starts now" in capsys.readouterr().out
     assert main(["reconcile", "--config", str(config), "--platform", "jira"]) == 2
     assert "platform 'jira' is not configured" in capsys.readouterr().err
+
+
+def test_jira_server_is_read_through_the_v2_search_paged_by_start_at(sqlite_url, api):
+    config = make_config(sqlite_url)
+    jira = config.platforms.jira.model_copy(update={"deployment": "server"})
+    config = config.model_copy(update={"platforms": config.platforms.model_copy(update={"jira": jira})})
+    esc = start(config, FakeClock(START))
+    try:
+        search = Jira(DRIVERS["jira"](esc.rt.policy.current.platforms["jira"]))
+        reconcile(esc.rt, "jira")
+        issues = [search.change(Spec(n), CHANGED_AT)[0] for n in (6, 7)]
+        api.add(responses.GET, f"{JIRA_URL}/rest/api/2/myself", json={"name": "bot", "timeZone": "UTC"})
+
+        def answer(request):
+            at = int(parse_qs(urlsplit(request.url).query)["startAt"][0])
+            return (
+                200,
+                {},
+                json.dumps({"startAt": at, "maxResults": 1, "total": 2, "issues": issues[at : at + 1]}),
+            )
+
+        api.add_callback(
+            responses.GET, re.compile(re.escape(f"{JIRA_URL}/rest/api/2/search")), callback=answer
+        )
+        esc.clock.advance(6 * 60)
+        found = reconcile(esc.rt, "jira")
+        assert found.missed == 2 and found.requests == 3
+        assert not _calls(api, "/rest/api/3/")
+    finally:
+        esc.rt.close()
