@@ -3,7 +3,9 @@
 Jira's own identifier header differs per delivery, and a reconciled copy of a change has no header
 at all; the issue id and the instant the issue was last updated name the change itself, so a late
 webhook and its reconciled copy are stored once. `updated` is compared as an instant (epoch
-milliseconds): webhooks and REST answers may render it in different time zones.
+milliseconds): webhooks and REST answers may render it in different time zones. Only a webhook that
+changes fields (a changelog with items) is named this way: adding or editing a comment alone may
+leave `updated` where it was, so such a webhook keeps Jira's identifier header.
 """
 
 from __future__ import annotations

@@ -83,7 +83,9 @@ def identify(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery
     if not isinstance(event_type, str) or not event_type:
         raise PayloadError("Jira payload has no 'webhookEvent'")
     delivery_id = header(headers, DELIVERY_HEADER) or payload_digest(payload)
-    if event_type in _ISSUE_CHANGES:  # the reconcile job names the same change the same way
+    if event_type in _ISSUE_CHANGES and _changes_fields(payload):
+        # A field change is named by the change (issue id @ updated), as the reconcile job names its
+        # copy. Not a comment alone, or an edited one: Jira may leave `updated` where it was.
         delivery_id = change_id(payload.get("issue")) or delivery_id
     if event_type not in HANDLED_EVENTS:
         return Delivery(delivery_id, event_type, _optional_issue_id(payload), ignored=True)
@@ -115,6 +117,11 @@ def carries_new_comment(payload: Mapping[str, Any]) -> bool:
         created, updated = comment.get("created"), comment.get("updated")
         return created is None or updated is None or created == updated
     return name == ISSUE_COMMENTED
+
+
+def _changes_fields(payload: Mapping[str, Any]) -> bool:
+    changelog = payload.get("changelog")
+    return isinstance(changelog, Mapping) and bool(changelog.get("items"))
 
 
 def payload_digest(payload: Mapping[str, Any]) -> str:
