@@ -12,7 +12,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from connector import cli_db, cli_events, cli_install, cli_reconcile, cli_replay, cli_report, cli_serve, cli_ticket
+from connector import (
+    cli_db,
+    cli_events,
+    cli_install,
+    cli_reconcile,
+    cli_replay,
+    cli_report,
+    cli_serve,
+    cli_ticket,
+)
 from connector.audit import cli as audit_cli
 from connector.cli_common import (
     EXIT_CODES,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from connector.plan import note_mark
+from platforms.jira.change_id import change_id
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET, sign
 from tests.support.processes import start_escalator, wait_for_line
@@ -79,6 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+IDS: dict[int, str] = {}  # delivery number → the delivery id Escalator gives it
+
+
 def _deliver(port: int, n: int) -> int:
     payload = load_fixture("jira", "issue_created__outage")
     payload["issue"]["id"], payload["issue"]["key"] = str(50000 + n), f"KILL-{n}"
@@ -92,6 +96,7 @@ def _deliver(port: int, n: int) -> int:
     conn.request("POST", "/webhooks/jira", body=body, headers=headers)
     status = conn.getresponse().status
     conn.close()
+    IDS[n] = change_id(payload["issue"]) or f"kill-{n}"  # a field change is named issue id @ updated
     return status
 
 
@@ -144,7 +149,7 @@ def test_kill_9_with_writes_in_flight_leaves_every_note_exactly_once(tmp_path):
     # their own decisions, each with its own mark. Every mark must be on Jira exactly once.
     marks = Counter(p["value"]["mark"] for cs in jira.comments.values() for c in cs for p in c["properties"]
                     if p["key"] == "escalator.decision")  # fmt: skip
-    lost = [n for n in accepted if marks[note_mark("jira", f"kill-{n}")] == 0]
+    lost = [n for n in accepted if marks[note_mark("jira", IDS[n])] == 0]
     duplicated = {mark: count for mark, count in marks.items() if count > 1}
     recovered = _recovered(tmp_path)
     print(f"\nkill -9: {len(accepted)} deliveries accepted, {kills} kills survived, {len(marks)} notes, "
