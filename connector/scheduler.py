@@ -87,6 +87,7 @@ class SlaScheduler:
             audit_schedule.tick(self.rt)
         except Exception:  # the database may be briefly unavailable; the next tick tries again
             log.exception("audit checkpoint tick failed; trying again next tick")
+
     def _prune(self) -> None:
         days = self.rt.config.inbox.retention_days
         try:
