@@ -220,7 +220,8 @@ def _from_event(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
     if kind is None:
         raise PayloadError(f"Zendesk event {event_type!r} is not one we normalise")
     detail = as_mapping(payload.get("detail"), "detail")
-    ticket = ticket_from_detail(detail, event_ticket_id(payload))
+    notes: list[str] = []
+    ticket = ticket_from_detail(detail, event_ticket_id(payload), notes)
     change = payload.get("event")
     change = {} if change is None else as_mapping(change, "event")
     actor = id_person(detail.get("actor_id"), "detail.actor_id")
@@ -234,15 +235,16 @@ def _from_event(payload: Mapping[str, Any], delivery: Delivery) -> TicketEvent:
         actor=actor,
         changes=_event_changes(event_type, change, ticket),
         comment=comment,
-        occurred_at=parse_datetime(payload.get("time"), "time"),
+        occurred_at=_skipped(notes, parse_datetime, payload.get("time"), "time"),
         delivery_id=delivery.delivery_id,
+        notes=tuple(notes),
     )
 
 
-def ticket_from_detail(detail: Mapping[str, Any], ident: str) -> Ticket:
+def ticket_from_detail(detail: Mapping[str, Any], ident: str, notes: list[str] | None = None) -> Ticket:
     """A ticket snapshot from an event's `detail` (ids as strings, names in upper case)."""
     # The envelope names the account by number, not by URL: no agent link.
-    return _snapshot(detail, "detail", ticket_ref(ident, None))
+    return _snapshot(detail, "detail", ticket_ref(ident, None), notes=notes)
 
 
 def _event_changes(event_type: str, change: Mapping[str, Any], ticket: Ticket) -> tuple[Change, ...]:
@@ -306,10 +308,16 @@ def normalise_ticket(ticket: Mapping[str, Any]) -> Ticket:
 
 
 def _snapshot(
-    source: Mapping[str, Any], where: str, ref: TicketRef, fields: dict[str, Any] | None = None
+    source: Mapping[str, Any],
+    where: str,
+    ref: TicketRef,
+    fields: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> Ticket:
     """The ticket fields an event's `detail` and the REST ticket object share, read alike;
-    `where` names the object in errors ("detail.status", "ticket.status")."""
+    `where` names the object in errors ("detail.status", "ticket.status"). An unreadable
+    `created_at` is left out with a note (`updated_at` is the safe_update token: required)."""
+    notes = notes if notes is not None else []
     requester_id = optional_id(source.get("requester_id"), f"{where}.requester_id")
     updated_raw = source.get("updated_at")
     return Ticket(
@@ -322,7 +330,7 @@ def _snapshot(
         group=optional_id(source.get("group_id"), f"{where}.group_id"),
         requester=Requester(id=requester_id) if requester_id else None,
         fields=fields or {},
-        created_at=parse_datetime(source.get("created_at"), f"{where}.created_at"),
+        created_at=_skipped(notes, parse_datetime, source.get("created_at"), f"{where}.created_at"),
         updated_at=parse_datetime(updated_raw, f"{where}.updated_at"),
         version=version(updated_raw),
     )

@@ -309,7 +309,6 @@ def test_normalising_an_ignored_event_is_refused():
             "'detail.status'",
         ),
         ("ticket.created__subscription", lambda p: p["detail"].__setitem__("tags", "a,b"), None),
-        ("ticket.created__subscription", lambda p: p.__setitem__("time", 1695111243), "'time'"),
         (
             "ticket.comment_added__subscription_asks_for_manager",
             lambda p: p["event"].pop("comment"),
@@ -464,3 +463,19 @@ def test_trigger_an_unreadable_optional_value_is_skipped_with_a_note(mutate, ski
     (note,) = event.notes
     assert note.startswith("skipped: ") and skipped in note
     assert "1" not in event.ticket.fields  # the unreadable field is left out: the policy reads its default
+
+
+@pytest.mark.parametrize(
+    ("mutate", "skipped"),
+    [
+        (lambda p: p.__setitem__("time", 1695111243), "'time'"),
+        (lambda p: p["detail"].__setitem__("created_at", "yesterday"), "'detail.created_at'"),
+    ],
+)
+def test_event_an_unreadable_optional_value_is_skipped_with_a_note(mutate, skipped):
+    payload = load_fixture("zendesk", "ticket.created__subscription")
+    delivery = provider.identify(HEADERS, payload)
+    mutate(payload)
+    event = provider.normalise(payload, delivery)
+    (note,) = event.notes
+    assert note.startswith("skipped: ") and skipped in note
