@@ -8,7 +8,20 @@ import responses
 
 from connector.config import Config
 from tests.conformance.drivers import DRIVERS, Driver
-from tests.support.harness import FakeClock, start
+from tests.support.harness import Escalator, FakeClock, start
+
+
+def start_all_platforms(database: str) -> Escalator:
+    """Escalator on `database` with every platform configured as the drivers expect."""
+    config = Config.model_validate(
+        {
+            "database": database,
+            "dry_run": False,
+            "worker": {"backoff_initial_seconds": 2, "backoff_max_seconds": 60},
+            "platforms": {name: dict(driver.settings) for name, driver in DRIVERS.items()},
+        }
+    )
+    return start(config, FakeClock())
 
 
 @pytest.fixture(params=sorted(DRIVERS))
@@ -18,15 +31,7 @@ def platform(request) -> str:
 
 @pytest.fixture
 def esc(sqlite_url):
-    config = Config.model_validate(
-        {
-            "database": sqlite_url,
-            "dry_run": False,
-            "worker": {"backoff_initial_seconds": 2, "backoff_max_seconds": 60},
-            "platforms": {name: dict(driver.settings) for name, driver in DRIVERS.items()},
-        }
-    )
-    escalator = start(config, FakeClock())
+    escalator = start_all_platforms(sqlite_url)
     yield escalator
     escalator.rt.close()
 
