@@ -144,6 +144,12 @@ class InboxConfig(_Strict):
         30.0, gt=0, description="finished deliveries (and their bodies, which `escalator replay` reads) are "
         "kept this long",
     )  # fmt: skip
+    max_delivery_delay_hours: float = Field(
+        24.0, gt=0,
+        description="an event that says it happened longer than this before it arrived (a replayed or "
+        "backfilled change, a recorded payload) is counted from its arrival: SLA clocks of a ticket first "
+        "seen that way start when Escalator saw it, not years ago",
+    )  # fmt: skip
 
 
 Platforms = create_model(  # type: ignore[call-overload]

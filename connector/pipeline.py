@@ -159,6 +159,7 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             )
         except (PayloadError, *READER_FAILURES) as exc:
             return Outcome("failed", detail=f"payload could not be read: {type(exc).__name__}: {exc}")
+        event = _counted_from_arrival(event, item.received_at, rt.config.inbox.max_delivery_delay_hours)
 
     client = installation.client()
     own = client.own_account_id
@@ -202,6 +203,21 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             )
     return _retrying(rt, item, None, f"the ticket kept changing ({MAX_CONFLICT_REREADS + 1} conflicts)",
                      result.outcome)  # fmt: skip
+
+
+def _counted_from_arrival(event: TicketEvent, received_at: datetime | None, max_hours: float) -> TicketEvent:
+    """A webhook arrives seconds after its change, or hours when the platform retried. One that says
+    it happened far longer ago (a backfill, a recorded payload sent by hand) is counted from its
+    arrival, with a note: otherwise a ticket first seen that way would start its SLA clocks in the
+    past and breach at once."""
+    said = event.occurred_at
+    if said is None or received_at is None or said >= received_at - timedelta(hours=max_hours):
+        return event
+    note = (
+        f"the event says it happened at {said.isoformat()}, more than {max_hours:g} h before it arrived "
+        f"({received_at.isoformat()}): counted from its arrival"
+    )
+    return dataclasses.replace(event, occurred_at=received_at, notes=(*event.notes, note))
 
 
 def _complete_ticket(rt: Runtime, item: InboxItem, client, event: TicketEvent,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ import responses
 from jsonschema import Draft202012Validator
 from prometheus_client import generate_latest
 
+from connector.store import timers
 from tests.support.fixtures import FIXTURES, fixture_bytes, load_fixture
 from tests.support.harness import JIRA_URL, body_of, jira_config, sign
 
@@ -573,3 +575,22 @@ def test_events_of_a_platform_removed_from_the_config_fail_instead_of_waiting(db
     record = without_jira.audit()[-1]
     assert record["outcome"] == "failed" and "no longer configured" in record["detail"]
     assert len(jira.calls) == 0
+
+
+def test_an_event_years_older_than_its_arrival_counts_from_its_arrival(esc, jira):
+    """The recorded payload says 2019; sent by hand today (the README's "Try it"), or backfilled, its
+    ticket's SLA clocks start when Escalator saw it: nothing is overdue at once."""
+    ok(jira)
+    esc.deliver("issue_created__outage", delivery_id="d-old")
+    esc.work()
+
+    (record,) = esc.audit()
+    arrived = esc.clock()
+    assert record["outcome"] == "applied"
+    (note,) = record["reader_notes"]
+    assert note.startswith("the event says it happened at 2019-") and "counted from its arrival" in note
+    issue_id = load_fixture("jira", "issue_created__outage")["issue"]["id"]
+    with esc.rt.engine.connect() as conn:
+        due = timers.armed(conn, "jira", issue_id)
+    assert due and min(due.values()) > arrived  # every timer ahead of now
+    assert timers.fire_due(esc.rt.engine, now=arrived, limit=100, late_after=timedelta(seconds=30)) == []
