@@ -69,7 +69,8 @@ def render(settings: SlackSettings, message: Message, thread: str | None) -> dic
         blocks.append(ContextBlock(elements=facts))
     args = {
         "channel": settings.channel,
-        "text": f"{message.headline} — {message.text}"[:3000],
+        # The fallback text notifies too: escaped like the blocks, or a quoted "<!channel>" pings everyone.
+        "text": _escape(f"{message.headline} — {message.text}")[:3000],
         "blocks": [b.to_dict() for b in blocks],
         "unfurl_links": False,
     }

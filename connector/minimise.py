@@ -21,7 +21,8 @@ _EMAIL = re.compile(r"[\w.+%-]+@(?:[\w-]+\.)+[\w-]{2,}", re.UNICODE)
 # An international number (+ and 7 to 15 digits, separators allowed), or a local one written with
 # separators ((030) 1234-5678): ids and counts in messages are bare digits and stay.
 _PHONE = re.compile(r"(?<![\w+])(?:\+\d[\d ()./-]{6,20}\d|\(\d{2,5}\)[ ]?\d[\d ./-]{4,14}\d)(?!\w)")
-_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
+# Not inside a longer dotted number (a version 1.2.3.4.5); a full stop after it ends a sentence.
+_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d|\.\d)")
 
 
 def mask_personal_data(text: str | None) -> str | None:

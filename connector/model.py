@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -336,8 +336,36 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """The last public comment on a ticket, remembered with its SLA clocks (policies.sla): a
+    handover's note and the P1 hourly update quote it. `excerpt` has e-mails, phones and IP addresses
+    masked and is cut to a few lines."""
+
+    at: datetime
+    by_requester: bool
+    author: str  # the platform's display name
+    excerpt: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.astimezone(UTC).isoformat(),
+            "by_requester": self.by_requester,
+            "author": self.author,
+            "excerpt": self.excerpt,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Reply | None:
+        if not data:
+            return None
+        return cls(datetime.fromisoformat(data["at"]).astimezone(UTC), bool(data.get("by_requester")),
+                   data.get("author", ""), data.get("excerpt", ""))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class TicketState:
     """What Escalator remembers about a ticket between events (input to the policy)."""
 
     tier: str | None = None  # the tier Escalator last put the ticket in
     priority_pinned: bool = False  # a person set the priority; raise_only leaves it alone
+    last_reply: Reply | None = None  # the last public comment before this event (SLA state keeps it)

@@ -26,7 +26,13 @@ from connector.model import (
 
 from .policy import NEXT_TIER, Escalate, Level, NoteTemplate, NotifyTemplate, Policy
 from .templates import RENDER_ERRORS, pick_language, render_note
-from .variables import comment_variables, event_variables, sla_variables, ticket_variables
+from .variables import (
+    comment_variables,
+    event_variables,
+    last_reply_variables,
+    sla_variables,
+    ticket_variables,
+)
 
 _PERSON_SET = "priority set by a person; raise_only keeps it"
 
@@ -42,6 +48,7 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         "event": event_variables(event),
         "comment": comment_variables(event),
         "sla": sla_variables(event.sla, _timezone(policy, event)),
+        "last_reply": last_reply_variables(event, state.last_reply),
     }
     context = cel.Context(variables)  # converted to CEL values once, shared by every condition
     reasons: list[str] = []

@@ -29,13 +29,13 @@ from typing import Any
 
 import cel
 
-from connector.model import EventKind, Priority, Status, TicketEvent
+from connector.model import EventKind, Priority, Reply, Status, TicketEvent
 
 from .calendars import Pause, due_at, utc
 from .policy import METRICS, START_CREATED, Policy, SlaPolicy
-from .variables import ticket_variables
+from .variables import excerpt, ticket_variables
 
-__all__ = ["METRICS", "Clock", "SlaState", "Timer", "advance", "current_timer", "timers"]
+__all__ = ["METRICS", "Clock", "Reply", "SlaState", "Timer", "advance", "current_timer", "excerpt", "timers"]
 
 _FINAL = (Status.RESOLVED, Status.CLOSED)
 BREACH = 100
@@ -91,30 +91,6 @@ class Clock:
             breached=bool(data.get("breached", False)),
             warned=frozenset(int(p) for p in data.get("warned", ())),
         )
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The last public comment on a ticket, for the summary a follow-the-sun handover writes."""
-
-    at: datetime
-    by_requester: bool
-    author: str  # the platform's display name
-    excerpt: str  # the first EXCERPT characters of its text
-
-    def to_json(self) -> dict[str, Any]:
-        return {"at": _iso(self.at), "by_requester": self.by_requester, "author": self.author,
-                "excerpt": self.excerpt}  # fmt: skip
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> Reply | None:
-        if not data:
-            return None
-        return cls(_at(data["at"]), bool(data.get("by_requester")), data.get("author", ""),
-                   data.get("excerpt", ""))  # fmt: skip
-
-
-EXCERPT = 160
 
 
 @dataclass(frozen=True)
@@ -230,9 +206,7 @@ def advance(
     comment = event.comment
     last_reply = state.last_reply
     if comment is not None and comment.public:
-        text = " ".join(comment.text.split())
-        excerpt = text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
-        last_reply = Reply(at, comment.by_requester, comment.author.name, excerpt)
+        last_reply = Reply(at, comment.by_requester, comment.author.name, excerpt(comment.text))
     if comment is not None and resolved_at is None:
         if comment.public and not comment.by_requester:
             for metric in ("first_response", "next_response"):

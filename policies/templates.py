@@ -16,7 +16,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .conditions import first_line
 from .durations import parse_duration
 
-NOTE_ROOTS = ("comment", "decision", "event", "policy", "rule", "sla", "ticket")
+NOTE_ROOTS = ("comment", "decision", "event", "last_reply", "policy", "rule", "sla", "ticket")
 
 # Notes are plain text for the platform's note field (escaping is the adapter's job). Immutable: a template
 # cannot change the data the next note or rule sees.

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.model import SlaSignal, TicketEvent
+from connector.minimise import mask_personal_data
+from connector.model import Reply, SlaSignal, TicketEvent
 
 from .durations import format_duration
 
@@ -55,9 +56,14 @@ _SLA = {
     "calendar": STRING,
 }
 
+# The ticket's latest public comment (the event's own, else the last one remembered): no name, no
+# address; zero values when it has none. Texts of messages to chat and mail quote it.
+_LAST_REPLY = {"text": STRING, "by": STRING, "at": STRING}
+REPLY_EXCERPT = 160  # characters of a reply kept and quoted
+
 # Roots by where a condition sits: `decision` is the output of impact/urgency, so those cannot read it.
 ROOTS_FOR_LEVELS = ("ticket", "event", "comment")
-ROOTS_FOR_RULES = ("ticket", "event", "comment", "decision", "sla")
+ROOTS_FOR_RULES = ("ticket", "event", "comment", "decision", "sla", "last_reply")
 # SLA clock conditions (pick_calendar, pause_when) read the ticket only: they describe its state.
 ROOTS_FOR_CLOCKS = ("ticket",)
 # Why a root that exists elsewhere cannot be used in a place (shown in the load error).
@@ -66,6 +72,7 @@ UNAVAILABLE = {
     "sla": "it describes SLA time events (use it in rules)",
     "event": "SLA clocks follow the ticket's state, not one event",
     "comment": "SLA clocks follow the ticket's state, not one event",
+    "last_reply": "it is what people said, not what the ticket is (use it in rules)",
 }
 
 
@@ -86,7 +93,8 @@ class FieldDef:
 def variable_schema(fields: Sequence[FieldDef]) -> dict[str, Any]:
     """Every variable path conditions may use: nested dicts are objects, strings are leaf types."""
     ticket = {**_TICKET, "fields": {f.name: f.type for f in fields}}
-    return {"ticket": ticket, "event": _EVENT, "comment": _COMMENT, "decision": _DECISION, "sla": _SLA}
+    return {"ticket": ticket, "event": _EVENT, "comment": _COMMENT, "decision": _DECISION, "sla": _SLA,
+            "last_reply": _LAST_REPLY}  # fmt: skip
 
 
 def clock_schema(fields: Sequence[FieldDef]) -> dict[str, Any]:
@@ -156,6 +164,34 @@ def sla_variables(signal: SlaSignal | None, timezone: str = "UTC") -> dict[str, 
         "late": signal.late,
         "calendar": signal.calendar,
     }
+
+
+def excerpt(text: str) -> str:
+    """A reply as others may read it: one line, e-mails, phones and IP addresses masked (before the
+    cut, so a cut never leaves half an address), at most REPLY_EXCERPT characters."""
+    line = mask_personal_data(" ".join(text.split())) or ""
+    return line if len(line) <= REPLY_EXCERPT else line[: REPLY_EXCERPT - 1] + "…"
+
+
+def last_reply_variables(event: TicketEvent, remembered: Reply | None) -> dict[str, Any]:
+    """`last_reply`: the event's public comment, else the last one remembered (`TicketState.last_reply`).
+
+    The text is masked again and, when it was cut, loses its last partial word: an excerpt stored
+    before masking at capture may end in half an address the masks cannot recognise."""
+    comment = event.comment
+    if comment is not None and comment.public:
+        at = event.occurred_at
+        text, by_requester = excerpt(comment.text), comment.by_requester
+    elif remembered is not None:
+        at, text, by_requester = remembered.at, remembered.excerpt, remembered.by_requester
+    else:
+        return {"text": "", "by": "", "at": ""}
+    text = mask_personal_data(" ".join(text.split())) or ""
+    if text.endswith("…"):
+        text = text[:-1].rsplit(" ", 1)[0].rstrip(" ,;:") + " …"
+    if len(text) > REPLY_EXCERPT:
+        text = text[: REPLY_EXCERPT - 1] + "…"
+    return {"text": text, "by": "requester" if by_requester else "agent", "at": _iso(at) if at else ""}
 
 
 def _iso(at: datetime) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
 
 from connector.codec import ticket_from_json, ticket_to_json
-from connector.model import Ticket, TicketState
+from connector.model import Reply, Ticket, TicketState
 from connector.store.tables import tickets
 
 
@@ -48,7 +48,11 @@ def load(conn: Connection, platform: str, ticket_id: str) -> StoredTicket:
     if row is None:
         return StoredTicket(TicketState(), None)
     return StoredTicket(
-        TicketState(tier=row.tier, priority_pinned=bool(row.priority_pinned)),
+        TicketState(
+            tier=row.tier,
+            priority_pinned=bool(row.priority_pinned),
+            last_reply=Reply.from_json((row.sla or {}).get("last_reply")),
+        ),
         row.requester_id,
         ticket_from_json(row.snapshot) if row.snapshot else None,
         row.sla or None,

@@ -52,6 +52,7 @@ def test_slack_notice_then_two_hourly_updates_reply_in_one_thread(sqlite_url, sl
     assert update_1["thread_ts"] == thread and update_2["thread_ts"] == thread
     assert update_1["text"].startswith("SHOP-1: Checkout is down for all our stores — Update on P1 SHOP-1")
     assert "Next update due Nov 2, 2026, 11:00:00\u202fAM UTC" in update_1["blocks"][1]["text"]["text"]
+    assert "for 1h. No public reply yet. Next update" in update_1["blocks"][1]["text"]["text"]  # the fallback
     assert "Next update due Nov 2, 2026, 12:00:00\u202fPM UTC" in update_2["blocks"][1]["text"]["text"]
 
     sends = [r for r in esc.audit() if r["trigger"]["kind"] == "notification" and r["platform"] == "jira"]
@@ -171,3 +172,15 @@ def test_email_over_implicit_tls_with_login(tmp_path):
         assert receipt.status == 250 and server.mails[0]["Subject"] == "SHOP-1: t"
     finally:
         server.stop()
+
+
+def test_a_quoted_reply_cannot_ping_a_slack_channel():
+    # Texts quote what customers wrote; Slack reads <!channel> in the notification text as well as in blocks.
+    from channels.message import Message
+    from channels.slack import SlackSettings, render
+
+    settings = SlackSettings(type="slack", channel="#support-oncall")
+    message = Message("m1", "jira", "1", "SHOP-1", "Down", "Latest reply: “<!channel> fix it & <@U123>”")
+    args = render(settings, message, None)
+    assert "<!channel>" not in args["text"] and "&lt;!channel&gt; fix it &amp; &lt;@U123&gt;" in args["text"]
+    assert "<!channel>" not in args["blocks"][1]["text"]["text"]

@@ -14,17 +14,31 @@ JIRA = JiraDriver.settings["url"]
 
 def agent_reply(story: Story) -> dict:
     """A public reply by an agent (JSM jsdPublic), which stops the first-response clock."""
-    delivery = story.driver.commented(story.spec, "We are looking into it.", story.esc.clock())
+    return public_comment(story, "We are looking into it.", author="agent-7")
+
+
+def public_comment(story: Story, text: str, *, author: str | None = None) -> dict:
+    """A public comment (JSM jsdPublic) by `author`, or by the requester when None."""
+    delivery = story.driver.commented(story.spec, text, story.esc.clock())
     now = story.esc.clock()
     payload = json.loads(delivery.body)
     payload["timestamp"] = int(now.timestamp() * 1000)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
     payload["comment"].update(created=stamp, updated=stamp, jsdPublic=True)
-    payload["comment"]["author"]["accountId"] = "agent-7"
+    if author is not None:
+        payload["comment"]["author"]["accountId"] = author
     body = json.dumps(payload).encode()
     return story.esc.http.post(
         "/webhooks/jira", data=body, headers={**delivery.headers, **story.driver.sign(body, now)}
     )
+
+
+# The requester's reply quotes personal data and runs long: the hourly update may quote it only
+# masked and cut (the excerpt is bounded; e-mails, phones and IP addresses never reach a channel).
+REQUESTER_REPLY = (
+    "Still down for all our stores. Call me on +49 30 1234 5678 or write to jane.doe@shop.example; "
+    "our gateway 10.20.30.40 logs timeouts since nine. " + "Every minute costs us orders. " * 8
+)
 
 
 def resolve(story: Story) -> None:
@@ -44,8 +58,27 @@ def test_p1_notice_two_updates_resolution_and_report(sqlite_url, slack, smtp, ap
     story.wait(10)
     assert agent_reply(story).status_code == 202  # 09:10: first response (target 15m)
     esc.work()
-    story.wait(120)  # 10:10 and 11:10: no public reply for an hour → update 1, update 2
+    story.wait(80)  # 10:10: no public reply for an hour → update 1
+    assert public_comment(story, REQUESTER_REPLY).status_code == 202  # 10:30: the requester answers
+    esc.work()
+    story.wait(40)  # 11:10: still no reply from the team → update 2
     story.wait(5)
+
+    # Each update quotes the latest public reply: the team's at 09:10, then the requester's, masked.
+    update_1, update_2 = [p["blocks"][1]["text"]["text"] for p in slack.posts[1:3]]
+    team = "Latest public reply (team, Nov 2, 2026, 9:10:00\u202fAM UTC): “We are looking into it.”"
+    assert team in update_1
+    quoted = update_2.split("Latest public reply (requester, Nov 2, 2026, 10:30:00\u202fAM UTC): “")[1]
+    quoted = quoted.split("”")[0]
+    assert quoted.startswith(
+        "Still down for all our stores. Call me on &lt;phone&gt; or write to &lt;e-mail&gt;; "
+        "our gateway &lt;ip-address&gt; logs timeouts since nine."
+    )
+    assert quoted.endswith(" …") and len(quoted.replace("&lt;", "<").replace("&gt;", ">")) <= 160
+    mails = [m.get_payload()[0].get_content() for m in smtp.mails[1:3]]
+    assert "Latest public reply (requester, Nov 2, 2026, 10:30:00\u202fAM UTC): “Still down" in mails[1]
+    for text in (update_2, *mails):
+        assert "jane.doe" not in text and "1234" not in text and "10.20.30" not in text
     api.calls.reset()
     resolve(story)  # 11:15
     (decision,) = [r for r in esc.audit() if "p1-resolved-report" in r["rules"]]

@@ -120,7 +120,7 @@ def test_unknown_root_variable(tmp_path: Path) -> None:
     p = only(tmp_path, text)
     assert (p.line, p.message) == (
         line(text, "tickets"),
-        "rule 'r': unknown variable 'tickets' (known: comment, decision, event, sla, ticket)",
+        "rule 'r': unknown variable 'tickets' (known: comment, decision, event, last_reply, sla, ticket)",
     )
 
 
@@ -310,7 +310,7 @@ def test_note_template_unknown_variable(tmp_path: Path) -> None:
     p = only(tmp_path, policy_source(rule(then='[{note: "hi {{ customer }}"}]')))
     assert p.message == (
         "rule 'r': note template uses unknown variable 'customer' "
-        "(known: comment, decision, event, policy, rule, sla, ticket)"
+        "(known: comment, decision, event, last_reply, policy, rule, sla, ticket)"
     )
 
 

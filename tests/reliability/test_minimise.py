@@ -36,6 +36,8 @@ REAL_ERRORS = {
         ),
         ("call +49 30 1234 5678 or (030) 1234-5678", "call <phone> or <phone>"),
         ("from 203.0.113.42 on ticket 12345678", "from <ip-address> on ticket 12345678"),
+        ("the gateway is 203.0.113.42.", "the gateway is <ip-address>."),  # a sentence's full stop
+        ("version 1.2.3.4.5 of the app", None),
         ("Jira answered 400 to PUT https://acme.atlassian.net/rest/api/2/issue/OPS-12", None),
         ("", None),
         (None, None),
