@@ -43,10 +43,13 @@ def add_commands(sub) -> None:
 def _runtime(args, process: str):
     """Config, logging, database and policy for a long-running command."""
     from connector.runtime import build_runtime
+    from connector.store import policy_texts
 
     config = load(args)
     setup_logging(config.log_format, process)
-    return build_runtime(config)
+    rt = build_runtime(config)
+    policy_texts.keep(rt.engine, rt.policy.current, rt.clock())  # the console's diff shows what ran
+    return rt
 
 
 def _serve(args) -> int:
@@ -167,6 +170,9 @@ def _reload_policy(rt, worker=None) -> bool:
         )
         return False
     log.info("policy reloaded: %s", after.summary(), extra={"fields": {"policy_sha256": after.sha256}})
+    from connector.store import policy_texts
+
+    policy_texts.keep(rt.engine, after, rt.clock())
     return after.sha256 != before.sha256
 
 

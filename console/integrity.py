@@ -4,14 +4,13 @@ the difference between two of them."""
 from __future__ import annotations
 
 import difflib
-import hashlib
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, select, update
 
 from connector import audit
+from connector.store import policy_texts
 from connector.store.db import writing
 from connector.store.tables import audit_head, console_decisions, console_index_state, console_policies
 from policies import Policy
@@ -50,34 +49,8 @@ def run_verify(engine: Engine, now: datetime) -> dict[str, Any]:
 
 
 def remember_policy(engine: Engine, policy: Policy, now: datetime) -> None:
-    """Keep the text of the policy in force, by hash, the first time the console sees it.
-
-    The text is stored only when the file still hashes to what was loaded (it may have been edited
-    since without a reload): a diff must show what ran, not what is on disk."""
-    with engine.connect() as conn:
-        if conn.execute(
-            select(console_policies.c.sha256).where(console_policies.c.sha256 == policy.sha256)
-        ).first():
-            return
-    try:
-        data = Path(policy.path).read_bytes()
-    except OSError:
-        return
-    if hashlib.sha256(data).hexdigest() != policy.sha256:
-        return
-    row = {
-        "sha256": policy.sha256,
-        "name": policy.name,
-        "version": str(policy.version),
-        "path": policy.path,
-        "text": data.decode("utf-8", errors="replace"),
-        "seen_at": now,
-    }
-    with writing(engine) as conn:
-        if not conn.execute(
-            select(console_policies.c.sha256).where(console_policies.c.sha256 == policy.sha256)
-        ).first():
-            conn.execute(insert(console_policies), row)
+    """Keep the text of the policy in force (serve and work keep it at start and on reload too)."""
+    policy_texts.keep(engine, policy, now)
 
 
 def versions(engine: Engine) -> list[dict[str, Any]]:

@@ -123,6 +123,7 @@ def compile_policy(text: str, path: str, sha256: str) -> tuple[Policy | None, li
         name=name,
         version=data["version"],
         sha256=sha256,
+        source=text,
         path=path,
         tiers=b.tiers,
         mode=b.mode,

@@ -161,6 +161,7 @@ class Policy:
     default_language: str = "en"
     languages: tuple[str, ...] = ("en",)  # every language a text is given in (the default first)
     channels: Mapping[str, int] = field(default_factory=dict)  # each channel a rule notifies → its first line
+    source: str = field(default="", repr=False, compare=False)  # the text that was loaded (its hash: sha256)
 
     def channel_problems(self, configured: Collection[str]) -> list[Problem]:
         """The channels this policy notifies that the config does not have (FILE:LINE each)."""

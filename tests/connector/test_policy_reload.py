@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 
 import pytest
+from sqlalchemy import select
 
 from connector.config import EXAMPLE_POLICY
 from connector.runtime import PolicyHolder
+from connector.store.db import make_engine
+from connector.store.tables import console_policies
+from console import integrity
 from policies import PolicyError
 from tests.support.processes import start_escalator, wait_for_line
 
@@ -48,3 +53,17 @@ def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
         proc.terminate()
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+    # Both versions that ran are kept by hash, as they were loaded (not the broken file in between),
+    # so the console diffs them without having been open while they served.
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    first = hashlib.sha256(EXAMPLE_POLICY.read_bytes()).hexdigest()
+    seventh = hashlib.sha256(policy.read_bytes()).hexdigest()
+    with engine.connect() as conn:
+        kept = dict(conn.execute(select(console_policies.c.sha256, console_policies.c.version)).all())
+    assert kept == {first: "1", seventh: "7"}
+    assert [line for line in integrity.diff(engine, first, seventh) if line.startswith(("-v", "+v"))] == [
+        "-version: 1",
+        "+version: 7",
+    ]
+    engine.dispose()
