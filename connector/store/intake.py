@@ -8,6 +8,10 @@ its own leader (no thread hop at all), and under load N deliveries share one com
 
 The leader writes on one DBAPI connection kept for the intake's lifetime: a pool checkout,
 transaction bookkeeping and reset per request cost more than the insert itself.
+
+A commit that stored something rings the workers' doorbell (connector/wakeup.py): on PostgreSQL a
+NOTIFY inside the transaction, on SQLite a datagram after the commit, once the group's senders
+have their answer. Nothing about it can fail or hold up an acknowledgement.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 
 from sqlalchemy import Engine
 
+from connector import wakeup
 from connector.store.db import write_lock
 from connector.store.inbox import store_rows
 
@@ -65,6 +70,7 @@ class Intake:
         self._queue: list[_Pending] = []
         self._leading = False
         self._connection = None  # SQLAlchemy's proxy of the one DBAPI connection the leader writes on
+        self._doorbell = wakeup.doorbell(engine)
 
     def accept(self, row: dict) -> bool:
         """Store a new_row() durably; False when it was stored before. Raises IntakeUnavailable."""
@@ -108,6 +114,8 @@ class Intake:
             for p, stored in zip(batch, results, strict=True):
                 p.stored = stored
                 p.finish()
+            if any(results):
+                self._doorbell.rang()
 
     def _store_each(self, batch: list[_Pending]) -> None:
         for n, p in enumerate(batch):
@@ -116,10 +124,12 @@ class Intake:
             except Exception as exc:
                 if not self._refuses_row(exc):  # the database itself is failing: the rest fail too
                     self._fail(batch[n:], exc)
-                    return
+                    break
                 log.warning("the database refused one webhook delivery: %s", exc)
                 p.error = exc
             p.finish()
+        if any(p.stored for p in batch):
+            self._doorbell.rang()
 
     def _fail(self, batch: list[_Pending], exc: Exception) -> None:
         """Every waiter learns its batch failed; none is left hanging."""
@@ -145,6 +155,8 @@ class Intake:
         with write_lock(self.engine):
             try:
                 results = store_rows(dbapi, self.engine.dialect, [p.row for p in batch])
+                if any(results):
+                    self._doorbell.in_transaction(dbapi)  # PostgreSQL: delivered at the commit
                 dbapi.commit()
             except BaseException:
                 dbapi.rollback()
@@ -161,6 +173,7 @@ class Intake:
             self._connection = None
 
     def close(self) -> None:
+        self._doorbell.close()
         with self._lock:
             if self._connection is not None:
                 self._connection.close()

@@ -1,0 +1,170 @@
+"""A delivery stored by one process reaches a worker waiting in another at once, without its poll:
+NOTIFY on PostgreSQL, a datagram beside the SQLite file. A lost signal still ends at the poll, and a
+signal nobody hears never troubles the webhook's acknowledgement."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+
+from connector import wakeup
+from connector.app import create_app
+from connector.config import Config
+from connector.runtime import build_runtime
+from connector.store.tables import inbox as inbox_table
+from connector.worker import WorkerPool
+from tests.support.fixtures import fixture_bytes
+from tests.support.harness import SECRET, sign
+
+LONG_POLL = 30.0  # far beyond every bound below: only a wake-up can explain a prompt claim
+
+
+def _config(db_url: str, poll: float) -> Config:
+    return Config.model_validate(
+        {
+            "database": db_url,
+            "dry_run": True,
+            "worker": {"poll_seconds": poll, "concurrency": 4},
+            "platforms": {"jira": {"url": "http://127.0.0.1:9", "webhook_secret": SECRET}},
+        }
+    )
+
+
+def _deliver(client, n: int) -> None:
+    payload = json.loads(fixture_bytes("jira", "issue_created__outage"))
+    payload["issue"]["id"], payload["issue"]["key"] = str(50_000 + n), f"WAKE-{n}"
+    body = json.dumps(payload).encode()
+    answer = client.post(
+        "/webhooks/jira",
+        data=body,
+        headers={"X-Hub-Signature": sign(body), "X-Atlassian-Webhook-Identifier": f"wake-{uuid.uuid4()}"},
+    )
+    assert answer.status_code == 202, answer.data
+
+
+def _seconds_until_done(engine, n: int, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with engine.connect() as conn:
+            done = conn.execute(select(inbox_table.c.status).where(inbox_table.c.status == "done")).all()
+        if len(done) >= n:
+            return time.monotonic() - started
+        time.sleep(0.01)
+    raise AssertionError(f"only {len(done)} of {n} deliveries were handled within {timeout:.0f}s")
+
+
+@pytest.fixture
+def two_processes(db_url):
+    """The web side and the worker side as two runtimes with their own engines (and, on SQLite,
+    their own connections and writer locks), as serve and its worker process have."""
+    web = build_runtime(_config(db_url, LONG_POLL))
+    work = build_runtime(_config(db_url, LONG_POLL))
+    yield web, work
+    web.close()
+    work.close()
+
+
+def test_a_delivery_stored_elsewhere_wakes_a_worker_waiting_on_a_long_poll(two_processes):
+    web, work = two_processes
+    pool = WorkerPool(work)
+    pool.start()
+    try:
+        assert pool._listener is not None and pool._listener.ready.wait(10)
+        time.sleep(0.2)  # the pool's first look (at start) has found nothing and it now waits
+        client = create_app(web).test_client()
+        for n in range(3):  # one after the other: each must wake the pool again
+            _deliver(client, n)
+            assert _seconds_until_done(work.engine, n + 1, timeout=LONG_POLL / 3) < 2.0
+    finally:
+        assert pool.close(5)
+
+
+def test_a_lost_signal_is_caught_by_the_poll(db_url):
+    web = build_runtime(_config(db_url, LONG_POLL))
+    work = build_runtime(_config(db_url, 0.5))
+    pool = WorkerPool(work, listen=False)  # deaf: as if every signal were lost
+    pool.start()
+    try:
+        time.sleep(0.2)
+        _deliver(create_app(web).test_client(), 1)
+        waited = _seconds_until_done(work.engine, 1, timeout=10)
+        assert waited < 3.0  # the 0.5 s poll, on a shared machine
+    finally:
+        pool.close(5)
+        web.close()
+        work.close()
+
+
+def test_a_worker_whose_listen_connection_was_cut_listens_again(postgres_url):
+    web = build_runtime(_config(postgres_url, LONG_POLL))
+    work = build_runtime(_config(postgres_url, LONG_POLL))
+    pool = WorkerPool(work)
+    pool.start()
+    try:
+        listener = pool._listener
+        assert listener is not None and listener.ready.wait(10)
+        with web.engine.connect() as conn:  # what a database restart or a proxy's idle cut does
+            cut = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+                )
+            ).all()
+        assert cut == [(True,)]
+        deadline = time.monotonic() + 10
+        while not (listener.ready.is_set() and listener._conn is not None) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        _deliver(create_app(web).test_client(), 7)
+        assert _seconds_until_done(work.engine, 1, timeout=10) < 2.0
+    finally:
+        pool.close(5)
+        web.close()
+        work.close()
+
+
+def test_a_doorbell_nobody_hears_neither_fails_nor_slows_the_acknowledgement(sqlite_url, tmp_path):
+    rt = build_runtime(_config(sqlite_url, LONG_POLL))
+    folder = wakeup.socket_folder(rt.engine)
+    folder.mkdir()
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dead.bind(str(folder / "999999.0.sock"))
+    dead.close()  # its file stays: a worker killed without cleaning up
+    try:
+        client = create_app(rt).test_client()
+        started = time.perf_counter()
+        for n in range(20):
+            _deliver(client, n)
+        assert (time.perf_counter() - started) / 20 < 0.05
+        with rt.engine.connect() as conn:
+            assert conn.execute(select(inbox_table.c.id)).all().__len__() == 20
+    finally:
+        rt.close()
+
+
+def test_a_long_database_path_still_gets_a_socket(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    rt = build_runtime(_config(f"sqlite:///{deep / 'escalator.db'}", LONG_POLL))
+    woken = []
+    listener = wakeup.listener(rt.engine, lambda: woken.append(time.monotonic()))
+    try:
+        assert listener is not None and listener.ready.wait(5)
+        assert len(str(wakeup.socket_folder(rt.engine))) > 107
+        before = len(woken)
+        bell = wakeup.doorbell(rt.engine)
+        bell.rang()
+        bell.close()
+        deadline = time.monotonic() + 5
+        while len(woken) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(woken) > before
+    finally:
+        if listener is not None:
+            listener.stop()
+        rt.close()
