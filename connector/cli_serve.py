@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import subprocess
 import sys
 
 from connector.cli_common import command, config_arg, load
@@ -74,7 +75,11 @@ def _serve(args) -> int:
     finally:
         if worker is not None:
             worker.terminate()
-            worker.wait(15)
+            try:
+                worker.wait(config.worker.shutdown_seconds + 10)
+            except subprocess.TimeoutExpired:
+                worker.kill()  # never leave it behind
+                worker.wait(5)
     return 0
 
 
@@ -186,7 +191,6 @@ def _exit_on_sigterm(_signum, _frame) -> None:
 
 def _spawn_worker(args):
     import os
-    import subprocess
 
     command = [sys.executable, "-m", "connector", "work", "--parent-pid", str(os.getpid())]
     if args.config:
@@ -212,7 +216,7 @@ def _work(args) -> int:
         # Only matters when the cores are busy; then webhook acknowledgements (which platforms
         # time out and retry) go before decisions, which the durable inbox lets wait.
         os.nice(rt.config.worker.nice)
-    pool = WorkerPool(rt, threads=max(1, rt.config.worker.threads), parent_pid=parent)
+    pool = WorkerPool(rt, parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: pool.request_stop())
     # A new policy may move SLA targets: the timers already armed are re-armed in the background.
     retargeter = Retargeter(rt)
@@ -240,11 +244,31 @@ def _work(args) -> int:
     sender = OutboxSender(rt)  # notifications: their own loop, so a dead channel never holds up a ticket
     sender.start()
     try:
-        pool.wait()
+        pool.wait()  # returns within worker.shutdown_seconds of the stop
     finally:
-        sender.stop()
+        # The clock's and the sender's threads get a second each: a reconcile job or a message
+        # still on the wire is done again by the next worker, and must not keep this one alive.
         scheduler.stop()
+        sender.stop(timeout=1.0)
+    _exit_now_if_stuck()
     return 0
+
+
+def _exit_now_if_stuck() -> None:
+    """Python joins every non-daemon thread (a thread pool's, APScheduler's) before it exits: one
+    stuck in a request would keep an orphaned worker alive. Past the bounded stop, exit at once."""
+    import os
+    import threading
+
+    stuck = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon
+             and t is not threading.main_thread()]  # fmt: skip
+    if stuck:
+        log = logging.getLogger("escalator")
+        log.warning("exiting with threads still running: %s", ", ".join(sorted(stuck)))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _freeze_heap() -> None:

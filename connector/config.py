@@ -48,9 +48,26 @@ class ServerConfig(_Strict):
 
 class WorkerConfig(_Strict):
     threads: int = Field(
-        2, ge=0, le=64, description="0: this process only accepts webhooks (run `escalator work` elsewhere)"
-    )
-    poll_seconds: float = Field(0.25, gt=0, description="how often an idle worker looks for due events")
+        2, ge=0, le=64,
+        description="deliveries whose CPU part (reading, judging, planning, the audit record) runs at once; "
+        "a delivery waiting for its platform gives its turn away. "
+        "0: this process only accepts webhooks (run `escalator work` elsewhere)",
+    )  # fmt: skip
+    concurrency: int = Field(
+        64, ge=1, le=256,
+        description="deliveries handled at once by one worker process, each waiting for its platform in "
+        "its own thread: the platform requests in flight (one at a time per ticket, in order)",
+    )  # fmt: skip
+    poll_seconds: float = Field(
+        1.0, gt=0,
+        description="how often an idle worker looks for due events even when not woken: the safety net "
+        "for a lost wake-up signal, and how late a retry may start after its backoff",
+    )  # fmt: skip
+    shutdown_seconds: float = Field(
+        5.0, gt=0, le=300,
+        description="on stop, deliveries in flight get this long to finish; then the process exits and "
+        "what was cut off is taken again after its lease (a note in flight is looked for first)",
+    )  # fmt: skip
     batch: int = Field(20, ge=1, le=1000)
     lease_seconds: float = Field(300.0, gt=0, description="after this a dead worker's event is taken again")
     backoff_initial_seconds: float = Field(2.0, gt=0)

@@ -121,13 +121,15 @@ class OutboxSender:
         self._thread = threading.Thread(target=self._loop, name="escalator-outbox", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop within `timeout` seconds: a message still being sent then is sent again by the next
+        worker (its lease runs out), never waited for without end."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(30)
+            self._thread.join(timeout)
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()

@@ -68,6 +68,13 @@ class Installation:
             self._client = self.make_client(self.settings)
         return self._client
 
+    def wrap_client(self, wrap: type) -> None:
+        """Put the proxy class `wrap` around the client, once (the worker's requests give the CPU
+        turn away while they wait)."""
+        client = self.client()
+        if not isinstance(client, wrap):
+            self._client = wrap(client)
+
 
 class PolicyHolder:
     """The live policy. A reload that fails leaves the last good policy serving, and is remembered

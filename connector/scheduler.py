@@ -79,8 +79,10 @@ class SlaScheduler:
         self._scheduler.start()
 
     def stop(self) -> None:
+        """Stop the clock without waiting for a job that is running (a long reconcile): whatever
+        it leaves undone, the next tick or the next worker does."""
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+            self._scheduler.shutdown(wait=False)
 
     def _checkpoint(self) -> None:
         try:

@@ -1,15 +1,30 @@
-"""Background workers: claim due inbox rows and run each through the pipeline."""
+"""Background workers: claim due inbox rows and run each through the pipeline.
+
+A worker process handles many deliveries at once (`worker.concurrency`, each in its own thread,
+most of them waiting for their platform) while only `worker.threads` of them compute at a time
+(connector/cpu.py). One dispatcher claims work as slots free up; a ticket is leased to one
+delivery at a time, its oldest first (connector/store/inbox.py), so however many are in flight,
+each ticket's deliveries are handled one after the other, in order.
+
+It learns of new work at once (connector/wakeup.py: NOTIFY on PostgreSQL, a datagram beside a
+SQLite file, its own SLA tick) and polls every `worker.poll_seconds` in case a signal was lost.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
+from typing import Any
 
+from connector import cpu, wakeup
 from connector.pipeline import process
 from connector.runtime import Runtime
 from connector.store import inbox
+from connector.store.inbox import InboxItem
 
 log = logging.getLogger("escalator.worker")
 
@@ -51,51 +66,160 @@ def drain(rt: Runtime, *, max_rounds: int = 1000) -> int:
 
 
 class WorkerPool:
-    """N threads that each claim and process, polling every worker.poll_seconds when idle.
+    """One dispatcher that claims due deliveries while slots are free, `concurrency` threads that
+    handle them, and a listener that wakes the dispatcher when new work is stored anywhere.
 
-    Webhooks arrive in another process (serve), so polling is the signal; it is one indexed
-    read, and the poll interval bounds how long a new event waits.
+    `threads`: the deliveries that may compute at once (connector/cpu.py); `concurrency`: how many
+    are handled at once, most of them waiting for their platform. `listen=False` leaves the pool
+    to its poll (tests of the safety net).
     """
 
-    def __init__(self, rt: Runtime, *, threads: int | None = None, parent_pid: int | None = None):
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        threads: int | None = None,
+        concurrency: int | None = None,
+        parent_pid: int | None = None,
+        listen: bool = True,
+    ):
+        w = rt.config.worker
         self.rt = rt
-        self.threads = threads if threads is not None else rt.config.worker.threads
+        self.threads = max(1, threads if threads is not None else w.threads)
+        self.concurrency = max(self.threads, concurrency if concurrency is not None else w.concurrency)
         self.parent_pid = parent_pid  # stop when the process that started us is gone
+        self.listen = listen
+        self.turns = cpu.CpuTurns(self.threads)
         self._stop = threading.Event()
-        self._wake = threading.Event()  # new work was queued here (the SLA tick fired timers)
+        self._wake = threading.Event()  # new work may be due: stored, fired, or a slot freed
+        self._work: queue.SimpleQueue[tuple[InboxItem, datetime] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._in_flight = 0
         self._threads: list[threading.Thread] = []
+        self._listener: wakeup.Listener | None = None
+        self.rounds = 0  # claims made (tests: a woken pool claims before its poll would have)
 
     def start(self) -> None:
-        for n in range(self.threads):
-            thread = threading.Thread(target=self._loop, name=f"escalator-worker-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for installation in self.rt.installations.values():
+            installation.wrap_client(_OffCpu)
+        for n in range(self.concurrency):
+            handler = threading.Thread(target=self._handle, name=f"escalator-worker-{n}", daemon=True)
+            handler.start()
+            self._threads.append(handler)
+        dispatcher = threading.Thread(target=self._dispatch, name="escalator-dispatcher", daemon=True)
+        dispatcher.start()
+        self._threads.append(dispatcher)
+        if self.listen:
+            self._listener = wakeup.listener(self.rt.engine, self.wake)
 
     def request_stop(self) -> None:
         self._stop.set()
-        self._wake.set()  # also ends an idle thread's wait at once
+        self._wake.set()  # also ends the dispatcher's wait at once
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll."""
         self._wake.set()
 
-    def wait(self) -> None:
-        """Block until stopped (by request_stop, or because the parent process died)."""
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def wait(self) -> bool:
+        """Block until stopped (by request_stop, or because the parent process died), then stop
+        within `worker.shutdown_seconds`; True when every delivery in flight finished by then."""
         while not self._stop.wait(1.0):
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 log.warning("parent process %s is gone; stopping", self.parent_pid)
                 self.request_stop()
-        for thread in self._threads:
-            thread.join(30)
+        return self.close(self.rt.config.worker.shutdown_seconds)
 
-    def _loop(self) -> None:
-        poll = self.rt.config.worker.poll_seconds
+    def close(self, timeout: float) -> bool:
+        """Stop claiming, let the deliveries in flight finish for at most `timeout` seconds; True
+        when they did. Those still running are left to their daemon threads: their leases run out
+        and they are taken again (a note in flight is looked for on the ticket before it is resent)."""
+        self.request_stop()
+        deadline = time.monotonic() + timeout
+        if self._listener is not None:
+            self._listener.stop(timeout=min(1.0, timeout))
+        for _ in range(self.concurrency):
+            self._work.put(None)  # each handler ends when it reaches one
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = self._in_flight
+        if left:
+            log.warning("stopped with %d deliveries still in flight after %.0fs; they are taken again "
+                        "when their lease runs out", left, timeout)  # fmt: skip
+        return left == 0
+
+    def _dispatch(self) -> None:
+        w = self.rt.config.worker
         while not self._stop.is_set():
+            self._wake.clear()  # a wake-up from here on makes the wait below return at once
+            free = self.concurrency - self._in_flight
+            claimed = wanted = 0
+            if free > 0:
+                wanted = min(free, w.batch)
+                try:
+                    claimed = self._claim(wanted)
+                except Exception:  # the database may be briefly unavailable; never let the thread die
+                    log.exception("claiming work failed; retrying in %.1fs", w.poll_seconds)
+            if claimed and claimed == wanted:
+                continue  # there may be more due, and slots for it
+            self._wake.wait(w.poll_seconds)
+
+    def _claim(self, limit: int) -> int:
+        w = self.rt.config.worker
+        lease = timedelta(seconds=w.lease_seconds)
+        now = self.rt.clock()
+        items = inbox.claim(self.rt.engine, owner=self.rt.owner, now=now, lease=lease, limit=limit)
+        self.rounds += 1
+        taken_until = self.rt.clock() + lease
+        with self._lock:
+            self._in_flight += len(items)
+        for item in items:
+            self._work.put((item, taken_until))
+        return len(items)
+
+    def _handle(self) -> None:
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            item, taken_until = job
             try:
-                handled = run_once(self.rt)
-            except Exception:  # the database may be briefly unavailable; never let the thread die
-                log.exception("worker round failed; retrying in %.1fs", poll)
-                handled = 0
-            if not handled:
-                self._wake.wait(poll)
-                self._wake.clear()
+                if self.rt.clock() >= taken_until:
+                    # Our lease ran out before it got a thread: another worker may hold it now.
+                    # It is claimed again (with the expiry counted), never handled twice at once.
+                    log.warning("lease on %s delivery %s ran out before it was handled",
+                                item.platform, item.delivery_id)  # fmt: skip
+                    continue
+                with self.turns.turn():
+                    process(self.rt, item)
+            except Exception:  # the database failed under it: its lease runs out and it is taken again
+                log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                self._wake.set()  # a slot is free, and the ticket's next delivery may be due
+
+
+class _OffCpu:
+    """A platform client whose network calls give the delivery's CPU turn away while they wait."""
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def send(self, request: Any) -> Any:
+        with cpu.waiting():
+            return self._client.send(request)
+
+    def fetch(self, ref: Any) -> Any:
+        with cpu.waiting():
+            return self._client.fetch(ref)
+
+    def note_landed(self, ref: Any, mark: str) -> bool:
+        with cpu.waiting():
+            return self._client.note_landed(ref, mark)

@@ -27,7 +27,7 @@ from platforms.errors import (
     PlatformError,
     TransientPlatformError,
 )
-from platforms.http import answer_error, body_text, json_object, network_errors
+from platforms.http import answer_error, body_text, json_object, keep_connections, network_errors
 from platforms.jira.normalise import ticket_from_issue
 from platforms.jira.settings import Settings
 
@@ -229,6 +229,7 @@ class JiraClient:
                     options={"check_update": False},
                     timeout=self.settings.timeout,
                 )
+                keep_connections(self._jira._session)
             return self._jira._session
 
 

@@ -33,7 +33,14 @@ from platforms.errors import (
     PlatformError,
     TransientPlatformError,
 )
-from platforms.http import answer_error, body_text, json_object, network_errors, retry_after_header
+from platforms.http import (
+    answer_error,
+    body_text,
+    json_object,
+    keep_connections,
+    network_errors,
+    retry_after_header,
+)
 from platforms.servicenow.normalise import normalise_record
 from platforms.servicenow.settings import Settings
 
@@ -231,6 +238,7 @@ class ServiceNowClient:
                     password=self.settings.password,
                 )
                 self._snow.session.headers["User-Agent"] = "Escalator"
+                keep_connections(self._snow.session)
             return self._snow.session
 
 

@@ -27,7 +27,7 @@ from platforms.errors import (
     PlatformError,
     RejectedByPlatform,
 )
-from platforms.http import answer_error, body_text, json_object, network_errors
+from platforms.http import answer_error, body_text, json_object, keep_connections, network_errors
 from platforms.zendesk.normalise import normalise_ticket
 from platforms.zendesk.settings import Settings
 
@@ -191,7 +191,7 @@ class ZendeskClient:
                     timeout=self.settings.timeout,
                     ratelimit_budget=0,
                 )
-                self._http = session
+                self._http = keep_connections(session)
             return self._http
 
 
