@@ -2,7 +2,8 @@
 
 One thread per ticket: the first mail's Message-ID is derived from the ticket, and every later mail
 about it answers that id with In-Reply-To and References, under the same subject, so mail clients
-show one conversation.
+show one conversation. Every Message-ID is stable for its queued message: a mail sent again after a
+crash carries the id of the first copy.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import html
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +56,12 @@ def thread_id(settings: EmailSettings, message: Message) -> str:
     return f"<ticket.{digest}@{settings.domain}>"
 
 
+def message_id(settings: EmailSettings, message: Message) -> str:
+    """The Message-ID of a later mail: the queued message's own id, so a mail sent again after a crash
+    between the server's 250 and the outbox's record is the same mail to every client that dedupes."""
+    return f"<msg.{message.id}@{settings.domain}>"
+
+
 def render(settings: EmailSettings, message: Message, thread: str | None) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = settings.sender
@@ -62,7 +69,7 @@ def render(settings: EmailSettings, message: Message, thread: str | None) -> Ema
     mail["Subject"] = ("Re: " if thread else "") + message.headline
     mail["Date"] = formatdate(localtime=False)
     if thread:
-        mail["Message-ID"] = make_msgid(idstring=message.id.replace("-", "")[:24], domain=settings.domain)
+        mail["Message-ID"] = message_id(settings, message)
         mail["In-Reply-To"] = thread
         mail["References"] = thread
     else:

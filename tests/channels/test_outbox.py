@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import requests
 import responses
 from sqlalchemy import update
+from standardwebhooks import Webhook
 
+from connector import audit
 from connector.outbox import OutboxSender
 from connector.runtime import build_runtime
+from connector.scheduler import tick
 from connector.store import outbox as store
 from connector.store.tables import inbox
 from tests.channels.conftest import (
@@ -161,4 +165,66 @@ def test_a_refusal_is_not_retried(sqlite_url, slack, smtp, api):
     story.send()
     (record,) = sends(esc, "oncall")
     assert record["outcome"] == "failed" and record["notification"]["answer"] == "200 channel_not_found"
+    esc.rt.close()
+
+
+class Crash(BaseException):
+    """The process dies: what comes after the channel's answer (the send's record) never happens."""
+
+
+def test_a_message_sent_again_after_a_crash_before_its_record_carries_the_same_id(sqlite_url, smtp, api):
+    # The window no outbox can close: the channel accepted the message, the process died before the
+    # outbox recorded it, and the restarted sender sends it again. Standard Webhooks receivers and mail
+    # clients drop the copy by its id, so the id must be the first copy's (Slack and Teams cannot: docs).
+    api.add(responses.POST, HOOK_URL, status=200)
+    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
+    esc = escalator(sqlite_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=1)
+    story = Story(esc, api)
+    lease = esc.rt.config.notifications.lease_seconds
+    real_append = audit.append
+
+    def each_channel_crashes_once() -> None:
+        """Each channel's send dies once between its answer and its record; the process restarts."""
+        dying = {"oncall", "managers"}
+
+        def append(conn, record, **kwargs):
+            channel = (record.get("notification") or {}).get("channel")
+            if channel in dying:
+                dying.discard(channel)
+                raise Crash
+            return real_append(conn, record, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(audit, "append", append)
+            while dying:
+                with pytest.raises(Crash):
+                    story.send()
+                story.sender = OutboxSender(esc.rt)  # the restarted process
+                assert story.send() == 0  # the dead sender's lease still holds its messages
+                esc.clock.advance(lease + 1)
+        assert story.send() == 1  # the last one taken again
+
+    story.open_p1()
+    each_channel_crashes_once()  # the notice: the webhook, and the mail that starts the thread
+    for _ in range(60):  # 10:00: the hourly update is queued
+        esc.clock.advance(60)
+        tick(esc.rt)
+        esc.work()
+    each_channel_crashes_once()  # the update: a mail that answers the thread
+
+    hooks = [c.request for c in api.calls if c.request.url == HOOK_URL]
+    ids = [h.headers["webhook-id"] for h in hooks]
+    assert len(ids) == 4 and ids[0] == ids[1] != ids[2] == ids[3]
+    for hook in hooks:  # each copy is signed for its own timestamp under the same id
+        Webhook(HOOK_SECRET).verify(hook.body, dict(hook.headers))
+    mails = smtp.mails
+    message_ids = [m["Message-ID"] for m in mails]
+    assert len(mails) == 4 and message_ids[0] == message_ids[1] != message_ids[2] == message_ids[3]
+    assert mails[3]["In-Reply-To"] == mails[2]["In-Reply-To"] == message_ids[0]  # the copy answers the thread
+    # The log holds one send per message: a crashed attempt left no record, its copy is the send.
+    sent = [r for r in esc.audit() if r["trigger"]["kind"] == "notification"]
+    assert sorted((r["notification"]["channel"], r["notification"]["kind"], r["outcome"]) for r in sent) == [
+        ("managers", "notice", "applied"), ("managers", "update", "applied"),
+        ("oncall", "notice", "applied"), ("oncall", "update", "applied"),
+    ]  # fmt: skip
     esc.rt.close()
