@@ -50,7 +50,8 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         "sla": sla_variables(event.sla, _timezone(policy, event)),
         "last_reply": last_reply_variables(event, state.last_reply),
     }
-    context = cel.Context(variables)  # converted to CEL values once, shared by every condition
+    reads = policy.reads
+    context = reads.context(variables)  # converted to CEL values once, shared by every condition
     reasons: list[str] = []
     if event.sla is not None:
         reasons.append(_sla_reason(variables["sla"]))
@@ -61,7 +62,8 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
     urgency = _choose("urgency", prio.urgency, context, reasons)
     computed = prio.matrix[impact][urgency]
     why = [f"impact {impact} × urgency {urgency} → {computed.value}"]
-    context.add_variable(
+    reads.set(
+        context,
         "decision",
         {"priority": computed.value, "impact": impact, "urgency": urgency, "priority_from": "matrix"},
     )
@@ -94,7 +96,8 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
 
     # 3. rules in file order
     def set_decision() -> None:
-        context.add_variable(
+        reads.set(
+            context,
             "decision",
             {"priority": _name(target), "impact": impact, "urgency": urgency, "priority_from": source},
         )

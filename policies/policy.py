@@ -10,11 +10,12 @@ from jinja2 import Template
 
 from connector.model import AddLabel, AssignGroup, AssignUser, EventKind, Priority, RemoveLabel, SetPriority
 
+from .activation import Reads
 from .calendars import Calendar
 from .conditions import Condition
 from .mapping import PlatformMapping
 from .problems import Problem
-from .variables import FieldDef
+from .variables import FieldDef, zero_sample
 
 # The event kinds a rule may name in `on:`. Derived from the model so SLA kinds (sla.warning, sla.breached,
 # update.due) become valid as soon as the model declares them.
@@ -162,6 +163,26 @@ class Policy:
     languages: tuple[str, ...] = ("en",)  # every language a text is given in (the default first)
     channels: Mapping[str, int] = field(default_factory=dict)  # each channel a rule notifies → its first line
     source: str = field(default="", repr=False, compare=False)  # the text that was loaded (its hash: sha256)
+    # What the conditions read: each evaluation converts only that to CEL (policies/activation.py).
+    reads: Reads = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sample = {
+            **zero_sample(self.fields),
+            "decision": {"priority": "", "impact": "", "urgency": "", "priority_from": ""},
+        }
+        object.__setattr__(self, "reads", Reads.of(self.conditions(), sample))
+
+    def conditions(self) -> list[Condition]:
+        """Every condition of the policy, wherever it sits."""
+        prio = self.priority
+        found = [level.when for level in (*prio.impact, *prio.urgency) if level.when is not None]
+        found += [entry.when for entry in prio.raises]
+        found += [rule.when for rule in self.rules if rule.when is not None]
+        if self.sla is not None:
+            found += [choice.when for choice in self.sla.pick if choice.when is not None]
+            found += [self.sla.pause_when] if self.sla.pause_when is not None else []
+        return found + ([self.scope] if self.scope is not None else [])
 
     def channel_problems(self, configured: Collection[str]) -> list[Problem]:
         """The channels this policy notifies that the config does not have (FILE:LINE each)."""
