@@ -55,6 +55,15 @@ class Rota:
 
     def choose(self, at: datetime) -> Choice:
         """The team that should work a ticket of this tier at `at`."""
+        # One decision asks twice at the same instant (the reason, then the plan): remember the last answer.
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] == at:
+            return last[1]
+        choice = self._choose(at)
+        object.__setattr__(self, "_last", (at, choice))
+        return choice
+
+    def _choose(self, at: datetime) -> Choice:
         for team in self.teams:
             if team.calendar.is_open(at):
                 return Choice(team, f"{team.name} is open ({_local(team.calendar, at)})")
