@@ -1,10 +1,12 @@
 """`escalator replay`: what a candidate policy would have done to the deliveries Escalator kept.
 
 Every stored webhook delivery (the inbox keeps bodies for `inbox.retention_days`) is read again in
-the order it arrived and judged twice by the worker's own pure judgement (connector/judgement.py):
-under the policy in force and under the candidate. Each ticket carries its own memory (tier, pinned
-priority, requester, SLA clocks) through its deliveries, once per policy, as the worker would have
-kept it. Nothing is stored and nothing is sent: the requests are only rendered, to be counted.
+the order it arrived and judged by the worker's own pure judgement (connector/judgement.py) under
+the candidate. The policy in force's side is what its audit record says was decided, where that
+record provably equals judging it again (connector/replay_recorded.py); otherwise it is judged
+again too. Each ticket carries its own memory (tier, pinned priority, requester) through its
+deliveries, once per policy, as the worker would have kept it. Nothing is stored and nothing is
+sent: the requests are only rendered, to be counted.
 
 SLA timer events are not replayed: when they fire depends on the clocks each policy arms, which is
 a different history, not a different decision. They are counted as skipped.
@@ -12,7 +14,6 @@ a different history, not a different decision. They are counted as skipped.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import time
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+import orjson
+from sqlalchemy import Connection, Engine, func, select
 
 from connector.config import Config
 from connector.judgement import judge
-from connector.model import TicketEvent, TicketState, action_to_dict
+from connector.model import TicketEvent, TicketState
+from connector.replay_recorded import Recorded, recall, recorded_decisions
 from connector.runtime import Installation
 from connector.store.db import make_engine
 from connector.store.tables import inbox
@@ -40,7 +43,6 @@ from platforms.registry import PLATFORMS
 from policies import Policy
 
 _READ_BATCH = 1000
-NOTIFY_ACTIONS = frozenset({"notify"})  # decision actions that notify people rather than write tickets
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class ReplayReport:
     candidate_policy: str
     since: datetime | None
     platform: str | None
-    deliveries: int = 0  # judged
+    deliveries: int = 0  # replayed
+    recorded: int = 0  # of them, the in-force side read from the audit log (the rest judged again)
     tickets: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     baseline: Tally = field(default_factory=Tally)
@@ -213,6 +216,7 @@ def _in_processes(job: _Job, processes: int) -> ReplayReport:
     report = parts[0]
     for part in parts[1:]:
         report.deliveries += part.deliveries
+        report.recorded += part.recorded
         report.tickets += part.tickets
         report.skipped.update(part.skipped)
         report.baseline.merge(part.baseline)
@@ -236,9 +240,7 @@ def _replay_share(job: _Job, engine: Engine, share: int, shares: int) -> ReplayR
     installations: dict[str, _Platform] = {}
     tickets: dict[tuple[str, str], _Ticket] = {}
     same_policy = job.baseline.sha256 == job.candidate.sha256
-    for row in _rows(engine, job.since, job.platform):
-        if shares > 1 and zlib.crc32(f"{row.platform}:{row.ticket_id}".encode()) % shares != share:
-            continue
+    for row, recorded in _deliveries(engine, job.since, job.platform, share, shares, not same_policy):
         if row.ignored:
             report.skipped["ignored event type"] += 1
             continue
@@ -250,7 +252,7 @@ def _replay_share(job: _Job, engine: Engine, share: int, shares: int) -> ReplayR
             target = installations[row.platform] = _Platform(job.config, row.platform)
         try:
             event = target.installation.provider.normalise(
-                json.loads(row.body), Delivery(row.delivery_id, row.event_type, row.ticket_id)
+                orjson.loads(row.body), Delivery(row.delivery_id, row.event_type, row.ticket_id)
             )
         except (ValueError, PayloadError):
             report.skipped["unreadable payload"] += 1
@@ -261,7 +263,11 @@ def _replay_share(job: _Job, engine: Engine, share: int, shares: int) -> ReplayR
             ticket = tickets[key] = _Ticket(event.ticket.ref.key)
         ticket.deliveries += 1
         report.deliveries += 1
-        old = target.judge(job.baseline, ticket.baseline, event, row.received_at)
+        old = target.recall(job.baseline, ticket.baseline, event, recorded) if recorded else None
+        if old is not None:
+            report.recorded += 1
+        else:
+            old = target.judge(job.baseline, ticket.baseline, event, row.received_at)
         # The same policy twice (no --policy) is judged once: equal inputs give equal outputs.
         new = old if same_policy else target.judge(job.candidate, ticket.candidate, event, row.received_at)
         report.baseline.add(old)
@@ -311,7 +317,6 @@ class _Platform:
         memory.priority = priority.value if priority is not None else None
         requester = verdict.event.ticket.requester
         memory.requester_id = requester.id if requester else memory.requester_id
-        notifications = sum(1 for a in decision.actions if action_to_dict(a)["action"] in NOTIFY_ACTIONS)
         return Verdict(
             "no_change" if plan.is_empty else "write",
             decision.rules,
@@ -319,11 +324,56 @@ class _Platform:
             verdict.state.tier,
             plan.note.text if plan.note is not None else None,
             requests,
-            notifications,
+            len(decision.notifications),
+        )
+
+    def recall(
+        self, policy: Policy, memory: _Memory, event: TicketEvent, recorded: Recorded
+    ) -> Verdict | None:
+        """The recorded decision as a verdict, when it stands for judging `event` again (else None)."""
+        if self.own and event.actor is not None and event.actor.id == self.own:
+            return Verdict("echo")
+        mapping = policy.platforms.get(self.installation.key)
+        if mapping is None:
+            return None
+        state = recall(policy, mapping, recorded, memory.state, event)
+        if state is None:
+            return None
+        memory.state = state
+        memory.priority = recorded.priority_to
+        requester = event.ticket.requester
+        memory.requester_id = requester.id if requester else memory.requester_id
+        return Verdict(
+            "no_change" if recorded.outcome == "no_change" else "write",
+            recorded.rules,
+            recorded.priority_to,
+            state.tier,
+            recorded.note,
+            recorded.requests,
+            recorded.notifications,
         )
 
 
-def _rows(engine: Engine, since: datetime | None, platform: str | None) -> Iterator[Any]:
+def _deliveries(
+    engine: Engine, since: datetime | None, platform: str | None, share: int, shares: int, recalled: bool
+) -> Iterator[tuple[Any, Recorded | None]]:
+    """This share's stored deliveries in arrival order, each with what its audit record says was
+    decided (when `recalled`): both read a page at a time, never a query per delivery."""
+    with engine.connect() as conn:
+        for page in _pages(conn, since, platform):
+            if shares > 1:
+                page = [
+                    r for r in page if zlib.crc32(f"{r.platform}:{r.ticket_id}".encode()) % shares == share
+                ]
+            recorded: dict[tuple[str, str], Recorded] = {}
+            if recalled and page:
+                tickets = {(r.platform, r.ticket_id) for r in page if r.ticket_id}
+                recorded = recorded_decisions(conn, tickets)
+            for row in page:
+                yield row, recorded.get((row.platform, row.delivery_id))
+
+
+def _pages(conn: Connection, since: datetime | None, platform: str | None) -> Iterator[list[Any]]:
     """Stored deliveries in arrival order, read in keyset pages (the inbox may be large)."""
     columns = (
         inbox.c.id,
@@ -336,15 +386,14 @@ def _rows(engine: Engine, since: datetime | None, platform: str | None) -> Itera
         inbox.c.received_at,
     )
     after = 0
-    with engine.connect() as conn:
-        while True:
-            query = select(*columns).where(inbox.c.id > after).order_by(inbox.c.id).limit(_READ_BATCH)
-            if since is not None:
-                query = query.where(inbox.c.received_at >= since)
-            if platform is not None:
-                query = query.where(inbox.c.platform == platform)
-            rows = conn.execute(query).all()
-            yield from rows
-            if len(rows) < _READ_BATCH:
-                return
-            after = rows[-1].id
+    while True:
+        query = select(*columns).where(inbox.c.id > after).order_by(inbox.c.id).limit(_READ_BATCH)
+        if since is not None:
+            query = query.where(inbox.c.received_at >= since)
+        if platform is not None:
+            query = query.where(inbox.c.platform == platform)
+        rows = conn.execute(query).all()
+        yield rows
+        if len(rows) < _READ_BATCH:
+            return
+        after = rows[-1].id

@@ -23,6 +23,7 @@ def as_json(report: ReplayReport) -> dict[str, Any]:
         "since": report.since.isoformat() if report.since else None,
         "platform": report.platform,
         "deliveries": report.deliveries,
+        "in_force_from_audit_log": report.recorded,
         "tickets": report.tickets,
         "skipped": dict(report.skipped),
         "seconds": round(report.seconds, 3),
@@ -91,7 +92,8 @@ def _head(report: ReplayReport) -> list[str]:
     lines = [
         f"replayed {report.deliveries} deliveries of {report.tickets} tickets ({scope}) "
         f"in {report.seconds:.2f}s ({report.per_second:.0f}/s); nothing was stored or sent",
-        f"  in force:  {report.baseline_policy}",
+        f"  in force:  {report.baseline_policy}"
+        + (f" ({report.recorded} decisions read from the audit log)" if report.recorded else ""),
         f"  candidate: {report.candidate_policy}",
     ]
     if report.skipped:

@@ -34,7 +34,8 @@ from .variables import (
     ticket_variables,
 )
 
-_PERSON_SET = "priority set by a person; raise_only keeps it"
+# In a decision's priority_why whenever raise_only kept a person's priority (replay reads it back).
+PERSON_SET = "priority set by a person; raise_only keeps it"
 
 
 def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: datetime) -> Decision:
@@ -85,7 +86,7 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
     person_set = event.kind is not EventKind.TICKET_CREATED and event.changed("priority") is not None
     keep: str | None = None
     if policy.mode == "raise_only" and (state.priority_pinned or person_set):
-        keep = _PERSON_SET
+        keep = PERSON_SET
     elif policy.mode == "raise_only" and ticket.priority is None and ticket.platform_priority:
         keep = (
             f"priority '{ticket.platform_priority}' is not in the {ticket.ref.platform} mapping; "
@@ -236,7 +237,7 @@ def _rule_priority(
 
 def _source(keep: str | None, target: Priority | None, current: Priority | None, computed: Priority) -> str:
     """Where the decided priority comes from, for notes: the matrix, a person, or the platform."""
-    if keep == _PERSON_SET:
+    if keep == PERSON_SET:
         return "person"
     if keep is not None or (target == current and target != computed):
         return "platform"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,13 +12,16 @@ from sqlalchemy import Engine, func, select
 
 from connector.cli import main
 from connector.config import EXAMPLE_POLICY, Config
-from connector.replay import replay
+from connector.replay import ReplayReport, replay
 from connector.replay_report import as_json, as_markdown, as_text
+from connector.runtime import build_runtime
 from connector.store.db import make_engine, migrate, writing
 from connector.store.inbox import new_row, store_rows
 from connector.store.tables import audit_log, inbox, tickets
+from connector.worker import drain
 from policies import load_policy
 from tests.support.fixtures import load_fixture
+from tests.support.harness import FakeClock, jira_config
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TICKETS = 250  # × 4 deliveries each = 1,000
@@ -190,3 +194,77 @@ def test_several_processes_report_exactly_what_one_does(store):
     assert [(c.key, c.final, c.differing) for c in two.changed] == [
         (c.key, c.final, c.differing) for c in one.changed
     ]
+
+
+def comparable(report: ReplayReport) -> tuple:
+    """Everything a replay reports but its timing and where the in-force side came from."""
+    changes = [(c.key, c.final, c.deliveries, c.differing, c.first_delivery, c.baseline, c.candidate)
+               for c in report.changed]  # fmt: skip
+    return report.deliveries, report.tickets, report.skipped, report.baseline, report.candidate, changes
+
+
+def decided_by_the_worker(engine: Engine, config: Config) -> None:
+    """The worker's own decisions on every stored delivery (dry run): one audit record each."""
+    rt = build_runtime(config, clock=FakeClock(START + timedelta(hours=5)), engine=engine)
+    assert drain(rt) > 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == 4 * TICKETS
+
+
+def test_the_in_force_side_read_from_the_audit_log_reports_exactly_what_judging_again_does(store):
+    kinds = record_history(store)
+    config = jira_config(str(store.url), dry_run=True)
+    policy = load_policy(str(EXAMPLE_POLICY))
+    candidate = load_policy(str(candidate_policy(Path(store.url.database).parent)))
+    judged = replay(store, config, policy, candidate, processes=1)
+    assert judged.recorded == 0
+
+    decided_by_the_worker(store, config)
+    recalled = replay(store, config, policy, candidate, processes=1)
+
+    assert recalled.recorded == 4 * TICKETS  # not one delivery judged again under the policy in force
+    assert comparable(recalled) == comparable(judged)
+    assert {c.key for c in recalled.changed} == {key for key, kind in kinds.items() if kind == "security"}
+    assert recalled.baseline.notifications > 0  # the outage tickets' P1 notices, counted on both sides
+    # In parts, as several processes read it, the same.
+    assert comparable(replay(store, config, policy, candidate, processes=2)) == comparable(judged)
+
+
+def test_a_record_that_cannot_stand_for_the_judgement_is_judged_again(store, tmp_path):
+    record_history(store)
+    config = jira_config(str(store.url), dry_run=True)
+    policy = load_policy(str(EXAMPLE_POLICY))
+    candidate = load_policy(str(candidate_policy(Path(store.url.database).parent)))
+    decided_by_the_worker(store, config)
+
+    # A window that starts in the middle of SUP-5's history (a security ticket escalated to L3 by its
+    # first delivery): the replay does not know what the worker remembered of it.
+    assert kind_of(5) == "security"
+    since = START + timedelta(minutes=5, seconds=2)
+    recalled = replay(store, config, policy, candidate, since=since, processes=1)
+    # Judged again: SUP-5's first update in the window. Judging it puts the ticket at L3, as the
+    # worker had it, so its last update is read from the record again.
+    assert recalled.deliveries - recalled.recorded == 1
+    with engine_without_records(store, tmp_path) as bare:
+        assert comparable(recalled) == comparable(replay(bare, config, policy, candidate, since=since))
+
+    # Decided under another policy (the in-force file changed since): every delivery judged again.
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(EXAMPLE_POLICY.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    other = replay(store, config, load_policy(str(edited)), candidate, processes=1)
+    assert other.recorded == 0
+    assert {c.key for c in other.changed} == {f"SUP-{n}" for n in range(TICKETS) if kind_of(n) == "security"}
+
+
+@contextmanager
+def engine_without_records(store: Engine, tmp_path: Path):
+    """A copy of the store's inbox without its audit log: what judging every delivery again reports."""
+    copy = make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
+    migrate(copy)
+    with store.connect() as source, writing(copy) as target:
+        rows = [dict(r._mapping) for r in source.execute(select(inbox))]
+        target.execute(inbox.insert(), rows)
+    try:
+        yield copy
+    finally:
+        copy.dispose()
