@@ -240,6 +240,7 @@ def _replay_share(job: _Job, engine: Engine, share: int, shares: int) -> ReplayR
     installations: dict[str, _Platform] = {}
     tickets: dict[tuple[str, str], _Ticket] = {}
     same_policy = job.baseline.sha256 == job.candidate.sha256
+    reads_reply = job.baseline.kinds_reading("last_reply")
     for row, recorded in _deliveries(engine, job.since, job.platform, share, shares, not same_policy):
         if row.ignored:
             report.skipped["ignored event type"] += 1
@@ -263,7 +264,7 @@ def _replay_share(job: _Job, engine: Engine, share: int, shares: int) -> ReplayR
             ticket = tickets[key] = _Ticket(event.ticket.ref.key)
         ticket.deliveries += 1
         report.deliveries += 1
-        old = target.recall(job.baseline, ticket.baseline, event, recorded) if recorded else None
+        old = target.recall(job.baseline, ticket.baseline, event, recorded, reads_reply) if recorded else None
         if old is not None:
             report.recorded += 1
         else:
@@ -328,7 +329,12 @@ class _Platform:
         )
 
     def recall(
-        self, policy: Policy, memory: _Memory, event: TicketEvent, recorded: Recorded
+        self,
+        policy: Policy,
+        memory: _Memory,
+        event: TicketEvent,
+        recorded: Recorded,
+        reads_reply: frozenset[str],
     ) -> Verdict | None:
         """The recorded decision as a verdict, when it stands for judging `event` again (else None)."""
         if self.own and event.actor is not None and event.actor.id == self.own:
@@ -336,7 +342,7 @@ class _Platform:
         mapping = policy.platforms.get(self.installation.key)
         if mapping is None:
             return None
-        state = recall(policy, mapping, recorded, memory.state, event)
+        state = recall(policy, mapping, recorded, memory.state, event, reads_reply)
         if state is None:
             return None
         memory.state = state

@@ -12,7 +12,9 @@ same answer, which the record itself lets us check:
   ticket's history, or an earlier delivery judged under another policy, fails this check, and the
   delivery is judged as before;
 - no input the worker could have learnt elsewhere: a comment on a ticket whose payload has no
-  requester (the worker may have asked the platform) is judged again.
+  requester (the worker may have asked the platform) is judged again, and so is an event of a
+  kind on which the policy reads the last public reply (the worker keeps it with the SLA clocks,
+  which a replay does not run).
 
 Everything else (a missing record, a scope, a record unreadable) is judged again too, so the
 report is the same whichever way each delivery went; only the time differs.
@@ -118,11 +120,19 @@ def _delivery_id(text: bytes | str) -> str | None:
 
 
 def recall(
-    policy: Policy, mapping: PlatformMapping, recorded: Recorded, state: TicketState, event: TicketEvent
+    policy: Policy,
+    mapping: PlatformMapping,
+    recorded: Recorded,
+    state: TicketState,
+    event: TicketEvent,
+    reads_reply: frozenset[str],
 ) -> TicketState | None:
     """The ticket's memory after the recorded decision, or None when the record cannot stand for
-    judging `event` again under `policy` from `state` (the caller judges it)."""
+    judging `event` again under `policy` from `state` (the caller judges it). `reads_reply`:
+    `policy.kinds_reading("last_reply")`."""
     if recorded.policy_sha256 != policy.sha256 or recorded.outcome == "echo" or policy.scope is not None:
+        return None
+    if event.kind.value in reads_reply:
         return None
     if event.comment is not None and event.ticket.requester is None:
         return None

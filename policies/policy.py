@@ -12,9 +12,10 @@ from connector.model import AddLabel, AssignGroup, AssignUser, EventKind, Priori
 
 from .activation import Reads
 from .calendars import Calendar
-from .conditions import Condition
+from .conditions import Condition, scan_expression
 from .mapping import PlatformMapping
 from .problems import Problem
+from .templates import template_reads
 from .variables import FieldDef, zero_sample
 
 # The event kinds a rule may name in `on:`. Derived from the model so SLA kinds (sla.warning, sla.breached,
@@ -173,6 +174,23 @@ class Policy:
         }
         object.__setattr__(self, "reads", Reads.of(self.conditions(), sample))
 
+    def kinds_reading(self, root: str) -> frozenset[str]:
+        """The event kinds whose decision may read variable `root` (e.g. `last_reply`, which the
+        worker remembers and a replay does not): in a rule's condition or texts, or anywhere in
+        the priority conditions (every kind)."""
+        prio = self.priority
+        levels = [e.when for e in (*prio.impact, *prio.urgency, *prio.raises) if e.when is not None]
+        if any(_reads(c, root) for c in levels):
+            return EVENT_KINDS
+        kinds: set[str] = set()
+        for rule in self.rules:
+            texts = [t for step in rule.then for t in _templates(step)]
+            if (rule.when is not None and _reads(rule.when, root)) or any(
+                template_reads(t, root) for t in texts
+            ):
+                kinds |= rule.on
+        return frozenset(kinds)
+
     def conditions(self) -> list[Condition]:
         """Every condition of the policy, wherever it sits."""
         prio = self.priority
@@ -201,3 +219,15 @@ class Policy:
             f"policy {self.name} v{self.version}: {len(self.rules)} rules, {len(self.tiers)} tiers, "
             f"platforms: {platforms}{sla}"
         )
+
+
+def _reads(condition: Condition, root: str) -> bool:
+    return any(path[0] == root for path in scan_expression(condition.source).paths)
+
+
+def _templates(step: Step) -> list[Template]:
+    if isinstance(step, NoteTemplate):
+        return [step.template, *step.translations.values()]
+    if isinstance(step, NotifyTemplate):
+        return list(step.translations.values())
+    return []

@@ -103,7 +103,8 @@ def compile_note(source: str, sample: Mapping[str, Any]) -> tuple[Template | Non
     """The compiled template, or why it cannot be used (syntax, unknown variable, fails on the sample)."""
     try:
         template = _ENV.from_string(source)
-        unknown = sorted(meta.find_undeclared_variables(_ENV.parse(source)) - set(NOTE_ROOTS))
+        roots = frozenset(meta.find_undeclared_variables(_ENV.parse(source)))
+        unknown = sorted(roots - set(NOTE_ROOTS))
     except TemplateSyntaxError as exc:
         return None, f"note template syntax error (line {exc.lineno} of the note): {exc.message}"
     if unknown:
@@ -112,7 +113,13 @@ def compile_note(source: str, sample: Mapping[str, Any]) -> tuple[Template | Non
         template.render(sample)
     except RENDER_ERRORS as exc:
         return None, f"note template cannot be rendered: {first_line(exc)}"
+    template.roots = roots  # type: ignore[attr-defined]  # what it reads: see template_reads
     return template, None
+
+
+def template_reads(template: Template, root: str) -> bool:
+    """Whether `template` reads variable `root` (True when it cannot tell: not compiled here)."""
+    return root in getattr(template, "roots", (root,))
 
 
 def render_note(template: Template, context: Mapping[str, Any], *, language: str = "en",

@@ -75,3 +75,14 @@ def test_a_policy_whose_rules_read_the_decision_sees_each_change_of_it(tmp_path)
     assert policy.reads.tree is not None and policy.reads.tree["decision"] == {"priority": WHOLE}
     decision = evaluate(policy, event(labels=("urgent",)), TicketState(), NOW)
     assert decision.rules == ("raise-urgent", "p1-label")
+
+
+def test_the_kinds_whose_decisions_read_the_remembered_last_reply(example: Policy, tmp_path) -> None:
+    # The example quotes it in the hourly P1 update only (a timer event, which replay does not judge).
+    assert example.kinds_reading("last_reply") == {"update.due"}
+    rules = """\
+  - {name: quote, on: comment.added, then: [{note: 'Last reply: {{ last_reply.text }}'}]}
+  - {name: asks, on: ticket.updated, when: 'last_reply.by == "requester"', then: [{label: waiting}]}
+"""
+    policy = load_policy(str(write_policy(tmp_path, policy_source(rules))))
+    assert policy.kinds_reading("last_reply") == {"comment.added", "ticket.updated"}
