@@ -48,7 +48,8 @@ class Pass:
     end: datetime | None = None
     changed: int = 0  # tickets the platform reported changed in the window
     seen: int = 0  # … whose change Escalator already had (snapshot or inbox)
-    missed: int = 0  # … stored now as reconciled deliveries
+    missed: int = 0  # … stored now as reconciled deliveries (comments included)
+    comments: int = 0  # new comments whose webhook never came, stored now (where the platform lists them)
     requests: int = 0
     waited: float = 0.0  # seconds spent waiting out rate limits
     note: str = ""
@@ -89,6 +90,11 @@ def reconcile(
                 result.missed += 1
             else:
                 result.seen += 1
+            # A comment has its own webhook: looked for even when the ticket's change was seen.
+            for found in getattr(reader, "comments", _none)(pager, record, settings, start, end):
+                if _accept(rt, platform, found, now):
+                    result.missed += 1
+                    result.comments += 1
     finally:
         result.requests, result.waited = pager.requests, sum(pager.waited)
     with writing(rt.engine) as conn:
@@ -114,9 +120,19 @@ def _store(rt: Runtime, platform: str, reader: ModuleType, settings, record, now
     if found is None:
         log.warning("%s: ticket %s changed but names no change id; skipped", platform, ticket_id)
         return False
+    return _accept(rt, platform, found, now)
+
+
+def _accept(rt: Runtime, platform: str, found, now: datetime) -> bool:
+    """Store a reconciled delivery; False when its webhook (or an earlier pass) stored it already."""
     body = json.dumps(found.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     row = inbox.new_row(platform, found.delivery_id, found.event_type, found.ticket_id, False, body, now)
-    return inbox.accept(rt.engine, row)  # False: its webhook is in the inbox already
+    return inbox.accept(rt.engine, row)
+
+
+def _none(*_args) -> tuple[()]:
+    """The comments of a platform whose search does not list them (see each reader)."""
+    return ()
 
 
 def reconcile_all(rt: Runtime, **options) -> list[Pass]:

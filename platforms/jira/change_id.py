@@ -5,7 +5,10 @@ at all; the issue id and the instant the issue was last updated name the change 
 webhook and its reconciled copy are stored once. `updated` is compared as an instant (epoch
 milliseconds): webhooks and REST answers may render it in different time zones. Only a webhook that
 changes fields (a changelog with items) is named this way: adding or editing a comment alone may
-leave `updated` where it was, so such a webhook keeps Jira's identifier header.
+leave `updated` where it was. A new comment is named by the comment instead (issue id / comment id):
+Jira sends it twice when both `comment_created` and `jira:issue_updated` are subscribed, and the
+reconcile job finds it in the issue's comments, and each copy is then one delivery. An edited comment
+keeps Jira's identifier header.
 """
 
 from __future__ import annotations
@@ -30,3 +33,11 @@ def change_id(issue: Any) -> str | None:
     if instant.tzinfo is None:
         return None
     return f"{ident}@{round(instant.timestamp() * 1000)}"
+
+
+def comment_id(issue_id: str | None, comment: Any) -> str | None:
+    """`<issue id>/comment/<comment id>` for a new comment; None when either is missing."""
+    ident = comment.get("id") if isinstance(comment, Mapping) else None
+    if not issue_id or isinstance(ident, bool) or not isinstance(ident, str | int) or str(ident) == "":
+        return None
+    return f"{issue_id}/comment/{ident}"

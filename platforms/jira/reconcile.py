@@ -2,6 +2,11 @@
 (`GET /rest/api/3/search/jql`, paged by `nextPageToken`), as the `jira:issue_updated` webhook the
 change would have sent.
 
+A new comment has its own webhook (`comment_created`), so it is found on its own: the issue's
+`comment` field lists its comments, and each one created within the window becomes the delivery
+that webhook would have been, named by the comment (see change_id.py), so one whose webhook came is a
+duplicate. When the search shows only the first page of an issue's comments, the newest are read.
+
 JQL compares times in the time zone of the user the token belongs to (`GET /rest/api/3/myself`,
 `timeZone`) and only to the minute: the window's start is written in that zone, rounded down to
 the minute, and the exact bounds are applied to each issue's `updated` instant afterwards.
@@ -16,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connector.model import Ticket
 from platforms.errors import NotConfigured, PayloadError
-from platforms.jira.change_id import change_id
+from platforms.jira.change_id import change_id, comment_id
 from platforms.jira.normalise import parse_datetime
 from platforms.jira.settings import Settings
 from platforms.reconciling import Found, Pager, require, within
@@ -121,6 +126,46 @@ def delivery(issue: Mapping[str, Any], snapshot: Ticket | None, settings: Settin
     if newer and isinstance(newer[-1].get("author"), dict):
         body["user"] = newer[-1]["author"]
     return Found(ticket_id(issue), ident, body["webhookEvent"], body)
+
+
+def comments(
+    pager: Pager, issue: Mapping[str, Any], settings: Settings, start: datetime, end: datetime
+) -> Iterator[Found]:
+    """Each comment on `issue` created within [start, end], as the `comment_created` webhook it had."""
+    fields = issue.get("fields") or {}
+    listed = fields.get("comment") if isinstance(fields, Mapping) else None
+    if not isinstance(listed, Mapping):
+        return
+    found = [c for c in listed.get("comments") or [] if isinstance(c, dict)]
+    total = listed.get("total")
+    if isinstance(total, int) and total > len(found):  # only the oldest page came with the search
+        version = "2" if settings.deployment == "server" else "3"
+        url = f"{settings.url}/rest/api/{version}/issue/{ticket_id(issue)}/comment"
+        page = require(
+            pager.get(url, {"orderBy": "-created", "maxResults": PAGE_SIZE}), dict, "Jira's comments answer"
+        )
+        found = [c for c in require(page.get("comments", []), list, "'comments'") if isinstance(c, dict)]
+    trimmed = {k: v for k, v in issue.items() if k != "changelog"}
+    for comment in found:
+        created = _comment_created(comment)
+        ident = comment_id(ticket_id(issue), comment)
+        if ident is None or not within(created, start, end):
+            continue
+        assert created is not None
+        body = {
+            "timestamp": round(created.timestamp() * 1000),
+            "webhookEvent": "comment_created",
+            "comment": comment,
+            "issue": trimmed,
+        }
+        yield Found(ticket_id(issue), ident, "comment_created", body)
+
+
+def _comment_created(comment: Mapping[str, Any]) -> datetime | None:
+    try:
+        return parse_datetime(comment.get("created"), "comment.created")
+    except PayloadError:
+        return None
 
 
 def _at(history: Mapping[str, Any]) -> datetime | None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from connector.model import EventKind
 from platforms.base import Delivery, header
 from platforms.errors import PayloadError, SignatureError
-from platforms.jira.change_id import change_id
+from platforms.jira.change_id import change_id, comment_id
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
@@ -87,6 +87,9 @@ def identify(headers: Mapping[str, str], payload: Mapping[str, Any]) -> Delivery
         # A field change is named by the change (issue id @ updated), as the reconcile job names its
         # copy. Not a comment alone, or an edited one: Jira may leave `updated` where it was.
         delivery_id = change_id(payload.get("issue")) or delivery_id
+    elif event_kind(payload) is EventKind.COMMENT_ADDED:
+        # A new comment is named by itself: its two webhooks and its reconciled copy are one delivery.
+        delivery_id = comment_id(_optional_issue_id(payload), payload.get("comment")) or delivery_id
     if event_type not in HANDLED_EVENTS:
         return Delivery(delivery_id, event_type, _optional_issue_id(payload), ignored=True)
     return Delivery(delivery_id, event_type, issue_id(payload))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import uuid
@@ -28,6 +29,8 @@ JIRA_URL = "https://acme.atlassian.net"
 ZENDESK_URL = "https://acme.zendesk.com"
 SERVICENOW_URL = "https://acme.service-now.com"
 JIRA_BOT, ZENDESK_BOT, SERVICENOW_BOT = "escalator-bot-account-id", "9000000000001", "escalator.bot"
+
+_COMMENT_IDS = itertools.count(20001)
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,7 @@ class JiraDriver(Driver):
     def commented(self, spec, text, now):
         payload = load_fixture("jira", "comment_created__asks_for_manager")
         payload["comment"]["body"] = text
+        payload["comment"]["id"] = str(next(_COMMENT_IDS))  # each comment its own, as on a real site
         payload["comment"]["author"]["accountId"] = self.requester
         trimmed = self._issue(spec, now)["issue"]
         payload["issue"] = {"id": trimmed["id"], "key": trimmed["key"], "self": trimmed.get("self"),

@@ -453,3 +453,72 @@ def test_jira_server_is_read_through_the_v2_search_paged_by_start_at(sqlite_url,
         assert not _calls(api, "/rest/api/3/")
     finally:
         esc.rt.close()
+
+
+def _with_comments(issue: dict[str, Any], comments: list[dict[str, Any]], total: int | None = None) -> dict:
+    """The issue as the search returns it with `fields.comment` (Jira's page of comments)."""
+    listed = {
+        "comments": comments,
+        "maxResults": len(comments),
+        "total": total or len(comments),
+        "startAt": 0,
+    }
+    return {**issue, "fields": {**issue["fields"], "comment": listed}}
+
+
+def _comment(cid: str, text: str, at: datetime, author: str) -> dict[str, Any]:
+    stamp = at.astimezone(_ZONE).strftime("%Y-%m-%dT%H:%M:%S.000%z")
+    comment = load_fixture("jira", "comment_created__asks_for_manager")["comment"]
+    return {**comment, "id": cid, "body": text, "created": stamp, "updated": stamp,
+            "author": {**comment["author"], "accountId": author}}  # fmt: skip
+
+
+def test_a_jira_comment_whose_webhook_never_came_is_found_and_its_late_webhook_is_a_duplicate(esc, api):
+    driver, search = scenario(esc, "jira")
+    reconcile(esc.rt, "jira")
+    issue, _, _ = search.change(Spec(3), CHANGED_AT)
+    old = _comment("30001", "first look", START - timedelta(hours=2), "agent-7")  # before the window
+    asks = _comment("30002", "Please escalate this to your manager now", CHANGED_AT, driver.requester)
+    search.register(api, [[_with_comments(issue, [old, asks])]], throttle=False)
+    esc.clock.advance(6 * 60)
+
+    found = reconcile(esc.rt, "jira")
+    assert (found.missed, found.comments) == (2, 1)  # the issue's change and the requester's comment
+    ids = [row.delivery_id for row in rows(esc)]
+    assert ids[1] == f"{issue['id']}/comment/30002" and len(ids) == 2
+    esc.work()
+    kinds = {r["trigger"]["delivery_id"]: r for r in esc.audit()}
+    comment_record = kinds[ids[1]]
+    assert comment_record["trigger"]["kind"] == "comment.added"
+    assert comment_record["tier"]["to"] == "management"  # judged like the webhook: the requester asked
+
+    # Its comment_created webhook arrives late: the same comment, so a duplicate.
+    late = load_fixture("jira", "comment_created__asks_for_manager")
+    late["comment"] = asks
+    late["issue"] = {k: v for k, v in issue.items() if k != "changelog"}
+    body = json.dumps(late).encode()
+    answer = post(esc, "jira", body, _fresh(driver, body, esc.clock()))
+    assert answer.json == {"result": "duplicate", "delivery_id": ids[1]}
+
+    esc.clock.advance(5 * 60)  # the next pass reads it again (the overlap) and knows it
+    assert reconcile(esc.rt, "jira").comments == 0 and len(rows(esc)) == 2
+
+
+def test_when_the_search_shows_the_oldest_comments_only_the_newest_are_read(esc, api):
+    driver, search = scenario(esc, "jira")
+    reconcile(esc.rt, "jira")
+    issue, _, _ = search.change(Spec(4), CHANGED_AT)
+    oldest = [_comment(str(40000 + n), "old", START - timedelta(days=3), "agent-7") for n in range(20)]
+    newest = _comment("40999", "any update?", CHANGED_AT, driver.requester)
+    search.register(api, [[_with_comments(issue, oldest, total=21)]], throttle=False)
+    api.add(
+        responses.GET,
+        f"{JIRA_URL}/rest/api/3/issue/{issue['id']}/comment",
+        json={"comments": [newest, *oldest[:1]], "total": 21, "maxResults": 2, "startAt": 0},
+        match=[responses.matchers.query_param_matcher({"orderBy": "-created", "maxResults": "100"})],
+    )
+    esc.clock.advance(6 * 60)
+
+    found = reconcile(esc.rt, "jira")
+    assert found.comments == 1
+    assert rows(esc)[-1].delivery_id == f"{issue['id']}/comment/40999"

@@ -79,10 +79,12 @@ def test_json_nested_too_deep_is_400_at_the_door(esc, driver, depth):
 @pytest.mark.parametrize("platform", ["jira", "zendesk"])
 def test_a_repeated_delivery_id_header_is_400(esc, driver):
     now = esc.clock()
-    # Where the header is the delivery id: a Jira comment; a Zendesk trigger whose account renders
-    # updated_at without seconds. (An issue or ticket change is named by the change itself.)
+    # Where the header is the delivery id: a Jira edited comment; a Zendesk trigger whose account renders
+    # updated_at without seconds. (An issue or ticket change, a new comment, is named by itself.)
     if driver.platform == "jira":
-        good = driver.commented(Spec(1, labels=("outage",)), "hello", now)
+        body = json.loads(driver.commented(Spec(1, labels=("outage",)), "hello", now).body)
+        body.update(webhookEvent="jira:issue_updated", issue_event_type_name="issue_comment_edited")
+        good = driver.deliver(body, now)
     else:
         body = json.loads(driver.created(Spec(1, labels=("outage",)), now).body)
         body["ticket"]["updated_at"] = now.strftime("%Y-%m-%dT%H:%MZ")

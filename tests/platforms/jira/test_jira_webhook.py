@@ -109,8 +109,12 @@ def test_empty_secret_refuses_everything():
 def test_each_handled_event(fixture, event_type):
     payload = load_fixture("jira", fixture)
     delivery = provider.identify({"X-Atlassian-Webhook-Identifier": "42-1"}, payload)
-    # An issue change is named by the change (what the reconcile job also names it); a comment by the header.
-    expected = change_id(payload["issue"]) if event_type.startswith("jira:issue_") else "42-1"
+    # An issue change is named by the change, a new comment by the comment (what the reconcile job
+    # also names them), whatever the header says.
+    if event_type.startswith("jira:issue_"):
+        expected = change_id(payload["issue"])
+    else:
+        expected = f"10040/comment/{payload['comment']['id']}"
     assert delivery == Delivery(delivery_id=expected, event_type=event_type, ticket_id="10040", ignored=False)
 
 
@@ -125,13 +129,32 @@ def test_an_issue_change_is_named_by_issue_id_and_updated_instant_whatever_the_z
     assert provider.identify({}, payload).delivery_id != first
 
 
+def without_changes() -> dict:
+    """An issue_updated that changes no field and adds no comment: named by Jira's header, if any."""
+    return {**load_fixture("jira", "issue_updated__priority"), "changelog": {"id": "1", "items": []}}
+
+
+def test_a_new_comment_is_one_delivery_whichever_webhook_reports_it():
+    created = load_fixture("jira", "comment_created__basic")
+    twin = {
+        **without_changes(),
+        "issue_event_type_name": "issue_commented",
+        "comment": created["comment"],
+    }
+    ids = {provider.identify({"X-Atlassian-Webhook-Identifier": h}, p).delivery_id
+           for h, p in (("a", created), ("b", twin))}  # fmt: skip
+    assert ids == {f"10040/comment/{created['comment']['id']}"}
+    edited = {**twin, "issue_event_type_name": "issue_comment_edited"}  # not a new reply: Jira's header
+    assert provider.identify({"X-Atlassian-Webhook-Identifier": "c"}, edited).delivery_id == "c"
+
+
 def test_delivery_id_header_is_found_whatever_its_case():
-    payload = load_fixture("jira", "comment_created__basic")
+    payload = without_changes()
     assert provider.identify({"x-atlassian-webhook-identifier": "7"}, payload).delivery_id == "7"
 
 
 def test_without_the_header_the_id_is_a_digest_of_the_canonical_payload():
-    payload = load_fixture("jira", "comment_created__basic")
+    payload = without_changes()
     delivery = provider.identify({}, payload)
     assert delivery.delivery_id.startswith("sha256:")
     assert len(delivery.delivery_id) == len("sha256:") + 64
