@@ -57,7 +57,9 @@ def _reconcile(args: argparse.Namespace) -> int:
             continue
         print(
             f"{one.platform}: {one.start.isoformat()} → {one.end.isoformat()}: {one.changed} changed, "
-            f"{one.seen} already seen, {one.missed} missed and queued ({one.requests} requests"
+            f"{one.seen} already seen, {one.missed} missed and queued"
+            + (f" ({one.comments} of them comments)" if one.comments else "")
+            + f" ({one.requests} requests"
             + (f", {one.waited:.0f}s waiting out rate limits" if one.waited else "")
             + ")"
         )

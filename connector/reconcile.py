@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
 
+from sqlalchemy import select
+
 from connector.runtime import Runtime
 from connector.store import inbox, tickets, watermarks
 from connector.store.db import writing
+from connector.store.tables import inbox as inbox_table
 from platforms.errors import PlatformError
 from platforms.jira import reconcile as jira_reader
 from platforms.servicenow import reconcile as servicenow_reader
@@ -86,10 +89,13 @@ def reconcile(
     try:
         for record in reader.changed(pager, settings, start, end):
             result.changed += 1
-            if _store(rt, platform, reader, settings, record, now):
+            change, comments = _store(rt, platform, reader, settings, record, now, pager)
+            if change:
                 result.missed += 1
             else:
                 result.seen += 1
+            result.missed += comments
+            result.comments += comments
             # A comment has its own webhook: looked for even when the ticket's change was seen.
             for found in getattr(reader, "comments", _none)(pager, record, settings, start, end):
                 if _accept(rt, platform, found, now):
@@ -107,20 +113,41 @@ def reconcile(
     return result
 
 
-def _store(rt: Runtime, platform: str, reader: ModuleType, settings, record, now: datetime) -> bool:
-    """True when the change was new to Escalator and is now in the inbox."""
+def _store(
+    rt: Runtime, platform: str, reader: ModuleType, settings, record, now: datetime, pager
+) -> tuple[bool, int]:
+    """(whether the change was new to Escalator and is now in the inbox, how many missed comments
+    that came with it were stored too)"""
     ticket_id = reader.ticket_id(record)
     with rt.engine.connect() as conn:
         snapshot = tickets.load(conn, platform, ticket_id).snapshot
     updated = reader.updated_at(record)
     seen = snapshot.updated_at if snapshot is not None else None
     if seen is not None and updated is not None and seen >= updated:
-        return False  # processed already (its webhook came and went)
+        return False, 0  # processed already (its webhook came and went)
     found = reader.delivery(record, snapshot, settings)
     if found is None:
         log.warning("%s: ticket %s changed but names no change id; skipped", platform, ticket_id)
-        return False
-    return _accept(rt, platform, found, now)
+        return False, 0
+    if _in_inbox(rt, platform, found.delivery_id):
+        return False, 0  # its webhook came and waits for a worker
+    with_comment = getattr(reader, "with_missed_comment", None)
+    change, *comments = (
+        [found] if with_comment is None else with_comment(pager, record, snapshot, settings, found)
+    )
+    return _accept(rt, platform, change, now), sum(_accept(rt, platform, one, now) for one in comments)
+
+
+def _in_inbox(rt: Runtime, platform: str, delivery_id: str) -> bool:
+    with rt.engine.connect() as conn:
+        return (
+            conn.execute(
+                select(inbox_table.c.id).where(
+                    inbox_table.c.platform == platform, inbox_table.c.delivery_id == delivery_id
+                )
+            ).first()
+            is not None
+        )
 
 
 def _accept(rt: Runtime, platform: str, found, now: datetime) -> bool:

@@ -5,12 +5,16 @@
 The business rule sends `sys_id:sys_mod_count` as the delivery id, which the record also carries,
 so a late business-rule call and its reconciled copy are one delivery. `sys_updated_on` values are
 UTC; the query's date literal is read in the API user's time zone, so Escalator's user should keep
-the instance default (GMT) zone; the overlap absorbs small differences. Tags and the comment text
-are not in the record: a reconciled change carries neither (README).
+the instance default (GMT) zone; the overlap absorbs small differences. Tags are not in the record:
+a reconciled change carries none (README). The comment text is not in it either: for a change whose
+delivery never came, the newest "Additional comments" entry added since Escalator last saw the
+incident is read from the journal (`sys_journal_field`), one request per missed change, and carried
+as the business rule would have carried it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -115,3 +119,33 @@ def delivery(record: Mapping[str, Any], snapshot: Ticket | None, settings: Setti
         f"incident.{'inserted' if operation == 'insert' else 'updated'}",
         body,
     )
+
+
+JOURNAL = "/api/now/table/sys_journal_field"
+
+
+def with_missed_comment(
+    pager: Pager, record: Mapping[str, Any], snapshot: Ticket | None, settings: Settings, found: Found
+) -> list[Found]:
+    """The missed change, carrying the newest customer-visible comment Escalator has not seen."""
+    seen = snapshot.updated_at if snapshot is not None else None
+    query = f"name=incident^element_id={found.ticket_id}^element=comments"
+    if seen is not None:
+        query += f"^sys_created_on>{seen.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}"
+    params = {
+        "sysparm_query": query + "^ORDERBYDESCsys_created_on",
+        "sysparm_fields": "sys_id,value,sys_created_by,sys_created_on",
+        "sysparm_limit": 1,
+    }
+    page = require(pager.get(settings.base_url + JOURNAL, params), dict, "the journal's Table API answer")
+    entries = [e for e in require(page.get("result", []), list, "'result'") if isinstance(e, dict)]
+    if not entries:
+        return [found]
+    entry = entries[0]
+    comment = {
+        "sys_id": str(entry.get("sys_id") or ""),
+        "text": str(entry.get("value") or ""),
+        "author": str(entry.get("sys_created_by") or ""),
+        "created": str(entry.get("sys_created_on") or ""),
+    }
+    return [dataclasses.replace(found, body={**found.body, "comment": comment})]

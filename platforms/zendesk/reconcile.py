@@ -4,8 +4,11 @@ ticket export (`GET /api/v2/incremental/tickets/cursor.json?start_time=…`, the
 
 The export is limited to 10 requests a minute: the pager waits out its 429s. The export names no
 updater and no comment, so a reconciled change is `ticket.created`, `ticket.priority_changed` (its
-priority differs from what Escalator last saw) or `ticket.updated`; a missed comment is not
-recovered. Its id is the trigger's (ticket id + `updated_at`): a late trigger delivery is a duplicate.
+priority differs from what Escalator last saw) or `ticket.updated`. Its id is the trigger's (ticket
+id + `updated_at`): a late trigger delivery is a duplicate. For a change whose delivery never came,
+the ticket's newest comment is read (one request per missed change); one Escalator has not seen
+becomes the `ticket.comment_added` delivery its trigger would have sent, under that trigger's id
+(ticket id + the comment's instant + ":comment").
 """
 
 from __future__ import annotations
@@ -101,3 +104,36 @@ def delivery(ticket: Mapping[str, Any], snapshot: Ticket | None, settings: Setti
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def with_missed_comment(
+    pager: Pager, ticket: Mapping[str, Any], snapshot: Ticket | None, settings: Settings, found: Found
+) -> list[Found]:
+    """The missed change, and the newest comment if Escalator has not seen it."""
+    url = f"{settings.base_url}/api/v2/tickets/{found.ticket_id}/comments.json"
+    page = require(pager.get(url, {"sort_order": "desc", "per_page": 1}), dict, "Zendesk's comments answer")
+    comments = [c for c in require(page.get("comments", []), list, "'comments'") if isinstance(c, dict)]
+    if not comments:
+        return [found]
+    newest = comments[0]
+    created = newest.get("created_at")
+    delivery_id = change_id(found.ticket_id, created, comment=True)
+    seen = snapshot.updated_at if snapshot is not None else None
+    try:
+        at = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return [found]
+    if delivery_id is None or (seen is not None and at <= seen):
+        return [found]
+    comment = {
+        "id": _text(newest.get("id")),
+        "body": _text(newest.get("plain_body") or newest.get("body")),
+        "public": "true" if newest.get("public") else "false",
+        "author_id": _text(newest.get("author_id")),
+        "author_name": "",
+    }
+    body = {**found.body, "event": "ticket.comment_added", "comment": comment}
+    return [
+        found,
+        Found(found.ticket_id, delivery_id, TRIGGER_EVENT_TYPE_PREFIX + "ticket.comment_added", body),
+    ]

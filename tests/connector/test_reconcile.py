@@ -99,9 +99,11 @@ class Jira:
 
 class Zendesk:
     export = f"{ZENDESK_URL}/api/v2/incremental/tickets/cursor.json"
+    comments_url = re.compile(re.escape(f"{ZENDESK_URL}/api/v2/tickets/") + r"\d+/comments\.json")
 
     def __init__(self, driver):
         self.driver = driver
+        self.comments: list[dict[str, Any]] = []  # the newest first, as a missed change's look-up reads them
 
     def change(self, spec: Spec, at: datetime):
         body = self.driver._body(spec, "ticket.updated", "agent-7", at)
@@ -142,6 +144,11 @@ class Zendesk:
             return 200, {"Content-Type": "application/json"}, json.dumps(page)
 
         api.add_callback(responses.GET, self.export, callback=answer)
+        api.add_callback(
+            responses.GET,
+            self.comments_url,
+            callback=lambda request: (200, {}, json.dumps({"comments": self.comments[:1], "count": 0})),
+        )
 
     def window_start(self, api) -> str:
         start = int(parse_qs(urlsplit(_calls(api, "incremental")[0]).query)["start_time"][0])
@@ -150,9 +157,11 @@ class Zendesk:
 
 class ServiceNow:
     table = f"{SERVICENOW_URL}/api/now/table/incident"
+    journal = f"{SERVICENOW_URL}/api/now/table/sys_journal_field"
 
     def __init__(self, driver):
         self.driver = driver
+        self.journal_entries: list[dict[str, Any]] = []  # newest first
 
     def change(self, spec: Spec, at: datetime):
         self.driver._mods[spec.n] = 6  # the business rule's next call is mod count 7
@@ -207,6 +216,11 @@ class ServiceNow:
             return 200, {"Content-Type": "application/json"}, json.dumps({"result": rows})
 
         api.add_callback(responses.GET, self.table, callback=answer)
+        api.add_callback(
+            responses.GET,
+            self.journal,
+            callback=lambda request: (200, {}, json.dumps({"result": self.journal_entries[:1]})),
+        )
 
     def window_start(self, api) -> str:
         query = parse_qs(urlsplit(_calls(api, "table/incident")[0]).query)["sysparm_query"][0]
@@ -522,3 +536,68 @@ def test_when_the_search_shows_the_oldest_comments_only_the_newest_are_read(esc,
     found = reconcile(esc.rt, "jira")
     assert found.comments == 1
     assert rows(esc)[-1].delivery_id == f"{issue['id']}/comment/40999"
+
+
+def test_a_zendesk_comment_of_a_missed_change_is_recovered_under_its_triggers_id(esc, api):
+    driver, search = scenario(esc, "zendesk")
+    reconcile(esc.rt, "zendesk")
+    ticket, _, _ = search.change(Spec(5), CHANGED_AT)
+    newest = load_fixture("zendesk", "api/ticket_comments__newest")["comments"][0]
+    search.comments = [{**newest, "author_id": ticket["requester_id"], "created_at": ticket["updated_at"]}]
+    search.register(api, [[ticket]], throttle=False)
+    esc.clock.advance(6 * 60)
+
+    found = reconcile(esc.rt, "zendesk")
+    assert (found.missed, found.comments) == (2, 1)
+    change, comment = [row.delivery_id for row in rows(esc)]
+    assert comment == change + ":comment"  # what the comment trigger of that update is named
+    esc.work()
+    record = {r["trigger"]["delivery_id"]: r for r in esc.audit()}[comment]
+    assert record["trigger"]["kind"] == "comment.added"
+    assert record["tier"]["to"] == "management"  # the requester asked for a manager
+
+    # The comment trigger's own delivery arrives late: a duplicate.
+    body = driver._body(Spec(5), "ticket.comment_added", str(ticket["requester_id"]), CHANGED_AT)
+    body["ticket"]["updated_at"] = ticket["updated_at"]  # the update that added the comment
+    late = driver.deliver(body, CHANGED_AT)
+    answer = post(esc, "zendesk", late.body, {**late.headers, **_fresh(driver, late.body, esc.clock())})
+    assert answer.json == {"result": "duplicate", "delivery_id": comment}
+
+
+def test_a_zendesk_comment_escalator_saw_is_not_recovered_again(esc, api):
+    driver, search = scenario(esc, "zendesk")
+    earlier = driver.deliver(
+        driver._body(Spec(6), "ticket.updated", "agent-7", START - timedelta(minutes=30)), START
+    )
+    assert post(esc, "zendesk", earlier.body, earlier.headers).status_code == 202
+    esc.work()  # Escalator saw the ticket as it was at 08:30
+    reconcile(esc.rt, "zendesk")
+    ticket, _, _ = search.change(Spec(6), CHANGED_AT)
+    older = load_fixture("zendesk", "api/ticket_comments__newest")["comments"][0]
+    search.comments = [{**older, "created_at": "2026-11-02T08:00:00Z"}]  # before 08:30: seen
+    search.register(api, [[ticket]], throttle=False)
+    esc.clock.advance(6 * 60)
+
+    found = reconcile(esc.rt, "zendesk")
+    assert (found.missed, found.comments) == (1, 0)
+
+
+def test_a_servicenow_comment_of_a_missed_change_travels_with_it(esc, api):
+    driver, search = scenario(esc, "servicenow")
+    reconcile(esc.rt, "servicenow")
+    record, _, _ = search.change(Spec(7), CHANGED_AT)
+    entry = load_fixture("servicenow", "api/table_get_sys_journal_field__newest_comment")["result"][0]
+    search.journal_entries = [{**entry, "sys_created_by": record["caller_id.user_name"]}]
+    search.register(api, [[record]], throttle=False)
+    esc.clock.advance(6 * 60)
+
+    found = reconcile(esc.rt, "servicenow")
+    assert (found.missed, found.comments) == (1, 0)  # one delivery: the change, carrying its comment
+    [row] = rows(esc)
+    assert json.loads(row.body)["comment"]["text"] == entry["value"]
+    (journal,) = [u for u in _calls(api, "sys_journal_field")]
+    query = parse_qs(urlsplit(journal).query)["sysparm_query"][0]
+    assert query == f"name=incident^element_id={record['sys_id']}^element=comments^ORDERBYDESCsys_created_on"
+    esc.work()
+    (decided,) = esc.audit()
+    assert decided["trigger"]["kind"] == "comment.added" and decided["tier"]["to"] == "management"
