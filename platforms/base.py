@@ -108,11 +108,22 @@ class OutboundRequest:
 
 
 @dataclass(frozen=True)
+class RateLimitHeaders:
+    """What an answer said about the platform's rate limit (RateLimit-*, X-Rate-Limit-*, X-RateLimit-*)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_seconds: float | None = None  # until the count resets
+    per_ticket: bool = False  # the limit is the ticket's own (Jira's RateLimit-Reason: per-issue write)
+
+
+@dataclass(frozen=True)
 class SentRequest:
     """One request that went out and the platform's answer."""
 
     request: OutboundRequest
     status: int
+    limits: RateLimitHeaders | None = None
 
 
 @dataclass(frozen=True)

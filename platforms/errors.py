@@ -7,6 +7,10 @@ whether the worker retries (transient) or records a failure (rejected).
 from __future__ import annotations
 
 from datetime import UTC
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from platforms.base import RateLimitHeaders
 
 
 class PlatformError(Exception):
@@ -43,10 +47,18 @@ class TransientPlatformError(PlatformError):
     `retry_after` is the platform's own hint in seconds (Retry-After), if it gave one.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        limits: RateLimitHeaders | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.limits = limits  # what the answer said of the rate limit, if anything
 
 
 class RejectedByPlatform(PlatformError):

@@ -9,13 +9,16 @@ for Retry-After, any other refusal is final and carries the platform's own expla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
+from platforms.base import RateLimitHeaders
 from platforms.errors import PlatformError, RejectedByPlatform, TransientPlatformError, parse_retry_after
 
 # Connections kept open to one platform host. The worker may have up to `worker.concurrency` (at
@@ -50,6 +53,66 @@ def retry_after_header(response: requests.Response) -> float | None:
     return parse_retry_after(response.headers.get("Retry-After"))
 
 
+# The same three facts under each platform's names: the IETF draft's RateLimit-* (Zendesk's newer
+# endpoints), Zendesk's X-Rate-Limit / X-Rate-Limit-Remaining, and X-RateLimit-* (Jira, ServiceNow).
+_LIMIT = ("ratelimit-limit", "x-rate-limit", "x-ratelimit-limit")
+_REMAINING = ("ratelimit-remaining", "x-rate-limit-remaining", "x-ratelimit-remaining")
+_RESET = ("ratelimit-reset", "x-rate-limit-reset", "x-ratelimit-reset")
+_FIELD = re.compile(r"(?:^|[;,\s])(limit|remaining|reset|r|t)=\"?(\d+(?:\.\d+)?)")
+
+
+def rate_limit_headers(headers: Mapping[str, str], now: datetime | None = None) -> RateLimitHeaders | None:
+    """What an answer's headers say of the rate limit; None when they say nothing.
+
+    A reset is read as seconds (RateLimit-Reset), a Unix time (ServiceNow's X-RateLimit-Reset) or an
+    ISO-8601 instant (Jira's); the structured `RateLimit: limit=100, remaining=9, reset=5` (or
+    `"default";r=9;t=5`) is read too. Jira's `RateLimit-Reason: jira-per-issue-on-write` marks a
+    ticket's own limit."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    found: dict[str, float] = {}
+    for name, key in ((_LIMIT, "limit"), (_REMAINING, "remaining")):
+        value = _number(next((lowered[n] for n in name if n in lowered), None))
+        if value is not None:
+            found[key] = value
+    reset = next((lowered[n] for n in _RESET if n in lowered), None)
+    if reset is not None and (seconds := _seconds_until(reset, now or datetime.now(UTC))) is not None:
+        found["reset"] = seconds
+    for field, value in _FIELD.findall(lowered.get("ratelimit", "")):
+        key = {"r": "remaining", "t": "reset"}.get(field, field)
+        found.setdefault(key, float(value))
+    per_ticket = "per-issue" in lowered.get("ratelimit-reason", "")
+    if not found and not per_ticket:
+        return None
+    limit, remaining = found.get("limit"), found.get("remaining")
+    return RateLimitHeaders(
+        limit=int(limit) if limit is not None else None,
+        remaining=int(remaining) if remaining is not None else None,
+        reset_seconds=found.get("reset"),
+        per_ticket=per_ticket,
+    )
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value.strip()) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _seconds_until(value: str, now: datetime) -> float | None:
+    number = _number(value)
+    if number is not None:
+        # Seconds to wait, or a Unix time (no limit resets more than a year ahead).
+        return max(0.0, number - now.timestamp()) if number > 31_536_000 else number
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
 def answer_error(
     platform: str,
     response: requests.Response,
@@ -66,7 +129,12 @@ def answer_error(
     status = response.status_code
     if status in transient or status >= 500:
         text = f"{platform} answered {status} to {what}{note}" + (f": {message}" if message else "")
-        return TransientPlatformError(text, status=status, retry_after=retry_after(response))
+        return TransientPlatformError(
+            text,
+            status=status,
+            retry_after=retry_after(response),
+            limits=rate_limit_headers(response.headers),
+        )
     return RejectedByPlatform(
         f"{platform} rejected {what} ({status}): {message or response.reason}", status=status
     )

@@ -27,7 +27,14 @@ from platforms.errors import (
     PlatformError,
     TransientPlatformError,
 )
-from platforms.http import answer_error, body_text, json_object, keep_connections, network_errors
+from platforms.http import (
+    answer_error,
+    body_text,
+    json_object,
+    keep_connections,
+    network_errors,
+    rate_limit_headers,
+)
 from platforms.jira.normalise import ticket_from_issue
 from platforms.jira.settings import Settings
 
@@ -130,7 +137,7 @@ class JiraClient:
         """Send one rendered request; TransientPlatformError or RejectedByPlatform on failure."""
         data = json.dumps(request.json) if request.json is not None else None
         response = self._call(request.method, request.url, data)
-        return SentRequest(request, response.status_code)
+        return SentRequest(request, response.status_code, rate_limit_headers(response.headers))
 
     def fetch(self, ref: TicketRef) -> Ticket:
         """The issue as it is now: one GET (e.g. to learn the reporter behind a trimmed comment event)."""

@@ -39,6 +39,7 @@ from platforms.http import (
     json_object,
     keep_connections,
     network_errors,
+    rate_limit_headers,
     retry_after_header,
 )
 from platforms.servicenow.normalise import normalise_record
@@ -132,7 +133,7 @@ class ServiceNowClient:
     def send(self, request: OutboundRequest) -> SentRequest:
         """Send one rendered request; TransientPlatformError or RejectedByPlatform on failure."""
         response = self._request(request.method, request.url, request.json)
-        return SentRequest(request, response.status_code)
+        return SentRequest(request, response.status_code, rate_limit_headers(response.headers))
 
     def note_landed(self, ref: TicketRef, mark: str) -> bool:
         """Whether a journal entry (work note or comment) of the incident carries `mark`'s line: one

@@ -27,7 +27,14 @@ from platforms.errors import (
     PlatformError,
     RejectedByPlatform,
 )
-from platforms.http import answer_error, body_text, json_object, keep_connections, network_errors
+from platforms.http import (
+    answer_error,
+    body_text,
+    json_object,
+    keep_connections,
+    network_errors,
+    rate_limit_headers,
+)
 from platforms.zendesk.normalise import normalise_ticket
 from platforms.zendesk.settings import Settings
 
@@ -107,7 +114,7 @@ class ZendeskClient:
     def send(self, request: OutboundRequest) -> SentRequest:
         """Send one rendered request; raises TransientPlatformError, ConflictError or RejectedByPlatform."""
         response = self._call(request.method, request.url, request.json)
-        return SentRequest(request, response.status_code)
+        return SentRequest(request, response.status_code, rate_limit_headers(response.headers))
 
     def note_landed(self, ref: TicketRef, mark: str) -> bool:
         """Whether a comment ending in `mark`'s line is on the ticket: one GET of its newest comments

@@ -1,0 +1,80 @@
+"""Reading what an answer says of the rate limit, under each platform's names for it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import responses
+
+from platforms.base import OutboundRequest, RateLimitHeaders
+from platforms.errors import TransientPlatformError
+from platforms.http import rate_limit_headers
+from platforms.zendesk.client import ZendeskClient
+from platforms.zendesk.settings import Settings
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def test_zendesk_account_headers():
+    read = rate_limit_headers({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "699"}, NOW)
+    assert read == RateLimitHeaders(limit=700, remaining=699)
+
+
+def test_the_ietf_names_zendesk_sends_for_an_endpoint_limit():
+    read = rate_limit_headers(
+        {"ratelimit-limit": "100", "ratelimit-remaining": "3", "ratelimit-reset": "17"}, NOW
+    )
+    assert read == RateLimitHeaders(limit=100, remaining=3, reset_seconds=17.0)
+
+
+def test_jira_reset_is_an_instant_and_a_per_issue_reason_marks_the_ticket():
+    read = rate_limit_headers(
+        {"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2026-11-30T09:00:30Z",
+         "RateLimit-Reason": "jira-per-issue-on-write"},
+        NOW,
+    )  # fmt: skip
+    assert read == RateLimitHeaders(limit=20, remaining=0, reset_seconds=30.0, per_ticket=True)
+
+
+def test_servicenow_reset_is_a_unix_time():
+    reset = int(NOW.timestamp()) + 1200
+    read = rate_limit_headers({"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "12",
+                               "X-RateLimit-Reset": str(reset)}, NOW)  # fmt: skip
+    assert read == RateLimitHeaders(limit=5000, remaining=12, reset_seconds=1200.0)
+
+
+def test_the_structured_ratelimit_header():
+    assert rate_limit_headers({"RateLimit": "limit=100, remaining=9, reset=5"}, NOW) == RateLimitHeaders(
+        limit=100, remaining=9, reset_seconds=5.0
+    )
+    assert rate_limit_headers({"RateLimit": '"default";r=4;t=12'}, NOW) == RateLimitHeaders(
+        remaining=4, reset_seconds=12.0
+    )
+
+
+def test_no_rate_limit_headers_and_unreadable_ones_say_nothing():
+    assert rate_limit_headers({"Content-Type": "application/json"}, NOW) is None
+    assert rate_limit_headers({"X-Rate-Limit-Remaining": "lots"}, NOW) is None
+
+
+@responses.activate
+def test_a_sent_request_carries_what_the_platform_said_of_its_limit():
+    url = "https://acme.zendesk.com/api/v2/tickets/1.json"
+    limit = {"ratelimit-limit": "100", "ratelimit-remaining": "41", "ratelimit-reset": "20"}
+    responses.add(responses.PUT, url, json={"ticket": {"id": 1}}, headers=limit)
+    client = ZendeskClient(Settings(url="https://acme.zendesk.com", email="bot@acme.test", api_token="t"))
+    sent = client.send(OutboundRequest("PUT", url, {"ticket": {"priority": "urgent"}}))
+    assert sent.limits == RateLimitHeaders(limit=100, remaining=41, reset_seconds=20.0)
+
+
+@responses.activate
+def test_a_429_carries_its_retry_after_and_the_limit_headers():
+    url = "https://acme.zendesk.com/api/v2/tickets/1.json"
+    limit = {"Retry-After": "37", "ratelimit-remaining": "0", "ratelimit-reset": "37"}
+    responses.add(responses.PUT, url, status=429, json={"error": "APIRateLimitExceeded"}, headers=limit)
+    client = ZendeskClient(Settings(url="https://acme.zendesk.com", email="bot@acme.test", api_token="t"))
+    with pytest.raises(TransientPlatformError) as refused:
+        client.send(OutboundRequest("PUT", url, {"ticket": {"priority": "urgent"}}))
+    assert refused.value.retry_after == 37.0
+    assert refused.value.limits == RateLimitHeaders(remaining=0, reset_seconds=37.0)
