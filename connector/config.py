@@ -169,6 +169,60 @@ class InboxConfig(_Strict):
     )  # fmt: skip
 
 
+class RateWindow(_Strict):
+    """At most `requests` writes in any `seconds` (a sliding window, as strict as any the platform keeps)."""
+
+    requests: int = Field(ge=1)
+    seconds: float = Field(gt=0)
+
+
+class PlatformRateLimits(_Strict):
+    """One platform's write limits: per account (every ticket's writes share them) and per ticket."""
+
+    account: list[RateWindow] = []
+    ticket: list[RateWindow] = []
+
+
+# The platforms' published write limits (../shared/DESIGN.md, "The platforms' contracts").
+# Zendesk: Update Ticket 100/min per account, 30 updates per 10 min per ticket.
+# Jira Cloud: per-issue write limits (RateLimit-Reason jira-per-issue-on-write; 20 per 2 s and 100 per
+# 30 s as Atlassian's rate-limiting page gave them); the account's budget is cost-based and unpublished
+# for API-token traffic, so it is learnt from the answers' RateLimit headers and Retry-After instead.
+# ServiceNow: per-hour rules are the admin's own (System Web Services > Rate Limit Rules); none by default.
+PUBLISHED_RATE_LIMITS: dict[str, dict[str, Any]] = {
+    "zendesk": {"account": [{"requests": 100, "seconds": 60}], "ticket": [{"requests": 30, "seconds": 600}]},
+    "jira": {"ticket": [{"requests": 20, "seconds": 2}, {"requests": 100, "seconds": 30}]},
+    "servicenow": {},
+}
+
+
+class RateLimitsConfig(_Strict):
+    """Proactive write pacing (connector/ratelimit.py), shared by every replica through the database.
+
+    A platform named here replaces its published limits; one left out keeps them."""
+
+    enabled: bool = Field(
+        True, description="false: write as fast as the platform takes it (429s are retried)"
+    )
+    platforms: dict[str, PlatformRateLimits] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_platforms(self) -> RateLimitsConfig:
+        if unknown := set(self.platforms) - set(PLATFORMS):
+            names = ", ".join(sorted(unknown))
+            raise ValueError(f"unknown platform(s) {names} (known: {', '.join(PLATFORMS)})")
+        return self
+
+    def of(self, platform: str) -> PlatformRateLimits:
+        """The limits in force for `platform` (none when pacing is off)."""
+        if not self.enabled:
+            return PlatformRateLimits()
+        configured = self.platforms.get(platform)
+        if configured is not None:
+            return configured
+        return PlatformRateLimits.model_validate(PUBLISHED_RATE_LIMITS.get(platform, {}))
+
+
 Platforms = create_model(  # type: ignore[call-overload]
     "Platforms",
     __config__=ConfigDict(extra="forbid", frozen=True),
@@ -186,6 +240,7 @@ class Config(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
     inbox: InboxConfig = InboxConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
     console: ConsoleConfig = ConsoleConfig()
     notifications: NotificationsConfig = NotificationsConfig()

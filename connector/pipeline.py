@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy.exc import OperationalError
 
-from connector import audit, handover, outbox, retarget
+from connector import audit, handover, outbox, ratelimit, retarget
 from connector.codec import after_plan
 from connector.judgement import judge
 from connector.minimise import mask_personal_data
@@ -71,6 +71,7 @@ class Outcome:
     sla: SlaState | None = None  # the ticket's SLA clocks after this event
     rearm: SlaState | None = None  # a stale timer's ticket: its stored clocks, re-armed under today's policy
     recovered: list[OutboundRequest] = dataclasses.field(default_factory=list)  # found landed after a crash
+    rank: int | None = None  # its place in the rate limiter's line, when it waits there ("deferred")
 
 
 # A ticket that changes under us (Zendesk's 409) is read again and planned again this often.
@@ -293,6 +294,8 @@ def _decide(rt, installation, item, client, capabilities, mapping, stored, event
         done.outcome = "dry_run"
         done.detail = "dry_run is on" if rt.dry_run else f"platforms.{item.platform} has no write credentials"
         return done
+    if (waiting := _wait_for_rate_limit(rt, item, verdict.decision, plan, done)) is not None:
+        return waiting
     try:
         result = _apply(rt, item, client, done)
     except ConflictError as exc:
@@ -301,6 +304,18 @@ def _decide(rt, installation, item, client, capabilities, mapping, stored, event
     if result.outcome == "applied":
         result.snapshot = after_plan(event.ticket, plan, labels=CAP_LABELS in capabilities)
     return result
+
+
+def _wait_for_rate_limit(rt: Runtime, item: InboxItem, decision, plan, done: Outcome) -> Outcome | None:
+    """None when the platform's write limits grant the writes now; else the delivery waits in line."""
+    rank = ratelimit.rank_of(decision, plan)
+    ask = ratelimit.Ask(item.platform, plan.ticket.id, item.id, rank, item.received_at, len(done.planned))
+    now = rt.clock()
+    wait = ratelimit.Limiter(rt.engine, rt.config.rate_limits).admit(ask, now)
+    if wait is None:
+        return None
+    why = f"waiting for a {item.platform} write slot (rate limit, rank {rank}) until {wait.at.isoformat()}"
+    return dataclasses.replace(done, outcome="deferred", detail=why, retry_at=wait.at, rank=wait.rank)
 
 
 def _timer_event(item: InboxItem, stored, policy) -> tuple[TicketEvent | None, str]:
@@ -361,6 +376,9 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
             rt.metrics.platform_requests.labels(
                 item.platform, request.method, str(exc.status or "error")
             ).inc()
+            if exc.status == 429:  # the platform's own word on when to write again beats our estimate
+                limiter = ratelimit.Limiter(rt.engine, rt.config.rate_limits)
+                limiter.refused(item.platform, item.ticket_id, exc.retry_after, exc.limits, rt.clock())
             if carries_note and exc.status in _NOT_TAKEN:  # refused before it was taken: not in flight
                 inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
             return _retrying(rt, item, exc, str(exc), dataclasses.replace(result, state=None, sla=None))
@@ -377,6 +395,9 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
             return dataclasses.replace(result, outcome="failed", detail=str(exc), state=None, sla=None,
                                        snapshot=None)  # fmt: skip
         rt.metrics.platform_requests.labels(item.platform, request.method, str(answer.status)).inc()
+        if answer.limits is not None:
+            limiter = ratelimit.Limiter(rt.engine, rt.config.rate_limits)
+            limiter.observe(item.platform, item.ticket_id, answer.limits, rt.clock())
         sent.append(answer)
         confirmed.add(fingerprint)
         inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
@@ -398,6 +419,10 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     webhook intake waits for the same writer lock, so the lock is held only for the writes.
     """
     now = rt.clock()
+    if result.outcome == "deferred":  # waits for a write slot: not an attempt, nothing to audit yet
+        with writing(rt.engine) as conn:
+            inbox.defer(conn, item, owner=rt.owner, at=result.retry_at, rank=result.rank, why=result.detail)
+        return
     record = audit_record(rt, item, result)
     event = result.event
     remember = (

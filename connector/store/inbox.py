@@ -110,8 +110,9 @@ def accept(engine: Engine, row: dict[str, Any]) -> bool:
 # b_* select rows; the values written are passed under their column names.
 
 # The oldest unfinished row of each ticket; only unfinished rows are read, so the cost follows
-# the backlog, never the history (a NOT EXISTS over older rows was O(history²)).
-_HEADS = (
+# the backlog, never the history (a NOT EXISTS over older rows was O(history²)). The rate limiter
+# counts the unjudged ones among them as waiting in line.
+HEADS = (
     select(func.min(inbox.c.id))
     .where(inbox.c.status.in_((PENDING, PROCESSING)), inbox.c.ticket_id.is_not(None))
     .group_by(inbox.c.platform, inbox.c.ticket_id)
@@ -121,9 +122,10 @@ _CANDIDATES = (
     .where(
         inbox.c.status == PENDING,
         inbox.c.next_attempt_at <= bindparam("b_now"),
-        or_(inbox.c.ticket_id.is_(None), inbox.c.id.in_(_HEADS)),
+        or_(inbox.c.ticket_id.is_(None), inbox.c.id.in_(HEADS)),
     )
-    .order_by(inbox.c.id)
+    # Unjudged first (judging is cheap, and a rank is what the line needs), then by rank, oldest first.
+    .order_by(func.coalesce(inbox.c.rank, -1), inbox.c.received_at, inbox.c.id)
     .limit(bindparam("b_limit", type_=Integer))
 )
 # Taking the row and reading it back is one statement.
@@ -150,7 +152,8 @@ _LEASE_TICKET: dict[str, Any] = {}  # per dialect
 
 
 def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[InboxItem]:
-    """Lease up to `limit` due rows, at most one per ticket, each the oldest unfinished of its ticket.
+    """Lease up to `limit` due rows, at most one per ticket, each the oldest unfinished of its ticket:
+    rows not judged yet first, then by their rank in the rate limiter's line, oldest first.
 
     Candidates are read without locks; each is then taken with two compare-and-sets (the
     ticket's lease, the row's status), so two workers or replicas racing for the same row
@@ -259,6 +262,15 @@ def finish(
 def retry_later(conn: Connection, item: InboxItem, *, owner: str, at: datetime, error: str) -> None:
     """Put the item back to pending until `at`; its ticket stays blocked for later events (order)."""
     _release_item(conn, item, owner, status=PENDING, next_attempt_at=at, last_error=error)
+
+
+def defer(conn: Connection, item: InboxItem, *, owner: str, at: datetime, rank: int, why: str) -> None:
+    """Put the item back to pending until `at` to wait for the platform's rate limit, with its rank in
+    line. It was not tried: the claim's attempt is given back (nothing is audited for the wait)."""
+    _release_item(
+        conn, item, owner, status=PENDING, next_attempt_at=at, rank=rank, attempts=item.attempts - 1,
+        last_error=why,
+    )  # fmt: skip
 
 
 def _release_item(conn: Connection, item: InboxItem, owner: str, **values: Any) -> None:

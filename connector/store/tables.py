@@ -82,6 +82,9 @@ inbox = Table(
     # The fingerprint of the request being sent, set before it goes out and cleared once confirmed:
     # after a crash the worker asks the platform whether it landed before sending it again.
     Column("in_flight", String(64), nullable=True),
+    # Where the write it needs stands in line for the platform's rate limit (connector/ratelimit.py:
+    # lower goes first); NULL until it is judged. Claim takes unjudged rows first, then by rank.
+    Column("rank", Integer, nullable=True),
     UniqueConstraint("platform", "delivery_id", name="uq_inbox_delivery"),
 )
 Index("ix_inbox_due", inbox.c.status, inbox.c.next_attempt_at)
@@ -313,3 +316,19 @@ reconcile_watermarks = Table(
     Column("watermark", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# One sliding window of a platform's write limit (connector/ratelimit.py), shared by every replica:
+# the writes granted per slot (a 60th of the window) for the last window, and a block the platform
+# itself imposed (Retry-After, an exhausted RateLimit-Remaining). Updated under a row lock.
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("bucket", String(300), primary_key=True),  # "account", or "ticket:<id>"
+    Column("seconds", Float, primary_key=True),  # the window's length
+    Column("first_slot", BigInteger, nullable=False),  # number of the slot counts[0] counts
+    Column("counts", JSON, nullable=False),
+    Column("blocked_until", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ix_rate_windows_updated", rate_windows.c.updated_at)

@@ -1,0 +1,270 @@
+"""Proactive write pacing: a platform's published write limits, kept before it has to refuse.
+
+Each limit is a sliding window ("at most N writes in any T seconds") counted in 60 slots and kept in
+the `rate_windows` table, so every replica shares it; a write is granted under the rows' lock, so two
+workers together never exceed it. Under a limit the line is ordered, not first come: a delivery's
+rank (priority, then escalation before a note before label tidying; `rank_of`) is stored on its inbox
+row, and a write is granted only when the window has room for it AND for every better-ranked write
+already waiting (and for deliveries not judged yet, which may be better). Otherwise the delivery goes
+back to pending until the window expects room for it, without counting an attempt, and the inbox
+claims due rows by rank. The platform's word wins over our estimate: a Retry-After or an exhausted
+RateLimit-Remaining blocks the window until then, and a lower Remaining than we count is taken as used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from connector.config import PlatformRateLimits, RateLimitsConfig
+from connector.model import Decision, Plan, Priority
+from platforms.base import RateLimitHeaders
+
+SLOTS = 60  # a window is counted in this many slots; a write counts for one slot longer than the window
+ACCOUNT = "account"
+
+
+def ticket_bucket(ticket_id: str) -> str:
+    return f"ticket:{ticket_id}"
+
+
+# --- rank: who goes first under a limit -----------------------------------------------------------
+
+_PRIORITY_RANK = {Priority.P1: 1, Priority.P2: 2, Priority.P3: 3, Priority.P4: 4}
+UNKNOWN_PRIORITY = 5
+BEST_RANK = 10  # a P1 escalation: no delivery not judged yet can stand before it
+
+
+def rank_of(decision: Decision | None, plan: Plan) -> int:
+    """Lower goes first: ten per priority (P1 10s … none 50s), then within one priority an escalation
+    (assignee or group) 0, a priority change or a note 1, labels and fields alone 2."""
+    priority = decision.priority_after or decision.priority_before if decision is not None else None
+    level = _PRIORITY_RANK.get(priority, UNKNOWN_PRIORITY) if priority is not None else UNKNOWN_PRIORITY
+    if plan.assignee is not None or plan.group is not None:
+        kind = 0
+    elif plan.priority is not None or plan.note is not None:
+        kind = 1
+    else:
+        kind = 2
+    return level * 10 + kind
+
+
+# --- one sliding window ------------------------------------------------------------------------
+
+
+@dataclass
+class SlidingWindow:
+    """At most `limit` writes in any `seconds`, counted per slot of seconds/SLOTS.
+
+    A write in slot s counts until slot s + SLOTS + 1 begins: any real interval of `seconds`
+    overlaps at most SLOTS + 1 slots, so the platform never sees more than `limit` in one,
+    however it draws its window (fixed or sliding)."""
+
+    limit: int
+    seconds: float
+    first_slot: int
+    counts: list[int]
+    blocked_until: datetime | None = None
+
+    @property
+    def width(self) -> float:
+        return self.seconds / SLOTS
+
+    def slot(self, at: datetime) -> int:
+        return math.floor(at.timestamp() / self.width)
+
+    def slot_start(self, slot: int) -> datetime:
+        return datetime.fromtimestamp(slot * self.width, UTC)
+
+    def trim(self, now: datetime) -> None:
+        """Forget slots that left the window; counts then runs from first_slot to now's slot."""
+        current = self.slot(now)
+        oldest = current - SLOTS
+        if oldest > self.first_slot:
+            self.counts = self.counts[oldest - self.first_slot :]
+            self.first_slot = oldest
+        if not self.counts:
+            self.first_slot = oldest
+        missing = current - (self.first_slot + len(self.counts)) + 1
+        if missing > 0:
+            self.counts.extend([0] * missing)
+
+    def used(self, now: datetime) -> int:
+        self.trim(now)
+        return sum(self.counts)
+
+    def room_at(self, need: int, now: datetime) -> datetime:
+        """The earliest time `need` more writes fit (now when they fit now), ignoring any block: when
+        the need-th of a line served as fast as the window allows would go."""
+        used = self.used(now)
+        if used + need <= self.limit:
+            return now
+        # The times the first `limit` places of the line open: the room left now, then each counted
+        # write's slot leaving the window; a later place opens a window after the one `limit` before it.
+        opens = [now] * (self.limit - used)
+        for offset, count in enumerate(self.counts):
+            if len(opens) >= self.limit:
+                break
+            opens += [self.slot_start(self.first_slot + offset + SLOTS + 1)] * count
+        rounds, place = divmod(need - 1, self.limit)
+        return opens[min(place, len(opens) - 1)] + timedelta(seconds=(self.seconds + self.width) * rounds)
+
+    def take(self, count: int, now: datetime) -> None:
+        self.trim(now)
+        self.counts[-1] += count
+
+    def blocked_at(self, now: datetime) -> datetime:
+        """When a block the platform imposed ends (now when there is none)."""
+        return self.blocked_until if self.blocked_until is not None and self.blocked_until > now else now
+
+    def block(self, until: datetime) -> None:
+        if self.blocked_until is None or until > self.blocked_until:
+            self.blocked_until = until
+
+    def learn_remaining(self, remaining: int, now: datetime, reset_seconds: float | None = None) -> bool:
+        """The platform counts fewer writes left than we do (others share the account): count the
+        difference as used, until the platform's reset when it named one (else for a window).
+        True when that changed anything."""
+        free = self.limit - self.used(now)
+        if remaining >= free:
+            return False
+        current = self.slot(now)
+        slot = current
+        if reset_seconds is not None:  # the slot whose writes leave the window at the reset
+            slot = min(current, self.slot(now + timedelta(seconds=reset_seconds)) - SLOTS - 1)
+            if slot < self.first_slot:
+                return False  # they would have left already
+        self.counts[slot - self.first_slot] += free - remaining
+        return True
+
+
+# --- the limiter over the shared store ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Who stands in line before a write: better-ranked deliveries waiting for the same platform's
+    windows, and deliveries not judged yet (they may be better)."""
+
+    ranked: int
+    unjudged: int
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Not now: ask again at `at`, standing in line with `rank`."""
+
+    at: datetime
+    rank: int
+
+
+# Added to the rank of a delivery that waits for its own ticket's limit: it does not hold up the line.
+OWN_TICKET_WAIT = 1000
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One delivery's request for `cost` writes."""
+
+    platform: str
+    ticket_id: str | None
+    item_id: int
+    rank: int
+    received_at: datetime
+    cost: int
+
+
+class Limiter:
+    """The write limits in force (config `rate_limits`) over the shared `rate_windows` table."""
+
+    def __init__(self, engine: Engine, config: RateLimitsConfig):
+        self.engine = engine
+        self.config = config
+
+    def limits(self, platform: str) -> PlatformRateLimits:
+        return self.config.of(platform)
+
+    def admit(self, ask: Ask, now: datetime) -> Wait | None:
+        """None: the writes are granted (and counted). Else how long the delivery waits, and its rank."""
+        from connector.store import ratewindows
+
+        limits = self.limits(ask.platform)
+        keys = self._keys(limits, ask.ticket_id)
+        if not keys:
+            return None
+        # Better-ranked deliveries due within two windows stand in line; one in a long backoff does not.
+        horizon = 2 * max((w.seconds for w in limits.account), default=0.0)
+        with ratewindows.locked(self.engine, ask.platform, keys, now) as held:
+            account = [w for (bucket, _), w in held.windows.items() if bucket == ACCOUNT]
+            own = [w for (bucket, _), w in held.windows.items() if bucket != ACCOUNT]
+            blocked = max(w.blocked_at(now) for w in held.windows.values())
+            own_at = max((w.room_at(ask.cost, now) for w in own), default=now)
+            if own_at > now:  # its own ticket's limit: it stands aside, out of the account's line
+                return Wait(max(own_at, blocked), ask.rank + OWN_TICKET_WAIT)
+            waiting = held.waiting(ask, now, horizon) if account else Waiting(0, 0)
+            line_at = max((w.room_at(waiting.ranked + ask.cost, now) for w in account), default=now)
+            at = max(line_at, blocked)
+            if waiting.ranked:
+                # Better-ranked work waits (for a time estimated before this room came): it goes first.
+                room = min(w.limit - w.used(now) for w in account)
+                if room > 0 and blocked <= now:
+                    held.wake_better(ask, now, room)
+                return Wait(max(at, now + timedelta(seconds=min(w.width for w in account))), ask.rank)
+            if at > now:
+                return Wait(at, ask.rank)
+            unknown = waiting.unjudged if ask.rank > BEST_RANK else 0  # nothing is better than the best
+            if any(w.room_at(unknown + ask.cost, now) > now for w in account):
+                return Wait(now, ask.rank)  # deliveries not judged yet may be better: look again after them
+            for window in held.windows.values():
+                window.take(ask.cost, now)
+            held.granted(ask.item_id, ask.rank)
+        return None
+
+    def observe(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
+                now: datetime) -> None:  # fmt: skip
+        """Adapt to what an answer said of the limit: fewer remaining than we count, or none left."""
+        if headers is None or headers.remaining is None:
+            return
+        limits = self.limits(platform)
+        windows = limits.ticket if headers.per_ticket else limits.account
+        if not windows or headers.remaining >= min(w.requests for w in windows):
+            return  # nothing to learn: the platform has more left than any window of ours allows
+        self._adapt(platform, ticket_id, headers, now, block=None)
+
+    def refused(self, platform: str, ticket_id: str | None, retry_after: float | None,
+                headers: RateLimitHeaders | None, now: datetime) -> None:  # fmt: skip
+        """A 429: nothing more goes out until its Retry-After (or the limit's reset) has passed."""
+        wait = retry_after if retry_after is not None else (headers.reset_seconds if headers else None)
+        if wait is None:
+            wait = min((w.seconds / SLOTS for w in self.limits(platform).account), default=1.0)
+        self._adapt(platform, ticket_id, headers, now, block=now + timedelta(seconds=wait))
+
+    def _adapt(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
+               now: datetime, *, block: datetime | None) -> None:  # fmt: skip
+        from connector.store import ratewindows
+
+        limits = self.limits(platform)
+        per_ticket = headers is not None and headers.per_ticket
+        if per_ticket and ticket_id is not None:
+            keys = [(ticket_bucket(ticket_id), w.seconds, w.requests) for w in limits.ticket]
+        else:
+            keys = [(ACCOUNT, w.seconds, w.requests) for w in limits.account]
+        if not keys:
+            return
+        with ratewindows.locked(self.engine, platform, keys, now) as held:
+            for window in held.windows.values():
+                if headers is not None and headers.remaining is not None:
+                    window.learn_remaining(headers.remaining, now, headers.reset_seconds)
+                    if headers.remaining <= 0 and headers.reset_seconds:
+                        window.block(now + timedelta(seconds=headers.reset_seconds))
+                if block is not None:
+                    window.block(block)
+
+    def _keys(self, limits: PlatformRateLimits, ticket_id: str | None) -> list[tuple[str, float, int]]:
+        keys = [(ACCOUNT, w.seconds, w.requests) for w in limits.account]
+        if ticket_id is not None:
+            keys += [(ticket_bucket(ticket_id), w.seconds, w.requests) for w in limits.ticket]
+        return keys

@@ -1,0 +1,148 @@
+"""The `rate_windows` rows behind connector/ratelimit.py: read and written under a row lock, so every
+worker of every replica counts against the same windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from connector.store.db import writing
+from connector.store.inbox import HEADS, PENDING, PROCESSING
+from connector.store.tables import inbox, rate_windows
+
+if TYPE_CHECKING:
+    from connector.ratelimit import Ask, SlidingWindow, Waiting
+
+Key = tuple[str, float, int]  # bucket, window seconds, requests allowed
+
+
+class Held:
+    """The windows of one platform, locked for the transaction `conn` runs."""
+
+    def __init__(self, conn: Connection, platform: str, windows: dict[tuple[str, float], SlidingWindow]):
+        self.conn = conn
+        self.platform = platform
+        self.windows = windows
+
+    @staticmethod
+    def _better(ask: Ask):
+        """Ranked before `ask` in line: a lower rank, or the same and received earlier."""
+        c = inbox.c
+        return and_(
+            c.rank.is_not(None), c.id != ask.item_id,
+            or_(c.rank < ask.rank, and_(c.rank == ask.rank, or_(
+                c.received_at < ask.received_at, and_(c.received_at == ask.received_at, c.id < ask.item_id)
+            ))),
+        )  # fmt: skip
+
+    def waiting(self, ask: Ask, now: datetime, horizon: float) -> Waiting:
+        """Deliveries of the platform in line before `ask`: better-ranked ones waiting (due within
+        `horizon` seconds: those in a long backoff do not hold anyone up), and unjudged ones that
+        are claimable now or being judged."""
+        from connector.ratelimit import Waiting
+
+        c = inbox.c
+        ranked = select(func.count()).where(
+            c.platform == self.platform, c.status == PENDING,
+            c.next_attempt_at <= now + timedelta(seconds=horizon), self._better(ask),
+        )  # fmt: skip
+        unjudged = select(func.count()).where(
+            c.platform == self.platform, c.rank.is_(None), c.id != ask.item_id,
+            or_(and_(c.status == PENDING, c.next_attempt_at <= now),
+                and_(c.status == PROCESSING, c.lease_until > now)),
+            or_(c.ticket_id.is_(None), c.id.in_(HEADS)),
+        )  # fmt: skip
+        return Waiting(self.conn.execute(ranked).scalar_one(), self.conn.execute(unjudged).scalar_one())
+
+    def wake_better(self, ask: Ask, now: datetime, room: int) -> None:
+        """The best `room` deliveries waiting behind a later estimate than the room that came: due now."""
+        c = inbox.c
+        best = (
+            select(c.id)
+            .where(
+                c.platform == self.platform, c.status == PENDING, c.next_attempt_at > now, self._better(ask)
+            )  # fmt: skip
+            .order_by(c.rank, c.received_at, c.id)
+            .limit(room)
+        )
+        ids = list(self.conn.execute(best).scalars())
+        if ids:
+            self.conn.execute(update(inbox).where(c.id.in_(ids)).values(next_attempt_at=now))
+
+    def granted(self, item_id: int, rank: int) -> None:
+        """The delivery holds its writes: it no longer waits in anyone's line as unjudged."""
+        self.conn.execute(update(inbox).where(inbox.c.id == item_id).values(rank=rank))
+
+
+@contextmanager
+def locked(engine: Engine, platform: str, keys: list[Key], now: datetime) -> Iterator[Held]:
+    """The windows named by `keys` (created empty when new), locked until the block ends; what the
+    block changed in them is written back in the same transaction."""
+    from connector.ratelimit import SlidingWindow
+
+    with writing(engine) as conn:
+        _create_missing(conn, platform, keys, now)
+        limit_of = {(bucket, seconds): requests for bucket, seconds, requests in keys}
+        rows = conn.execute(
+            select(rate_windows)
+            .where(
+                rate_windows.c.platform == platform,
+                tuple_(rate_windows.c.bucket, rate_windows.c.seconds).in_(list(limit_of)),
+            )
+            .order_by(rate_windows.c.bucket, rate_windows.c.seconds)  # one lock order: no deadlock
+            .with_for_update()
+        ).all()
+        windows = {
+            (row.bucket, row.seconds): SlidingWindow(
+                limit_of[(row.bucket, row.seconds)], row.seconds, row.first_slot, list(row.counts),
+                row.blocked_until,
+            )
+            for row in rows
+        }  # fmt: skip
+        before = {key: (w.first_slot, list(w.counts), w.blocked_until) for key, w in windows.items()}
+        yield Held(conn, platform, windows)
+        for (bucket, seconds), window in windows.items():
+            if (window.first_slot, window.counts, window.blocked_until) == before[(bucket, seconds)]:
+                continue
+            conn.execute(
+                _SAVE,
+                {"b_platform": platform, "b_bucket": bucket, "b_seconds": seconds,
+                 "first_slot": window.first_slot, "counts": window.counts,
+                 "blocked_until": window.blocked_until, "updated_at": now},
+            )  # fmt: skip
+
+
+_SAVE = update(rate_windows).where(
+    rate_windows.c.platform == bindparam("b_platform"),
+    rate_windows.c.bucket == bindparam("b_bucket"),
+    rate_windows.c.seconds == bindparam("b_seconds"),
+)
+
+
+def _create_missing(conn: Connection, platform: str, keys: list[Key], now: datetime) -> None:
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(rate_windows)
+    rows = [
+        {"platform": platform, "bucket": bucket, "seconds": seconds, "first_slot": 0, "counts": [],
+         "blocked_until": None, "updated_at": now}
+        for bucket, seconds, _ in keys
+    ]  # fmt: skip
+    conn.execute(insert.on_conflict_do_nothing(), rows)
+
+
+def prune(engine: Engine, *, now: datetime, longest_window: float) -> int:
+    """Drop windows nothing was counted in for longer than any window lasts (tickets long quiet),
+    unless a block is still running. The retention job calls it."""
+    cutoff = now - timedelta(seconds=2 * longest_window)
+    with writing(engine) as conn:
+        result = conn.execute(
+            delete(rate_windows).where(
+                rate_windows.c.updated_at < cutoff,
+                or_(rate_windows.c.blocked_until.is_(None), rate_windows.c.blocked_until < now),
+            )
+        )
+    return result.rowcount or 0

@@ -1,0 +1,238 @@
+"""The rate limiter: its windows never let more through than the limit, a waiting line ordered by
+rank (every P1 before any P4, oldest first within a priority), shared by workers on separate engines,
+and the platform's own word (Retry-After, RateLimit-Remaining) over our estimate."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from connector.config import Config, RateLimitsConfig
+from connector.model import Decision, Plan, Priority, TicketRef
+from connector.ratelimit import Ask, Limiter, SlidingWindow, rank_of
+from connector.store import inbox as inbox_store
+from connector.store.db import make_engine, migrate
+from connector.store.tables import inbox
+from platforms.base import RateLimitHeaders
+from tests.conformance.drivers import ZendeskDriver, post
+from tests.support.burst import PRIORITY_OF, burst_spec, write_policy, zendesk_driver
+from tests.support.concurrency import run_together
+from tests.support.harness import FakeClock, body_of, start
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def limits(requests: int, seconds: float, ticket: list | None = None) -> RateLimitsConfig:
+    window = {"account": [{"requests": requests, "seconds": seconds}], "ticket": ticket or []}
+    return RateLimitsConfig.model_validate({"platforms": {"zendesk": window}})
+
+
+_ids = itertools.count(1000)  # ids no inbox row of these tests has
+
+
+def ask(rank: int = 40, *, ticket: str | None = None, at: datetime = T0, cost: int = 1) -> Ask:
+    return Ask("zendesk", ticket, next(_ids), rank, at, cost)
+
+
+# --- the window alone --------------------------------------------------------------------------
+
+
+def test_no_span_of_the_window_ever_holds_more_than_the_limit():
+    window = SlidingWindow(limit=5, seconds=60, first_slot=0, counts=[])
+    granted: list[datetime] = []
+    now = T0
+    for _ in range(400):  # a write asked for every 0.7 s, taken whenever the window has room
+        if window.room_at(1, now) <= now:
+            window.take(1, now)
+            granted.append(now)
+        now += timedelta(seconds=0.7)
+    assert len(granted) >= 5 * 4  # it does let writes through, about 5 a minute
+    for first in granted:
+        inside = [t for t in granted if first <= t < first + timedelta(seconds=60)]
+        assert len(inside) <= 5, f"{len(inside)} writes in the minute from {first}"
+
+
+def test_room_comes_back_when_the_oldest_writes_leave_the_window():
+    window = SlidingWindow(limit=2, seconds=60, first_slot=0, counts=[])
+    window.take(1, T0)
+    window.take(1, T0 + timedelta(seconds=10))
+    assert window.room_at(1, T0 + timedelta(seconds=20)) == T0 + timedelta(seconds=61)  # the first one's slot
+    assert window.room_at(2, T0 + timedelta(seconds=20)) == T0 + timedelta(seconds=71)
+    assert window.room_at(1, T0 + timedelta(seconds=61)) == T0 + timedelta(seconds=61)
+
+
+def test_rank_puts_priority_first_then_escalation_before_tidying():
+    ref = TicketRef("zendesk", "1", "1")
+
+    def decided(p: Priority) -> Decision:
+        return Decision(Priority.P4, p, "", "L1", "L1")
+
+    escalation = Plan(ref, group="360")
+    tidying = Plan(ref, labels_add=frozenset({"triaged"}))
+    note = Plan(ref, priority="urgent")
+    assert rank_of(decided(Priority.P1), tidying) < rank_of(decided(Priority.P2), escalation)
+    assert rank_of(decided(Priority.P3), escalation) < rank_of(decided(Priority.P3), note)
+    assert rank_of(decided(Priority.P3), note) < rank_of(decided(Priority.P3), tidying)
+    assert rank_of(None, tidying) > rank_of(decided(Priority.P4), tidying)
+
+
+# --- the limiter on the store ------------------------------------------------------------------
+
+
+def test_a_write_waits_for_better_ranked_ones_already_in_line(engine):
+    limiter = Limiter(engine, limits(2, 60))
+    with engine.begin() as conn:  # a P1 escalation waits in line (deferred before, due in 30 s)
+        row = inbox_store.new_row("zendesk", "d-p1", "ticket.created", "7", False, b"{}", T0)
+        values = {**row, "rank": 10, "next_attempt_at": T0 + timedelta(seconds=30)}
+        p1_id = conn.execute(inbox.insert().values(values).returning(inbox.c.id)).scalar_one()
+    assert limiter.admit(ask(5, ticket="9"), T0) is None  # one of the two writes goes to a better one
+    # Room for one more, but the P1 in line goes first: it is woken, and the P4 waits.
+    wait = limiter.admit(ask(42, ticket="8"), T0)
+    assert wait is not None and wait.rank == 42
+    assert wait.at == T0 + timedelta(seconds=61)  # its estimate counts the P1 ahead: the next window
+    with engine.connect() as conn:
+        assert conn.execute(select(inbox.c.next_attempt_at).where(inbox.c.id == p1_id)).scalar_one() == T0
+    assert limiter.admit(Ask("zendesk", "7", p1_id, 10, T0, 1), T0) is None
+    with engine.begin() as conn:  # written: the worker finishes it
+        conn.execute(inbox.update().where(inbox.c.id == p1_id).values(status="done"))
+    assert limiter.admit(ask(42, ticket="8"), T0 + timedelta(seconds=1)).at == wait.at  # full till then
+    assert limiter.admit(ask(42, ticket="8"), wait.at) is None
+
+
+def test_the_platforms_retry_after_beats_the_windows_estimate(engine):
+    limiter = Limiter(engine, limits(100, 60))
+    assert limiter.admit(ask(), T0) is None  # plenty of room by our count
+    limiter.refused("zendesk", "1", 45.0, None, T0)  # but Zendesk answered 429, Retry-After: 45
+    assert limiter.admit(ask(), T0 + timedelta(seconds=1)).at == T0 + timedelta(seconds=45)
+    assert limiter.admit(ask(), T0 + timedelta(seconds=45)) is None
+
+
+def test_a_lower_remaining_than_ours_is_taken_as_used_and_none_left_blocks_until_the_reset(engine):
+    limiter = Limiter(engine, limits(10, 60))
+    limiter.observe("zendesk", "1", RateLimitHeaders(limit=10, remaining=2), T0)  # others share the account
+    assert limiter.admit(ask(), T0) is None
+    assert limiter.admit(ask(), T0) is None
+    assert limiter.admit(ask(), T0).at == T0 + timedelta(seconds=61)
+    later = T0 + timedelta(seconds=61)
+    limiter.observe("zendesk", "1", RateLimitHeaders(remaining=0, reset_seconds=20), later)
+    assert limiter.admit(ask(), later).at == later + timedelta(seconds=20)
+    # A remaining above every window of ours says nothing new: nothing is written for it.
+    limiter.observe("zendesk", "1", RateLimitHeaders(remaining=650), later)
+
+
+def test_per_ticket_windows_hold_one_ticket_back_not_the_account(engine):
+    limiter = Limiter(engine, limits(100, 60, ticket=[{"requests": 2, "seconds": 600}]))
+    assert limiter.admit(ask(ticket="5"), T0) is None
+    assert limiter.admit(ask(ticket="5"), T0) is None
+    held_back = limiter.admit(ask(ticket="5"), T0)
+    assert held_back.at == T0 + timedelta(seconds=610)
+    assert held_back.rank > 40  # waiting for its own ticket, it holds up no one in the account's line
+    assert limiter.admit(ask(ticket="6"), T0) is None
+
+
+@pytest.mark.postgres
+def test_two_workers_on_their_own_engines_never_exceed_the_limit_together(postgres_url):
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    migrate(engines[0])
+    config = limits(10, 2)  # ten writes in any two seconds, asked for as fast as each worker can
+    granted: list[list[datetime]] = [[], []]
+    until = time.monotonic() + 5
+
+    def worker(k: int) -> None:
+        limiter = Limiter(engines[k], config)
+        while time.monotonic() < until:
+            now = datetime.now(UTC)
+            if limiter.admit(ask(ticket=f"{k}-{now.timestamp()}"), now) is None:
+                granted[k].append(now)
+
+    try:
+        run_together(worker, 2)
+    finally:
+        for eng in engines:
+            eng.dispose()
+    every = sorted(granted[0] + granted[1])
+    assert granted[0] and granted[1]  # both got writes through
+    for first in every:
+        inside = [t for t in every if first <= t < first + timedelta(seconds=2)]
+        assert len(inside) <= 10, f"{len(inside)} writes in the two seconds from {first}"
+    assert len(every) >= 20  # and the limit is used, not starved: 10 a window for 5 s
+
+
+# --- through the worker: a burst against a limit -----------------------------------------------
+
+
+def _burst_escalator(tmp_path, sqlite_url, **rate_limits):
+    config = Config.model_validate(
+        {
+            "database": sqlite_url,
+            "policy": str(write_policy(tmp_path)),
+            "dry_run": False,
+            "worker": {"backoff_initial_seconds": 2, "backoff_max_seconds": 60},
+            "platforms": {"zendesk": dict(ZendeskDriver.settings)},
+            "rate_limits": rate_limits,
+        }
+    )
+    return start(config, FakeClock())
+
+
+def _written(api) -> list[tuple[str, str]]:
+    """(ticket id, priority) of each write Zendesk took, in order."""
+    done = []
+    for call in api.calls:
+        if call.request.method == "PUT" and call.response.status_code == 200:
+            ticket = body_of(call)["ticket"]
+            done.append((call.request.url.rsplit("/", 1)[1].split(".")[0], ticket.get("priority", "low")))
+    return done
+
+
+def test_under_the_limit_every_p1_is_written_before_any_p4_oldest_first(tmp_path, sqlite_url):
+    esc = _burst_escalator(
+        tmp_path, sqlite_url, platforms={"zendesk": {"account": [{"requests": 4, "seconds": 60}]}}
+    )
+    driver = zendesk_driver(esc.rt)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        driver.register_write(api)
+        for n in range(12):  # P4, P3, P2, P1, P4, … in arrival order
+            assert post(esc, driver, driver.created(burst_spec(n), esc.clock())).status_code == 202
+            esc.clock.advance(0.01)
+        for _ in range(5):  # four writes a minute: three minutes for twelve
+            esc.work()
+            esc.clock.advance(61)
+        written = _written(api)
+    esc.rt.close()
+    priorities = [PRIORITY_OF[p] for _, p in written]
+    assert len(written) == 12
+    assert priorities == sorted(priorities)  # P1s, then P2s, then P3s, then P4s
+    for p in ("P1", "P4"):
+        tickets = [int(t) for t, q in written if PRIORITY_OF[q] == p]
+        assert tickets == sorted(tickets)  # oldest first within a priority
+    records = esc.audit()
+    assert [r["outcome"] for r in records] == ["applied"] * 12  # waiting in line is not audited
+    assert {r["trigger"]["attempt"] for r in records} == {1}  # nor counted as an attempt
+
+
+def test_a_429_from_the_platform_holds_back_the_next_ticket_until_its_retry_after(tmp_path, sqlite_url):
+    esc = _burst_escalator(tmp_path, sqlite_url)  # Zendesk's published limits: plenty of room
+    driver = zendesk_driver(esc.rt)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        driver.register_write(api, status=429, headers={"Retry-After": "90"}, json={"error": "Too many"})
+        for n in (0, 1):
+            assert post(esc, driver, driver.created(burst_spec(n), esc.clock())).status_code == 202
+        esc.work()
+        # The first got the 429; the second was not even sent: it waits for the platform's Retry-After.
+        assert [c.response.status_code for c in api.calls if c.request.method == "PUT"] == [429]
+    with esc.rt.engine.connect() as conn:
+        due = dict(conn.execute(select(inbox.c.delivery_id, inbox.c.next_attempt_at)).all())
+    esc.rt.close()
+    assert all(at >= esc.clock() + timedelta(seconds=90) for at in due.values())
+
+
+def test_pacing_can_be_switched_off(tmp_path, sqlite_url):
+    esc = _burst_escalator(tmp_path, sqlite_url, enabled=False)
+    assert not esc.rt.config.rate_limits.of("zendesk").account
+    esc.rt.close()
