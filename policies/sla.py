@@ -70,6 +70,7 @@ class Clock:
     stopped_at: datetime | None = None
     breached: bool = False
     warned: frozenset[int] = frozenset()  # warn_at percentages already fired (or passed when re-targeted)
+    due: datetime | None = None  # a breached clock: the instant it breached (the SLA board sorts by it)
 
     @property
     def running(self) -> bool:
@@ -81,6 +82,7 @@ class Clock:
             "stopped_at": _iso(self.stopped_at),
             "breached": self.breached,
             "warned": sorted(self.warned),
+            **({"due": _iso(self.due)} if self.due is not None else {}),
         }
 
     @classmethod
@@ -90,6 +92,7 @@ class Clock:
             stopped_at=_at(data.get("stopped_at")),
             breached=bool(data.get("breached", False)),
             warned=frozenset(int(p) for p in data.get("warned", ())),
+            due=_at(data.get("due")),
         )
 
 
@@ -185,7 +188,7 @@ def advance(
         if event.kind is EventKind.SLA_WARNING:
             clocks[signal.metric] = replace(clock, warned=clock.warned | {signal.percent})
         elif event.kind is EventKind.SLA_BREACHED:
-            clocks[signal.metric] = replace(clock, breached=True)
+            clocks[signal.metric] = replace(clock, breached=True, due=utc(signal.due))
         elif event.kind is EventKind.UPDATE_DUE and clock.running:
             clocks["update_every"] = Clock(_next_reminder_start(sla, state, signal.due, now))
 

@@ -106,7 +106,11 @@ tickets = Table(
     Column("updated_at", UTCDateTime(), nullable=True),
     Column("snapshot", JSON, nullable=True),  # the canonical ticket as last seen (connector/codec.py)
     Column("sla", JSON, nullable=True),  # policies.sla.SlaState.to_json()
+    # True while the ticket has SLA clocks and is not resolved, else NULL: the SLA board's index
+    # (connector/store/tickets.py sets it with every write of `sla`).
+    Column("sla_open", Boolean, nullable=True),
 )
+Index("ix_tickets_sla_open", tickets.c.sla_open)
 
 # One row per armed SLA timer (policies.sla.Timer) of a ticket. A fired row stays until its clock
 # is re-armed (new due, fired_at cleared) or no longer wanted (deleted), so it never fires twice.
@@ -332,3 +336,20 @@ rate_windows = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 Index("ix_rate_windows_updated", rate_windows.c.updated_at)
+
+# Failed console logins, one row each, so every worker process and replica counts the same attempts
+# (console/auth.py LoginThrottle). Rows older than the throttle's window are deleted as it goes.
+console_login_failures = Table(
+    "console_login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+)
+Index(
+    "ix_console_login_failures_key",
+    console_login_failures.c.name,
+    console_login_failures.c.address,
+    console_login_failures.c.at,
+)

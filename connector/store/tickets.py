@@ -80,6 +80,7 @@ def save(
         priority_pinned=state.priority_pinned,
         updated_at=now,
         sla=sla,
+        sla_open=sla_open(sla),
     )
     if requester_id:
         values["requester_id"] = requester_id
@@ -112,7 +113,13 @@ def _snapshot(data: dict[str, Any] | None) -> Ticket | None:
 
 
 def save_sla(conn: Connection, platform: str, ticket_id: str, sla: dict[str, Any]) -> None:
-    _update(conn, platform, ticket_id, dict(sla=sla))
+    _update(conn, platform, ticket_id, dict(sla=sla, sla_open=sla_open(sla)))
+
+
+def sla_open(sla: dict[str, Any] | None) -> bool | None:
+    """The `sla_open` column for an SLA state: True while clocks run on an unresolved ticket, else NULL
+    (only the open ones are indexed in effect: the SLA board reads them by it)."""
+    return True if sla and sla.get("started_at") and not sla.get("resolved_at") else None
 
 
 def save_snapshot(conn: Connection, platform: str, ticket_id: str, snapshot: Ticket, now: datetime) -> None:

@@ -198,6 +198,10 @@ def test_warning_and_breach_are_not_armed_again(example: Policy) -> None:
     breach = fired(EventKind.SLA_BREACHED, "first_response", MON + 4 * H, MON + 4 * H)
     breached = advance(example, warned, breach, Priority.P3, MON + 4 * H)
     assert breached.clocks["first_response"].breached
+    # its instant is kept (the SLA board sorts by it without calendar arithmetic), and round-trips
+    assert breached.clocks["first_response"].due == MON + 4 * H
+    assert SlaState.from_json(breached.to_json()).clocks["first_response"].due == MON + 4 * H
+    assert "due" not in breached.to_json()["clocks"]["resolution"]  # only a breach keeps one
     assert not any(t.metric == "first_response" for t in timers(example, breached))
     assert any(t.metric == "resolution" for t in timers(example, breached))
 
