@@ -22,14 +22,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text, update
+from sqlalchemy import create_engine, delete, insert, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connector.audit import canonical_json, chain_hash, pseudonym  # noqa: E402
 from connector.store.db import writing  # noqa: E402
-from connector.store.tables import audit_head, audit_log, tickets  # noqa: E402
+from connector.store.tables import audit_head, audit_log, tickets, timers  # noqa: E402
+from connector.store.tickets import save_sla, sla_open  # noqa: E402
 from console import facts  # noqa: E402
+from console.clocks import clock_states  # noqa: E402
+from policies.sla import SlaState  # noqa: E402
+from policies.sla import timers as sla_timers  # noqa: E402
 from tests.console.conftest import PASSWORDS, csrf_of, make_console_for  # noqa: E402
 
 PLATFORMS = ("jira", "zendesk", "servicenow")
@@ -111,9 +115,43 @@ def seed(engine, n: int, sha: str, version: str) -> None:
             with writing(engine) as conn:
                 conn.execute(insert(audit_log), batch_rows)
                 if ticket_rows:
+                    for row in ticket_rows:
+                        row["sla_open"] = sla_open(row["sla"])  # as connector/store/tickets.py writes it
                     conn.execute(insert(tickets), ticket_rows)
                 conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
             batch_rows, ticket_rows = [], []
+
+
+def run_open_clocks(engine, policy) -> int:
+    """Open tickets as the worker leaves them: the resolution clock still running and every timer of the
+    ticket armed (policies.sla.timers). Idempotent, so it also brings a database kept by an earlier run
+    up to date. Returns how many tickets are open."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(tickets.c.platform, tickets.c.ticket_id, tickets.c.sla).where(tickets.c.sla_open.is_(True))
+        ).all()
+    armed_at = START
+    timer_rows = []
+    with writing(engine) as conn:
+        conn.execute(delete(timers))
+        for row in rows:
+            state = dict(row.sla)
+            clocks = {m: dict(c) for m, c in state["clocks"].items()}
+            clocks["resolution"]["stopped_at"] = None
+            state["clocks"] = clocks
+            for clock in clock_states(policy, SlaState.from_json(state), armed_at):
+                if clocks[clock["metric"]]["breached"] and clock["due_at"] is not None:
+                    clocks[clock["metric"]]["due"] = clock["due_at"].isoformat()  # kept when a breach fires
+            save_sla(conn, row.platform, row.ticket_id, state)
+            for t in sla_timers(policy, SlaState.from_json(state)):
+                timer_rows.append(
+                    {"platform": row.platform, "ticket_id": row.ticket_id, "key": t.key, "kind": t.kind.value,
+                     "metric": t.metric, "percent": t.percent, "target_seconds": t.target.total_seconds(),
+                     "calendar": t.calendar, "due_at": t.due, "armed_at": armed_at, "fired_at": None}
+                )  # fmt: skip
+        for start in range(0, len(timer_rows), 5000):
+            conn.execute(insert(timers), timer_rows[start : start + 5000])
+    return len(rows)
 
 
 def timed(client, path: str, runs: int) -> list[float]:
@@ -166,6 +204,10 @@ def main() -> int:
             print(
                 f"seeded {args.records:,} audit records in {took:.1f} s ({engine.dialect.name})", flush=True
             )
+        started = time.perf_counter()
+        opened = run_open_clocks(engine, policy)
+        took = time.perf_counter() - started
+        print(f"open tickets: {opened:,} with running clocks and armed timers ({took:.1f} s)", flush=True)
         started = time.perf_counter()
         indexed = facts.catch_up(engine)  # resumes where an interrupted run stopped
         print(f"read model: indexed {indexed:,} records in {time.perf_counter() - started:.1f} s", flush=True)

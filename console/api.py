@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from console import auth, clocks, decisions, integrity, operations, reports, tickets
+from console import auth, board, decisions, integrity, operations, reports, tickets
 from console.context import engine, fresh, now, policy, runtime
 from console.openapi import document
 
@@ -96,7 +96,17 @@ def sla_board() -> Any:
         k: (request.args.get(k) or "").strip()[:64] or None
         for k in ("platform", "priority", "tier", "calendar")
     }
-    return jsonify(at=now().isoformat(), items=plain(clocks.board(engine(), policy(), now(), filters=chosen)))
+    limit = max(1, min(_number(request.args.get("limit"), board.PAGE), 500))
+    offset = max(0, min(_number(request.args.get("offset"), 0), 1_000_000))
+    rows = board.board(engine(), policy(), now(), filters=chosen, limit=limit, offset=offset)
+    return jsonify(at=now().isoformat(), items=plain(rows))
+
+
+def _number(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
 
 
 @api.get("/reports")

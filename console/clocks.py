@@ -3,16 +3,15 @@ instants (UTC and in the calendar's own zone), computed by the policy's own cale
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, cast, func, literal_column, or_, select, tuple_
+from sqlalchemy import Engine, cast, func, literal_column, select
 from sqlalchemy.sql import Select
 
-from connector.store.tables import tickets, timers
+from connector.store.tables import tickets
 from policies import Policy
 from policies.calendars import due_at
 from policies.sla import METRICS, SlaState, share
@@ -122,77 +121,3 @@ class ClockRows:
 
     def priority(self) -> Any:
         return func.coalesce(self.sla("priority").as_string(), literal_column("'(none)'"))
-
-
-def open_ticket_states(engine: Engine, now: datetime) -> Iterator[Mapping[str, Any]]:
-    """Open tickets that may be on the board: a clock breached or warned, or a timer already due.
-
-    The database narrows them down (JSON functions on `tickets.sla`, the timers' due index) so the
-    calendar arithmetic runs for the few at risk, not for every open ticket."""
-    rows = ClockRows(engine)
-    t = rows.t
-    flagged = []
-    for metric in METRICS:
-        flagged.append(rows.sla("clocks", metric, "breached").as_boolean().is_(True))
-        warned = rows.sla("clocks", metric, "warned").as_string()
-        flagged.append(and_(warned.is_not(None), warned != "[]"))
-    due = (
-        select(timers.c.id)
-        .where(timers.c.platform == t.c.platform, timers.c.ticket_id == t.c.ticket_id, timers.c.due_at <= now)
-        .exists()
-    )
-    chosen = rows.scoped(select(t.c.platform, t.c.ticket_id), Scope()).where(
-        rows.sla("resolved_at").as_string().is_(None), or_(*flagged, due)
-    )
-    query = select(
-        tickets.c.platform,
-        tickets.c.ticket_id,
-        tickets.c.ticket_key,
-        tickets.c.tier,
-        tickets.c.priority,
-        tickets.c.sla,
-    ).where(tuple_(tickets.c.platform, tickets.c.ticket_id).in_(chosen))
-    with engine.connect() as conn:
-        for row in conn.execute(query):
-            yield row._mapping
-
-
-def board(
-    engine: Engine, policy: Policy, now: datetime, *, filters: Mapping[str, str | None] | None = None
-) -> list[dict[str, Any]]:
-    """Open clocks at risk (past the first warn_at share) or breached, soonest due first."""
-    filters = {k: v for k, v in (filters or {}).items() if v}
-    out = []
-    for row in open_ticket_states(engine, now):
-        state = SlaState.from_json(row["sla"])
-        if filters.get("platform") and row["platform"] != filters["platform"]:
-            continue
-        priority = state.priority.value if state.priority else row["priority"]
-        if filters.get("priority") and priority != filters["priority"]:
-            continue
-        if filters.get("tier") and row["tier"] != filters["tier"]:
-            continue
-        for clock in clock_states(policy, state, now):
-            if not clock["open"] or not (clock["at_risk"] or clock["status"] == "breached"):
-                continue
-            if filters.get("calendar") and clock["calendar"] != filters["calendar"]:
-                continue
-            out.append(
-                {
-                    "platform": row["platform"],
-                    "ticket_id": row["ticket_id"],
-                    "ticket_key": row["ticket_key"] or row["ticket_id"],
-                    "priority": priority,
-                    "tier": row["tier"],
-                    "metric": clock["metric"],
-                    "status": "breached" if clock["status"] == "breached" else "at_risk",
-                    "calendar": clock["calendar"],
-                    "timezone": clock["timezone"],
-                    "due_at": clock["due_at"],
-                    "due_local": clock["due_local"],
-                    "seconds_left": (clock["due_at"] - now).total_seconds() if clock["due_at"] else None,
-                }
-            )
-    far = datetime.max.replace(tzinfo=now.tzinfo)
-    out.sort(key=lambda r: (r["due_at"] or far, r["platform"], r["ticket_key"], r["metric"]))
-    return out

@@ -263,6 +263,8 @@ def document() -> dict[str, Any]:
                         _q("priority", "P1…P4"),
                         _q("tier", "tier"),
                         _q("calendar", "calendar"),
+                        _q("limit", "rows", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _q("offset", "rows to skip", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
                     ],
                     "responses": _ok(_obj({"at": TS, "items": {"type": "array", "items": BOARD_ROW}})),
                 }

@@ -21,7 +21,7 @@ from flask import (
 )
 
 from connector import audit
-from console import auth, clocks, decisions, integrity, operations, reports, tickets
+from console import auth, board, decisions, integrity, operations, reports, tickets
 from console.context import engine, fresh, now, policy, runtime
 
 views = Blueprint(
@@ -231,12 +231,17 @@ BOARD_FILTERS = ("platform", "priority", "tier", "calendar")
 @views.get("/sla")
 def sla_board() -> Any:
     chosen = {k: (request.args.get(k) or "").strip()[:64] or None for k in BOARD_FILTERS}
-    rows = clocks.board(engine(), policy(), now(), filters=chosen)
+    page = max(1, min(_int(request.args.get("page"), 1), 10_000))
+    rows = board.board(engine(), policy(), now(), filters=chosen, limit=board.PAGE + 1,
+                       offset=(page - 1) * board.PAGE)  # fmt: skip
     current = policy()
     calendars = sorted(current.sla.calendars) if current.sla else []
+    more = len(rows) > board.PAGE
     return render_template(
         "sla.html",
-        rows=rows,
+        rows=rows[: board.PAGE],
+        page=page,
+        more=more,
         chosen=chosen,
         calendars=calendars,
         tiers=current.tiers,
@@ -367,3 +372,10 @@ def discard(event_id: int) -> Any:
     message, status = operations.discard(engine(), event_id, why=why, actor=f"console:{principal.name}")
     flash(message, "ok" if status == 200 else "error")
     return redirect(url_for("console.operations_page"))
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default

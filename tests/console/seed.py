@@ -12,6 +12,7 @@ from sqlalchemy import Engine, insert
 from connector import audit
 from connector.store.db import writing
 from connector.store.tables import outbox, tickets, timers
+from connector.store.tickets import sla_open
 
 NOW = datetime(2026, 11, 12, 10, 0, tzinfo=UTC)
 REQUESTER_EMAIL = "alice.requester@example.com"  # personal data: must never show on a page
@@ -155,6 +156,7 @@ def seed(engine: Engine, *, sha: str, version: int | str) -> None:
                     "updated_at": NOW,
                     "snapshot": {"status": "open", "requester": {"email": REQUESTER_EMAIL}},
                     "sla": state,
+                    "sla_open": sla_open(state),  # as connector/store/tickets.py writes it
                 },
             )
         start = at(12, 9, 48)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from console import clocks, decisions, facts
+from console import board, decisions, facts
 from console.decisions import Filters
 from tests.console import seed
 
@@ -96,7 +96,7 @@ def test_the_ticket_page_shows_clocks_in_the_calendars_zone_timers_and_changes(s
 
 def test_the_sla_board_lists_at_risk_and_breached_soonest_first(shared_console):
     c = shared_console
-    rows = clocks.board(c.rt.engine, c.rt.policy.current, c.clock())
+    rows = board.board(c.rt.engine, c.rt.policy.current, c.clock())
     assert [(r["ticket_key"], r["metric"], r["status"]) for r in rows] == [
         ("SUP-2", "resolution", "breached"),
         ("502", "first_response", "breached"),
@@ -104,11 +104,11 @@ def test_the_sla_board_lists_at_risk_and_breached_soonest_first(shared_console):
     ]
     # 502 runs on apac (Jakarta 09-17): Tue 10 Nov 16:00 WIB + 4 working hours → Wed 12:00 WIB.
     assert rows[1]["due_local"] == "2026-11-11 12:00 WIB"
-    only = clocks.board(c.rt.engine, c.rt.policy.current, c.clock(), filters={"priority": "P1"})
+    only = board.board(c.rt.engine, c.rt.policy.current, c.clock(), filters={"priority": "P1"})
     assert [r["ticket_key"] for r in only] == ["SUP-4"]
     assert [
         r["ticket_key"]
-        for r in clocks.board(c.rt.engine, c.rt.policy.current, c.clock(), filters={"calendar": "apac"})
+        for r in board.board(c.rt.engine, c.rt.policy.current, c.clock(), filters={"calendar": "apac"})
     ] == ["502"]
     page = c.login("vera").get("/console/sla").text
     assert '<meta http-equiv="refresh" content="30">' in page
@@ -143,3 +143,51 @@ def test_integrity_shows_the_chain_verifies_and_diffs_policies(shared_console):
     same = client.get(f"/console/integrity?old={sha}&new={sha}").text
     assert "The two texts are the same." in same
     assert "no policy text kept" in client.get(f"/console/integrity?old={sha}&new={'0' * 64}").text
+
+
+def test_the_sla_board_reads_kept_instants_and_does_no_calendar_arithmetic_for_them(
+    sqlite_console, monkeypatch
+):
+    # The board at a million records was slow from calendar arithmetic per at-risk ticket: a breach's
+    # instant is now kept on its clock when it fires, a running clock's in its armed timers, and open
+    # tickets are found by `tickets.sla_open`, which every write of the SLA state keeps.
+    from sqlalchemy import insert
+
+    from connector.store import tickets as tickets_store
+    from connector.store.db import writing
+    from connector.store.tables import tickets, timers
+    from connector.store.tickets import sla_open
+
+    c = sqlite_console
+    kept = seed.at(11, 15, 7)  # not what the arithmetic gives: proves the board read it
+    breached = seed.clock(seed.at(10, 9), None, True, [75]) | {"due": kept.isoformat()}
+    state = seed.sla("P3", "apac", seed.at(10, 9), None, first_response=breached)
+    running = seed.sla("P2", "emea", seed.at(12, 8), None, resolution=seed.clock(seed.at(12, 8)))
+    resolved = seed.sla("P2", "emea", seed.at(12, 8), seed.at(12, 9), resolution=seed.clock(seed.at(12, 8)))
+    with writing(c.rt.engine) as conn:
+        for tid, sla_state in (("601", state), ("602", running), ("603", resolved)):
+            row = dict(platform="zendesk", ticket_id=tid, ticket_key=tid, tier="L3", priority_pinned=False)
+            conn.execute(insert(tickets).values(row))
+            tickets_store.save_sla(conn, "zendesk", tid, sla_state)
+        for tid, percent, due in (
+            ("602", 75, seed.at(12, 9)),
+            ("602", 100, seed.at(12, 11)),
+            ("603", 75, seed.at(12, 9)),
+        ):
+            conn.execute(insert(timers).values(
+                platform="zendesk", ticket_id=tid, key=f"resolution:x:{percent}", kind="sla.warning",
+                metric="resolution", percent=percent, target_seconds=8 * 3600.0, calendar="emea", due_at=due,
+                armed_at=seed.at(12, 8)))  # fmt: skip
+    assert [sla_open(s) for s in (state, running, resolved)] == [True, True, None]
+
+    def no_arithmetic(*_args, **_kwargs):
+        raise AssertionError("the board computed an instant the store keeps")
+
+    monkeypatch.setattr(board, "clock_states", no_arithmetic)
+    rows = board.board(
+        c.rt.engine, c.rt.policy.current, c.clock(), filters={"platform": "zendesk", "tier": "L3"}
+    )
+    assert [(r["ticket_key"], r["metric"], r["status"], r["due_local"]) for r in rows] == [
+        ("601", "first_response", "breached", "2026-11-11 22:07 WIB"),  # its kept instant, apac's zone
+        ("602", "resolution", "at_risk", "2026-11-12 12:00 CET"),  # warned by its armed 75 % timer
+    ]  # 603 is resolved: not open, not read
