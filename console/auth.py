@@ -6,19 +6,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
 from flask import abort, current_app, g, redirect, request, session, url_for
+from sqlalchemy import Engine, delete, insert, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from connector import audit
 from connector.store.db import writing
+from connector.store.tables import console_login_failures as F
 from console.settings import ConsoleConfig
 
 ROLES = ("viewer", "operator")
@@ -62,38 +62,39 @@ def check_token(settings: ConsoleConfig, header: str | None) -> Principal | None
 
 
 class LoginThrottle:
-    """At most `attempts` failed logins per (name, address) within `window` seconds.
+    """At most `attempts` failed logins per (name, address) within `window` seconds, counted in the
+    database (`console_login_failures`): every gunicorn worker and every replica on one store shares
+    the count, so more processes do not mean more guesses."""
 
-    Kept in memory per process: several replicas each allow their own share, which still turns
-    password guessing from thousands per second into a handful per window."""
-
-    def __init__(self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic):
-        self.attempts, self.window, self.clock = attempts, window, clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        now = self.clock()
-        failures = self._failures.setdefault(key, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
+    def __init__(self, engine: Engine, attempts: int, window: float, clock: Callable[[], datetime]):
+        self.engine, self.attempts, self.window, self.clock = engine, attempts, window, clock
 
     def blocked_for(self, name: str, address: str) -> float:
         """Seconds until another attempt is allowed (0: allowed now)."""
-        with self._lock:
-            failures = self._recent((name, address))
-            if len(failures) < self.attempts:
-                return 0.0
-            return max(0.0, failures[0] + self.window - self.clock())
+        now = self.clock()
+        recent = (
+            select(F.c.at)
+            .where(F.c.name == name, F.c.address == address, F.c.at > now - timedelta(seconds=self.window))
+            .order_by(F.c.at.desc())
+            .limit(self.attempts)
+        )
+        with self.engine.connect() as conn:
+            failures = conn.execute(recent).scalars().all()
+        if len(failures) < self.attempts:
+            return 0.0
+        oldest = failures[-1]  # of the `attempts` latest: the one whose expiry allows the next try
+        return max(0.0, (oldest + timedelta(seconds=self.window) - now).total_seconds())
 
     def failed(self, name: str, address: str) -> None:
-        with self._lock:
-            self._recent((name, address)).append(self.clock())
+        now = self.clock()
+        with writing(self.engine) as conn:
+            conn.execute(insert(F).values(name=name, address=address, at=now))
+            # What no window can count any more goes (every key's, so forgotten guessers leave nothing).
+            conn.execute(delete(F).where(F.c.at <= now - timedelta(seconds=self.window)))
 
     def succeeded(self, name: str, address: str) -> None:
-        with self._lock:
-            self._failures.pop((name, address), None)
+        with writing(self.engine) as conn:
+            conn.execute(delete(F).where(F.c.name == name, F.c.address == address))
 
 
 # --- CSRF: one random token per session, required in every POST form ------------------------------

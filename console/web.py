@@ -25,7 +25,7 @@ def mount(app: Flask, rt: Runtime) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
     )
     app.extensions["console.throttle"] = auth.LoginThrottle(
-        settings.login_attempts, settings.login_window_seconds
+        rt.engine, settings.login_attempts, settings.login_window_seconds, rt.clock
     )
     from console.api import api
     from console.views import views

@@ -8,10 +8,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from connector.store.tables import console_decisions, console_index_state, inbox
+from connector.store.tables import console_decisions, console_index_state, console_login_failures, inbox
 from console import facts
 from tests.console import seed
-from tests.console.conftest import HASHES, PASSWORDS, SECRETS, TOKENS, bearer, csrf_of
+from tests.console.conftest import HASHES, PASSWORDS, SECRETS, TOKENS, bearer, csrf_of, make_console_for
 
 PAGES = [
     "/console/",
@@ -128,6 +128,31 @@ def test_wrong_passwords_are_rate_limited(sqlite_console):
     assert "Too many failed attempts" in answer.text
     # Another user is not locked out by vera's guesser.
     sqlite_console.login("otto")
+
+
+def test_the_login_limit_is_shared_by_every_process_on_one_store(console):  # SQLite and PostgreSQL
+    # Two gunicorn workers or two replicas: two runtimes and apps over one database. A guesser who
+    # spreads attempts over them gets the same five as one who stays on one.
+    other = make_console_for(console.rt.config.database)
+    try:
+        clients = [console.client(), other.client()]
+        tokens = [csrf_of(c.get("/console/login").text) for c in clients]
+
+        def attempt(n: int, password: str = "guess") -> int:
+            data = {"name": "vera", "password": password, "csrf_token": tokens[n]}
+            return clients[n].post("/console/login", data=data).status_code
+
+        assert [attempt(0), attempt(1), attempt(0), attempt(1), attempt(1)] == [401] * 5
+        assert attempt(0, PASSWORDS["vera"]) == 429  # the sixth, on the first process
+        assert attempt(1, PASSWORDS["vera"]) == 429  # and on the second
+        window = console.rt.config.console.login_window_seconds
+        console.clock.advance(window + 1)
+        other.clock.advance(window + 1)
+        assert attempt(1, PASSWORDS["vera"]) == 302  # the window passed: the right password logs in
+        with console.rt.engine.connect() as conn:  # a success clears the count; old failures are gone
+            assert conn.execute(select(console_login_failures)).all() == []
+    finally:
+        other.rt.close()
 
 
 def test_logins_are_audited(sqlite_console):
