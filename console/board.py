@@ -50,6 +50,8 @@ def board(
 ) -> list[dict[str, Any]]:
     """Up to `limit` board rows after the first `offset`, soonest due first."""
     filters = {k: v for k, v in (filters or {}).items() if v}
+    if any("\x00" in v for v in filters.values()):
+        return []  # no name holds a NUL (and PostgreSQL refuses one in a parameter)
     postgres = engine.dialect.name == "postgresql"
     state: Any = tickets.c.sla
     if postgres:
