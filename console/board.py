@@ -58,18 +58,29 @@ def board(
         from sqlalchemy.dialects.postgresql import JSONB
 
         state = cast(tickets.c.sla, JSONB)  # parsed once per ticket (json is text on PostgreSQL)
-    opened = select(
-        tickets.c.platform, tickets.c.ticket_id, tickets.c.ticket_key, tickets.c.tier, tickets.c.priority,
-        state.label("state"),
-    ).where(tickets.c.sla_open.is_(True))  # fmt: skip
+    # Every value the branches read, out of the JSON once per open ticket (MATERIALIZED: the four
+    # branches read the CTE, not the JSON again).
+    fields = [
+        tickets.c.platform, tickets.c.ticket_id, tickets.c.ticket_key, tickets.c.tier,
+        func.coalesce(state["priority"].as_string(), tickets.c.priority).label("priority"),
+        func.coalesce(state["calendar"].as_string(), literal(_default_calendar(policy))).label("chosen"),
+        state["paused_since"].as_string().label("paused_since"),
+    ]  # fmt: skip
+    for metric in METRICS:
+        clock = state["clocks"][metric]
+        fields += [
+            clock["started_at"].as_string().label(f"{metric}_started"),
+            clock["stopped_at"].as_string().label(f"{metric}_stopped"),
+            clock["breached"].as_boolean().label(f"{metric}_breached"),
+            clock["warned"].as_string().label(f"{metric}_warned"),
+            clock["due"].as_string().label(f"{metric}_due"),
+        ]
+    opened = select(*fields).where(tickets.c.sla_open.is_(True))
     for column in ("platform", "tier"):
         if filters.get(column):
             opened = opened.where(tickets.c[column] == filters[column])
-    o = opened.cte("opened")
-    if postgres:
-        o = o.prefix_with("MATERIALIZED")
-    priority = func.coalesce(o.c.state["priority"].as_string(), o.c.priority)
-    chosen = func.coalesce(o.c.state["calendar"].as_string(), literal(_default_calendar(policy)))
+    o = opened.cte("opened").prefix_with("MATERIALIZED")
+    priority = o.c.priority
 
     def instant(value: Any) -> Any:
         """A stored instant comparable with another (ISO text in JSON, a timestamp in a column)."""
@@ -77,21 +88,20 @@ def board(
 
     branches = []
     for metric in METRICS:
-        clock = o.c.state["clocks"][metric]
         breach = timers.alias(f"breach_{metric}")
         warning = timers.alias(f"warning_{metric}")
-        kept = clock["due"].as_string()
-        warned = clock["warned"].as_string()
-        flagged = clock["breached"].as_boolean().is_(True)
+        kept = o.c[f"{metric}_due"]
+        warned = o.c[f"{metric}_warned"]
+        flagged = o.c[f"{metric}_breached"].is_(True)
         warning_due = exists().where(
             warning.c.platform == o.c.platform, warning.c.ticket_id == o.c.ticket_id,
             warning.c.metric == metric, warning.c.percent < 100, warning.c.due_at <= now,
         )  # fmt: skip
         at_risk = and_(
-            o.c.state["paused_since"].as_string().is_(None),
+            o.c.paused_since.is_(None),
             or_(and_(warned.is_not(None), warned != "[]"), warning_due),
         )
-        calendar = _calendar_case(policy, metric, priority, chosen)
+        calendar = _calendar_case(policy, metric, priority, o.c.chosen)
         branch = (
             select(
                 o.c.platform,
@@ -118,8 +128,8 @@ def board(
                 )  # fmt: skip
             )
             .where(
-                clock["started_at"].as_string().is_not(None),
-                clock["stopped_at"].as_string().is_(None),
+                o.c[f"{metric}_started"].is_not(None),
+                o.c[f"{metric}_stopped"].is_(None),
                 or_(flagged, breach.c.due_at <= now, at_risk),
             )
         )
