@@ -1,7 +1,8 @@
 """One ticket as Escalator knows it: its tier and priority, its SLA clocks with their due instants in
 the calendar's zone, the timers armed for it, its last decisions and the events still waiting.
 
-`ticket_view` returns plain data: `escalator ticket show` prints it, the console renders it.
+`ticket_view` returns plain data: `escalator ticket show` prints it, the console's ticket page and
+API (console/tickets.py) show it: one source of truth for a ticket's clocks and timers.
 It reads the store and computes the clocks under the policy given; it never writes.
 """
 
@@ -20,7 +21,7 @@ from connector.events import EventSummary, list_events
 from connector.store.tables import audit_log, tickets, timers
 from policies import Policy, SlaState
 from policies import sla as sla_rules
-from policies.calendars import elapsed
+from policies.calendars import due_at, elapsed
 
 LAST_DECISIONS = 10
 
@@ -43,6 +44,8 @@ class ClockView:
     elapsed: timedelta | None  # open time run so far, pauses not counted (None: unknown, no target)
     due: datetime | None  # in the calendar's zone; None when stopped, paused, breached or without target
     warnings: tuple[tuple[int, datetime], ...]  # (percent, due) still to come, in the calendar's zone
+    warned: tuple[int, ...] = ()  # warn_at percentages already fired
+    breached_at: datetime | None = None  # a breached clock: when it breached, in the calendar's zone
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,9 @@ def _clocks(policy: Policy, state: SlaState, now: datetime) -> tuple[ClockView, 
         else:
             status = "overdue" if due is not None and due <= now else "running"
         until = clock.stopped_at or now
+        breached_at = None
+        if clock.breached and target is not None:  # kept when the breach fired; older states: computed
+            breached_at = clock.due or due_at(calendar, clock.started_at, target.duration, pauses)
         out.append(
             ClockView(
                 metric=metric,
@@ -248,6 +254,8 @@ def _clocks(policy: Policy, state: SlaState, now: datetime) -> tuple[ClockView, 
                 warnings=tuple(
                     (t.percent, _local(t.due, zone)) for t in mine if t.percent != sla_rules.BREACH
                 ),
+                warned=tuple(sorted(clock.warned)),
+                breached_at=_local(breached_at, zone),
             )
         )
     return tuple(out)

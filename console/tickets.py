@@ -4,15 +4,14 @@ changes with their reasons, SLA clocks and armed timers."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, or_, select
 
-from connector.store.tables import audit_log, console_decisions, tickets, timers
-from console.clocks import clock_states
+from connector.store.tables import audit_log, console_decisions, tickets
+from connector.ticket_view import ClockView, TicketNotFound, TicketView, ticket_view
 from policies import Policy
-from policies.sla import SlaState
 
 D = console_decisions
 TIMELINE_LIMIT = 500
@@ -45,59 +44,84 @@ def find(engine: Engine, query: str) -> list[dict[str, str]]:
 def life(
     engine: Engine, policy: Policy, platform: str, ticket_id: str, now: datetime
 ) -> dict[str, Any] | None:
-    """Everything the console shows about one ticket; None when Escalator never saw it."""
+    """Everything the console shows about one ticket; None when Escalator never saw it.
+
+    What Escalator remembers of the ticket, its clocks and its timers come from
+    `connector.ticket_view` (what `escalator ticket show` prints); the timeline is the console's own."""
+    try:
+        view: TicketView | None = ticket_view(engine, policy, platform, ticket_id, now=now, decisions=0)
+    except TicketNotFound:
+        view = None  # no memory of it (every event failed before it was saved): the log may still know it
     with engine.connect() as conn:
-        row = conn.execute(
-            select(tickets).where(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id)
-        ).one_or_none()
         records = conn.execute(
             select(audit_log.c.seq, audit_log.c.record)
             .where(audit_log.c.platform == platform, audit_log.c.ticket_id == ticket_id)
             .order_by(audit_log.c.seq.desc())
             .limit(TIMELINE_LIMIT)
         ).all()
-        armed = conn.execute(
-            select(timers)
-            .where(timers.c.platform == platform, timers.c.ticket_id == ticket_id)
-            .order_by(timers.c.due_at)
-        ).all()
-    if row is None and not records:
+    if view is None and not records:
         return None
     timeline = [_entry(r.seq, json.loads(r.record)) for r in reversed(records)]
-    url = next((e["url"] for e in reversed(timeline) if e["url"]), None)
-    key = (row.ticket_key if row else None) or next((e["key"] for e in timeline if e["key"]), ticket_id)
-    state = SlaState.from_json(row.sla if row else None)
-    zones = _zones(policy)
+    url = (view.url if view else None) or next((e["url"] for e in reversed(timeline) if e["url"]), None)
+    key = (view.key if view else None) or next((e["key"] for e in timeline if e["key"]), ticket_id)
+    clocks = [_clock(c, view, now) for c in view.clocks] if view else []
     return {
         "platform": platform,
         "ticket_id": ticket_id,
         "key": key,
         "url": url,
-        "tier": row.tier if row else None,
-        "priority": row.priority if row else None,
-        "priority_pinned": bool(row.priority_pinned) if row else False,
-        "status": ((row.snapshot or {}).get("status") if row else None),
-        "updated_at": row.updated_at if row else None,
-        "sla_calendar": state.calendar or None,
-        "sla_started_at": state.started_at,
-        "paused": state.paused,
-        "clocks": clock_states(policy, state, now),
+        "tier": view.tier if view else None,
+        "priority": view.priority if view else None,
+        "priority_pinned": view.priority_pinned if view else False,
+        "status": view.status if view else None,
+        "updated_at": view.updated_at if view else None,
+        "sla_calendar": view.calendar if view else None,
+        "sla_started_at": min((c["started_at"] for c in clocks), default=None),
+        "paused": bool(view and (view.paused_since or view.resolved_at)),
+        "clocks": clocks,
         "timers": [
             {
                 "key": t.key,
                 "kind": t.kind,
                 "metric": t.metric,
                 "percent": t.percent,
-                "calendar": t.calendar,
-                "due_at": t.due_at,
-                "due_local": _in_zone(t.due_at, zones.get(t.calendar, "UTC")),
+                "due_at": _utc(t.due),
+                "due_local": _in_zone(t.due),
                 "fired_at": t.fired_at,
             }
-            for t in armed
+            for t in (view.timers if view else ())
         ],
         "timeline": timeline,
         "changes": [e for e in timeline if e["priority_changed"] or e["tier_changed"]],
         "truncated": len(records) == TIMELINE_LIMIT,
+    }
+
+
+# ticket_view's clock states, as the console names them (met: stopped in time; overdue: due, not fired)
+_STATUS = {"running": "running", "overdue": "breached", "breached": "breached", "stopped": "met",
+           "paused": "paused", "no_target": "running"}  # fmt: skip
+
+
+def _clock(c: ClockView, view: TicketView, now: datetime) -> dict[str, Any]:
+    status = _STATUS[c.state]
+    if c.state == "no_target" and (view.paused_since or view.resolved_at):
+        status = "paused"
+    due = c.breached_at if c.state == "breached" else c.due
+    warn = min((at for _, at in c.warnings), default=None)
+    return {
+        "metric": c.metric,
+        "status": status,
+        "open": c.stopped_at is None and view.resolved_at is None,
+        "at_risk": status == "running" and (bool(c.warned) or (warn is not None and now >= warn)),
+        "started_at": _utc(c.started_at),
+        "stopped_at": _utc(c.stopped_at),
+        "target_seconds": c.target.total_seconds() if c.target is not None else None,
+        "calendar": c.calendar if c.target is not None else None,
+        "timezone": c.zone,
+        "warn_at": _utc(warn),
+        "due_at": _utc(due),
+        "due_local": _in_zone(due),
+        "warned": list(c.warned),
     }
 
 
@@ -129,11 +153,10 @@ def _entry(seq: int, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _zones(policy: Policy) -> dict[str, str]:
-    return {name: c.timezone for name, c in policy.sla.calendars.items()} if policy.sla else {}
+def _utc(at: datetime | None) -> datetime | None:
+    return at.astimezone(UTC) if at is not None else None
 
 
-def _in_zone(at: datetime | None, zone: str) -> str | None:
-    from zoneinfo import ZoneInfo
-
-    return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z") if at else None
+def _in_zone(at: datetime | None) -> str | None:
+    """An instant ticket_view gave in its calendar's zone, written as the console writes them."""
+    return at.strftime("%Y-%m-%d %H:%M %Z") if at is not None else None

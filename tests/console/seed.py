@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from connector import audit
+from connector.codec import ticket_to_json
+from connector.model import Requester, Status, Ticket, TicketRef
 from connector.store.db import writing
 from connector.store.tables import outbox, tickets, timers
 from connector.store.tickets import sla_open
@@ -90,6 +92,14 @@ TICKETS: list[tuple[Any, ...]] = [
 ]  # fmt: skip
 
 
+def snapshot(platform: str, tid: str, key: str) -> dict[str, Any]:
+    """The ticket as the worker keeps it (connector/codec.py), with the requester's e-mail in it."""
+    url = f"{JIRA}/browse/{key}" if platform == "jira" else None
+    requester = Requester(id=f"r-{tid}", name="Alice Requester", email=REQUESTER_EMAIL)
+    return ticket_to_json(Ticket(TicketRef(platform, tid, key, url), "Checkout fails", Status.OPEN,
+                                 requester=requester))  # fmt: skip
+
+
 def record(row: tuple[Any, ...], sha: str, version: int | str) -> dict[str, Any]:
     platform, tid, key, when, kind, rules, tier_from, tier_to, outcome, labels, metric, calendar, region = row
     body: dict[str, Any] = {
@@ -154,7 +164,7 @@ def seed(engine: Engine, *, sha: str, version: int | str) -> None:
                     "priority": priority,
                     "priority_pinned": False,
                     "updated_at": NOW,
-                    "snapshot": {"status": "open", "requester": {"email": REQUESTER_EMAIL}},
+                    "snapshot": snapshot(platform, tid, key),
                     "sla": state,
                     "sla_open": sla_open(state),  # as connector/store/tickets.py writes it
                 },

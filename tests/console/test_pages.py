@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 from console import board, decisions, facts
 from console.decisions import Filters
 from tests.console import seed
+from tests.console.conftest import bearer
 
 
 def seqs(console, **given) -> list[int]:
@@ -191,3 +193,22 @@ def test_the_sla_board_reads_kept_instants_and_does_no_calendar_arithmetic_for_t
         ("601", "first_response", "breached", "2026-11-11 22:07 WIB"),  # its kept instant, apac's zone
         ("602", "resolution", "at_risk", "2026-11-12 12:00 CET"),  # warned by its armed 75 % timer
     ]  # 603 is resolved: not open, not read
+
+
+def test_the_ticket_page_shows_what_ticket_view_computes(shared_console):
+    # One source of truth: the console's ticket page and API take clocks and timers from
+    # connector.ticket_view, which `escalator ticket show` prints.
+    from connector.ticket_view import ticket_view
+
+    c = shared_console
+    for platform, tid in (("jira", "10002"), ("jira", "10004"), ("zendesk", "502")):
+        view = ticket_view(c.rt.engine, c.rt.policy.current, platform, tid, now=c.clock())
+        answer = c.client().get(f"/api/v1/tickets/{platform}/{tid}", headers=bearer("reader")).json
+        shown = {k["metric"]: (k["status"], k["due_at"]) for k in answer["clocks"]}
+        for clock in view.clocks:
+            due = clock.breached_at if clock.state == "breached" else clock.due
+            assert shown[clock.metric][1] == (due.astimezone(UTC).isoformat() if due else None), clock
+        assert [t["key"] for t in answer["timers"]] == [t.key for t in view.timers]
+    sup2 = ticket_view(c.rt.engine, c.rt.policy.current, "jira", "SUP-2", now=c.clock())
+    (resolution,) = [k for k in sup2.clocks if k.metric == "resolution"]
+    assert resolution.state == "breached" and str(resolution.breached_at) == "2026-11-05 18:00:00+01:00"
