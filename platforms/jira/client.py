@@ -30,6 +30,7 @@ from platforms.errors import (
 from platforms.http import (
     answer_error,
     body_text,
+    environment_read_once,
     json_object,
     keep_connections,
     network_errors,
@@ -237,6 +238,7 @@ class JiraClient:
                     timeout=self.settings.timeout,
                 )
                 keep_connections(self._jira._session)
+                environment_read_once(self._jira._session, self.settings.url)
             return self._jira._session
 
 

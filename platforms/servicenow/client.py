@@ -36,6 +36,7 @@ from platforms.errors import (
 from platforms.http import (
     answer_error,
     body_text,
+    environment_read_once,
     json_object,
     keep_connections,
     network_errors,
@@ -240,6 +241,7 @@ class ServiceNowClient:
                 )
                 self._snow.session.headers["User-Agent"] = "Escalator"
                 keep_connections(self._snow.session)
+                environment_read_once(self._snow.session, self.settings.base_url)
             return self._snow.session
 
 

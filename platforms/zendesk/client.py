@@ -30,6 +30,7 @@ from platforms.errors import (
 from platforms.http import (
     answer_error,
     body_text,
+    environment_read_once,
     json_object,
     keep_connections,
     network_errors,
@@ -198,7 +199,7 @@ class ZendeskClient:
                     timeout=self.settings.timeout,
                     ratelimit_budget=0,
                 )
-                self._http = keep_connections(session)
+                self._http = environment_read_once(keep_connections(session), self.settings.base_url)
             return self._http
 
 
