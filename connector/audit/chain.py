@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, update
 
 from connector.audit.keys import AuditKeys
-from connector.audit.people import has_people, pseudonymise
+from connector.audit.people import pseudonymise
 from connector.store.tables import audit_head, audit_log
 from connector.version import VERSION
 
@@ -92,8 +92,7 @@ def append(
         raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
     keys = keys or _ENGINE_KEYS.get(conn.engine, _NO_KEYS)
     seq, prev_hash = conn.execute(_BUMP_HEAD).one()
-    if has_people(record):
-        record = pseudonymise(conn, record, keys, seq=seq, now=at)
+    record = pseudonymise(conn, record, keys, seq=seq, now=at)
     body = {
         **record,
         "id": str(uuid.uuid4()),

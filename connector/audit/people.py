@@ -51,49 +51,85 @@ def has_people(value: Any) -> bool:
     return False
 
 
-def pseudonymise(
-    conn: Connection, value: Any, keys: AuditKeys, *, seq: int, now: datetime, seen: dict | None = None
-) -> Any:
-    """`value` with every Someone replaced by their pseudonym (created on first sight)."""
-    seen = {} if seen is None else seen
+def pseudonymise(conn: Connection, value: Any, keys: AuditKeys, *, seq: int, now: datetime) -> Any:
+    """`value` with every Someone replaced by their pseudonym (created on first sight).
+
+    One walk finds the people, one statement upserts them all, and only the parts that hold
+    someone are copied: a decision's record names two or three people among some sixty values."""
+    found: dict[tuple[str, str], Someone] = {}
+    _find(value, found)
+    if not found:
+        return value
+    return _replaced(value, _upsert(conn, list(found.values()), keys, seq=seq, now=now))
+
+
+def _find(value: Any, found: dict[tuple[str, str], Someone]) -> None:
     if isinstance(value, Someone):
-        ident = (value.platform, value.id)
-        if ident not in seen:
-            seen[ident] = _upsert(conn, value, keys, seq=seq, now=now)
-        return seen[ident]
+        found.setdefault((value.platform, value.id), value)  # the first sighting's name, as before
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _find(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _find(item, found)
+
+
+def _replaced(value: Any, names: Mapping[tuple[str, str], str]) -> Any:
+    if isinstance(value, Someone):
+        return names[(value.platform, value.id)]
     if isinstance(value, Mapping):
-        return {k: pseudonymise(conn, v, keys, seq=seq, now=now, seen=seen) for k, v in value.items()}
+        return {k: _replaced(v, names) for k, v in value.items()} if has_people(value) else value
     if isinstance(value, list | tuple):
-        return [pseudonymise(conn, v, keys, seq=seq, now=now, seen=seen) for v in value]
+        return [_replaced(v, names) for v in value] if has_people(value) else value
     return value
 
 
-def _upsert(conn: Connection, who: Someone, keys: AuditKeys, *, seq: int, now: datetime) -> str:
-    """One statement: the person's pseudonym, their row created or its last sighting moved on."""
-    params = {
-        "pseudonym": "psn:" + secrets.token_hex(12),
-        "platform": who.platform,
-        "lookup": keys.lookup(who.platform, who.id),
-        "person_id": who.id,
-        "name": who.name,
-        "first_seen": now,
-        "last_seen_seq": seq,
+def _upsert(
+    conn: Connection, people: list[Someone], keys: AuditKeys, *, seq: int, now: datetime
+) -> dict[tuple[str, str], str]:
+    """One statement: each person's pseudonym, their row created or its last sighting moved on."""
+    rows = [
+        {
+            "pseudonym": "psn:" + secrets.token_hex(12),
+            "platform": who.platform,
+            "lookup": keys.lookup(who.platform, who.id),
+            "person_id": who.id,
+            "name": who.name,
+            "first_seen": now,
+            "last_seen_seq": seq,
+        }
+        for who in people
+    ]
+    if len(rows) == 1:  # the statement for one row is cheaper than the many-rows form
+        [row] = rows
+        return {
+            (row["platform"], row["person_id"]): conn.execute(
+                _upsert_statement(conn.dialect.name), row
+            ).scalar_one()
+        }
+    answered = conn.execute(_upsert_statement(conn.dialect.name, many=True), rows).all()
+    return {
+        (row["platform"], row["person_id"]): pseudonym
+        for row, (pseudonym,) in zip(rows, answered, strict=True)
     }
-    return conn.execute(_upsert_statement(conn.dialect.name), params).scalar_one()
 
 
 @functools.cache
-def _upsert_statement(dialect_name: str):
-    """Built once per backend: building it per person cost more than running it."""
+def _upsert_statement(dialect_name: str, *, many: bool = False):
+    """Built once per backend: building it per person cost more than running it. `many`: for a
+    list of rows, answering in their order (SQLAlchemy sends them as one INSERT … VALUES)."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    insert = dialect.insert(audit_people).values({column: bindparam(column) for column in _COLUMNS})
-    return insert.on_conflict_do_update(
+    insert = dialect.insert(audit_people)
+    if not many:
+        insert = insert.values({column: bindparam(column) for column in _COLUMNS})
+    upsert = insert.on_conflict_do_update(
         index_elements=[audit_people.c.platform, audit_people.c.lookup],
         set_={
             "last_seen_seq": insert.excluded.last_seen_seq,
             "name": func.coalesce(insert.excluded.name, audit_people.c.name),
         },
-    ).returning(audit_people.c.pseudonym)
+    )
+    return upsert.returning(audit_people.c.pseudonym, sort_by_parameter_order=many)
 
 
 _COLUMNS = ("pseudonym", "platform", "lookup", "person_id", "name", "first_seen", "last_seen_seq")

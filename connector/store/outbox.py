@@ -3,6 +3,7 @@ ticket and channel (a thread's first message goes before its replies), and each 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +31,13 @@ class QueuedMessage:
 
 
 def _insert(conn: Connection):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return _insert_statement(conn.dialect.name)
+
+
+@functools.cache
+def _insert_statement(dialect_name: str):
+    """Built once per backend: building it per decision cost more than running it."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     return dialect.insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"])
 
 

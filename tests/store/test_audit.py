@@ -6,9 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from connector import audit
+from connector.store.tables import audit_people
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -129,3 +130,21 @@ def test_stored_times_come_back_aware_utc(engine):
     with engine.connect() as conn:
         at = conn.execute(select(audit_log.c.at)).scalar_one()
     assert at == T0 and at.tzinfo is not None and at.utcoffset() == timedelta(0)
+
+
+def test_each_person_of_a_record_gets_their_own_pseudonym(engine):
+    people = [audit.person("jira", f"acct-{n}", f"Person {n}") for n in range(5)]
+    requester = {"id": people[2], "also": [people[3], people[4], people[0]]}
+    record = {**_record(), "inputs": {"assignee": people[0], "actor": people[1], "requester": requester}}
+    with engine.begin() as conn:
+        written = audit.append(conn, record, at=T0)
+        again = audit.append(conn, {**_record(), "inputs": {"assignee": people[4]}}, at=T0)
+    with engine.connect() as conn:
+        who = dict(conn.execute(select(audit_people.c.pseudonym, audit_people.c.person_id)).all())
+    inputs = written["inputs"]
+    named = [inputs["assignee"], inputs["actor"], inputs["requester"]["id"], *inputs["requester"]["also"]]
+    assert [who[p] for p in named] == ["acct-0", "acct-1", "acct-2", "acct-3", "acct-4", "acct-0"]
+    assert (
+        again["inputs"]["assignee"] == inputs["requester"]["also"][1]
+    )  # the same person, the same pseudonym
+    assert written["ticket"] == _record()["ticket"]  # what holds nobody is kept as it was
