@@ -1,0 +1,278 @@
+"""Worker CPU per decision, end to end: claim, read, normalise, judge, send, audit and store.
+
+    .venv/bin/python bench/worker_cpu.py [--deliveries 2000] [--database sqlite|postgres|URL]
+                                         [--profile]
+
+Fills the inbox with recorded webhook bodies of all three platforms (tests/fixtures; per ticket a
+creation and three updates, as bench/replay.py does), then drains it with the real worker path
+(`connector.worker.drain`: claim a batch, `pipeline.process` each) against a fake Jira, Zendesk
+and ServiceNow that answer at once from another process, so only Escalator's own CPU is counted
+(time.process_time over the drain, divided by the decisions made). `--database postgres` uses a
+scratch database on ESCALATOR_TEST_POSTGRES_URL. A first round on other tickets warms the caches.
+
+Where the time goes is measured by wrapping the steps in place (thread CPU time around each):
+claim, the ticket's memory read, normalise, judge (the pure decision), render, HTTP client (the
+`send` of each platform client), the in-flight / confirmed marks, and the audit record with the
+ticket's memory, timers and inbox status (`_record`, one transaction). "other" is the rest. The
+wrappers cost a little themselves: the total is measured without them first, then the split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # before bench/ itself, whose console.py would shadow the console package
+
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+
+from connector import pipeline  # noqa: E402
+from connector.config import Config  # noqa: E402
+from connector.runtime import build_runtime  # noqa: E402
+from connector.store import inbox  # noqa: E402
+from connector.store.db import make_engine, migrate, writing  # noqa: E402
+from connector.store.inbox import new_row, store_rows  # noqa: E402
+from connector.store.tables import audit_log  # noqa: E402
+from connector.worker import drain  # noqa: E402
+
+sys.path.insert(1, str(ROOT / "bench"))
+from replay import SOURCES, START, payload  # noqa: E402
+
+# Jira, Zendesk and ServiceNow in one server: every write taken at once, with the answer each
+# client reads. It exits when the benchmark that started it is gone.
+FAKE_PLATFORMS = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    port, parent = int(sys.argv[1]), int(sys.argv[2])
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self, status, body):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_PUT(self):
+            if self.path.startswith("/api/v2/tickets/"):
+                self._answer(200, b'{"ticket": {"id": 1, "updated_stamp": "2026-11-02T09:00:00Z"}}')
+            else:
+                self._answer(204, b"")
+
+        def do_POST(self):
+            self._answer(201, b'{"id": "1"}')
+
+        def do_PATCH(self):
+            self._answer(200, b'{"result": {"sys_id": "1"}}')
+
+        def do_GET(self):
+            self._answer(200, b'{"comments": [], "result": [], "ticket": {"id": 1}}')
+
+        def log_message(self, *args):
+            pass
+
+    def orphaned():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def fake_platforms() -> Iterator[str]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", FAKE_PLATFORMS, str(port), str(os.getpid())])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+@contextmanager
+def database(which: str, tmp: str) -> Iterator[str]:
+    if which == "sqlite":
+        yield f"sqlite:///{tmp}/worker_cpu.db"
+        return
+    admin_url = os.environ.get("ESCALATOR_TEST_POSTGRES_URL") if which == "postgres" else which
+    if not admin_url:
+        raise SystemExit("--database postgres needs ESCALATOR_TEST_POSTGRES_URL (postgresql://USER@HOST/db)")
+    admin_url = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"escalator_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{admin_url.rpartition('/')[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def config_for(url: str, fake: str) -> Config:
+    platforms = {
+        "jira": {"url": fake, "email": "bot@acme.test", "api_token": "t", "account_id": "escalator-bot"},
+        "zendesk": {"url": fake, "email": "bot@acme.test", "api_token": "t"},
+        "servicenow": {"url": fake, "user": "escalator", "password": "p"},
+    }
+    return Config.model_validate({"database": url, "dry_run": False, "platforms": platforms})
+
+
+def fill(engine, deliveries: int, first_ticket: int) -> None:
+    rows = []
+    platforms = list(SOURCES)
+    for n in range(first_ticket, first_ticket + deliveries // 4):
+        platform = platforms[n % 3]
+        created, updated = SOURCES[platform]
+        for step in range(4):
+            body, event, ticket_id = payload(platform, created if step == 0 else updated, n)
+            rows.append(new_row(platform, f"{ticket_id}:{step}", event, ticket_id, False,
+                                json.dumps(body).encode(), START))  # fmt: skip
+    with writing(engine) as conn:
+        store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
+
+
+class Split:
+    """CPU time per step, measured by wrapping the steps where the pipeline calls them."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+        self._undo: list[Callable[[], None]] = []
+        self._depth = 0
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:  # inside another measured step: counted there
+                return original(*args, **kwargs)
+            self._depth += 1
+            started = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.thread_time() - started
+                self._depth -= 1
+
+        setattr(owner, name, timed)
+        self._undo.append(lambda: setattr(owner, name, original))
+
+    def undo(self) -> None:
+        for step in reversed(self._undo):
+            step()
+        self._undo.clear()
+
+
+def instrument(rt) -> Split:
+    split = Split()
+    split.wrap(inbox, "claim", "claim")
+    split.wrap(pipeline.tickets, "load", "read ticket memory")
+    split.wrap(pipeline, "judge", "judge (normalised event → plan)")
+    split.wrap(pipeline, "_record", "audit record + store (one transaction)")
+    split.wrap(inbox, "record_in_flight", "in-flight / confirmed marks")
+    split.wrap(inbox, "record_confirmed", "in-flight / confirmed marks")
+    for installation in rt.installations.values():
+        split.wrap(installation.provider, "normalise", "normalise payload")
+        client = installation.client()
+        split.wrap(client, "render", "render requests")
+        split.wrap(client, "send", "HTTP client (send)")
+    return split
+
+
+def decisions(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
+
+
+def outcome_counts(engine) -> Counter[str]:
+    with engine.connect() as conn:
+        query = select(audit_log.c.outcome, func.count()).group_by(audit_log.c.outcome)
+        return Counter(dict(conn.execute(query).all()))
+
+
+def measure(rt, deliveries: int, first_ticket: int) -> tuple[float, int]:
+    """CPU seconds to drain `deliveries` new deliveries, and the decisions recorded."""
+    fill(rt.engine, deliveries, first_ticket)
+    before = decisions(rt.engine)
+    started = time.process_time()
+    drain(rt)
+    return time.process_time() - started, decisions(rt.engine) - before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=2000)
+    parser.add_argument("--database", default="sqlite", help="sqlite, postgres, or a postgresql:// URL")
+    parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of one drain")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, fake_platforms() as fake, database(args.database, tmp) as url:
+        engine = make_engine(url)
+        migrate(engine)
+        rt = build_runtime(config_for(url, fake), engine=engine)
+        measure(rt, 200, 900_000)  # warm-up: imports, sessions, caches, prepared statements
+        total, made = measure(rt, args.deliveries, 0)
+        split = instrument(rt)
+        split_total, split_made = measure(rt, args.deliveries, 100_000)
+        split.undo()
+        if args.profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            profiler.start()
+            measure(rt, args.deliveries, 200_000)
+            profiler.stop()
+        outcomes = outcome_counts(engine)
+        rt.close()
+    backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"worker CPU per decision, {backend}, {made} decisions (3 platforms, fake answering at once)")
+    print(f"  end to end: {total / made * 1000:.2f} ms")
+    wrapped = split_total / split_made * 1000
+    print(f"  where it goes (a second drain of {split_made}, wrapped: {wrapped:.2f} ms):")
+    measured = sum(split.seconds.values())
+    for label, seconds in split.seconds.most_common():
+        print(f"    {label:<42} {seconds / split_made * 1000:6.3f} ms")
+    other = (split_total - measured) / split_made * 1000
+    print(f"    {'other (worker loop, pipeline glue, logs)':<42} {other:6.3f} ms")
+    print(f"  outcomes: {dict(outcomes)}")
+    if args.profile:
+        print(profiler.output_text(unicode=False, color=False))
+
+
+if __name__ == "__main__":
+    main()
