@@ -135,7 +135,13 @@ def integrity_status() -> Any:
     fresh()
     integrity.remember_policy(engine(), policy(), now())
     return jsonify(
-        plain({"chain": integrity.chain_status(engine()), "versions": integrity.versions(engine())})
+        plain(
+            {
+                "chain": integrity.chain_status(engine()),
+                "checkpoints": integrity.checkpoints(engine()),
+                "versions": integrity.versions(engine()),
+            }
+        )  # fmt: skip
     )
 
 

@@ -4,6 +4,7 @@ the difference between two of them."""
 from __future__ import annotations
 
 import difflib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -12,10 +13,18 @@ from sqlalchemy import Engine, func, select, update
 from connector import audit
 from connector.store import policy_texts
 from connector.store.db import writing
-from connector.store.tables import audit_head, console_decisions, console_index_state, console_policies
+from connector.store.tables import (
+    audit_checkpoints,
+    audit_head,
+    audit_log,
+    console_decisions,
+    console_index_state,
+    console_policies,
+)
 from policies import Policy
 
 D = console_decisions
+CHECKPOINTS_SHOWN = 20
 
 
 def chain_status(engine: Engine) -> dict[str, Any]:
@@ -27,6 +36,55 @@ def chain_status(engine: Engine) -> dict[str, Any]:
         "head_seq": head.seq if head else 0,
         "head_hash": head.hash if head else audit.GENESIS,
         "last_verify": last,
+    }
+
+
+def checkpoints(engine: Engine, *, limit: int = CHECKPOINTS_SHOWN) -> dict[str, Any]:
+    """The signed checkpoints (their database copies), newest first, each held against the chain as
+    it is now: the record a checkpoint ends at must still carry the hash it signed."""
+    with engine.connect() as conn:
+        head = conn.execute(select(audit_head.c.seq, audit_head.c.base_seq)).one_or_none()
+        count = conn.execute(select(func.count()).select_from(audit_checkpoints)).scalar_one()
+        rows = conn.execute(
+            select(audit_checkpoints).order_by(audit_checkpoints.c.number.desc()).limit(limit)
+        ).all()
+        ends = {r.last_seq for r in rows}
+        now_hashes = dict(
+            conn.execute(select(audit_log.c.seq, audit_log.c.hash).where(audit_log.c.seq.in_(ends))).all()
+        ) if ends else {}  # fmt: skip
+    base_seq = head.base_seq if head else 0
+    items = []
+    for r in rows:
+        if r.last_seq <= base_seq:
+            state, why = "pruned", "its records were pruned since (the checkpoint keeps their hashes)"
+        elif r.last_seq not in now_hashes:
+            state, why = "broken", f"record {r.last_seq} is missing from the chain"
+        elif now_hashes[r.last_seq] != r.head_hash:
+            state, why = "broken", f"record {r.last_seq} no longer carries the hash this checkpoint signed"
+        else:
+            state, why = "matches", "the chain still ends its range with the hash it signed"
+        document = json.loads(r.document)
+        items.append(
+            {
+                "number": r.number,
+                "kind": r.kind,
+                "first_seq": r.first_seq,
+                "last_seq": r.last_seq,
+                "count": r.last_seq - r.first_seq + 1,
+                "head_hash": r.head_hash,
+                "at": r.at,
+                "key_id": document.get("key_id"),
+                "digest": r.digest,
+                "state": state,
+                "why": why,
+            }
+        )
+    latest = items[0] if items else None
+    return {
+        "count": count,
+        "latest": latest,
+        "records_since": (head.seq if head else 0) - (latest["last_seq"] if latest else base_seq),
+        "items": items,
     }
 
 

@@ -97,6 +97,21 @@ BOARD_ROW = _obj(
         "seconds_left": _n({"type": "number"}),
     }
 )
+CHECKPOINT = _obj(
+    {
+        "number": {"type": "integer"},
+        "kind": {"type": S},
+        "first_seq": {"type": "integer"},
+        "last_seq": {"type": "integer"},
+        "count": {"type": "integer"},
+        "head_hash": {"type": S},
+        "at": TS,
+        "key_id": _n({"type": S}),
+        "digest": {"type": S},
+        "state": {"type": S, "enum": ["matches", "broken", "pruned"]},
+        "why": {"type": S},
+    }
+)
 REPORT = _obj(
     {
         "name": {"type": S},
@@ -293,11 +308,19 @@ def document() -> dict[str, Any]:
             },
             "/integrity": {
                 "get": {
-                    "summary": "Chain head, last verification, policy versions in force",
+                    "summary": "Chain head, last verification, signed checkpoints, policy versions in force",
                     "responses": _ok(
                         _obj(
                             {
                                 "chain": {"type": "object"},
+                                "checkpoints": _obj(
+                                    {
+                                        "count": {"type": "integer"},
+                                        "latest": _n({"type": "object"}),
+                                        "records_since": {"type": "integer"},
+                                        "items": {"type": "array", "items": CHECKPOINT},
+                                    }
+                                ),
                                 "versions": {"type": "array", "items": {"type": "object"}},
                             }
                         )

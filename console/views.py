@@ -329,6 +329,7 @@ def integrity_page() -> Any:
     return render_template(
         "integrity.html",
         chain=integrity.chain_status(engine()),
+        checkpoints=integrity.checkpoints(engine()),
         versions=integrity.versions(engine()),
         current=policy(),
         diff=diff,

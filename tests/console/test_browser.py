@@ -148,6 +148,8 @@ def test_a_viewer_walks_the_console(served, browser):
     driver.find_element(By.LINK_TEXT, "Integrity").click()
     wait_for(driver, "/console/integrity")
     assert "audit chain" in driver.find_element(By.TAG_NAME, "main").text.lower()
+    assert driver.find_element(By.ID, "checkpoints").is_displayed()  # the signed checkpoints' list
+    assert "Records since" in driver.find_element(By.ID, "checkpoint-status").text
     shot(driver, "integrity")
 
     # Failed events with the platform's message, and the inbox backlog.

@@ -212,3 +212,44 @@ def test_the_ticket_page_shows_what_ticket_view_computes(shared_console):
     sup2 = ticket_view(c.rt.engine, c.rt.policy.current, "jira", "SUP-2", now=c.clock())
     (resolution,) = [k for k in sup2.clocks if k.metric == "resolution"]
     assert resolution.state == "breached" and str(resolution.breached_at) == "2026-11-05 18:00:00+01:00"
+
+
+def test_integrity_lists_signed_checkpoints_against_the_chain(sqlite_console, tmp_path):
+    import io
+
+    from sqlalchemy import select, update
+
+    from connector.audit import checkpoints as cps
+    from connector.audit.keys import generate, load_signer
+    from connector.store.db import writing
+    from connector.store.tables import audit_checkpoints, audit_head
+
+    c = sqlite_console
+    client = c.login("vera")
+    page = client.get("/console/integrity").text
+    assert "none yet" in page and "No checkpoint yet." in page
+    generate(tmp_path / "audit.key", tmp_path / "audit.pub")
+    signer = load_signer(str(tmp_path / "audit.key"))
+    first, _ = cps.make(c.rt.engine, signer, cps.StreamSink(io.StringIO()), now=c.clock())
+    c.login("otto")  # a login is an audit record: the second checkpoint has something to cover
+    second, _ = cps.make(c.rt.engine, signer, cps.StreamSink(io.StringIO()), now=c.clock(), kind="scheduled")
+
+    page = client.get("/console/integrity").text
+    table = page[page.index('id="checkpoints"') :]
+    assert "#2, " in page and f"through record {second.last_seq}" in page
+    assert table.index(">2<") < table.index(">1<")  # newest first
+    assert f"{first.first_seq}–{first.last_seq} ({first.last_seq - first.first_seq + 1})" in table
+    assert table.count(">matches<") == 2 and signer.key_id in table and "scheduled" in table
+    api = client.get("/api/v1/integrity", headers=bearer("reader")).json["checkpoints"]
+    assert api["count"] == 2 and [i["number"] for i in api["items"]] == [2, 1]
+    with c.rt.engine.connect() as conn:
+        head = conn.execute(select(audit_head.c.seq)).scalar_one()
+    assert api["records_since"] == head - second.last_seq
+
+    # A checkpoint whose signed head the chain no longer carries is shown as broken, with why.
+    with writing(c.rt.engine) as conn:
+        conn.execute(
+            update(audit_checkpoints).where(audit_checkpoints.c.number == 1).values(head_hash="0" * 64)
+        )
+    table = client.get("/console/integrity").text.split('id="checkpoints"')[1]
+    assert ">broken<" in table and f"record {first.last_seq} no longer carries the hash" in table
