@@ -107,8 +107,10 @@ def test_the_webhook_receiver_under_the_real_server(tmp_path):
         f"platforms:\n  jira:\n    url: http://127.0.0.1:9\n    webhook_secret: {SECRET}\n"
     )
     proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", str(port), "--no-worker")
-    # A comment: its delivery id is Jira's identifier header (an issue change is named by the change).
+    # A new comment is named by itself, whichever identifier header it came with.
     body = fixture_bytes("jira", "comment_created__basic")
+    comment = json.loads(body)
+    another = json.dumps({**comment, "comment": {**comment["comment"], "id": "10020"}}).encode()
 
     def post(delivery_id: str, *, chunked: bool = False, data: bytes = body) -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -123,9 +125,11 @@ def test_the_webhook_receiver_under_the_real_server(tmp_path):
 
     try:
         _wait_ready(proc, port)
-        assert post("d-1") == (202, {"result": "accepted", "delivery_id": "d-1"})
-        assert post("d-1") == (200, {"result": "duplicate", "delivery_id": "d-1"})
-        assert post("d-2", chunked=True) == (202, {"result": "accepted", "delivery_id": "d-2"})
+        assert post("d-1") == (202, {"result": "accepted", "delivery_id": "10040/comment/10019"})
+        assert post("d-1") == (200, {"result": "duplicate", "delivery_id": "10040/comment/10019"})
+        assert len(another) > 1000  # the chunked post below sends it in two chunks
+        answer = post("d-2", chunked=True, data=another)
+        assert answer == (202, {"result": "accepted", "delivery_id": "10040/comment/10020"})
         too_big = b"{" + b" " * 1_048_576 + b"}"
         status, answer = post("d-3", chunked=True, data=too_big)
         assert status == 413 and answer["result"] == "too_large"

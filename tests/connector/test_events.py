@@ -18,6 +18,7 @@ from connector.events import (
     retry_event,
     retry_failed,
 )
+from tests.support.fixtures import load_fixture
 from tests.support.harness import JIRA_URL, jira_config, start
 
 ISSUE = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+$")
@@ -94,7 +95,9 @@ def test_a_retrying_event_can_be_tried_now_or_discarded_and_no_longer_holds_up_i
     esc.work()
     [waiting, retrying] = list_events(esc.rt.engine)
     assert (retrying.status, retrying.event_type) == ("retrying", "jira:issue_created")
-    assert (waiting.status, waiting.delivery_id) == ("pending", "d-2")  # a comment keeps the header id
+    comment = load_fixture("jira", "comment_created__asks_for_manager")
+    named = f"{comment['issue']['id']}/comment/{comment['comment']['id']}"  # a new comment names itself
+    assert (waiting.status, waiting.delivery_id) == ("pending", named)
     assert retrying.next_attempt_at > esc.clock()
     assert [e.id for e in list_events(esc.rt.engine, status="retrying")] == [retrying.id]
 

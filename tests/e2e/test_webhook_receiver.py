@@ -65,7 +65,7 @@ def test_answers_are_json_with_a_length_and_counted_per_platform(esc):
     assert answer.status_code == 202
     assert answer.headers["Content-Type"] == "application/json"
     assert int(answer.headers["Content-Length"]) == len(answer.get_data())
-    assert answer.json == {"result": "accepted", "delivery_id": "d-1"}
+    assert answer.json == {"result": "accepted", "delivery_id": "10040/comment/10019"}  # it names itself
     esc.http.post("/webhooks/freshdesk", data=b"{}")
     text = _metrics(esc)
     assert 'escalator_webhooks_total{platform="jira",result="accepted"} 1.0' in text
