@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -78,4 +79,7 @@ def test_gunicorn_stops_with_one_line_when_the_config_is_wrong(tmp_path):
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert f"escalator: config error (ESCALATOR_CONFIG):\n{config}:1: databse: unknown key" in output
-    assert "Traceback" not in output
+    # No traceback of ours. Under load gunicorn's arbiter may print its own HaltServer ("Worker failed
+    # to boot") from inside a signal handler when the second worker fails while it halts for the first.
+    frames = re.findall(r'File "([^"]+)"', output)
+    assert all("/gunicorn/" in frame for frame in frames), frames
