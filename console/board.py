@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     TIMESTAMP,
     Engine,
     and_,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    type_coerce,
     union_all,
 )
 
@@ -53,33 +55,54 @@ def board(
     if any("\x00" in v for v in filters.values()):
         return []  # no name holds a NUL (and PostgreSQL refuses one in a parameter)
     postgres = engine.dialect.name == "postgresql"
+    paths: list[tuple[str, ...]] = [("priority",), ("calendar",), ("paused_since",)]
+    paths += [
+        ("clocks", m, f) for m in METRICS for f in ("started_at", "stopped_at", "breached", "warned", "due")
+    ]
     state: Any = tickets.c.sla
     if postgres:
         from sqlalchemy.dialects.postgresql import JSONB
 
         state = cast(tickets.c.sla, JSONB)  # parsed once per ticket (json is text on PostgreSQL)
-    # Every value the branches read, out of the JSON once per open ticket (MATERIALIZED: the four
-    # branches read the CTE, not the JSON again).
-    fields = [
-        tickets.c.platform, tickets.c.ticket_id, tickets.c.ticket_key, tickets.c.tier,
-        func.coalesce(state["priority"].as_string(), tickets.c.priority).label("priority"),
-        func.coalesce(state["calendar"].as_string(), literal(_default_calendar(policy))).label("chosen"),
-        state["paused_since"].as_string().label("paused_since"),
-    ]  # fmt: skip
-    for metric in METRICS:
-        clock = state["clocks"][metric]
-        fields += [
-            clock["started_at"].as_string().label(f"{metric}_started"),
-            clock["stopped_at"].as_string().label(f"{metric}_stopped"),
-            clock["breached"].as_boolean().label(f"{metric}_breached"),
-            clock["warned"].as_string().label(f"{metric}_warned"),
-            clock["due"].as_string().label(f"{metric}_due"),
-        ]
-    opened = select(*fields).where(tickets.c.sla_open.is_(True))
+    else:  # SQLite parses the document at every json_extract: one call takes every value into an array
+        state = type_coerce(
+            func.json_extract(tickets.c.sla, *("$." + ".".join(f'"{p}"' for p in path) for path in paths)),
+            JSON,
+        )
+    opened = select(
+        tickets.c.platform, tickets.c.ticket_id, tickets.c.ticket_key, tickets.c.tier, tickets.c.priority,
+        state.label("state"),
+    ).where(tickets.c.sla_open.is_(True))  # fmt: skip
     for column in ("platform", "tier"):
         if filters.get(column):
             opened = opened.where(tickets.c[column] == filters[column])
-    o = opened.cte("opened").prefix_with("MATERIALIZED")
+    src = opened.cte("open_states").prefix_with("MATERIALIZED")  # the array made once per ticket
+
+    def value(*path: str) -> Any:
+        node: Any = src.c.state
+        if not postgres:
+            return node[paths.index(path)]
+        for step in path:
+            node = node[step]
+        return node
+
+    # Every value the branches read, out of the JSON once per open ticket (MATERIALIZED: the four
+    # branches read the CTE, not the JSON again).
+    fields = [
+        src.c.platform, src.c.ticket_id, src.c.ticket_key, src.c.tier,
+        func.coalesce(value("priority").as_string(), src.c.priority).label("priority"),
+        func.coalesce(value("calendar").as_string(), literal(_default_calendar(policy))).label("chosen"),
+        value("paused_since").as_string().label("paused_since"),
+    ]  # fmt: skip
+    for metric in METRICS:
+        fields += [
+            value("clocks", metric, "started_at").as_string().label(f"{metric}_started"),
+            value("clocks", metric, "stopped_at").as_string().label(f"{metric}_stopped"),
+            value("clocks", metric, "breached").as_boolean().label(f"{metric}_breached"),
+            value("clocks", metric, "warned").as_string().label(f"{metric}_warned"),
+            value("clocks", metric, "due").as_string().label(f"{metric}_due"),
+        ]
+    o = select(*fields).cte("opened").prefix_with("MATERIALIZED")
     priority = o.c.priority
 
     def instant(value: Any) -> Any:
