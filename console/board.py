@@ -63,7 +63,7 @@ def board(
     if postgres:
         from sqlalchemy.dialects.postgresql import JSONB
 
-        state = cast(tickets.c.sla, JSONB)  # parsed once per ticket (json is text on PostgreSQL)
+        state = cast(tickets.c.sla, JSONB)  # a no-op since migration 0010 made the column jsonb
     else:  # SQLite parses the document at every json_extract: one call takes every value into an array
         state = type_coerce(
             func.json_extract(tickets.c.sla, *("$." + ".".join(f'"{p}"' for p in path) for path in paths)),

@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
 metadata = MetaData()
@@ -105,7 +106,8 @@ tickets = Table(
     Column("lease_until", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=True),
     Column("snapshot", JSON, nullable=True),  # the canonical ticket as last seen (connector/codec.py)
-    Column("sla", JSON, nullable=True),  # policies.sla.SlaState.to_json()
+    # policies.sla.SlaState.to_json(); jsonb on PostgreSQL (migration 0010): the console reads into it
+    Column("sla", JSON().with_variant(JSONB(), "postgresql"), nullable=True),
     # True while the ticket has SLA clocks and is not resolved, else NULL: the SLA board's index
     # (connector/store/tickets.py sets it with every write of `sla`).
     Column("sla_open", Boolean, nullable=True),
