@@ -58,6 +58,11 @@ class WorkerConfig(_Strict):
         description="deliveries handled at once by one worker process, each waiting for its platform in "
         "its own thread: the platform requests in flight (one at a time per ticket, in order)",
     )  # fmt: skip
+    listen: bool = Field(
+        True,
+        description="learn of new work at once: PostgreSQL LISTEN/NOTIFY, or a Unix socket beside the SQLite "
+        "file. false: poll only (e.g. PostgreSQL behind PgBouncer in transaction mode, where LISTEN is lost)",
+    )
     poll_seconds: float = Field(
         1.0, gt=0,
         description="how often an idle worker looks for due events even when not woken: the safety net "

@@ -70,8 +70,8 @@ class WorkerPool:
     handle them, and a listener that wakes the dispatcher when new work is stored anywhere.
 
     `threads`: the deliveries that may compute at once (connector/cpu.py); `concurrency`: how many
-    are handled at once, most of them waiting for their platform. `listen=False` leaves the pool
-    to its poll (tests of the safety net).
+    are handled at once, most of them waiting for their platform. `listen=False` (or
+    `worker.listen: false`) leaves the pool to its poll.
     """
 
     def __init__(
@@ -88,13 +88,16 @@ class WorkerPool:
         self.threads = max(1, threads if threads is not None else w.threads)
         self.concurrency = max(self.threads, concurrency if concurrency is not None else w.concurrency)
         self.parent_pid = parent_pid  # stop when the process that started us is gone
-        self.listen = listen
+        self.listen = listen and w.listen
         self.turns = cpu.CpuTurns(self.threads)
         self._stop = threading.Event()
         self._wake = threading.Event()  # new work may be due: stored, fired, or a slot freed
         self._work: queue.SimpleQueue[tuple[InboxItem, datetime] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_flight = 0
+        # Nearly full, wait for a few slots to free before claiming: one claim per freed slot cost
+        # more CPU than the decisions' own transactions, and at that load work is waiting anyway.
+        self._claim_at = max(1, min(w.batch, self.concurrency // 4))
         self._threads: list[threading.Thread] = []
         self._listener: wakeup.Listener | None = None
         self.rounds = 0  # claims made (tests: a woken pool claims before its poll would have)
@@ -157,7 +160,7 @@ class WorkerPool:
             self._wake.clear()  # a wake-up from here on makes the wait below return at once
             free = self.concurrency - self._in_flight
             claimed = wanted = 0
-            if free > 0:
+            if free >= self._claim_at or free == self.concurrency:
                 wanted = min(free, w.batch)
                 try:
                     claimed = self._claim(wanted)
