@@ -1,0 +1,172 @@
+"""Webhook → write request at the platform: how long after a webhook is sent its write reaches Jira.
+
+    .venv/bin/python bench/worker_latency.py [--rates 20,100] [--seconds 10] [--database postgresql://…]
+
+The real `escalator serve` (with the worker process it starts) receives signed Jira deliveries at a
+fixed rate (open loop: each is sent on schedule whether or not earlier ones were answered), each a
+new outage on its own ticket, so each decision is a write. A local fake Jira answers at once and
+records when each request arrives; the latency of a delivery is the arrival of its ticket's PUT
+minus the moment the webhook was sent (the acknowledgement included). Each rate runs with the
+worker's settings before this change (`poll_seconds` 0.25, no wake-up, 2 at a time) and with
+today's defaults, on SQLite and, with --database, on a scratch PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from worker_support import (
+    BASELINE,
+    DEFAULTS,
+    ROOT,
+    FakeJira,
+    delivery,
+    free_port,
+    old_tree,
+    percentile,
+    scratch_database,
+    wait_port,
+    write_config,
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="20,100", help="deliveries per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long each rate is sent")
+    parser.add_argument("--database", help="a PostgreSQL URL to make scratch databases on (also runs SQLite)")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--old-code",
+        metavar="COMMIT",
+        help="also run the worker as it was at COMMIT (e.g. e050c89), with its defaults",
+    )
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    kinds = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.database else [])
+    print(f"webhook → write request at a fake Jira answering at once; {args.seconds:g} s per rate; "
+          "each delivery a new ticket (a write)")  # fmt: skip
+    print(f"{'database':<11} {'worker':<28} {'rate/s':>6} {'sent':>5} {'written':>7} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="escalator-bench-") as tmp:
+        workdir = Path(tmp)
+        jira = FakeJira(workdir, delay=0.0)
+        variants = [("before (poll 0.25 s, 2)", BASELINE, ROOT), ("now (defaults)", DEFAULTS, ROOT)]
+        if args.old_code:
+            variants.insert(0, (f"code at {args.old_code[:10]}", {}, old_tree(args.old_code, workdir)))
+        try:
+            for kind in kinds:
+                for rate in rates:
+                    for label, worker, code in variants:
+                        with scratch_database(kind, workdir, args.database) as database:
+                            result = run(workdir, jira, database, worker, rate, args.seconds, code)
+                        print(f"{kind:<11} {label:<28} {rate:>6g} {result['sent']:>5} {result['written']:>7} "
+                              f"{result['p50']:>8.1f} {result['p99']:>8.1f} {result['max']:>8.1f}",
+                              flush=True)  # fmt: skip
+        finally:
+            jira.stop()
+    return 0
+
+
+def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float, seconds: float,
+        code: Path = ROOT) -> dict:  # fmt: skip
+    config = write_config(workdir, database, jira.port, worker, code)
+    port = free_port()
+    log = (workdir / f"serve-{port}.log").open("wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "connector", "serve", "--config", str(config), "--port", str(port)],
+        cwd=code, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        try:
+            wait_port(port, serve, "escalator serve")
+        except SystemExit:
+            log.flush()
+            print((workdir / f"serve-{port}.log").read_text()[-2000:], file=sys.stderr)
+            raise
+        run_id = f"{port}"
+        # Warm up: the worker process has started and written once (its first request's set-up).
+        warm_body, warm_headers, warm_key = delivery(999_999, run_id)
+        _post(port, warm_body, warm_headers)
+        _wait_for(jira, {warm_key}, timeout=60)
+        total = int(rate * seconds)
+        sent_at: dict[str, float] = {}
+        lock = threading.Lock()
+        start = time.time() + 0.2
+        senders = max(2, min(16, int(rate // 10)))
+
+        def sender(k: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for n in range(k, total, senders):
+                body, headers, key = delivery(n, run_id)
+                delay = start + n / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                at = time.time()
+                conn.request("POST", "/webhooks/jira", body=body, headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+                if answer.status == 202:
+                    with lock:
+                        sent_at[key] = at
+            conn.close()
+
+        threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        arrived = _wait_for(jira, set(sent_at), timeout=30 + seconds)
+        latencies = [(arrived[key] - at) * 1000 for key, at in sent_at.items() if key in arrived]
+        return {
+            "sent": len(sent_at),
+            "written": len(latencies),
+            "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99),
+            "max": max(latencies, default=float("nan")),
+        }
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+        log.close()
+
+
+def _post(port: int, body: bytes, headers: dict[str, str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/webhooks/jira", body=body, headers=headers)
+    answer = conn.getresponse()
+    answer.read()
+    conn.close()
+    if answer.status != 202:
+        raise SystemExit(f"escalator answered {answer.status} to a delivery")
+
+
+def _wait_for(jira: FakeJira, keys: set[str], timeout: float) -> dict[str, float]:
+    """The arrival of each key's first PUT, waiting until all arrived or `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        first: dict[str, float] = {}
+        for at, method, path in jira.arrivals():
+            if method == "PUT":
+                key = path.rsplit("/", 1)[-1]
+                if key in keys and key not in first:
+                    first[key] = at
+        if len(first) == len(keys) or time.monotonic() > deadline:
+            return first
+        time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

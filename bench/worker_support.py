@@ -1,0 +1,206 @@
+"""What the worker benchmarks share: a fake Jira that records when each request arrives (and may
+answer slowly), a scratch database (SQLite file or PostgreSQL database), config files, and
+signed deliveries of one new outage per ticket (each is a write: a PUT and a JSM-internal note)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret"
+
+# The settings the worker had before it was woken and before it ran requests side by side.
+BASELINE = {"threads": 2, "concurrency": 2, "poll_seconds": 0.25, "listen": False}
+DEFAULTS: dict = {}  # today's defaults
+
+# Answers PUT 204 and POST 201 after `delay` seconds; one line per request: "<arrival> <method> <path>".
+# Exits when the benchmark that started it is gone.
+FAKE_JIRA = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    port, log_path, parent, delay = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    log = open(log_path, "a", buffering=1)
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self, status, body):
+            arrived = time.time()
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                log.write(f"{arrived:.6f} {self.command} {self.path}\\n")
+            if delay:
+                time.sleep(delay)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_PUT(self):
+            self._answer(204, b"")
+
+        def do_POST(self):
+            self._answer(201, b'{"id": "1"}')
+
+        def log_message(self, *args):
+            pass
+
+    def orphaned():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.request_queue_size = 256
+    server.serve_forever()
+    """
+)
+
+
+def old_tree(commit: str, workdir: Path) -> Path:
+    """The code at `commit`, unpacked beside the benchmark's files (run with `python -m connector`
+    from there, it is the code that runs: the current directory comes first on sys.path)."""
+    tree = workdir / f"old-{commit[:10]}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited at start-up (code {proc.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on port {port}")
+
+
+class FakeJira:
+    def __init__(self, workdir: Path, delay: float):
+        self.port, self.log = free_port(), workdir / f"jira-{uuid.uuid4().hex[:6]}.log"
+        self.log.touch()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", FAKE_JIRA, str(self.port), str(self.log), str(os.getpid()), str(delay)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_port(self.port, self.proc, "the fake Jira")
+
+    def arrivals(self) -> list[tuple[float, str, str]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            at, method, path = line.split(" ", 2)
+            out.append((float(at), method, path))
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@contextmanager
+def scratch_database(kind: str, workdir: Path, postgres: str | None):
+    """A fresh database URL: a SQLite file in `workdir`, or a new PostgreSQL database dropped after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / f'escalator-{uuid.uuid4().hex[:6]}.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    assert postgres is not None
+    admin_url = postgres.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"escalator_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{postgres.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def write_config(workdir: Path, database: str, jira_port: int, worker: dict, code: Path = ROOT) -> Path:
+    path = workdir / f"escalator-{uuid.uuid4().hex[:6]}.yaml"
+    settings = {"nice": 0, **worker}  # the load generator shares the cores: no priority games
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            database: {database}
+            policy: {code / "policies/examples/global-support.yaml"}
+            dry_run: false
+            worker: {json.dumps(settings)}
+            platforms:
+              jira:
+                url: http://127.0.0.1:{jira_port}
+                email: bench@example.test
+                api_token: bench-token
+                webhook_secret: {SECRET}
+                account_id: escalator-bench-bot
+            """
+        )
+    )
+    return path
+
+
+_TEMPLATE = json.loads((ROOT / "tests/fixtures/jira/issue_created__outage.json").read_text())
+
+
+def delivery(n: int, run: str) -> tuple[bytes, dict[str, str], str]:
+    """Body, headers and issue key of a new outage on its own ticket (a write request at Jira)."""
+    payload = json.loads(json.dumps(_TEMPLATE))
+    key = f"B{run}-{n}"
+    payload["issue"]["id"], payload["issue"]["key"] = str(1_000_000 + n), key
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Atlassian-Webhook-Identifier": f"bench-{run}-{n}",
+    }
+    return body, headers, key
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
