@@ -135,6 +135,7 @@ def _banner(rt, url: str, worker) -> None:
                     "webhooks": sorted(rt.installations),
                     "worker_pid": worker.pid if worker else None,
                     "worker_threads": config.worker.threads if worker else 0,
+                    "worker_concurrency": config.worker.concurrency if worker else 0,
                 }
             },
         )
@@ -182,7 +183,10 @@ def _reload_policy(rt, worker=None) -> bool:
 
 
 def _describe_worker(config, worker) -> str:
-    return f"{config.worker.threads} threads in process {worker.pid}" if worker else "none here"
+    if worker is None:
+        return "none here"
+    w = config.worker
+    return f"{w.concurrency} deliveries at once ({w.threads} computing) in process {worker.pid}"
 
 
 def _exit_on_sigterm(_signum, _frame) -> None:

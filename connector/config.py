@@ -48,7 +48,7 @@ class ServerConfig(_Strict):
 
 class WorkerConfig(_Strict):
     threads: int = Field(
-        2, ge=0, le=64,
+        8, ge=0, le=64,
         description="deliveries whose CPU part (reading, judging, planning, the audit record) runs at once; "
         "a delivery waiting for its platform gives its turn away. "
         "0: this process only accepts webhooks (run `escalator work` elsewhere)",

@@ -144,9 +144,12 @@ class WorkerPool:
         deadline = time.monotonic() + timeout
         if self._listener is not None:
             self._listener.stop(timeout=min(1.0, timeout))
-        for _ in range(self.concurrency):
+        dispatcher, handlers = self._threads[-1:], self._threads[:-1]
+        for thread in dispatcher:  # first: what its last claim took is queued before the ends below
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for _ in handlers:
             self._work.put(None)  # each handler ends when it reaches one
-        for thread in self._threads:
+        for thread in handlers:
             thread.join(max(0.0, deadline - time.monotonic()))
         left = self._in_flight
         if left:
