@@ -16,6 +16,7 @@ import textwrap
 import time
 import uuid
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +178,13 @@ _TEMPLATE = json.loads((ROOT / "tests/fixtures/jira/issue_created__outage.json")
 def delivery(n: int, run: str) -> tuple[bytes, dict[str, str], str]:
     """Body, headers and issue key of a new outage on its own ticket (a write request at Jira)."""
     payload = json.loads(json.dumps(_TEMPLATE))
+    # Created now: the recorded 2019 instants would start SLA clocks long breached (on older code),
+    # and the timer events that follow would be decisions too.
+    now = datetime.now(UTC)
+    payload["timestamp"] = int(now.timestamp() * 1000)
+    payload["issue"]["fields"]["created"] = payload["issue"]["fields"]["updated"] = now.isoformat(
+        timespec="milliseconds"
+    )
     key = f"B{run}-{n}"
     payload["issue"]["id"], payload["issue"]["key"] = str(1_000_000 + n), key
     body = json.dumps(payload).encode()

@@ -52,6 +52,13 @@ def main() -> int:
     parser.add_argument("--database", help="a PostgreSQL URL to make scratch databases on (also runs SQLite)")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--old-code", metavar="COMMIT", help="also run the worker as it was at COMMIT")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,…",
+        help="also run these worker settings, e.g. threads=8 (repeatable)",
+    )
     args = parser.parse_args()
     kinds = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.database else [])
     print(f"decisions/s against a fake Jira answering each request in {args.delay * 1000:.0f} ms "
@@ -64,6 +71,10 @@ def main() -> int:
             ("before (2 at a time)", BASELINE, ROOT, args.baseline_deliveries),
             ("now (defaults)", DEFAULTS, ROOT, args.deliveries),
         ]
+        for extra in args.also:
+            pairs = (p.split("=") for p in extra.split(","))
+            settings = {k: float(v) if "." in v else int(v) for k, v in pairs}
+            variants.append((extra, settings, ROOT, args.deliveries))
         if args.old_code:
             tree = old_tree(args.old_code, workdir)
             variants.insert(0, (f"code at {args.old_code[:10]}", {}, tree, args.baseline_deliveries))
