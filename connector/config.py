@@ -218,6 +218,12 @@ class RateLimitsConfig(_Strict):
             raise ValueError(f"unknown platform(s) {names} (known: {', '.join(PLATFORMS)})")
         return self
 
+    @property
+    def longest_window(self) -> float:
+        """Seconds of the longest window in force on any platform (idle windows are dropped after it)."""
+        windows = [w for p in PLATFORMS for w in (*self.of(p).account, *self.of(p).ticket)]
+        return max((w.seconds for w in windows), default=0.0)
+
     def of(self, platform: str) -> PlatformRateLimits:
         """The limits in force for `platform` (none when pacing is off)."""
         if not self.enabled:

@@ -92,13 +92,19 @@ class SlaScheduler:
 
     def _prune(self) -> None:
         days = self.rt.config.inbox.retention_days
+        longest = self.rt.config.rate_limits.longest_window
         try:
-            pruned = retention.prune_inbox(self.rt.engine, before=self.rt.clock() - timedelta(days=days))
+            done = retention.tidy(
+                self.rt.engine, now=self.rt.clock(), retention_days=days, longest_window=longest
+            )
         except Exception:  # the database may be briefly unavailable; the next hour tries again
             log.exception("pruning the inbox failed; trying again in an hour")
             return
-        if pruned:
-            log.info("pruned %d deliveries finished more than %g days ago", pruned, days)
+        if done.pruned:
+            log.info("pruned %d deliveries finished more than %g days ago", done.pruned, days)
+        if done.compressed or done.windows:
+            log.info("compressed %d finished deliveries' bodies; dropped %d idle rate-limit windows",
+                     done.compressed, done.windows)  # fmt: skip
 
     def _run(self) -> None:
         try:
