@@ -197,6 +197,9 @@ class Limiter:
             return None
         # Better-ranked deliveries due within two windows stand in line; one in a long backoff does not.
         horizon = 2 * max((w.seconds for w in limits.account), default=0.0)
+        waiting = Waiting(0, 0)
+        if limits.account:
+            waiting = ratewindows.waiting(self.engine, ask.platform, ask, now, horizon)
         with ratewindows.locked(self.engine, ask.platform, keys, now) as held:
             account = [w for (bucket, _), w in held.windows.items() if bucket == ACCOUNT]
             own = [w for (bucket, _), w in held.windows.items() if bucket != ACCOUNT]
@@ -204,20 +207,24 @@ class Limiter:
             own_at = max((w.room_at(ask.cost, now) for w in own), default=now)
             if own_at > now:  # its own ticket's limit: it stands aside, out of the account's line
                 return Wait(max(own_at, blocked), ask.rank + OWN_TICKET_WAIT)
-            waiting = held.waiting(ask, now, horizon) if account else Waiting(0, 0)
-            line_at = max((w.room_at(waiting.ranked + ask.cost, now) for w in account), default=now)
-            at = max(line_at, blocked)
-            if waiting.ranked:
-                # Better-ranked work waits (for a time estimated before this room came): it goes first.
-                room = min(w.limit - w.used(now) for w in account)
-                if room > 0 and blocked <= now:
-                    held.wake_better(ask, now, room)
-                return Wait(max(at, now + timedelta(seconds=min(w.width for w in account))), ask.rank)
-            if at > now:
-                return Wait(at, ask.rank)
             unknown = waiting.unjudged if ask.rank > BEST_RANK else 0  # nothing is better than the best
-            if any(w.room_at(unknown + ask.cost, now) > now for w in account):
-                return Wait(now, ask.rank)  # deliveries not judged yet may be better: look again after them
+            if waiting.ranked and blocked <= now:
+                # Better-ranked work may sleep on an estimate made before this room came: it goes now
+                # (as much of it as the room serves, leaving room for the deliveries being judged).
+                room = min((w.limit - w.used(now) for w in account), default=0) - unknown
+                if room > 0:
+                    held.wake_better(ask, now, room)
+            line_at = max((w.room_at(waiting.ranked + ask.cost, now) for w in account), default=now)
+            if max(line_at, blocked) > now:
+                return Wait(max(line_at, blocked), ask.rank)  # its place in line comes then
+            everyone_at = max(
+                (w.room_at(waiting.ranked + unknown + ask.cost, now) for w in account), default=now
+            )
+            if everyone_at > now:
+                # Deliveries not judged yet may be better: it counts them as ahead. Should they not
+                # be, whoever asks when the room comes wakes it (wake_better), so it keeps its place.
+                return Wait(everyone_at, ask.rank)
+            # Room for everyone in line before it: none of them waits for its write.
             for window in held.windows.values():
                 window.take(ask.cost, now)
             held.granted(ask.item_id, ask.rank)

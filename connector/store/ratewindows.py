@@ -21,6 +21,41 @@ if TYPE_CHECKING:
 Key = tuple[str, float, int]  # bucket, window seconds, requests allowed
 
 
+def _better(ask: Ask):
+    """Ranked before `ask` in line: a lower rank, or the same and received earlier."""
+    c = inbox.c
+    return and_(
+        c.rank.is_not(None), c.id != ask.item_id,
+        or_(c.rank < ask.rank, and_(c.rank == ask.rank, or_(
+            c.received_at < ask.received_at, and_(c.received_at == ask.received_at, c.id < ask.item_id)
+        ))),
+    )  # fmt: skip
+
+
+def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: float) -> Waiting:
+    """Deliveries of the platform in line before `ask`: better-ranked ones waiting (due within `horizon`
+    seconds: those in a long backoff hold no one up), and unjudged ones claimable now or being judged.
+
+    Read before the windows are locked (one statement): the lock guards the counts, which never exceed
+    a limit; the line it reads may be a moment old, which only matters between concurrent asks."""
+    from connector.ratelimit import Waiting
+
+    c = inbox.c
+    ranked = select(func.count()).where(
+        c.platform == platform, c.status == PENDING, c.next_attempt_at <= now + timedelta(seconds=horizon),
+        _better(ask),
+    )  # fmt: skip
+    unjudged = select(func.count()).where(
+        c.platform == platform, c.rank.is_(None), c.id != ask.item_id,
+        or_(and_(c.status == PENDING, c.next_attempt_at <= now),
+            and_(c.status == PROCESSING, c.lease_until > now)),
+        or_(c.ticket_id.is_(None), c.id.in_(HEADS)),
+    )  # fmt: skip
+    with engine.connect() as conn:
+        row = conn.execute(select(ranked.scalar_subquery(), unjudged.scalar_subquery())).one()
+    return Waiting(row[0], row[1])
+
+
 class Held:
     """The windows of one platform, locked for the transaction `conn` runs."""
 
@@ -29,50 +64,18 @@ class Held:
         self.platform = platform
         self.windows = windows
 
-    @staticmethod
-    def _better(ask: Ask):
-        """Ranked before `ask` in line: a lower rank, or the same and received earlier."""
-        c = inbox.c
-        return and_(
-            c.rank.is_not(None), c.id != ask.item_id,
-            or_(c.rank < ask.rank, and_(c.rank == ask.rank, or_(
-                c.received_at < ask.received_at, and_(c.received_at == ask.received_at, c.id < ask.item_id)
-            ))),
-        )  # fmt: skip
-
-    def waiting(self, ask: Ask, now: datetime, horizon: float) -> Waiting:
-        """Deliveries of the platform in line before `ask`: better-ranked ones waiting (due within
-        `horizon` seconds: those in a long backoff do not hold anyone up), and unjudged ones that
-        are claimable now or being judged."""
-        from connector.ratelimit import Waiting
-
-        c = inbox.c
-        ranked = select(func.count()).where(
-            c.platform == self.platform, c.status == PENDING,
-            c.next_attempt_at <= now + timedelta(seconds=horizon), self._better(ask),
-        )  # fmt: skip
-        unjudged = select(func.count()).where(
-            c.platform == self.platform, c.rank.is_(None), c.id != ask.item_id,
-            or_(and_(c.status == PENDING, c.next_attempt_at <= now),
-                and_(c.status == PROCESSING, c.lease_until > now)),
-            or_(c.ticket_id.is_(None), c.id.in_(HEADS)),
-        )  # fmt: skip
-        return Waiting(self.conn.execute(ranked).scalar_one(), self.conn.execute(unjudged).scalar_one())
-
     def wake_better(self, ask: Ask, now: datetime, room: int) -> None:
-        """The best `room` deliveries waiting behind a later estimate than the room that came: due now."""
+        """Of the `room` best deliveries in line before `ask` (those the room serves), the ones asleep
+        on an estimate later than the room that came are due now. Those the room does not serve sleep on."""
         c = inbox.c
         best = (
             select(c.id)
-            .where(
-                c.platform == self.platform, c.status == PENDING, c.next_attempt_at > now, self._better(ask)
-            )  # fmt: skip
+            .where(c.platform == self.platform, c.status == PENDING, _better(ask))
             .order_by(c.rank, c.received_at, c.id)
             .limit(room)
         )
-        ids = list(self.conn.execute(best).scalars())
-        if ids:
-            self.conn.execute(update(inbox).where(c.id.in_(ids)).values(next_attempt_at=now))
+        asleep = update(inbox).where(c.id.in_(best.scalar_subquery()), c.next_attempt_at > now)
+        self.conn.execute(asleep.values(next_attempt_at=now))
 
     def granted(self, item_id: int, rank: int) -> None:
         """The delivery holds its writes: it no longer waits in anyone's line as unjudged."""
@@ -85,18 +88,21 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime) -> Ite
     block changed in them is written back in the same transaction."""
     from connector.ratelimit import SlidingWindow
 
+    limit_of = {(bucket, seconds): requests for bucket, seconds, requests in keys}
+    mine = (
+        select(rate_windows)
+        .where(
+            rate_windows.c.platform == platform,
+            tuple_(rate_windows.c.bucket, rate_windows.c.seconds).in_(list(limit_of)),
+        )
+        .order_by(rate_windows.c.bucket, rate_windows.c.seconds)  # one lock order: no deadlock
+        .with_for_update()
+    )
     with writing(engine) as conn:
-        _create_missing(conn, platform, keys, now)
-        limit_of = {(bucket, seconds): requests for bucket, seconds, requests in keys}
-        rows = conn.execute(
-            select(rate_windows)
-            .where(
-                rate_windows.c.platform == platform,
-                tuple_(rate_windows.c.bucket, rate_windows.c.seconds).in_(list(limit_of)),
-            )
-            .order_by(rate_windows.c.bucket, rate_windows.c.seconds)  # one lock order: no deadlock
-            .with_for_update()
-        ).all()
+        rows = conn.execute(mine).all()
+        if len(rows) < len(limit_of):  # a window never used (a ticket's first write): made empty
+            _create_missing(conn, platform, keys, now)
+            rows = conn.execute(mine).all()
         windows = {
             (row.bucket, row.seconds): SlidingWindow(
                 limit_of[(row.bucket, row.seconds)], row.seconds, row.first_slot, list(row.counts),
