@@ -58,3 +58,21 @@ def test_events_without_a_ticket_are_claimed_independently(engine):
     _accept(engine, "x2", ticket=None, ignored=True)
     items = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
     assert [(i.delivery_id, i.ignored) for i in items] == [("x1", True), ("x2", True)]
+
+
+def test_waiting_for_a_rate_limit_costs_no_attempt_and_claim_takes_the_line_by_rank(engine):
+    for n, ticket in enumerate(("P4", "P1", "new", "P2")):
+        _accept(engine, f"d-{ticket}", ticket=ticket, now=T0 + timedelta(seconds=n))
+    now = T0 + timedelta(seconds=10)
+    items = {i.ticket_id: i for i in inbox.claim(engine, owner="w1", now=now, lease=LEASE, limit=3)}
+    ranks = {"P4": 42, "P1": 10, "new": None}
+    with engine.begin() as conn:
+        for ticket, item in items.items():  # judged and put back to wait for a write slot
+            if ranks[ticket] is not None:
+                inbox.defer(conn, item, owner="w1", at=now, rank=ranks[ticket], why="waiting for a slot")
+    with engine.begin() as conn:
+        inbox.retry_later(conn, items["new"], owner="w1", at=now, error="503")
+    again = inbox.claim(engine, owner="w2", now=now, lease=LEASE, limit=10)
+    # Not judged yet first (the oldest first), then by rank: the P1 before the P4.
+    assert [i.ticket_id for i in again] == ["new", "P2", "P1", "P4"]
+    assert {i.ticket_id: i.attempts for i in again} == {"new": 2, "P2": 1, "P1": 1, "P4": 1}
