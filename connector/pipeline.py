@@ -160,7 +160,7 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             )
         except (PayloadError, *READER_FAILURES) as exc:
             return Outcome("failed", detail=f"payload could not be read: {type(exc).__name__}: {exc}")
-        event = _counted_from_arrival(event, item.received_at, rt.config.inbox.max_delivery_delay_hours)
+        event = counted_from_arrival(event, item.received_at, rt.config.inbox.max_delivery_delay_hours)
 
     client = installation.client()
     own = client.own_account_id
@@ -206,7 +206,7 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
                      result.outcome)  # fmt: skip
 
 
-def _counted_from_arrival(event: TicketEvent, received_at: datetime | None, max_hours: float) -> TicketEvent:
+def counted_from_arrival(event: TicketEvent, received_at: datetime | None, max_hours: float) -> TicketEvent:
     """A webhook arrives seconds after its change, or hours when the platform retried. One that says
     it happened far longer ago (a backfill, a recorded payload sent by hand) is counted from its
     arrival, with a note: otherwise a ticket first seen that way would start its SLA clocks in the

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine, func, select
 from connector.config import Config
 from connector.judgement import judge
 from connector.model import TicketEvent, TicketState
+from connector.pipeline import counted_from_arrival
 from connector.replay_recorded import Recorded, recall, recorded_decisions
 from connector.runtime import Installation
 from connector.store.db import make_engine
@@ -258,6 +259,8 @@ def _replay_share(job: _Job, engine: Engine, share: int, shares: int) -> ReplayR
         except (ValueError, PayloadError):
             report.skipped["unreadable payload"] += 1
             continue
+        # As the worker reads it: an event far older than its arrival counts from its arrival.
+        event = counted_from_arrival(event, row.received_at, job.config.inbox.max_delivery_delay_hours)
         key = (row.platform, event.ticket.ref.id)
         ticket = tickets.get(key)
         if ticket is None:

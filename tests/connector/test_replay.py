@@ -268,3 +268,17 @@ def engine_without_records(store: Engine, tmp_path: Path):
         yield copy
     finally:
         copy.dispose()
+
+
+def test_an_event_far_older_than_its_arrival_counts_from_its_arrival_as_in_the_worker(store, tmp_path):
+    record_history(store, tickets=1)  # SUP-0, a security ticket; the payload says it happened in 2019
+    text = EXAMPLE_POLICY.read_text(encoding="utf-8")
+    rule = text.index("- name: security-goes-to-l3")
+    quoting = text[:rule] + text[rule:].replace(
+        "(security specialists)", "(security specialists) at {{ event.at }}", 1
+    )
+    path = tmp_path / "quoting.yaml"
+    path.write_text(quoting, encoding="utf-8")
+    report = replay(store, Config(), load_policy(str(EXAMPLE_POLICY)), load_policy(str(path)))
+    [change] = report.changed
+    assert f"at {START.isoformat()}" in change.candidate.note and "2019" not in change.candidate.note
