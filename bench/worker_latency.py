@@ -25,6 +25,7 @@ from pathlib import Path
 from worker_support import (
     BASELINE,
     DEFAULTS,
+    NO_PACING,
     ROOT,
     FakeJira,
     delivery,
@@ -60,7 +61,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="escalator-bench-") as tmp:
         workdir = Path(tmp)
         jira = FakeJira(workdir, delay=0.0)
-        variants = [("before (poll 0.25 s, 2)", BASELINE, ROOT), ("now (defaults)", DEFAULTS, ROOT)]
+        variants = [
+            ("before (poll 0.25 s, 2)", BASELINE, ROOT),
+            ("now (defaults)", DEFAULTS, ROOT),
+            ("now, rate limiter off", NO_PACING, ROOT),
+        ]
         if args.old_code:
             variants.insert(0, (f"code at {args.old_code[:10]}", {}, old_tree(args.old_code, workdir)))
         try:

@@ -25,6 +25,7 @@ SECRET = "bench-secret"
 # The settings the worker had before it was woken and before it ran requests side by side.
 BASELINE = {"threads": 2, "concurrency": 2, "poll_seconds": 0.25, "listen": False}
 DEFAULTS: dict = {}  # today's defaults
+NO_PACING = {"rate_limits": {"enabled": False}}  # today's defaults, the rate limiter off
 
 # Answers PUT 204 and POST 201 after `delay` seconds; one line per request: "<arrival> <method> <path>".
 # Exits when the benchmark that started it is gone.
@@ -150,7 +151,10 @@ def scratch_database(kind: str, workdir: Path, postgres: str | None):
 
 
 def write_config(workdir: Path, database: str, jira_port: int, worker: dict, code: Path = ROOT) -> Path:
+    """`worker` holds worker settings, and under "rate_limits" that section (today's code only)."""
     path = workdir / f"escalator-{uuid.uuid4().hex[:6]}.yaml"
+    worker = dict(worker)
+    rate_limits = worker.pop("rate_limits", None)
     settings = {"nice": 0, **worker}  # the load generator shares the cores: no priority games
     path.write_text(
         textwrap.dedent(
@@ -168,6 +172,7 @@ def write_config(workdir: Path, database: str, jira_port: int, worker: dict, cod
                 account_id: escalator-bench-bot
             """
         )
+        + (f"rate_limits: {json.dumps(rate_limits)}\n" if rate_limits is not None else "")
     )
     return path
 

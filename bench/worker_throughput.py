@@ -3,7 +3,8 @@
     .venv/bin/python bench/worker_throughput.py [--delay 0.2] [--deliveries 600] [--database postgresql://…]
 
 N deliveries, each a new outage on its own ticket (a decision that writes: Jira's PUT and its
-JSM-internal note, two requests one after the other), are stored first; then the real
+JSM-internal note, two requests one after the other), are stored first (through the receiver of
+the code under test, `serve --no-worker`); then the real
 `escalator work` starts and the clock runs from the first request reaching the fake Jira to the
 last one answered. Each configuration runs on a fresh database: the worker's settings before this
 change (2 at a time, poll 0.25 s, no wake-up; fewer deliveries, it is slow), today's defaults, and
@@ -14,6 +15,7 @@ claim, judgement, HTTP client, audit, transactions).
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import subprocess
 import sys
@@ -25,20 +27,21 @@ from sqlalchemy import func, select
 from worker_support import (
     BASELINE,
     DEFAULTS,
+    NO_PACING,
     ROOT,
     FakeJira,
     cpu_seconds,
     delivery,
+    free_port,
     old_tree,
     scratch_database,
+    wait_port,
     write_config,
 )
 
 sys.path.insert(0, str(ROOT))  # before bench/: bench/console.py is not the console package
 
-from connector.app import create_app  # noqa: E402
-from connector.config import load_config  # noqa: E402
-from connector.runtime import build_runtime  # noqa: E402
+from connector.store.db import make_engine  # noqa: E402
 from connector.store.tables import inbox  # noqa: E402
 
 
@@ -70,6 +73,7 @@ def main() -> int:
         variants = [
             ("before (2 at a time)", BASELINE, ROOT, args.baseline_deliveries),
             ("now (defaults)", DEFAULTS, ROOT, args.deliveries),
+            ("now, rate limiter off", NO_PACING, ROOT, args.deliveries),
         ]
         for extra in args.also:
             pairs = (p.split("=") for p in extra.split(","))
@@ -92,17 +96,9 @@ def main() -> int:
 
 def run(workdir: Path, jira: FakeJira, database: str, worker: dict, code: Path, n: int) -> dict:
     config_path = write_config(workdir, database, jira.port, worker, code)
-    # Store the deliveries through the webhook receiver (this code; the old code's schema is the same).
-    rt = build_runtime(load_config(str(config_path)))
-    client = create_app(rt).test_client()
-    keys = set()
     run_id = f"t{time.monotonic_ns() % 10**8}"
-    for i in range(n):
-        body, headers, key = delivery(i, run_id)
-        answer = client.post("/webhooks/jira", data=body, headers=headers)
-        if answer.status_code != 202:
-            raise SystemExit(f"escalator answered {answer.status_code} to a delivery: {answer.data[:200]!r}")
-        keys.add(key)
+    keys = _store(workdir, config_path, code, n, run_id)
+    engine = make_engine(database)  # only read here: the code under test owns (and migrates) the schema
     before = len(jira.arrivals())
     log = (workdir / f"work-{run_id}.log").open("wb")
     work = subprocess.Popen(
@@ -113,7 +109,7 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, code: Path, 
     try:
         deadline = time.monotonic() + 60 + n * 0.5
         cpu_start = None  # when the first request arrives: start-up (imports, migrations) left out
-        while _open(rt) and time.monotonic() < deadline:
+        while _open(engine) and time.monotonic() < deadline:
             if work.poll() is not None:
                 raise SystemExit(f"escalator work exited (code {work.returncode}); see {log.name}")
             if cpu_start is None and len(jira.arrivals()) > before:
@@ -127,8 +123,8 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, code: Path, 
         except subprocess.TimeoutExpired:
             work.kill()
         log.close()
-    left = _open(rt)
-    rt.close()
+    left = _open(engine)
+    engine.dispose()
     arrivals = [a for a in jira.arrivals()[before:] if _key(a[2]) in keys]
     first, last = arrivals[0][0], arrivals[-1][0] + jira_delay(jira)
     decided = n - left
@@ -145,8 +141,37 @@ def jira_delay(jira: FakeJira) -> float:
     return float(jira.proc.args[-1])
 
 
-def _open(rt) -> int:
-    with rt.engine.connect() as conn:
+def _store(workdir: Path, config: Path, code: Path, n: int, run_id: str) -> set[str]:
+    """N deliveries stored through the webhook receiver of the code under test (`serve --no-worker`)."""
+    port = free_port()
+    log = (workdir / f"serve-{run_id}.log").open("wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "connector", "serve", "--no-worker", "--config", str(config),
+         "--port", str(port)],
+        cwd=code, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    keys = set()
+    try:
+        wait_port(port, serve, "escalator serve --no-worker")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for i in range(n):
+            body, headers, key = delivery(i, run_id)
+            conn.request("POST", "/webhooks/jira", body=body, headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status != 202:
+                raise SystemExit(f"escalator answered {answer.status} to a delivery")
+            keys.add(key)
+        conn.close()
+    finally:
+        serve.terminate()
+        serve.wait(30)
+        log.close()
+    return keys
+
+
+def _open(engine) -> int:
+    with engine.connect() as conn:
         return conn.execute(
             select(func.count()).where(inbox.c.status.in_(("pending", "processing")))
         ).scalar_one()
