@@ -25,6 +25,10 @@ from platforms.base import RateLimitHeaders
 
 SLOTS = 60  # a window is counted in this many slots; a write counts for one slot longer than the window
 ACCOUNT = "account"
+# A platform with no account limit of ours (ServiceNow's rules are the admin's; Jira's budget is
+# unpublished) still keeps one account window: it counts nothing that matters, and carries the block a
+# 429's Retry-After imposes on every write to that platform.
+BLOCK_ONLY = (60.0, 1_000_000_000)
 
 
 def ticket_bucket(ticket_id: str) -> str:
@@ -237,13 +241,15 @@ class Limiter:
             return
         limits = self.limits(platform)
         windows = limits.ticket if headers.per_ticket else limits.account
-        if not windows or headers.remaining >= min(w.requests for w in windows):
+        if not self.config.enabled or headers.remaining >= min((w.requests for w in windows), default=1):
             return  # nothing to learn: the platform has more left than any window of ours allows
         self._adapt(platform, ticket_id, headers, now, block=None)
 
     def refused(self, platform: str, ticket_id: str | None, retry_after: float | None,
                 headers: RateLimitHeaders | None, now: datetime) -> None:  # fmt: skip
         """A 429: nothing more goes out until its Retry-After (or the limit's reset) has passed."""
+        if not self.config.enabled:
+            return
         wait = retry_after if retry_after is not None else (headers.reset_seconds if headers else None)
         if wait is None:
             wait = min((w.seconds / SLOTS for w in self.limits(platform).account), default=1.0)
@@ -258,20 +264,27 @@ class Limiter:
         if per_ticket and ticket_id is not None:
             keys = [(ticket_bucket(ticket_id), w.seconds, w.requests) for w in limits.ticket]
         else:
-            keys = [(ACCOUNT, w.seconds, w.requests) for w in limits.account]
+            keys = self._account_keys(limits)
         if not keys:
             return
         with ratewindows.locked(self.engine, platform, keys, now) as held:
             for window in held.windows.values():
                 if headers is not None and headers.remaining is not None:
-                    window.learn_remaining(headers.remaining, now, headers.reset_seconds)
+                    if window.limit < BLOCK_ONLY[1]:  # a real limit of ours: count what others used
+                        window.learn_remaining(headers.remaining, now, headers.reset_seconds)
                     if headers.remaining <= 0 and headers.reset_seconds:
                         window.block(now + timedelta(seconds=headers.reset_seconds))
                 if block is not None:
                     window.block(block)
 
-    def _keys(self, limits: PlatformRateLimits, ticket_id: str | None) -> list[tuple[str, float, int]]:
+    def _account_keys(self, limits: PlatformRateLimits) -> list[tuple[str, float, int]]:
         keys = [(ACCOUNT, w.seconds, w.requests) for w in limits.account]
+        if not keys and self.config.enabled:
+            keys = [(ACCOUNT, *BLOCK_ONLY)]
+        return keys
+
+    def _keys(self, limits: PlatformRateLimits, ticket_id: str | None) -> list[tuple[str, float, int]]:
+        keys = self._account_keys(limits)
         if ticket_id is not None:
             keys += [(ticket_bucket(ticket_id), w.seconds, w.requests) for w in limits.ticket]
         return keys

@@ -112,6 +112,25 @@ def test_the_platforms_retry_after_beats_the_windows_estimate(engine):
     assert limiter.admit(ask(), T0 + timedelta(seconds=45)) is None
 
 
+def test_a_retry_after_holds_a_platform_without_an_account_limit_of_ours(engine):
+    limiter = Limiter(engine, RateLimitsConfig())  # ServiceNow: its rules are the admin's, none published
+    assert not limiter.limits("servicenow").account
+    servicenow = Ask("servicenow", "inc-1", 77_001, 40, T0, 1)
+    assert limiter.admit(servicenow, T0) is None
+    limiter.refused("servicenow", "inc-1", 30.0, None, T0)  # 429, Retry-After: 30
+    assert limiter.admit(Ask("servicenow", "inc-2", 77_002, 40, T0, 1), T0 + timedelta(seconds=1)).at == (
+        T0 + timedelta(seconds=30)
+    )
+    limiter.observe(
+        "servicenow", "inc-3", RateLimitHeaders(remaining=0, reset_seconds=90), T0 + timedelta(seconds=31)
+    )
+    assert limiter.admit(Ask("servicenow", "inc-4", 77_004, 40, T0, 1), T0 + timedelta(seconds=32)).at == (
+        T0 + timedelta(seconds=121)
+    )
+    off = Limiter(engine, RateLimitsConfig(enabled=False))
+    assert off.admit(Ask("servicenow", "inc-5", 77_005, 40, T0, 1), T0 + timedelta(seconds=32)) is None
+
+
 def test_a_lower_remaining_than_ours_is_taken_as_used_and_none_left_blocks_until_the_reset(engine):
     limiter = Limiter(engine, limits(10, 60))
     limiter.observe("zendesk", "1", RateLimitHeaders(limit=10, remaining=2), T0)  # others share the account
