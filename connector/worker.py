@@ -166,7 +166,19 @@ class WorkerPool:
                     log.exception("claiming work failed; retrying in %.1fs", w.poll_seconds)
             if claimed and claimed == wanted:
                 continue  # there may be more due, and slots for it
-            self._wake.wait(w.poll_seconds)
+            self._wake.wait(self._idle_seconds(w.poll_seconds))
+
+    def _idle_seconds(self, poll: float) -> float:
+        """Until the next poll, or sooner when a retry or a rate-limited write comes due before it
+        (nothing signals those: they were stored earlier, to wait)."""
+        try:
+            due = inbox.next_due(self.rt.engine, now=self.rt.clock())
+        except Exception:  # the database may be briefly unavailable: the poll tries again
+            log.debug("could not read when the next delivery comes due", exc_info=True)
+            return poll
+        if due is None:
+            return poll
+        return max(0.0, min(poll, (due - self.rt.clock()).total_seconds()))
 
     def _claim(self, limit: int) -> int:
         w = self.rt.config.worker

@@ -287,3 +287,15 @@ def counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(select(inbox.c.status, func.count()).group_by(inbox.c.status)).all()
     return {status: n for status, n in rows}
+
+
+_NEXT_DUE = select(func.min(inbox.c.next_attempt_at)).where(
+    inbox.c.status == PENDING, inbox.c.next_attempt_at > bindparam("b_now")
+)
+
+
+def next_due(engine: Engine, *, now: datetime) -> datetime | None:
+    """When the earliest pending row not yet due comes due (a retry after its backoff, a write waiting
+    for the rate limiter), so an idle worker can look then instead of at its next poll."""
+    with engine.connect() as conn:
+        return conn.execute(_NEXT_DUE, {"b_now": now}).scalar()

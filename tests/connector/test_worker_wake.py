@@ -168,3 +168,24 @@ def test_a_long_database_path_still_gets_a_socket(tmp_path):
         if listener is not None:
             listener.stop()
         rt.close()
+
+
+def test_a_retry_is_taken_when_it_comes_due_not_at_the_next_poll(sqlite_url):
+    from datetime import UTC, datetime, timedelta
+
+    from connector.store import inbox
+    from connector.store.db import writing
+
+    rt = build_runtime(_config(sqlite_url, LONG_POLL))
+    _deliver(create_app(rt).test_client(), 3)
+    now = datetime.now(UTC)
+    with writing(rt.engine) as conn:  # as a 503's backoff or the rate limiter leaves it: due in 0.5 s
+        conn.execute(inbox_table.update().values(next_attempt_at=now + timedelta(seconds=0.5)))
+    pool = WorkerPool(rt)
+    pool.start()
+    try:
+        assert _seconds_until_done(rt.engine, 1, timeout=LONG_POLL / 3) < 3.0
+        assert inbox.next_due(rt.engine, now=datetime.now(UTC)) is None
+    finally:
+        assert pool.close(5)
+        rt.close()
