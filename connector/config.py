@@ -66,7 +66,7 @@ class WorkerConfig(_Strict):
     poll_seconds: float = Field(
         1.0, gt=0,
         description="how often an idle worker looks for due events even when not woken: the safety net "
-        "for a lost wake-up signal, and how late a retry may start after its backoff",
+        "for a lost wake-up signal (a retry or a rate-limited write is looked at when it comes due)",
     )  # fmt: skip
     shutdown_seconds: float = Field(
         5.0, gt=0, le=300,

@@ -8,6 +8,7 @@ import json
 import socket
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
@@ -15,11 +16,16 @@ from sqlalchemy import select, text
 from connector import wakeup
 from connector.app import create_app
 from connector.config import Config
+from connector.model import EventKind
 from connector.runtime import build_runtime
+from connector.scheduler import SlaScheduler
+from connector.store import inbox, timers
+from connector.store.db import writing
 from connector.store.tables import inbox as inbox_table
 from connector.worker import WorkerPool
 from tests.support.fixtures import fixture_bytes
 from tests.support.harness import SECRET, sign
+from tests.support.timers import Timer
 
 LONG_POLL = 30.0  # far beyond every bound below: only a wake-up can explain a prompt claim
 
@@ -171,11 +177,6 @@ def test_a_long_database_path_still_gets_a_socket(tmp_path):
 
 
 def test_a_retry_is_taken_when_it_comes_due_not_at_the_next_poll(sqlite_url):
-    from datetime import UTC, datetime, timedelta
-
-    from connector.store import inbox
-    from connector.store.db import writing
-
     rt = build_runtime(_config(sqlite_url, LONG_POLL))
     _deliver(create_app(rt).test_client(), 3)
     now = datetime.now(UTC)
@@ -187,5 +188,35 @@ def test_a_retry_is_taken_when_it_comes_due_not_at_the_next_poll(sqlite_url):
         assert _seconds_until_done(rt.engine, 1, timeout=LONG_POLL / 3) < 3.0
         assert inbox.next_due(rt.engine, now=datetime.now(UTC)) is None
     finally:
+        assert pool.close(5)
+        rt.close()
+
+
+def test_a_timer_the_clock_fires_wakes_the_worker_beside_it(sqlite_url):
+    rt = build_runtime(_config(sqlite_url, LONG_POLL))
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    with writing(rt.engine) as conn:
+        timers.reconcile(
+            conn, "jira", "T-1", [Timer("first_response", EventKind.SLA_BREACHED, 100, due)], due
+        )
+    pool = WorkerPool(rt, listen=False)  # deaf to the doorbell: only the clock's own call can wake it
+    pool.start()
+    time.sleep(0.3)  # its first look found nothing; it now waits out a 30 s poll
+    scheduler = SlaScheduler(rt, on_fired=pool.wake)
+    scheduler.start()  # the first tick runs at once and fires the timer into the inbox
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 10:
+            with rt.engine.connect() as conn:
+                left = conn.execute(
+                    select(inbox_table.c.id).where(inbox_table.c.status.in_(("pending", "processing")))
+                ).all()
+                fired = conn.execute(select(inbox_table.c.id)).all()
+            if fired and not left:
+                break
+            time.sleep(0.02)
+        assert fired and not left and time.monotonic() - started < 3.0
+    finally:
+        scheduler.stop()
         assert pool.close(5)
         rt.close()
