@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.store.db import writing
@@ -21,15 +21,52 @@ if TYPE_CHECKING:
 Key = tuple[str, float, int]  # bucket, window seconds, requests allowed
 
 
-def _better(ask: Ask):
-    """Ranked before `ask` in line: a lower rank, or the same and received earlier."""
-    c = inbox.c
-    return and_(
-        c.rank.is_not(None), c.id != ask.item_id,
-        or_(c.rank < ask.rank, and_(c.rank == ask.rank, or_(
-            c.received_at < ask.received_at, and_(c.received_at == ask.received_at, c.id < ask.item_id)
-        ))),
-    )  # fmt: skip
+# Built once, like the inbox's statements: constructing them per write cost more than running them.
+_c = inbox.c
+_BETTER = and_(  # ranked before the asking delivery: a lower rank, or the same and received earlier
+    _c.rank.is_not(None), _c.id != bindparam("b_item"),
+    or_(_c.rank < bindparam("b_rank"), and_(_c.rank == bindparam("b_rank"), or_(
+        _c.received_at < bindparam("b_received"),
+        and_(_c.received_at == bindparam("b_received"), _c.id < bindparam("b_item")),
+    ))),
+)  # fmt: skip
+_RANKED = select(func.count()).where(
+    _c.platform == bindparam("b_platform"), _c.status == PENDING, _c.next_attempt_at <= bindparam("b_until"),
+    _BETTER,
+)  # fmt: skip
+_UNJUDGED = select(func.count()).where(
+    _c.platform == bindparam("b_platform"), _c.rank.is_(None), _c.id != bindparam("b_item"),
+    or_(and_(_c.status == PENDING, _c.next_attempt_at <= bindparam("b_now")),
+        and_(_c.status == PROCESSING, _c.lease_until > bindparam("b_now"))),
+    or_(_c.ticket_id.is_(None), _c.id.in_(HEADS)),
+)  # fmt: skip
+_WAITING = select(_RANKED.scalar_subquery(), _UNJUDGED.scalar_subquery())
+_BEST = (
+    select(_c.id)
+    .where(_c.platform == bindparam("b_platform"), _c.status == PENDING, _BETTER)
+    .order_by(_c.rank, _c.received_at, _c.id)
+    .limit(bindparam("b_room", type_=Integer))
+)
+_WAKE = update(inbox).where(_c.id.in_(_BEST.scalar_subquery()), _c.next_attempt_at > bindparam("b_now"))
+_GRANTED = update(inbox).where(_c.id == bindparam("b_id"))
+_LOCK = (
+    select(rate_windows)
+    .where(
+        rate_windows.c.platform == bindparam("b_platform"),
+        rate_windows.c.bucket.in_([bindparam("b_account"), bindparam("b_ticket")]),
+    )
+    .order_by(rate_windows.c.bucket, rate_windows.c.seconds)  # one lock order: no deadlock
+    .with_for_update()
+)
+
+
+def _line(ask: Ask) -> dict:
+    return {
+        "b_platform": ask.platform,
+        "b_item": ask.item_id,
+        "b_rank": ask.rank,
+        "b_received": ask.received_at,
+    }
 
 
 def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: float) -> Waiting:
@@ -40,19 +77,11 @@ def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: flo
     a limit; the line it reads may be a moment old, which only matters between concurrent asks."""
     from connector.ratelimit import Waiting
 
-    c = inbox.c
-    ranked = select(func.count()).where(
-        c.platform == platform, c.status == PENDING, c.next_attempt_at <= now + timedelta(seconds=horizon),
-        _better(ask),
-    )  # fmt: skip
-    unjudged = select(func.count()).where(
-        c.platform == platform, c.rank.is_(None), c.id != ask.item_id,
-        or_(and_(c.status == PENDING, c.next_attempt_at <= now),
-            and_(c.status == PROCESSING, c.lease_until > now)),
-        or_(c.ticket_id.is_(None), c.id.in_(HEADS)),
-    )  # fmt: skip
+    until = now + timedelta(seconds=horizon)
     with engine.connect() as conn:
-        row = conn.execute(select(ranked.scalar_subquery(), unjudged.scalar_subquery())).one()
+        row = conn.execute(
+            _WAITING, {**_line(ask), "b_platform": platform, "b_now": now, "b_until": until}
+        ).one()
     return Waiting(row[0], row[1])
 
 
@@ -67,19 +96,12 @@ class Held:
     def wake_better(self, ask: Ask, now: datetime, room: int) -> None:
         """Of the `room` best deliveries in line before `ask` (those the room serves), the ones asleep
         on an estimate later than the room that came are due now. Those the room does not serve sleep on."""
-        c = inbox.c
-        best = (
-            select(c.id)
-            .where(c.platform == self.platform, c.status == PENDING, _better(ask))
-            .order_by(c.rank, c.received_at, c.id)
-            .limit(room)
-        )
-        asleep = update(inbox).where(c.id.in_(best.scalar_subquery()), c.next_attempt_at > now)
-        self.conn.execute(asleep.values(next_attempt_at=now))
+        line = {**_line(ask), "b_platform": self.platform, "b_room": room, "b_now": now}
+        self.conn.execute(_WAKE, {**line, "next_attempt_at": now})
 
     def granted(self, item_id: int, rank: int) -> None:
         """The delivery holds its writes: it no longer waits in anyone's line as unjudged."""
-        self.conn.execute(update(inbox).where(inbox.c.id == item_id).values(rank=rank))
+        self.conn.execute(_GRANTED, {"b_id": item_id, "rank": rank})
 
 
 @contextmanager
@@ -89,20 +111,13 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime) -> Ite
     from connector.ratelimit import SlidingWindow
 
     limit_of = {(bucket, seconds): requests for bucket, seconds, requests in keys}
-    mine = (
-        select(rate_windows)
-        .where(
-            rate_windows.c.platform == platform,
-            tuple_(rate_windows.c.bucket, rate_windows.c.seconds).in_(list(limit_of)),
-        )
-        .order_by(rate_windows.c.bucket, rate_windows.c.seconds)  # one lock order: no deadlock
-        .with_for_update()
-    )
+    buckets = sorted({bucket for bucket, _ in limit_of})  # the account's and at most one ticket's
+    params = {"b_platform": platform, "b_account": buckets[0], "b_ticket": buckets[-1]}
     with writing(engine) as conn:
-        rows = conn.execute(mine).all()
+        rows = [r for r in conn.execute(_LOCK, params).all() if (r.bucket, r.seconds) in limit_of]
         if len(rows) < len(limit_of):  # a window never used (a ticket's first write): made empty
             _create_missing(conn, platform, keys, now)
-            rows = conn.execute(mine).all()
+            rows = [r for r in conn.execute(_LOCK, params).all() if (r.bucket, r.seconds) in limit_of]
         windows = {
             (row.bucket, row.seconds): SlidingWindow(
                 limit_of[(row.bucket, row.seconds)], row.seconds, row.first_slot, list(row.counts),
