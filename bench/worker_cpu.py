@@ -22,13 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # before bench/ itself, whose console.py would shadow the console package
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from connector import pipeline  # noqa: E402
 from connector.config import Config  # noqa: E402
@@ -51,98 +47,21 @@ from connector.worker import drain  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
 from replay import SOURCES, START, payload  # noqa: E402
-
-# Jira, Zendesk and ServiceNow in one server: every write taken at once, with the answer each
-# client reads. It exits when the benchmark that started it is gone.
-FAKE_PLATFORMS = textwrap.dedent(
-    """
-    import os, sys, threading, time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    port, parent = int(sys.argv[1]), int(sys.argv[2])
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _answer(self, status, body):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_PUT(self):
-            if self.path.startswith("/api/v2/tickets/"):
-                self._answer(200, b'{"ticket": {"id": 1, "updated_stamp": "2026-11-02T09:00:00Z"}}')
-            else:
-                self._answer(204, b"")
-
-        def do_POST(self):
-            self._answer(201, b'{"id": "1"}')
-
-        def do_PATCH(self):
-            self._answer(200, b'{"result": {"sys_id": "1"}}')
-
-        def do_GET(self):
-            self._answer(200, b'{"comments": [], "result": [], "ticket": {"id": 1}}')
-
-        def log_message(self, *args):
-            pass
-
-    def orphaned():
-        while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(0)
-
-    threading.Thread(target=orphaned, daemon=True).start()
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
-    """
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def fake_platforms() -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", FAKE_PLATFORMS, str(port), str(os.getpid())])
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(5)
+from worker_support import FakeJira, scratch_database  # noqa: E402
 
 
 @contextmanager
 def database(which: str, tmp: str) -> Iterator[str]:
+    """`--database`: sqlite, postgres (ESCALATOR_TEST_POSTGRES_URL), or a postgresql:// URL."""
     if which == "sqlite":
-        yield f"sqlite:///{tmp}/worker_cpu.db"
+        with scratch_database("sqlite", Path(tmp), None) as url:
+            yield url
         return
     admin_url = os.environ.get("ESCALATOR_TEST_POSTGRES_URL") if which == "postgres" else which
     if not admin_url:
         raise SystemExit("--database postgres needs ESCALATOR_TEST_POSTGRES_URL (postgresql://USER@HOST/db)")
-    admin_url = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = f"escalator_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database("postgresql", Path(tmp), admin_url) as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def config_for(url: str, fake: str) -> Config:
@@ -240,16 +159,13 @@ def measure(rt, deliveries: int, first_ticket: int) -> tuple[float, int]:
     return time.process_time() - started, decisions(rt.engine) - before
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=2000)
-    parser.add_argument("--database", default="sqlite", help="sqlite, postgres, or a postgresql:// URL")
-    parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of one drain")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, fake_platforms() as fake, database(args.database, tmp) as url:
-        engine = make_engine(url)
-        migrate(engine)
-        rt = build_runtime(config_for(url, fake), engine=engine)
+def run(args, url: str, fake: str):
+    """Both drains (and the profile, if asked) against the fake platform at `fake`."""
+    engine = make_engine(url)
+    migrate(engine)
+    rt = build_runtime(config_for(url, fake), engine=engine)
+    profiler = None
+    try:
         measure(rt, 200, 900_000)  # warm-up: imports, sessions, caches, prepared statements
         total, made = measure(rt, args.deliveries, 0)
         split = instrument(rt)
@@ -263,7 +179,25 @@ def main() -> None:
             measure(rt, args.deliveries, 200_000)
             profiler.stop()
         outcomes = outcome_counts(engine)
+    finally:
         rt.close()
+    return outcomes, total, made, split, split_total, split_made, profiler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=2000)
+    parser.add_argument("--database", default="sqlite", help="sqlite, postgres, or a postgresql:// URL")
+    parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of one drain")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, database(args.database, tmp) as url:
+        platforms = FakeJira(Path(tmp), delay=0.0)  # answers as Jira, Zendesk and ServiceNow do, at once
+        try:
+            outcomes, total, made, split, split_total, split_made, profiler = run(
+                args, url, f"http://127.0.0.1:{platforms.port}"
+            )
+        finally:
+            platforms.stop()
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     print(f"worker CPU per decision, {backend}, {made} decisions (3 platforms, fake answering at once)")
     print(f"  end to end: {total / made * 1000:.2f} ms")
@@ -275,7 +209,7 @@ def main() -> None:
     other = (split_total - measured) / split_made * 1000
     print(f"    {'other (worker loop, pipeline glue, logs)':<42} {other:6.3f} ms")
     print(f"  outcomes: {dict(outcomes)}")
-    if args.profile:
+    if profiler is not None:
         print(profiler.output_text(unicode=False, color=False))
 
 

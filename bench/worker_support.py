@@ -1,6 +1,7 @@
-"""What the worker benchmarks share: a fake Jira that records when each request arrives (and may
-answer slowly), a scratch database (SQLite file or PostgreSQL database), config files, and
-signed deliveries of one new outage per ticket (each is a write: a PUT and a JSM-internal note)."""
+"""What the worker benchmarks share: a fake platform that records when each request arrives (and
+may answer slowly; it answers what the Jira, Zendesk and ServiceNow clients read), a scratch database
+(SQLite file or PostgreSQL database), config files, and signed deliveries of one new outage per
+ticket (each is a write: a PUT and a JSM-internal note)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ BASELINE = {"threads": 2, "concurrency": 2, "poll_seconds": 0.25, "listen": Fals
 DEFAULTS: dict = {}  # today's defaults
 NO_PACING = {"rate_limits": {"enabled": False}}  # today's defaults, the rate limiter off
 
-# Answers PUT 204 and POST 201 after `delay` seconds; one line per request: "<arrival> <method> <path>".
-# Exits when the benchmark that started it is gone.
+# Answers PUT 204, POST 201, PATCH 200 and GET 200 (the bodies each platform's client reads) after
+# `delay` seconds; one line per request: "<arrival> <method> <path>". Exits when the benchmark that
+# started it is gone.
 FAKE_JIRA = textwrap.dedent(
     """
     import os, sys, threading, time
@@ -59,6 +61,12 @@ FAKE_JIRA = textwrap.dedent(
 
         def do_POST(self):
             self._answer(201, b'{"id": "1"}')
+
+        def do_PATCH(self):
+            self._answer(200, b'{"result": {"sys_id": "1"}}')
+
+        def do_GET(self):
+            self._answer(200, b'{"comments": [], "result": [], "ticket": {"id": 1}}')
 
         def log_message(self, *args):
             pass
