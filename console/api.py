@@ -45,7 +45,13 @@ def guard() -> Any:
 
 @api.errorhandler(HTTPException)
 def http_error(exc: HTTPException) -> Any:
-    return problem(exc.code or 500, exc.description or exc.name)
+    """The error as JSON, keeping what its headers say (a 405's Allow)."""
+    response = jsonify(error=exc.description or exc.name)
+    response.status_code = exc.code or 500
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 @api.get("/openapi.json")

@@ -6,6 +6,7 @@ import secrets
 from datetime import timedelta
 
 from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
 
 from connector.runtime import Runtime
 from console import auth
@@ -27,7 +28,7 @@ def mount(app: Flask, rt: Runtime) -> None:
     app.extensions["console.throttle"] = auth.LoginThrottle(
         rt.engine, settings.login_attempts, settings.login_window_seconds, rt.clock
     )
-    from console.api import api
+    from console.api import api, http_error
     from console.views import views
 
     @app.before_request
@@ -51,6 +52,15 @@ def mount(app: Flask, rt: Runtime) -> None:
             response.headers.setdefault("Referrer-Policy", "no-referrer")
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def api_routing_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        # A path under /api/v1 that matches no route never reaches the blueprint's own handler:
+        # the API answers JSON there too, as its document says; every other path keeps Flask's page.
+        if request.path.startswith("/api/v1"):
+            return http_error(exc)
+        return exc
 
     app.register_blueprint(views)
     app.register_blueprint(api)

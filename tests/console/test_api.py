@@ -47,6 +47,21 @@ def test_the_document_is_served_and_names_every_route(sqlite_console):
     assert routes == set(document["paths"])
 
 
+def test_a_path_no_route_matches_is_answered_in_json_under_the_api_only(sqlite_console):
+    """Found by schemathesis: a ticket id holding a slash matched no route, and Flask's HTML 404 page
+    answered where the document promises JSON."""
+    client = sqlite_console.client()
+    for path in ("/api/v1/tickets/jira/%5B/x%0A", "/api/v1/nothing-here"):
+        answer = client.get(path, headers=bearer("reader"))
+        assert answer.status_code == 404 and answer.content_type == "application/json", path
+        assert answer.json["error"]
+    wrong_method = client.delete("/api/v1/decisions", headers=bearer("reader"))
+    assert wrong_method.status_code == 405 and wrong_method.json["error"]
+    assert "GET" in wrong_method.headers["Allow"]
+    elsewhere = client.get("/not-the-api")
+    assert elsewhere.status_code == 404 and elsewhere.content_type.startswith("text/html")
+
+
 def test_an_operator_token_retries_and_a_discard_needs_a_reason(sqlite_console):
     event = sqlite_console.failed_event()
     client = sqlite_console.client()
