@@ -17,7 +17,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from connector import reconcile
+from connector import reconcile, wakeup
 from connector.audit import schedule as audit_schedule
 from connector.runtime import Runtime
 from connector.store import retention, timers
@@ -52,6 +52,9 @@ class SlaScheduler:
     def __init__(self, rt: Runtime, *, on_fired: Callable[[], None] | None = None):
         self.rt = rt
         self.on_fired = on_fired
+        # Fired timers and reconciled changes are new inbox rows like webhooks: every replica's
+        # worker hears of them (NOTIFY, or the datagrams beside a SQLite file), not only ours.
+        self._doorbell = wakeup.doorbell(rt.engine)
         self._scheduler = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(1)},
@@ -72,7 +75,7 @@ class SlaScheduler:
             self._scheduler.add_job(
                 self._checkpoint, "interval", seconds=60, id="audit-checkpoint", name="audit checkpoint"
             )
-        reconcile.schedule(self._scheduler, self.rt, on_stored=self.on_fired)  # missed webhooks
+        reconcile.schedule(self._scheduler, self.rt, on_stored=self._stored)  # missed webhooks
         self._scheduler.add_job(
             self._prune, "interval", hours=1, id="inbox-retention", name="prune finished deliveries"
         )
@@ -83,6 +86,13 @@ class SlaScheduler:
         it leaves undone, the next tick or the next worker does."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        self._doorbell.close()
+
+    def _stored(self) -> None:
+        """New work is in the inbox: wake every worker that listens, and ours at once."""
+        self._doorbell.ring(self.rt.engine)
+        if self.on_fired is not None:
+            self.on_fired()
 
     def _checkpoint(self) -> None:
         try:
@@ -114,5 +124,4 @@ class SlaScheduler:
             return
         if fired:
             log.info("fired %d SLA timer(s)", fired)
-            if self.on_fired is not None:
-                self.on_fired()
+            self._stored()

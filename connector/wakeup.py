@@ -73,8 +73,8 @@ class _PostgresDoorbell(Doorbell):
 
     def ring(self, engine: Engine) -> None:
         try:
-            with engine.connect() as conn:
-                self.in_transaction(conn.connection.dbapi_connection)
+            with engine.connect() as conn:  # through SQLAlchemy, so its commit is the NOTIFY's
+                conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
                 conn.commit()
         except Exception:  # the database is briefly unavailable: the listeners' poll finds the work
             log.debug("could not NOTIFY %s", CHANNEL, exc_info=True)

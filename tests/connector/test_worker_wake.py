@@ -220,3 +220,30 @@ def test_a_timer_the_clock_fires_wakes_the_worker_beside_it(sqlite_url):
         scheduler.stop()
         assert pool.close(5)
         rt.close()
+
+
+def test_a_timer_one_replicas_clock_fires_wakes_the_worker_of_another(two_processes):
+    clock_side, work = two_processes  # the clock on one, the worker on the other: two replicas
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    with writing(clock_side.engine) as conn:
+        timers.reconcile(
+            conn, "jira", "T-2", [Timer("first_response", EventKind.SLA_BREACHED, 100, due)], due
+        )
+    pool = WorkerPool(work)
+    pool.start()
+    assert pool._listener is not None and pool._listener.ready.wait(10)
+    time.sleep(0.3)  # its first look found nothing; it now waits out a 30 s poll
+    scheduler = SlaScheduler(clock_side)  # nothing of the other replica's to call: only the doorbell
+    started = time.monotonic()
+    scheduler.start()  # the first tick runs at once and fires the timer into the inbox
+    try:
+        while time.monotonic() - started < 10:
+            with work.engine.connect() as conn:
+                statuses = [r.status for r in conn.execute(select(inbox_table.c.status))]
+            if statuses and all(s not in ("pending", "processing") for s in statuses):
+                break
+            time.sleep(0.02)
+        assert statuses and time.monotonic() - started < 3.0, statuses
+    finally:
+        scheduler.stop()
+        assert pool.close(5)
