@@ -22,12 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
 
-from sqlalchemy import select
-
 from connector.runtime import Runtime
 from connector.store import inbox, tickets, watermarks
 from connector.store.db import writing
-from connector.store.tables import inbox as inbox_table
 from platforms.errors import PlatformError
 from platforms.jira import reconcile as jira_reader
 from platforms.servicenow import reconcile as servicenow_reader
@@ -129,25 +126,13 @@ def _store(
     if found is None:
         log.warning("%s: ticket %s changed but names no change id; skipped", platform, ticket_id)
         return False, 0
-    if _in_inbox(rt, platform, found.delivery_id):
+    if inbox.holds(rt.engine, platform, found.delivery_id):
         return False, 0  # its webhook came and waits for a worker
     with_comment = getattr(reader, "with_missed_comment", None)
     change, *comments = (
         [found] if with_comment is None else with_comment(pager, record, snapshot, settings, found)
     )
     return _accept(rt, platform, change, now), sum(_accept(rt, platform, one, now) for one in comments)
-
-
-def _in_inbox(rt: Runtime, platform: str, delivery_id: str) -> bool:
-    with rt.engine.connect() as conn:
-        return (
-            conn.execute(
-                select(inbox_table.c.id).where(
-                    inbox_table.c.platform == platform, inbox_table.c.delivery_id == delivery_id
-                )
-            ).first()
-            is not None
-        )
 
 
 def _accept(rt: Runtime, platform: str, found, now: datetime) -> bool:

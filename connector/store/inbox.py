@@ -151,6 +151,13 @@ _RELEASE_TICKET = update(tickets).where(
 _LEASE_TICKET: dict[str, Any] = {}  # per dialect
 
 
+def holds(engine: Engine, platform: str, delivery_id: str) -> bool:
+    """True when the inbox already has this delivery (any status): its webhook came, or a pass stored it."""
+    found = select(inbox.c.id).where(inbox.c.platform == platform, inbox.c.delivery_id == delivery_id)
+    with engine.connect() as conn:
+        return conn.execute(found).first() is not None
+
+
 def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit: int) -> list[InboxItem]:
     """Lease up to `limit` due rows, at most one per ticket, each the oldest unfinished of its ticket:
     rows not judged yet first, then by their rank in the rate limiter's line, oldest first.

@@ -18,10 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from connector.model import Ticket
-from platforms.errors import NotConfigured
+from platforms.errors import NotConfigured, PayloadError
 from platforms.reconciling import Found, Pager, require, within
 from platforms.zendesk.change_id import change_id
 from platforms.zendesk.settings import Settings
+from platforms.zendesk.values import parse_datetime
 from platforms.zendesk.webhook import TRIGGER_EVENT_TYPE_PREFIX
 
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
@@ -120,10 +121,10 @@ def with_missed_comment(
     delivery_id = change_id(found.ticket_id, created, comment=True)
     seen = snapshot.updated_at if snapshot is not None else None
     try:
-        at = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except ValueError:
+        at = parse_datetime(created, "comments[0].created_at")
+    except PayloadError:
         return [found]
-    if delivery_id is None or (seen is not None and at <= seen):
+    if delivery_id is None or at is None or (seen is not None and at <= seen):
         return [found]
     comment = {
         "id": _text(newest.get("id")),

@@ -601,3 +601,16 @@ def test_a_servicenow_comment_of_a_missed_change_travels_with_it(esc, api):
     esc.work()
     (decided,) = esc.audit()
     assert decided["trigger"]["kind"] == "comment.added" and decided["tier"]["to"] == "management"
+
+
+def test_a_zendesk_comment_with_an_unreadable_time_leaves_the_change_to_stand_alone(esc, api):
+    _, search = scenario(esc, "zendesk")
+    reconcile(esc.rt, "zendesk")
+    ticket, _, _ = search.change(Spec(8), CHANGED_AT)
+    newest = load_fixture("zendesk", "api/ticket_comments__newest")["comments"][0]
+    search.comments = [{**newest, "created_at": "yesterday"}]
+    search.register(api, [[ticket]], throttle=False)
+    esc.clock.advance(6 * 60)
+
+    found = reconcile(esc.rt, "zendesk")
+    assert (found.missed, found.comments) == (1, 0)  # the change is queued; the comment cannot be named
