@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -43,7 +44,7 @@ from connector.store import inbox  # noqa: E402
 from connector.store.db import make_engine, migrate, writing  # noqa: E402
 from connector.store.inbox import new_row, store_rows  # noqa: E402
 from connector.store.tables import audit_log  # noqa: E402
-from connector.worker import drain  # noqa: E402
+from connector.worker import WorkerPool, drain  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
 from replay import SOURCES, START, payload  # noqa: E402
@@ -98,21 +99,24 @@ class Split:
     def __init__(self) -> None:
         self.seconds: Counter[str] = Counter()
         self._undo: list[Callable[[], None]] = []
-        self._depth = 0
+        self._local = threading.local()  # .depth: how deep in measured steps this thread is
+        self._lock = threading.Lock()
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
         original = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:  # inside another measured step: counted there
+            if getattr(self._local, "depth", 0):  # inside another measured step: counted there
                 return original(*args, **kwargs)
-            self._depth += 1
+            self._local.depth = 1
             started = time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.seconds[label] += time.thread_time() - started
-                self._depth -= 1
+                spent = time.thread_time() - started
+                self._local.depth = 0
+                with self._lock:
+                    self.seconds[label] += spent
 
         setattr(owner, name, timed)
         self._undo.append(lambda: setattr(owner, name, original))
@@ -129,8 +133,7 @@ def instrument(rt) -> Split:
     split.wrap(pipeline.tickets, "load", "read ticket memory")
     split.wrap(pipeline, "judge", "judge (normalised event → plan)")
     split.wrap(pipeline, "_record", "audit record + store (one transaction)")
-    split.wrap(inbox, "record_in_flight", "in-flight / confirmed marks")
-    split.wrap(inbox, "record_confirmed", "in-flight / confirmed marks")
+    split.wrap(inbox, "record_in_flight", "note in-flight mark")
     for installation in rt.installations.values():
         split.wrap(installation.provider, "normalise", "normalise payload")
         client = installation.client()
@@ -150,13 +153,27 @@ def outcome_counts(engine) -> Counter[str]:
         return Counter(dict(conn.execute(query).all()))
 
 
-def measure(rt, deliveries: int, first_ticket: int) -> tuple[float, int]:
-    """CPU seconds to drain `deliveries` new deliveries, and the decisions recorded."""
+def measure(rt, deliveries: int, first_ticket: int, pool: bool = False) -> tuple[float, int]:
+    """CPU seconds to drain `deliveries` new deliveries, and the decisions recorded. `pool`: with the
+    real worker (many deliveries at once, connector/worker.py's WorkerPool) instead of one by one."""
     fill(rt.engine, deliveries, first_ticket)
     before = decisions(rt.engine)
     started = time.process_time()
-    drain(rt)
+    if pool:
+        workers = WorkerPool(rt, listen=False)
+        workers.start()
+        while open_rows(rt.engine):
+            time.sleep(0.02)
+        workers.close(10)
+    else:
+        drain(rt)
     return time.process_time() - started, decisions(rt.engine) - before
+
+
+def open_rows(engine) -> int:
+    with engine.connect() as conn:
+        pending = inbox.inbox.c.status.in_((inbox.PENDING, inbox.PROCESSING))
+        return conn.execute(select(func.count()).where(pending)).scalar_one()
 
 
 def run(args, url: str, fake: str):
@@ -166,10 +183,10 @@ def run(args, url: str, fake: str):
     rt = build_runtime(config_for(url, fake), engine=engine)
     profiler = None
     try:
-        measure(rt, 200, 900_000)  # warm-up: imports, sessions, caches, prepared statements
-        total, made = measure(rt, args.deliveries, 0)
+        measure(rt, 200, 900_000, args.pool)  # warm-up: imports, sessions, caches, prepared statements
+        total, made = measure(rt, args.deliveries, 0, args.pool)
         split = instrument(rt)
-        split_total, split_made = measure(rt, args.deliveries, 100_000)
+        split_total, split_made = measure(rt, args.deliveries, 100_000, args.pool)
         split.undo()
         if args.profile:
             from pyinstrument import Profiler
@@ -188,10 +205,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--database", default="sqlite", help="sqlite, postgres, or a postgresql:// URL")
+    parser.add_argument("--pool", action="store_true",
+                        help="drain with the real worker pool (many at once) instead of one by one")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds the fake platform takes to answer")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of one drain")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, database(args.database, tmp) as url:
-        platforms = FakeJira(Path(tmp), delay=0.0)  # answers as Jira, Zendesk and ServiceNow do, at once
+        platforms = FakeJira(Path(tmp), delay=args.delay)  # answers as Jira, Zendesk and ServiceNow do, at once
         try:
             outcomes, total, made, split, split_total, split_made, profiler = run(
                 args, url, f"http://127.0.0.1:{platforms.port}"
@@ -199,7 +219,9 @@ def main() -> None:
         finally:
             platforms.stop()
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    print(f"worker CPU per decision, {backend}, {made} decisions (3 platforms, fake answering at once)")
+    how = "the worker pool" if args.pool else "one by one"
+    answering = f"in {args.delay * 1000:.0f} ms" if args.delay else "at once"
+    print(f"worker CPU per decision, {backend}, {made} decisions, {how} (3 platforms, fake answering {answering})")
     print(f"  end to end: {total / made * 1000:.2f} ms")
     wrapped = split_total / split_made * 1000
     print(f"  where it goes (a second drain of {split_made}, wrapped: {wrapped:.2f} ms):")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,6 +73,8 @@ class Outcome:
     rearm: SlaState | None = None  # a stale timer's ticket: its stored clocks, re-armed under today's policy
     recovered: list[OutboundRequest] = dataclasses.field(default_factory=list)  # found landed after a crash
     rank: int | None = None  # its place in the rate limiter's line, when it waits there ("deferred")
+    confirmed: frozenset[str] | None = None  # requests the platform took, stored with the record
+    in_flight_kept: bool = False  # a note may have been taken (no answer, a 5xx, a crash): keep its mark
 
 
 # A ticket that changes under us (Zendesk's 409) is read again and planned again this often.
@@ -352,10 +355,18 @@ def _retrying(rt: Runtime, item: InboxItem, exc: TransientPlatformError | None, 
 
 
 def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
-    """Send what the platform has not confirmed yet; ConflictError propagates (re-read, re-plan)."""
+    """Send what the platform has not confirmed yet; ConflictError propagates (re-read, re-plan).
+
+    What the platform confirmed is kept in the outcome and stored with its record, in the same
+    transaction: a crash before that sends the idempotent requests again, the same writes. A note
+    is not idempotent: it is marked in flight, durably, before it goes out (with what was confirmed
+    so far), and after a crash the ticket is searched for it before it is sent again.
+    """
     sent: list[SentRequest] = []
     confirmed = set(item.confirmed)  # requests the platform took before a retry or a crash
-    result = dataclasses.replace(done, sent=sent)
+    result = dataclasses.replace(
+        done, sent=sent, confirmed=frozenset(confirmed), in_flight_kept=item.in_flight is not None
+    )
     mark = note_mark(item.platform, item.delivery_id)
     for request in done.planned:
         fingerprint = request_fingerprint(request)
@@ -367,10 +378,11 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
                 # Sent before a crash (or a timeout) and taken by the platform: not sent again.
                 result.recovered.append(request)
                 confirmed.add(fingerprint)
-                inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
+                result.confirmed, result.in_flight_kept = frozenset(confirmed), False
                 continue
             if carries_note:  # a note is not idempotent: say durably that it is going out
-                inbox.record_in_flight(rt.engine, item, fingerprint)
+                inbox.record_in_flight(rt.engine, item, fingerprint, confirmed=frozenset(confirmed))
+                result.in_flight_kept = True
             answer = client.send(request)
         except TransientPlatformError as exc:
             rt.metrics.platform_requests.labels(
@@ -380,7 +392,7 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
                 limiter = ratelimit.Limiter(rt.engine, rt.config.rate_limits)
                 limiter.refused(item.platform, item.ticket_id, exc.retry_after, exc.limits, rt.clock())
             if carries_note and exc.status in _NOT_TAKEN:  # refused before it was taken: not in flight
-                inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
+                result.in_flight_kept = False  # (a 5xx or no answer may come after it was taken: kept)
             return _retrying(rt, item, exc, str(exc), dataclasses.replace(result, state=None, sla=None))
         except RejectedByPlatform as exc:
             rt.metrics.platform_requests.labels(item.platform, request.method, str(exc.status)).inc()
@@ -400,7 +412,9 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
             limiter.observe(item.platform, item.ticket_id, answer.limits, rt.clock())
         sent.append(answer)
         confirmed.add(fingerprint)
-        inbox.record_confirmed(rt.engine, item, frozenset(confirmed))
+        result.confirmed = frozenset(confirmed)
+        if carries_note:
+            result.in_flight_kept = False
     result.outcome = "applied"
     return result
 
@@ -440,9 +454,13 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     notices = outbox.planned(rt, item.delivery_id, result.outcome, event, result.decision)
     if notices:
         record["notifications"] = outbox.summary(notices)
+    record_id = str(uuid.uuid4())
+    error = mask_personal_data(result.detail) or None
+    sent = {} if result.confirmed is None else {"confirmed": sorted(result.confirmed)}
+    if not result.in_flight_kept:
+        sent["in_flight"] = None
     with writing(rt.engine) as conn:
-        decided = audit.append(conn, record, at=now, keys=rt.audit_keys)
-        outbox.queue(conn, notices, decision_id=decided["id"], now=now)  # with its decision, or not at all
+        outbox.queue(conn, notices, decision_id=record_id, now=now)  # with its decision, or not at all
         if remember:
             ticket = event.ticket
             tickets.save(
@@ -456,12 +474,14 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
             retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
-        error = mask_personal_data(result.detail) or None
         if result.outcome == "retrying":
-            inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "")
+            inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "", **sent)
         else:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
-            inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error)
+            inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error, **sent)
+        # Last: appending locks the chain's head until the commit, so every other appender waits
+        # only for this append, not for the rest of this transaction.
+        audit.append(conn, record, at=now, keys=rt.audit_keys, record_id=record_id)
 
 
 def _database_unavailable(rt: Runtime, exc: BaseException) -> bool:
@@ -501,8 +521,8 @@ def record_failure(rt: Runtime, item: InboxItem, detail: str) -> None:
     try:
         record = audit_record(rt, item, bare)
         with writing(rt.engine) as conn:
-            audit.append(conn, record, at=rt.clock())
             inbox.finish(conn, item, status=inbox.FAILED, owner=rt.owner, now=rt.clock(), error=detail)
+            audit.append(conn, record, at=rt.clock())  # last: it holds the chain's head until the commit
         return
     except Exception as exc:
         if _database_unavailable(rt, exc):

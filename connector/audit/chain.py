@@ -77,7 +77,12 @@ _SET_HEAD_HASH = update(audit_head).where(audit_head.c.id == 1)
 
 
 def append(
-    conn: Connection, record: Mapping[str, Any], *, at: datetime, keys: AuditKeys | None = None
+    conn: Connection,
+    record: Mapping[str, Any],
+    *,
+    at: datetime,
+    keys: AuditKeys | None = None,
+    record_id: str | None = None,
 ) -> dict[str, Any]:
     """Append one record inside the caller's transaction and return it with id, seq and hashes.
 
@@ -85,7 +90,10 @@ def append(
     `keys.signer` the record is signed; without `keys`, those `use_keys` set for the engine.
     Bumping the single head row first takes a write lock on every backend, so concurrent
     appenders (threads or replicas) queue up and the chain stays linear. The bump returns the
-    new seq and the previous hash (UPDATE … RETURNING).
+    new seq and the previous hash (UPDATE … RETURNING). That lock is held until the caller's
+    transaction ends: append last, after the transaction's other writes, so appenders queue only
+    for the append itself. `record_id`: the record's id when the caller needs it before (a new
+    UUID otherwise).
     """
     if record.get("outcome") not in OUTCOMES + OPERATOR_OUTCOMES:
         known = OUTCOMES + OPERATOR_OUTCOMES
@@ -95,7 +103,7 @@ def append(
     record = pseudonymise(conn, record, keys, seq=seq, now=at)
     body = {
         **record,
-        "id": str(uuid.uuid4()),
+        "id": record_id or str(uuid.uuid4()),
         "seq": seq,
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
         "v": RECORD_VERSION,

@@ -247,28 +247,39 @@ def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str)
     conn.execute(_RELEASE_TICKET, {**where, "lease_owner": None, "lease_until": None})
 
 
-def record_confirmed(engine: Engine, item: InboxItem, confirmed: frozenset[str]) -> None:
-    """Remember which requests (by fingerprint) the platform confirmed for this item; none is in flight."""
+def record_in_flight(
+    engine: Engine, item: InboxItem, fingerprint: str, *, confirmed: frozenset[str] | None = None
+) -> None:
+    """Remember, durably and before it is sent, the request about to go out for this item, with the
+    requests the platform confirmed so far (`confirmed`, when given)."""
+    values: dict[str, Any] = {"in_flight": fingerprint}
+    if confirmed is not None:
+        values["confirmed"] = sorted(confirmed)
     with writing(engine) as conn:
-        conn.execute(_UPDATE_ITEM, {"b_id": item.id, "confirmed": sorted(confirmed), "in_flight": None})
-
-
-def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str) -> None:
-    """Remember, durably and before it is sent, the request about to go out for this item."""
-    with writing(engine) as conn:
-        conn.execute(_UPDATE_ITEM, {"b_id": item.id, "in_flight": fingerprint})
+        conn.execute(_UPDATE_ITEM, {"b_id": item.id, **values})
 
 
 def finish(
-    conn: Connection, item: InboxItem, *, status: str, owner: str, now: datetime, error: str | None = None
+    conn: Connection,
+    item: InboxItem,
+    *,
+    status: str,
+    owner: str,
+    now: datetime,
+    error: str | None = None,
+    **sent: Any,
 ) -> None:
-    """Close the item (inside the caller's transaction, with its audit record) and free its ticket."""
-    _release_item(conn, item, owner, status=status, finished_at=now, last_error=error)
+    """Close the item (inside the caller's transaction, with its audit record) and free its ticket.
+    `sent`: `confirmed` (sorted fingerprints) and `in_flight` to store with it, when they changed."""
+    _release_item(conn, item, owner, status=status, finished_at=now, last_error=error, **sent)
 
 
-def retry_later(conn: Connection, item: InboxItem, *, owner: str, at: datetime, error: str) -> None:
-    """Put the item back to pending until `at`; its ticket stays blocked for later events (order)."""
-    _release_item(conn, item, owner, status=PENDING, next_attempt_at=at, last_error=error)
+def retry_later(
+    conn: Connection, item: InboxItem, *, owner: str, at: datetime, error: str, **sent: Any
+) -> None:
+    """Put the item back to pending until `at`; its ticket stays blocked for later events (order).
+    `sent`: as for finish(), what the platform confirmed so far is kept for the next attempt."""
+    _release_item(conn, item, owner, status=PENDING, next_attempt_at=at, last_error=error, **sent)
 
 
 def defer(conn: Connection, item: InboxItem, *, owner: str, at: datetime, rank: int, why: str) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 import pytest
 import responses
 
+from connector import pipeline
 from connector.store import inbox
 from tests.conformance.drivers import JIRA_URL, SERVICENOW_URL, ZENDESK_URL, Spec, post
 
@@ -86,16 +87,16 @@ def test_a_crash_between_send_and_record_then_restart_the_note_exists_once(esc, 
     if esc.rt.engine.dialect.name != "sqlite":
         pytest.skip("the recovery reads the platform, not the database; SQLite keeps it fast")
     platform = NotePlatform(api, driver.platform)
-    real = inbox.record_confirmed
+    real = pipeline._record
     crashes = []
 
-    def crash_after_the_note(engine, item, confirmed):
+    def crash_after_the_note(rt, item, result):  # the platform took it; its record is never written
         if platform.notes and not crashes:
             crashes.append(item.delivery_id)
             raise Crash
-        real(engine, item, confirmed)
+        real(rt, item, result)
 
-    monkeypatch.setattr(inbox, "record_confirmed", crash_after_the_note)
+    monkeypatch.setattr(pipeline, "_record", crash_after_the_note)
     assert post(esc, driver, driver.created(Spec(61, labels=("outage",)), esc.clock())).status_code == 202
     with pytest.raises(Crash):
         esc.work()

@@ -44,13 +44,25 @@ def test_retry_later_keeps_the_ticket_blocked_and_comes_back_when_due(engine):
     assert again.delivery_id == "a1" and again.attempts == 2
 
 
-def test_a_dead_workers_lease_expires_and_confirmed_requests_survive(engine):
+def test_a_dead_workers_lease_expires_and_the_note_in_flight_and_confirmed_requests_survive(engine):
     _accept(engine, "a1", ticket="A")
     (item,) = inbox.claim(engine, owner="dead", now=T0, lease=LEASE, limit=10)
-    inbox.record_confirmed(engine, item, frozenset({"put-fingerprint"}))
+    inbox.record_in_flight(engine, item, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
     assert inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=30), lease=LEASE, limit=10) == []
     (again,) = inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=61), lease=LEASE, limit=10)
     assert again.id == item.id and again.confirmed == {"put-fingerprint"}
+    assert again.in_flight == "note-fingerprint"
+
+
+def test_a_retry_keeps_what_the_platform_confirmed_and_clears_the_mark_of_a_note_refused(engine):
+    _accept(engine, "a1", ticket="A")
+    (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    inbox.record_in_flight(engine, item, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
+    with engine.begin() as conn:
+        inbox.retry_later(conn, item, owner="w1", at=T0 + timedelta(seconds=5), error="429",
+                          confirmed=["put-fingerprint"], in_flight=None)  # fmt: skip
+    (again,) = inbox.claim(engine, owner="w1", now=T0 + timedelta(seconds=6), lease=LEASE, limit=10)
+    assert again.confirmed == {"put-fingerprint"} and again.in_flight is None
 
 
 def test_events_without_a_ticket_are_claimed_independently(engine):
