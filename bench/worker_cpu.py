@@ -12,7 +12,7 @@ scratch database on ESCALATOR_TEST_POSTGRES_URL. A first round on other tickets 
 
 Where the time goes is measured by wrapping the steps in place (thread CPU time around each):
 claim, the ticket's memory read, normalise, judge (the pure decision), render, HTTP client (the
-`send` of each platform client), the in-flight / confirmed marks, and the audit record with the
+`send` of each platform client), the note's in-flight mark, and the audit record with the
 ticket's memory, timers and inbox status (`_record`, one transaction). "other" is the rest. The
 wrappers cost a little themselves: the total is measured without them first, then the split.
 """
@@ -205,13 +205,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--database", default="sqlite", help="sqlite, postgres, or a postgresql:// URL")
-    parser.add_argument("--pool", action="store_true",
-                        help="drain with the real worker pool (many at once) instead of one by one")
+    parser.add_argument(
+        "--pool",
+        action="store_true",
+        help="drain with the real worker pool (many at once) instead of one by one",
+    )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds the fake platform takes to answer")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of one drain")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, database(args.database, tmp) as url:
-        platforms = FakeJira(Path(tmp), delay=args.delay)  # answers as Jira, Zendesk and ServiceNow do, at once
+        platforms = FakeJira(Path(tmp), delay=args.delay)  # answers as Jira, Zendesk and ServiceNow do
         try:
             outcomes, total, made, split, split_total, split_made, profiler = run(
                 args, url, f"http://127.0.0.1:{platforms.port}"
@@ -221,7 +224,8 @@ def main() -> None:
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     how = "the worker pool" if args.pool else "one by one"
     answering = f"in {args.delay * 1000:.0f} ms" if args.delay else "at once"
-    print(f"worker CPU per decision, {backend}, {made} decisions, {how} (3 platforms, fake answering {answering})")
+    print(f"worker CPU per decision, {backend}, {made} decisions, {how} "
+          f"(3 platforms, fake answering {answering})")  # fmt: skip
     print(f"  end to end: {total / made * 1000:.2f} ms")
     wrapped = split_total / split_made * 1000
     print(f"  where it goes (a second drain of {split_made}, wrapped: {wrapped:.2f} ms):")
