@@ -163,17 +163,19 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
     rows not judged yet first, then by their rank in the rate limiter's line, oldest first.
 
     Candidates are read without locks; each is then taken with two compare-and-sets (the
-    ticket's lease, the row's status), so two workers or replicas racing for the same row
-    cannot both win. Per-ticket order holds because only a ticket's oldest unfinished row
+    ticket's lease, the row's status), all in one transaction, so two workers or replicas racing
+    for the same row cannot both win. Per-ticket order holds because only a ticket's oldest unfinished row
     is a candidate.
     """
     _recover_expired(engine, now)
     until = now + lease
-    claimed: list[InboxItem] = []
     with engine.connect() as conn:  # a read: it needs no writer lock
         candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
-    for row in candidates:
-        with writing(engine) as conn:
+    if not candidates:
+        return []
+    taken = []
+    with writing(engine) as conn:  # one transaction for the batch: a writer-lock turn per claim, not per row
+        for row in candidates:
             if row.ticket_id is not None and not _lease_ticket(
                 conn, row.platform, row.ticket_id, owner, now, until
             ):
@@ -183,23 +185,24 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
                 if row.ticket_id is not None:
                     _release_ticket(conn, row.platform, row.ticket_id, owner)
                 continue
-        claimed.append(
-            InboxItem(
-                id=item.id,
-                platform=item.platform,
-                delivery_id=item.delivery_id,
-                event_type=item.event_type,
-                ticket_id=item.ticket_id,
-                body=bytes(item.body),
-                ignored=bool(item.ignored),
-                attempts=item.attempts,
-                confirmed=frozenset(item.confirmed or ()),
-                received_at=item.received_at,
-                lease_expiries=item.lease_expiries or 0,
-                in_flight=item.in_flight,
-            )
+            taken.append(item)
+    return [
+        InboxItem(
+            id=item.id,
+            platform=item.platform,
+            delivery_id=item.delivery_id,
+            event_type=item.event_type,
+            ticket_id=item.ticket_id,
+            body=bytes(item.body),
+            ignored=bool(item.ignored),
+            attempts=item.attempts,
+            confirmed=frozenset(item.confirmed or ()),
+            received_at=item.received_at,
+            lease_expiries=item.lease_expiries or 0,
+            in_flight=item.in_flight,
         )
-    return claimed
+        for item in taken
+    ]
 
 
 def _recover_expired(engine: Engine, now: datetime) -> None:
