@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import functools
 import secrets
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func
+from sqlalchemy import Connection, bindparam, case, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.audit.keys import AuditKeys
@@ -54,34 +56,147 @@ def has_people(value: Any) -> bool:
 def pseudonymise(conn: Connection, value: Any, keys: AuditKeys, *, seq: int, now: datetime) -> Any:
     """`value` with every Someone replaced by their pseudonym (created on first sight).
 
-    One walk finds the people, one statement upserts them all, and only the parts that hold
-    someone are copied: a decision's record names two or three people among some sixty values."""
-    found: dict[tuple[str, str], Someone] = {}
-    _find(value, found)
-    if not found:
+    One walk copies the parts that hold someone (a decision's record names two or three people
+    among some sixty values) and notes where each person stands; one statement then moves their
+    last sighting on (or creates them), and the pseudonyms are put in those places."""
+    if isinstance(value, Someone):  # a bare person, not inside a record
+        return _pseudonyms(conn, [value], keys, seq=seq, now=now)[(value.platform, value.id)]
+    places: list[tuple[Any, Any, Someone]] = []
+    out = _copied(value, places)
+    if not places:
         return value
-    return _replaced(value, _upsert(conn, list(found.values()), keys, seq=seq, now=now))
+    found: dict[tuple[str, str], Someone] = {}
+    for _, _, who in places:
+        found.setdefault((who.platform, who.id), who)  # the first sighting's name, as before
+    names = _pseudonyms(conn, list(found.values()), keys, seq=seq, now=now)
+    for container, key, who in places:
+        container[key] = names[(who.platform, who.id)]
+    return out
 
 
-def _find(value: Any, found: dict[tuple[str, str], Someone]) -> None:
-    if isinstance(value, Someone):
-        found.setdefault((value.platform, value.id), value)  # the first sighting's name, as before
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _find(item, found)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _find(item, found)
+# What holds nobody, told apart at once (most of a record's values).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _replaced(value: Any, names: Mapping[tuple[str, str], str]) -> Any:
-    if isinstance(value, Someone):
-        return names[(value.platform, value.id)]
+def _copied(value: Any, places: list[tuple[Any, Any, Someone]]) -> Any:
+    """`value` itself when it holds nobody; else a copy of it (dicts and lists, tuples become lists)
+    in which each Someone is still in place and noted in `places` as (container, key, person)."""
     if isinstance(value, Mapping):
-        return {k: _replaced(v, names) for k, v in value.items()} if has_people(value) else value
+        out = None
+        for key, item in value.items():
+            if type(item) in _PLAIN:
+                continue
+            if isinstance(item, Someone):
+                if out is None:
+                    out = dict(value)
+                places.append((out, key, item))
+            elif isinstance(item, Mapping | list | tuple):
+                new = _copied(item, places)
+                if new is not item:
+                    if out is None:
+                        out = dict(value)
+                    out[key] = new
+        return value if out is None else out
     if isinstance(value, list | tuple):
-        return [_replaced(v, names) for v in value] if has_people(value) else value
+        out = None
+        for index, item in enumerate(value):
+            if type(item) in _PLAIN:
+                continue
+            if isinstance(item, Someone):
+                if out is None:
+                    out = list(value)
+                places.append((out, index, item))
+            elif isinstance(item, Mapping | list | tuple):
+                new = _copied(item, places)
+                if new is not item:
+                    if out is None:
+                        out = list(value)
+                    out[index] = new
+        return value if out is None else out
     return value
+
+
+# Pseudonyms this process has written or read, per database and pseudonym key: (platform, person
+# id) → pseudonym. A person met again then costs one UPDATE of their row's last sighting, without
+# the keyed lookup and the upsert. The row stays the truth: an UPDATE that finds fewer rows than it
+# named (erased by `audit forget`, pruned, or created in a transaction that was rolled back, in this
+# process or another) sends those people through the upsert, which gives them the row's pseudonym
+# or a new one, as before. Bounded; emptied when full and when this process erases someone.
+_KNOWN: weakref.WeakKeyDictionary[Any, dict[bytes | None, dict[tuple[str, str], str]]] = (
+    weakref.WeakKeyDictionary()
+)
+KNOWN_MAX = 20_000
+_known_lock = threading.Lock()
+
+
+def _known(conn: Connection, keys: AuditKeys) -> dict[tuple[str, str], str]:
+    engine = conn.engine
+    per_engine = _KNOWN.get(engine)
+    if per_engine is None:
+        with _known_lock:
+            per_engine = _KNOWN.setdefault(engine, {})
+    known = per_engine.get(keys.pseudonym_key)
+    if known is None:
+        known = per_engine.setdefault(keys.pseudonym_key, {})
+    return known
+
+
+def forget_known(engine: Any) -> None:
+    """Drop what this process remembers of the people in `engine`'s audit log (after an erasure)."""
+    with _known_lock:
+        _KNOWN.pop(engine, None)
+
+
+def _pseudonyms(
+    conn: Connection, people: list[Someone], keys: AuditKeys, *, seq: int, now: datetime
+) -> dict[tuple[str, str], str]:
+    """Each person's pseudonym, their row's last sighting moved on to `seq` (and their name to the
+    one given, if any), their row created when there is none."""
+    known = _known(conn, keys)
+    names: dict[tuple[str, str], str] = {}
+    for who in people:
+        pseudonym = known.get((who.platform, who.id))
+        if pseudonym is None:
+            break
+        names[(who.platform, who.id)] = pseudonym
+    else:
+        if _seen_again(conn, people, names, seq) == len(people):
+            return names
+    names = _upsert(conn, people, keys, seq=seq, now=now)
+    if len(known) + len(names) > KNOWN_MAX:
+        known.clear()
+    known.update(names)
+    return names
+
+
+def _seen_again(
+    conn: Connection, people: list[Someone], names: Mapping[tuple[str, str], str], seq: int
+) -> int:
+    """One UPDATE: the rows of `people` (by their known pseudonyms) seen at `seq`, each name as the
+    upsert sets it (the given one, else the row's). How many rows it found."""
+    values: dict[str, Any] = {"seq": seq}
+    for n, who in enumerate(people):
+        values[f"p{n}"] = names[(who.platform, who.id)]
+        values[f"n{n}"] = who.name
+    return conn.execute(_seen_statement(len(people)), values).rowcount
+
+
+@functools.cache
+def _seen_statement(count: int):
+    pseudonyms = [bindparam(f"p{n}", type_=audit_people.c.pseudonym.type) for n in range(count)]
+    name = case(
+        *[
+            (audit_people.c.pseudonym == pseudonyms[n],
+             func.coalesce(bindparam(f"n{n}", type_=audit_people.c.name.type), audit_people.c.name))
+            for n in range(count)
+        ],
+        else_=audit_people.c.name,
+    )  # fmt: skip
+    return (
+        update(audit_people)
+        .where(audit_people.c.pseudonym.in_(pseudonyms))
+        .values(last_seen_seq=bindparam("seq", type_=audit_people.c.last_seen_seq.type), name=name)
+    )
 
 
 def _upsert(

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, delete, func, or_, select, update
 from connector.audit.chain import append
 from connector.audit.checkpoints import Sink, make
 from connector.audit.keys import AuditKeys
-from connector.audit.people import person
+from connector.audit.people import forget_known, person
 from connector.store.db import write_lock, writing
 from connector.store.tables import audit_head, audit_log, audit_people, inbox, outbox, tickets
 
@@ -110,6 +110,7 @@ def forget(
         record["erased"] = {"pseudonyms": list(forgotten.pseudonyms), "tickets": changed_tickets,
                             "inbox_bodies": changed_bodies}  # fmt: skip
         append(conn, record, at=now, keys=keys)
+    forget_known(engine)  # this process's memory of pseudonyms goes too (others find the row gone)
     _compact(engine)
     return forgotten
 
@@ -308,5 +309,6 @@ def prune(
         removed = conn.execute(delete(audit_log).where(audit_log.c.seq <= through)).rowcount
         # People seen only in removed records: their mapping goes too (kept no longer than the records).
         conn.execute(delete(audit_people).where(audit_people.c.last_seen_seq <= through))
+    forget_known(engine)
     _compact(engine)
     return Pruned(through, removed, checkpoint.number, where)
