@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 from urllib.parse import quote
@@ -10,6 +11,7 @@ from urllib.parse import quote
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
+from jira.resilientsession import raise_on_error
 
 from connector.model import Plan, Ticket, TicketRef
 from platforms.base import (
@@ -35,6 +37,7 @@ from platforms.http import (
     keep_connections,
     network_errors,
     rate_limit_headers,
+    send,
 )
 from platforms.jira.normalise import ticket_from_issue
 from platforms.jira.settings import Settings
@@ -207,6 +210,24 @@ class JiraClient:
             raise NotConfigured("Jira: 'email' and 'api_token' are required to write to issues")
         session = self._session()
         what = f"{method} {url}"
+        if session.trust_env or session.params:  # (never: `_session` reads the environment once)
+            return self._library_call(session, method, url, data, what)
+        with network_errors("Jira", what, self.settings.timeout):
+            # What the library's session.request does with max_retries=0, without its per-call
+            # merging (platforms/http.py `send`): its headers (auth, Content-Type: application/json),
+            # its timeout, one attempt, Atlassian's login-failure warning; an answer from 400 up fails.
+            response = send(session, method, url, data=data, timeout=session.timeout)
+        if response.ok:
+            _warn_on_failed_login(response)
+            return response
+        try:  # the library's error for it, kept as the cause as when its session raised it
+            raise_on_error(response, data=data, headers=session.headers.copy(), verify=session.verify)
+        except JIRAError as exc:
+            # We build our own message: the library's error dumps all headers and the body.
+            raise error_from_response(response, what) from exc
+        raise error_from_response(response, what)  # (not reached: the library raises from 400 up)
+
+    def _library_call(self, session, method: str, url: str, data: str | None, what: str) -> requests.Response:
         with network_errors("Jira", what, self.settings.timeout):
             try:
                 # The session adds auth, Content-Type: application/json and the timeout.
@@ -240,6 +261,15 @@ class JiraClient:
                 keep_connections(self._jira._session)
                 environment_read_once(self._jira._session, self.settings.url)
             return self._jira._session
+
+
+def _warn_on_failed_login(response: requests.Response) -> None:
+    """The library's ResilientSession logs this for an empty 2xx that says the login failed."""
+    reason = response.headers.get("X-Seraph-LoginReason") or ""
+    if len(response.content) == 0 and "AUTHENTICATED_FAILED" in reason:
+        logging.getLogger("jira.resilientsession").warning(
+            "Atlassian's bug https://jira.atlassian.com/browse/JRA-41559"
+        )
 
 
 def _names(entries: list[Any], key: str) -> list[str]:

@@ -42,6 +42,7 @@ from platforms.http import (
     network_errors,
     rate_limit_headers,
     retry_after_header,
+    send,
 )
 from platforms.servicenow.normalise import normalise_record
 from platforms.servicenow.settings import Settings
@@ -50,6 +51,8 @@ from platforms.servicenow.settings import Settings
 # Nothing else below 500 is worth retrying: the Table API has no optimistic locking, so a
 # 409 is not a "re-read and re-plan" conflict but an answer like any other 4xx.
 _TRANSIENT_STATUSES = frozenset({408, 429})
+# The headers of every request we send (besides the session's: auth, User-Agent).
+_JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 
 # What every installation can do (the provider declares these). No CAP_LABELS: incidents
 # have no labels field; an installation with `label_entry` adds it (see `capabilities`).
@@ -200,12 +203,8 @@ class ServiceNowClient:
         what = f"{method} {url}"
         data = json.dumps(body) if body is not None else None
         with network_errors("ServiceNow", what, self.settings.timeout):
-            response = self._session().request(
-                method,
-                url,
-                data=data,
-                headers={"Accept": "application/json", "Content-Type": "application/json"},
-                timeout=self.settings.timeout,
+            response = send(
+                self._session(), method, url, data=data, headers=_JSON, timeout=self.settings.timeout
             )
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, what)

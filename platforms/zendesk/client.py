@@ -35,6 +35,7 @@ from platforms.http import (
     keep_connections,
     network_errors,
     rate_limit_headers,
+    send,
 )
 from platforms.zendesk.normalise import normalise_ticket
 from platforms.zendesk.settings import Settings
@@ -181,7 +182,7 @@ class ZendeskClient:
         session = self._session()
         what = f"{method} {url}"
         with network_errors("Zendesk", what, self.settings.timeout):
-            response = session.request(method, url, json=body, timeout=self.settings.timeout)
+            response = send(session, method, url, json=body, timeout=self.settings.timeout)
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, what)
         return response

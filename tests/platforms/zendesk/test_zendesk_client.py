@@ -353,13 +353,13 @@ def test_timeout_is_transient(error):
 @responses.activate
 def test_the_configured_timeout_is_passed_on(monkeypatch):
     seen: dict[str, Any] = {}
-    real = requests.Session.request
+    real = requests.Session.send  # what every request goes through, to the HTTPAdapter
 
-    def spy(self, method, url, **kwargs):
+    def spy(self, request, **kwargs):
         seen.update(kwargs)
-        return real(self, method, url, **kwargs)
+        return real(self, request, **kwargs)
 
-    monkeypatch.setattr(requests.Session, "request", spy)
+    monkeypatch.setattr(requests.Session, "send", spy)
     responses.put(TICKET_URL, status=200, json={})
     client(timeout=4.5).send(OutboundRequest("PUT", TICKET_URL, {"ticket": {"priority": "high"}}))
     assert seen["timeout"] == 4.5
