@@ -146,8 +146,13 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
         return Outcome("ignored", detail=f"event type '{item.event_type}' is not handled")
 
     policy = rt.policy.current
-    with rt.engine.connect() as conn:
-        stored = tickets.load(conn, item.platform, item.ticket_id) if item.ticket_id else None
+    if item.memory is not None:  # what the claim read with the ticket's lease
+        stored = tickets.from_row(item.memory)
+    elif item.ticket_id:
+        with rt.engine.connect() as conn:
+            stored = tickets.load(conn, item.platform, item.ticket_id)
+    else:
+        stored = None
     if item.delivery_id.startswith(timers.TIMER_EVENT_PREFIX):
         event, why_not = _timer_event(item, stored, policy)
         if event is None:

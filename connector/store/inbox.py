@@ -17,6 +17,7 @@ from sqlalchemy.engine import Dialect
 
 from connector.store.db import writing
 from connector.store.tables import inbox, tickets
+from connector.store.tickets import MEMORY
 
 PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
 
@@ -35,6 +36,9 @@ class InboxItem:
     received_at: datetime
     lease_expiries: int = 0  # how often a worker died holding it (its lease ran out)
     in_flight: str | None = None  # a request's fingerprint, sent or being sent when that happened
+    # The ticket's stored memory (tickets.MEMORY columns) as the claim leased it, or None when the
+    # claim did not read it (no ticket id, or an item built elsewhere): the pipeline loads it then.
+    memory: Any = None
 
 
 def new_row(
@@ -176,16 +180,17 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
     taken = []
     with writing(engine) as conn:  # one transaction for the batch: a writer-lock turn per claim, not per row
         for row in candidates:
-            if row.ticket_id is not None and not _lease_ticket(
-                conn, row.platform, row.ticket_id, owner, now, until
-            ):
-                continue
+            memory = None
+            if row.ticket_id is not None:
+                memory = _lease_ticket(conn, row.platform, row.ticket_id, owner, now, until)
+                if memory is None:
+                    continue
             item = conn.execute(_TAKE, {"b_id": row.id, "lease_owner": owner, "lease_until": until}).first()
             if item is None:
                 if row.ticket_id is not None:
                     _release_ticket(conn, row.platform, row.ticket_id, owner)
                 continue
-            taken.append(item)
+            taken.append((item, memory))
     return [
         InboxItem(
             id=item.id,
@@ -200,8 +205,9 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
             received_at=item.received_at,
             lease_expiries=item.lease_expiries or 0,
             in_flight=item.in_flight,
+            memory=memory,
         )
-        for item in taken
+        for item, memory in taken
     ]
 
 
@@ -219,15 +225,16 @@ def _recover_expired(engine: Engine, now: datetime) -> None:
 
 def _lease_ticket(
     conn: Connection, platform: str, ticket_id: str, owner: str, now: datetime, until: datetime
-) -> bool:
-    """Create the ticket's row if it is new, and take its lease unless another owner's still runs."""
+) -> Any:
+    """Create the ticket's row if it is new, and take its lease unless another owner's still runs:
+    the row's tickets.MEMORY columns when the lease is ours, else None."""
     stmt = _LEASE_TICKET.get(conn.dialect.name)
     if stmt is None:
         stmt = _LEASE_TICKET[conn.dialect.name] = _lease_statement(conn.dialect.name)
     values = dict(
         platform=platform, ticket_id=ticket_id, priority_pinned=False, lease_owner=owner, lease_until=until
     )
-    return conn.execute(stmt, {**values, "b_now": now}).first() is not None
+    return conn.execute(stmt, {**values, "b_now": now}).first()
 
 
 def _lease_statement(dialect: str) -> Any:
@@ -242,7 +249,7 @@ def _lease_statement(dialect: str) -> Any:
         where=tickets.c.lease_until.is_(None)
         | (tickets.c.lease_until < bindparam("b_now"))
         | (tickets.c.lease_owner == mine.lease_owner),
-    ).returning(tickets.c.platform)
+    ).returning(*MEMORY)
 
 
 def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str) -> None:

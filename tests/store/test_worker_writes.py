@@ -151,6 +151,10 @@ def test_claiming_a_known_ticket_keeps_what_is_remembered_of_it(engine):
         inbox.finish(conn, first, status=inbox.DONE, owner="w1", now=T0, error="kept?")
     (second,) = inbox.claim(engine, owner="w2", now=T0, lease=LEASE, limit=10)
     assert (second.delivery_id, second.attempts, second.confirmed) == ("a2", 1, frozenset())
+    # the claim hands over what is remembered with the lease: what a read would give
+    with engine.connect() as conn:
+        assert tickets.from_row(second.memory) == tickets.load(conn, "jira", "A")
+    assert tickets.from_row(second.memory).snapshot == snapshot and first.memory is not None
     with engine.connect() as conn:
         row = conn.execute(select(tickets_table)).one()
         done = conn.execute(select(inbox_table).where(inbox_table.c.id == first.id)).one()
