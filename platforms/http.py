@@ -168,7 +168,10 @@ def rate_limit_headers(headers: Mapping[str, str], now: datetime | None = None) 
     ISO-8601 instant (Jira's); the structured `RateLimit: limit=100, remaining=9, reset=5` (or
     `"default";r=9;t=5`) is read too. Jira's `RateLimit-Reason: jira-per-issue-on-write` marks a
     ticket's own limit."""
-    lowered = {k.lower(): v for k, v in headers.items()}
+    if isinstance(headers, CaseInsensitiveDict):  # an answer's: its lower-case names are kept
+        lowered = dict(headers.lower_items())
+    else:
+        lowered = {k.lower(): v for k, v in headers.items()}
     found: dict[str, float] = {}
     for name, key in ((_LIMIT, "limit"), (_REMAINING, "remaining")):
         value = _number(next((lowered[n] for n in name if n in lowered), None))

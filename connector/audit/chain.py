@@ -18,14 +18,15 @@ import json
 import uuid
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, update
+from sqlalchemy import Connection, Dialect, Engine
 
 from connector.audit.keys import AuditKeys
 from connector.audit.people import pseudonymise
-from connector.store.tables import audit_head, audit_log
+from connector.store.tables import audit_log
 from connector.version import VERSION
 
 GENESIS = "0" * 64
@@ -65,30 +66,46 @@ def pseudonym(value: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
-# append's statements, built once: building them per call cost more than running them.
-_BUMP_HEAD = (
-    update(audit_head)
-    .where(audit_head.c.id == 1)
-    .values(seq=audit_head.c.seq + 1)
-    .returning(audit_head.c.seq, audit_head.c.hash)
-)
-_INSERT = audit_log.insert()
-_SET_HEAD_HASH = update(audit_head).where(audit_head.c.id == 1)
+# The columns of a record's row, in the order of append's INSERT.
 _COLUMNS = ("seq", "record_id", "at", "platform", "ticket_id", "ticket_key", "rules", "outcome", "record",
             "prev_hash", "hash", "signature")  # fmt: skip
-# PostgreSQL: the record's row and the head's new hash in one statement (a round trip less); the
-# INSERT in its WITH runs once, to completion, whether or not the UPDATE reads it.
-_INSERT_AND_SET_HEAD = (
-    update(audit_head)
-    .where(audit_head.c.id == 1)
-    .values(hash=bindparam("head_hash", type_=audit_head.c.hash.type))
-    .add_cte(
-        audit_log.insert()
-        .values({name: bindparam(f"v_{name}", type_=audit_log.c[name].type) for name in _COLUMNS})
-        .returning(audit_log.c.seq)
-        .cte("appended")
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """append's statements for one backend, run on the DBAPI cursor with SQLAlchemy's own bind
+    processors (values are stored exactly as Core stores them): Core's per-statement overhead was
+    more than half of an append's CPU. Built once per backend."""
+
+    bump: str  # the head's seq moved on (the chain's write lock), answering the new seq and prev hash
+    insert: str  # the record's row; on PostgreSQL with the head's new hash in the same statement
+    set_head: str | None  # SQLite: the head's new hash (no INSERT inside WITH there, no round trip to save)
+    processors: tuple[Any, ...]
+
+
+_STATEMENTS: dict[tuple[str, str, str], _Statements] = {}
+
+
+def _statements(dialect: Dialect) -> _Statements:
+    key = (dialect.name, dialect.driver, dialect.paramstyle)
+    statements = _STATEMENTS.get(key)
+    if statements is None:
+        statements = _STATEMENTS[key] = _build_statements(dialect)
+    return statements
+
+
+def _build_statements(dialect: Dialect) -> _Statements:
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    insert = f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"
+    set_head = f"UPDATE audit_head SET hash = {mark} WHERE id = 1"
+    processors = tuple(
+        audit_log.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS
     )
-)
+    bump = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+    if dialect.name == "postgresql":
+        # The INSERT in a WITH runs once, to completion, whether or not the UPDATE reads it.
+        return _Statements(bump, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, processors)
+    return _Statements(bump, insert, set_head, processors)
 
 
 def append(
@@ -114,7 +131,20 @@ def append(
         known = OUTCOMES + OPERATOR_OUTCOMES
         raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
     keys = keys or _ENGINE_KEYS.get(conn.engine, _NO_KEYS)
-    seq, prev_hash = conn.execute(_BUMP_HEAD).one()
+    statements = _statements(conn.dialect)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        return _append(conn, cursor, statements, record, at, keys, record_id)
+    finally:
+        cursor.close()
+
+
+def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, record_id) -> dict[str, Any]:
+    cursor.execute(statements.bump)
+    head = cursor.fetchall()
+    if len(head) != 1:
+        raise RuntimeError("the audit head row is missing: run `escalator db upgrade`")
+    seq, prev_hash = head[0]
     record = pseudonymise(conn, record, keys, seq=seq, now=at)
     body = {
         **record,
@@ -144,11 +174,13 @@ def append(
         hash=digest,
         signature=signature,
     )
-    if conn.dialect.name == "postgresql":
-        conn.execute(_INSERT_AND_SET_HEAD, {"head_hash": digest, **{f"v_{k}": v for k, v in row.items()}})
-    else:  # SQLite has no INSERT inside WITH; its statements cost no round trip
-        conn.execute(_INSERT, row)
-        conn.execute(_SET_HEAD_HASH, {"hash": digest})
+    values = [row[name] for name in _COLUMNS]
+    values = [p(v) if p else v for p, v in zip(statements.processors, values, strict=True)]
+    if statements.set_head is None:
+        cursor.execute(statements.insert, [*values, digest])
+    else:
+        cursor.execute(statements.insert, values)
+        cursor.execute(statements.set_head, [digest])
     out = {**body, "prev_hash": prev_hash, "hash": digest}
     if signature is not None:
         out["signature"] = signature

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, update
+from sqlalchemy import Connection, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.audit.keys import AuditKeys
@@ -173,29 +173,27 @@ def _seen_again(
     conn: Connection, people: list[Someone], names: Mapping[tuple[str, str], str], seq: int
 ) -> int:
     """One UPDATE: the rows of `people` (by their known pseudonyms) seen at `seq`, each name as the
-    upsert sets it (the given one, else the row's). How many rows it found."""
-    values: dict[str, Any] = {"seq": seq}
-    for n, who in enumerate(people):
-        values[f"p{n}"] = names[(who.platform, who.id)]
-        values[f"n{n}"] = who.name
-    return conn.execute(_seen_statement(len(people)), values).rowcount
+    upsert sets it (the given one, else the row's). How many rows it found. Run on the DBAPI
+    cursor (plain texts and a number: nothing for SQLAlchemy to convert), as append's statements."""
+    pseudonyms = [names[(who.platform, who.id)] for who in people]
+    values: list[Any] = [seq]
+    for pseudonym, who in zip(pseudonyms, people, strict=True):
+        values += (pseudonym, who.name)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(_seen_statement(conn.dialect.paramstyle, len(people)), [*values, *pseudonyms])
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
 @functools.cache
-def _seen_statement(count: int):
-    pseudonyms = [bindparam(f"p{n}", type_=audit_people.c.pseudonym.type) for n in range(count)]
-    name = case(
-        *[
-            (audit_people.c.pseudonym == pseudonyms[n],
-             func.coalesce(bindparam(f"n{n}", type_=audit_people.c.name.type), audit_people.c.name))
-            for n in range(count)
-        ],
-        else_=audit_people.c.name,
-    )  # fmt: skip
+def _seen_statement(paramstyle: str, count: int) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    names = " ".join(f"WHEN {mark} THEN coalesce({mark}, name)" for _ in range(count))
     return (
-        update(audit_people)
-        .where(audit_people.c.pseudonym.in_(pseudonyms))
-        .values(last_seen_seq=bindparam("seq", type_=audit_people.c.last_seen_seq.type), name=name)
+        f"UPDATE audit_people SET last_seen_seq = {mark}, name = CASE pseudonym {names} ELSE name END "
+        f"WHERE pseudonym IN ({', '.join([mark] * count)})"
     )
 
 

@@ -78,3 +78,15 @@ def test_a_429_carries_its_retry_after_and_the_limit_headers():
         client.send(OutboundRequest("PUT", url, {"ticket": {"priority": "urgent"}}))
     assert refused.value.retry_after == 37.0
     assert refused.value.limits == RateLimitHeaders(remaining=0, reset_seconds=37.0)
+
+
+def test_an_answers_headers_read_alike_in_any_case():
+    from requests.structures import CaseInsensitiveDict
+
+    headers = {
+        "x-ratelimit-LIMIT": "5000",
+        "X-RateLimit-Remaining": "12",
+        "RateLimit-Reason": "jira-per-issue-on-write",
+    }
+    assert rate_limit_headers(CaseInsensitiveDict(headers), NOW) == rate_limit_headers(headers, NOW)
+    assert rate_limit_headers(CaseInsensitiveDict(headers), NOW).remaining == 12
