@@ -464,6 +464,10 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     sent = {} if result.confirmed is None else {"confirmed": sorted(result.confirmed)}
     if not result.in_flight_kept:
         sent["in_flight"] = None
+    # The ticket the claim leased is this delivery's own: its memory's update frees it too.
+    released = rt.owner if remember and item.ticket_id == event.ticket.ref.id else None
+    if released is not None:
+        sent["ticket_released"] = True
     with writing(rt.engine) as conn:
         outbox.queue(conn, notices, decision_id=record_id, now=now)  # with its decision, or not at all
         if remember:
@@ -472,7 +476,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
                 conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
                 priority=_priority_value(result.decision),
                 requester_id=ticket.requester.id if ticket.requester else None, now=now,
-                snapshot=result.snapshot, sla=clocks.to_json(),
+                snapshot=result.snapshot, sla=clocks.to_json(), release_lease_of=released,
             )  # fmt: skip
             timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now)
         elif result.outcome == "echo" and event is not None and result.snapshot is not None:

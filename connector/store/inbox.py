@@ -277,19 +277,32 @@ def finish(
     owner: str,
     now: datetime,
     error: str | None = None,
+    ticket_released: bool = False,
     **sent: Any,
 ) -> None:
-    """Close the item (inside the caller's transaction, with its audit record) and free its ticket.
-    `sent`: `confirmed` (sorted fingerprints) and `in_flight` to store with it, when they changed."""
-    _release_item(conn, item, owner, status=status, finished_at=now, last_error=error, **sent)
+    """Close the item (inside the caller's transaction, with its audit record) and free its ticket
+    (`ticket_released`: the caller did, tickets.save(release_lease_of=…)). `sent`: `confirmed`
+    (sorted fingerprints) and `in_flight` to store with it, when they changed."""
+    _release_item(
+        conn, item, owner, ticket_released, status=status, finished_at=now, last_error=error, **sent
+    )
 
 
 def retry_later(
-    conn: Connection, item: InboxItem, *, owner: str, at: datetime, error: str, **sent: Any
+    conn: Connection,
+    item: InboxItem,
+    *,
+    owner: str,
+    at: datetime,
+    error: str,
+    ticket_released: bool = False,
+    **sent: Any,
 ) -> None:
     """Put the item back to pending until `at`; its ticket stays blocked for later events (order).
     `sent`: as for finish(), what the platform confirmed so far is kept for the next attempt."""
-    _release_item(conn, item, owner, status=PENDING, next_attempt_at=at, last_error=error, **sent)
+    _release_item(
+        conn, item, owner, ticket_released, status=PENDING, next_attempt_at=at, last_error=error, **sent
+    )
 
 
 def defer(conn: Connection, item: InboxItem, *, owner: str, at: datetime, rank: int, why: str) -> None:
@@ -301,12 +314,14 @@ def defer(conn: Connection, item: InboxItem, *, owner: str, at: datetime, rank: 
     )  # fmt: skip
 
 
-def _release_item(conn: Connection, item: InboxItem, owner: str, **values: Any) -> None:
+def _release_item(
+    conn: Connection, item: InboxItem, owner: str, ticket_released: bool = False, **values: Any
+) -> None:
     # The SET clause follows the parameter names, so a misspelt column would be skipped silently.
     if unknown := values.keys() - inbox.c.keys():
         raise ValueError(f"not inbox columns: {', '.join(sorted(unknown))}")
     conn.execute(_UPDATE_ITEM, {"b_id": item.id, "lease_owner": None, "lease_until": None, **values})
-    if item.ticket_id is not None:
+    if item.ticket_id is not None and not ticket_released:
         _release_ticket(conn, item.platform, item.ticket_id, owner)
 
 

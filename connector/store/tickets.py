@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, case, select, tuple_, update
 
 from connector.codec import ticket_from_json, ticket_to_json
 from connector.model import Reply, Ticket, TicketState
@@ -38,6 +38,13 @@ MEMORY = (
 )
 _LOAD = select(*MEMORY).where(_THIS_TICKET)
 _UPDATE = update(tickets).where(_THIS_TICKET)
+# The same, also freeing the ticket's lease when `b_owner` holds it (as inbox's release does; each
+# CASE reads the row as it was): the decision's record frees its ticket without a statement of its own.
+_MINE = tickets.c.lease_owner == bindparam("b_owner")
+_UPDATE_AND_RELEASE = _UPDATE.values(
+    lease_owner=case((_MINE, None), else_=tickets.c.lease_owner),
+    lease_until=case((_MINE, None), else_=tickets.c.lease_until),
+)
 # Keyset pages over the tickets that have SLA clocks, locked until the caller's transaction ends
 # (FOR UPDATE on PostgreSQL; SQLite's writer lock already excludes every other writer).
 _KEY = tuple_(tickets.c.platform, tickets.c.ticket_id)
@@ -82,8 +89,10 @@ def save(
     now: datetime,
     snapshot: Ticket | None = None,
     sla: dict[str, Any] | None = None,
+    release_lease_of: str | None = None,
 ) -> None:
-    """Update the row the claim created (the ticket lease guarantees it exists)."""
+    """Update the row the claim created (the ticket lease guarantees it exists); with
+    `release_lease_of`, also free the ticket's lease when that owner holds it."""
     values: dict[str, Any] = dict(
         ticket_key=key,
         tier=state.tier,
@@ -97,7 +106,10 @@ def save(
         values["requester_id"] = requester_id
     if snapshot is not None:
         values["snapshot"] = ticket_to_json(snapshot)
-    _update(conn, platform, ticket_id, values)
+    if release_lease_of is not None:
+        _update(conn, platform, ticket_id, {**values, "b_owner": release_lease_of}, _UPDATE_AND_RELEASE)
+    else:
+        _update(conn, platform, ticket_id, values)
 
 
 def with_sla(
@@ -138,8 +150,10 @@ def save_snapshot(conn: Connection, platform: str, ticket_id: str, snapshot: Tic
     _update(conn, platform, ticket_id, dict(snapshot=ticket_to_json(snapshot), updated_at=now))
 
 
-def _update(conn: Connection, platform: str, ticket_id: str, values: dict[str, Any]) -> None:
+def _update(
+    conn: Connection, platform: str, ticket_id: str, values: dict[str, Any], statement: Any = _UPDATE
+) -> None:
     # The SET clause follows the parameter names, so a misspelt column would be skipped silently.
-    if unknown := values.keys() - tickets.c.keys():
+    if unknown := values.keys() - tickets.c.keys() - {"b_owner"}:
         raise ValueError(f"not tickets columns: {', '.join(sorted(unknown))}")
-    conn.execute(_UPDATE, {"b_platform": platform, "b_ticket_id": ticket_id, **values})
+    conn.execute(statement, {"b_platform": platform, "b_ticket_id": ticket_id, **values})

@@ -221,3 +221,21 @@ def test_racing_workers_take_each_event_once_and_each_ticket_one_at_a_time(db_ur
     for t in range(n_tickets):  # each ticket's events in the order they arrived
         assert [d for d in handled if d.startswith(f"T{t}-")] == [f"T{t}-{n}" for n in range(per_ticket)]
     assert inbox.counts(engine) == {"done": n_tickets * per_ticket}
+
+
+def test_saving_a_tickets_memory_frees_its_lease_only_for_the_owner_that_holds_it(engine):
+    _accept(engine, "a1", "A")
+    (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    state = TicketState(tier="L2")
+    with engine.begin() as conn:  # another owner's save leaves w1's lease alone
+        tickets.save(conn, "jira", "A", key="TES-1", state=state, priority=None, requester_id=None,
+                     now=T0, release_lease_of="w2")  # fmt: skip
+    with engine.connect() as conn:
+        assert conn.execute(select(tickets_table.c.lease_owner)).scalar_one() == "w1"
+    with engine.begin() as conn:
+        tickets.save(conn, "jira", "A", key="TES-1", state=state, priority="P2", requester_id=None,
+                     now=T0, release_lease_of="w1")  # fmt: skip
+        inbox.finish(conn, item, status=inbox.DONE, owner="w1", now=T0, ticket_released=True)
+    with engine.connect() as conn:
+        row = conn.execute(select(tickets_table)).one()
+    assert (row.lease_owner, row.lease_until, row.tier, row.priority) == (None, None, "L2", "P2")
