@@ -54,64 +54,88 @@ def has_people(value: Any) -> bool:
 
 
 def pseudonymise(conn: Connection, value: Any, keys: AuditKeys, *, seq: int, now: datetime) -> Any:
-    """`value` with every Someone replaced by their pseudonym (created on first sight).
+    """`value` with every Someone replaced by their pseudonym (created on first sight)."""
+    return pseudonymise_noting(conn, value, keys, seq=seq, now=now)[0]
+
+
+def pseudonymise_noting(
+    conn: Connection, value: Any, keys: AuditKeys, *, seq: int, now: datetime
+) -> tuple[Any, bool]:
+    """`value` with every Someone replaced by their pseudonym (created on first sight), and whether
+    every other value in it is a dict, list, tuple, text, whole number, truth value, None or a float
+    written without an exponent: what orjson writes exactly as `json.dumps` does (chain.py).
 
     One walk copies the parts that hold someone (a decision's record names two or three people
-    among some sixty values) and notes where each person stands; one statement then moves their
-    last sighting on (or creates them), and the pseudonyms are put in those places."""
+    among some sixty values), notes where each person stands and any other value; one statement
+    then moves their last sighting on (or creates them), and the pseudonyms are put in place."""
     if isinstance(value, Someone):  # a bare person, not inside a record
-        return _pseudonyms(conn, [value], keys, seq=seq, now=now)[(value.platform, value.id)]
+        return _pseudonyms(conn, [value], keys, seq=seq, now=now)[(value.platform, value.id)], False
     places: list[tuple[Any, Any, Someone]] = []
-    out = _copied(value, places)
+    odd: list[Any] = []
+    out = _copied(value, places, odd)
+    plain = not odd and isinstance(value, Mapping | list | tuple)
     if not places:
-        return value
+        return value, plain
     found: dict[tuple[str, str], Someone] = {}
     for _, _, who in places:
         found.setdefault((who.platform, who.id), who)  # the first sighting's name, as before
     names = _pseudonyms(conn, list(found.values()), keys, seq=seq, now=now)
     for container, key, who in places:
         container[key] = names[(who.platform, who.id)]
-    return out
+    return out, plain
 
 
-# What holds nobody, told apart at once (most of a record's values).
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+# What holds nobody and is written alike by json and orjson, told apart at once (most of a record).
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
-def _copied(value: Any, places: list[tuple[Any, Any, Someone]]) -> Any:
+def _copied(value: Any, places: list[tuple[Any, Any, Someone]], odd: list[Any]) -> Any:
     """`value` itself when it holds nobody; else a copy of it (dicts and lists, tuples become lists)
-    in which each Someone is still in place and noted in `places` as (container, key, person)."""
+    in which each Someone is still in place and noted in `places` as (container, key, person).
+    Values of other types, and floats Python writes with an exponent (or nan, inf), go to `odd`."""
     if isinstance(value, Mapping):
         out = None
         for key, item in value.items():
-            if type(item) in _PLAIN:
+            kind = type(item)
+            if kind in _PLAIN:
                 continue
-            if isinstance(item, Someone):
+            if kind is float:
+                if not 1e-4 <= abs(item) < 1e16 and item != 0.0:
+                    odd.append(item)
+            elif isinstance(item, Someone):
                 if out is None:
                     out = dict(value)
                 places.append((out, key, item))
             elif isinstance(item, Mapping | list | tuple):
-                new = _copied(item, places)
+                new = _copied(item, places, odd)
                 if new is not item:
                     if out is None:
                         out = dict(value)
                     out[key] = new
+            else:
+                odd.append(item)
         return value if out is None else out
     if isinstance(value, list | tuple):
         out = None
         for index, item in enumerate(value):
-            if type(item) in _PLAIN:
+            kind = type(item)
+            if kind in _PLAIN:
                 continue
-            if isinstance(item, Someone):
+            if kind is float:
+                if not 1e-4 <= abs(item) < 1e16 and item != 0.0:
+                    odd.append(item)
+            elif isinstance(item, Someone):
                 if out is None:
                     out = list(value)
                 places.append((out, index, item))
             elif isinstance(item, Mapping | list | tuple):
-                new = _copied(item, places)
+                new = _copied(item, places, odd)
                 if new is not item:
                     if out is None:
                         out = list(value)
                     out[index] = new
+            else:
+                odd.append(item)
         return value if out is None else out
     return value
 
