@@ -190,7 +190,7 @@ class OutboxSender:
         retry_at = None
         try:
             if queued.kind == "report":
-                message = _with_report(rt, message)
+                message = _with_report(rt, message, queued.decision_id)
             if queued.channel == TICKET_NOTE:
                 receipt = self._note(message)
             else:
@@ -277,13 +277,16 @@ class _DryRun(Exception):
     """Rendered and recorded, not sent."""
 
 
-def _with_report(rt: Runtime, message: Message) -> Message:
-    """A report message: its introduction, then the post-incident report as the audit log has it now."""
+def _with_report(rt: Runtime, message: Message, decision_id: str) -> Message:
+    """A report message: its introduction, then the post-incident report as the audit log has it now,
+    without the sends of the decision that queued it: the copies of one report go out side by side,
+    and each would otherwise list the others that happened to go first."""
     from connector.report import incident_report
 
     report = incident_report(
-        rt.engine, rt.policy.current, message.platform, message.ticket_id, language=message.language
-    )
+        rt.engine, rt.policy.current, message.platform, message.ticket_id, language=message.language,
+        leave_out_sends_of=decision_id,
+    )  # fmt: skip
     text = f"{message.text.strip()}\n\n{report.to_text()}" if message.text.strip() else report.to_text()
     return Message(**{**vars(message), "text": text})
 

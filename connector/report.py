@@ -142,9 +142,18 @@ def find_ticket(engine: Engine, platform: str, ticket: str) -> str:
 
 
 def incident_report(
-    engine: Engine, policy: Policy, platform: str, ticket_id: str, *, language: str | None = None
+    engine: Engine,
+    policy: Policy,
+    platform: str,
+    ticket_id: str,
+    *,
+    language: str | None = None,
+    leave_out_sends_of: str | None = None,
 ) -> IncidentReport:
+    """`leave_out_sends_of`: a decision's id whose notifications are not listed (the report's own)."""
     records = list(audit.records(engine, platform=platform, ticket=ticket_id))
+    if leave_out_sends_of is not None:
+        records = [r for r in records if (r.get("notification") or {}).get("decision") != leave_out_sends_of]
     if not records:
         raise TicketNotFound(f"no audit record names {platform} ticket '{ticket_id}'")
     with engine.connect() as conn:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from connector.cli import main
+from connector.report import incident_report
 from tests.channels.conftest import Story, email_channel, escalator, slack_channel
 from tests.conformance.drivers import JiraDriver, Spec
 
@@ -138,6 +139,11 @@ def test_p1_notice_two_updates_resolution_and_report(sqlite_url, slack, smtp, ap
         "report sent to oncall (slack) in its thread",
         "resolved",
     ]
+    # A copy of the report that is rendered after its siblings were sent still leaves them out: the
+    # three go out side by side, and each lists the timeline up to the resolution, not the others.
+    own = incident_report(esc.rt.engine, esc.rt.policy.current, "jira", data["ticket_id"],
+                          leave_out_sends_of=decision["id"])  # fmt: skip
+    assert [e.what for e in own.timeline] == [e["what"] for e in data["timeline"][:-4]] + ["resolved"]
     assert main(["report", "incident", "jira", "SHOP-404", "--config", str(config)]) == 1
     assert "no record of jira ticket 'SHOP-404'" in capsys.readouterr().err
     esc.rt.close()
