@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 from werkzeug.security import generate_password_hash
 
 from connector.app import create_app
@@ -22,7 +20,7 @@ from connector.runtime import Runtime, build_runtime
 from connector.store.db import writing
 from connector.store.tables import inbox
 from console.auth import token_digest
-from tests.conftest import POSTGRES_URL, _driver
+from tests.conftest import postgres_database
 from tests.console import seed
 from tests.support.harness import FakeClock
 
@@ -139,27 +137,11 @@ def shared_console(request, tmp_path_factory) -> Iterator[Console]:
         yield made
         made.rt.close()
         return
-    with postgres_database() as url:
+    template = request.getfixturevalue("_migrated_postgres_template")
+    with postgres_database("escalator_console", template=template) as url:
         made = make_console(url)
         yield made
         made.rt.close()
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    if not POSTGRES_URL:
-        pytest.skip("ESCALATOR_TEST_POSTGRES_URL is not set: PostgreSQL store tests skipped")
-    name = f"escalator_console_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_driver(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = _driver(POSTGRES_URL).rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def make_console_for(db_url: str) -> Console:

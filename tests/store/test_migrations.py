@@ -28,7 +28,7 @@ def test_audit_log_refuses_update_and_delete(engine, statement):
             conn.execute(text(statement))
 
 
-def test_audit_records_written_before_the_upgrade_still_verify_and_filter_by_key(db_url):
+def test_audit_records_written_before_the_upgrade_still_verify_and_filter_by_key(empty_db_url):
     """A deployed database at 0002 with records in the old format: after the upgrade verify still
     passes (every column now checked), `--ticket TES-41` finds them, and new records chain on."""
     import json
@@ -40,7 +40,7 @@ def test_audit_records_written_before_the_upgrade_still_verify_and_filter_by_key
     from connector import audit
     from connector.store.db import MIGRATIONS, make_engine
 
-    engine = make_engine(db_url)
+    engine = make_engine(empty_db_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:

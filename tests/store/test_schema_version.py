@@ -18,8 +18,8 @@ def _migrate_to(engine, revision: str) -> None:
         command.upgrade(cfg, revision)
 
 
-def test_state_and_upgrade_from_an_older_revision(db_url):
-    engine = make_engine(db_url)
+def test_state_and_upgrade_from_an_older_revision(empty_db_url):
+    engine = make_engine(empty_db_url)
     try:
         assert state(engine).current is None and not state(engine).up_to_date
         _migrate_to(engine, "0001")
