@@ -11,6 +11,8 @@ import responses
 from sqlalchemy import update
 from standardwebhooks import Webhook
 
+from channels.registry import CHANNEL_TYPES, ChannelType
+from channels.webhook import WebhookChannel, WebhookSettings
 from connector import audit
 from connector.outbox import OutboxSender
 from connector.runtime import build_runtime
@@ -68,7 +70,12 @@ def test_teams_5xx_then_success(sqlite_url, smtp, api):
     esc.rt.close()
 
 
-def test_webhook_timeout_then_success(sqlite_url, slack, api):
+def test_webhook_timeout_then_success(sqlite_url, slack, api, monkeypatch):
+    # The payload's "timestamp" is the channel's clock at each send (time.time): two sends a few ms
+    # apart straddled a second now and then, and the bodies differed by it. Both sends happen at one
+    # instant here, so the bodies compare whole.
+    pinned = ChannelType(WebhookSettings, lambda s: WebhookChannel(s, clock=lambda: 1_780_000_000), False)
+    monkeypatch.setitem(CHANNEL_TYPES, "webhook", pinned)
     api.add(responses.POST, HOOK_URL, body=requests.ConnectTimeout("timed out"))
     api.add(responses.POST, HOOK_URL, status=200)
     pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET, "timeout_seconds": 2}
