@@ -14,10 +14,15 @@ $(BIN)/escalator: pyproject.toml
 run: $(BIN)/escalator
 	$(BIN)/escalator serve
 
+# Two xdist workers: the suite waits on subprocesses, servers and PostgreSQL as much as it computes,
+# so two halves on a 2-core machine take about half the time. `--dist loadgroup` keeps the tests
+# marked ONE_AT_A_TIME (tests/support/marks.py) on one worker, one after another.
+TEST_WORKERS ?= 2
+
 test: $(BIN)/escalator
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(BIN)/escalator
 	$(BIN)/python bench/webhook_ack.py

@@ -16,7 +16,10 @@ from connector.config import EXAMPLE_POLICY
 from connector.version import VERSION
 from tests.support.fixtures import fixture_bytes
 from tests.support.harness import sign
+from tests.support.marks import ONE_AT_A_TIME
 from tests.support.processes import start_escalator
+
+pytestmark = ONE_AT_A_TIME
 
 SECRET = "a-long-enough-webhook-secret"
 

@@ -13,6 +13,7 @@ from connector.store.db import make_engine
 from connector.store.tables import console_policies
 from console import integrity
 from policies import PolicyError
+from tests.support.marks import ONE_AT_A_TIME
 from tests.support.processes import start_escalator, wait_for_line
 
 
@@ -32,6 +33,7 @@ def test_a_broken_policy_never_replaces_the_running_one(tmp_path):
     assert holder.current.version == 2 and holder.current.sha256 != good.sha256
 
 
+@ONE_AT_A_TIME
 def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(EXAMPLE_POLICY.read_text())

@@ -23,6 +23,7 @@ from tests.conformance.drivers import ZendeskDriver, post
 from tests.support.burst import PRIORITY_OF, burst_spec, write_policy, zendesk_driver
 from tests.support.concurrency import run_together
 from tests.support.harness import FakeClock, body_of, start
+from tests.support.marks import ONE_AT_A_TIME
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -155,6 +156,7 @@ def test_per_ticket_windows_hold_one_ticket_back_not_the_account(engine):
 
 
 @pytest.mark.postgres
+@ONE_AT_A_TIME
 def test_two_workers_on_their_own_engines_never_exceed_the_limit_together(postgres_url):
     engines = [make_engine(postgres_url) for _ in range(2)]
     migrate(engines[0])

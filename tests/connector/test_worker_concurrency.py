@@ -27,6 +27,9 @@ from connector.store.tables import inbox as inbox_table
 from connector.worker import WorkerPool
 from tests.support.fixtures import fixture_bytes
 from tests.support.harness import BOT, SECRET, sign
+from tests.support.marks import ONE_AT_A_TIME
+
+pytestmark = ONE_AT_A_TIME
 
 TICKETS, ROUNDS = 12, 4
 

@@ -25,7 +25,10 @@ from connector.store.tables import inbox as inbox_table
 from connector.worker import WorkerPool
 from tests.support.fixtures import fixture_bytes
 from tests.support.harness import SECRET, sign
+from tests.support.marks import ONE_AT_A_TIME
 from tests.support.timers import Timer
+
+pytestmark = ONE_AT_A_TIME
 
 LONG_POLL = 30.0  # far beyond every bound below: only a wake-up can explain a prompt claim
 

@@ -14,15 +14,19 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests.console.conftest import PASSWORDS, Console, make_console
+from tests.support.marks import ONE_AT_A_TIME
 
 CHROMEDRIVER = shutil.which("chromedriver")
 SHOTS = Path(
     os.environ.get("ESCALATOR_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".screenshots" / "console")
 )
 
-pytestmark = pytest.mark.skipif(
-    CHROMEDRIVER is None, reason="chromedriver not installed (apt-get install chromium chromium-driver)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMEDRIVER is None, reason="chromedriver not installed (apt-get install chromium chromium-driver)"
+    ),
+    ONE_AT_A_TIME,
+]
 
 
 @pytest.fixture(scope="module")

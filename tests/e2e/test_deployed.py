@@ -14,7 +14,10 @@ import pytest
 
 from tests.support.fixtures import fixture_bytes
 from tests.support.harness import SECRET, sign
+from tests.support.marks import ONE_AT_A_TIME
 from tests.support.processes import start_escalator, wait_for_line
+
+pytestmark = ONE_AT_A_TIME
 
 
 class FakeJira(ThreadingHTTPServer):

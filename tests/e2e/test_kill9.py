@@ -23,7 +23,10 @@ from connector.plan import note_mark
 from platforms.jira.change_id import change_id
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET, sign
+from tests.support.marks import ONE_AT_A_TIME
 from tests.support.processes import start_escalator, wait_for_line
+
+pytestmark = ONE_AT_A_TIME
 
 DELIVERIES = 16
 KILLS = 3

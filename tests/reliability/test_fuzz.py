@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 from connector.store import inbox
 from tests.conformance.drivers import Delivery, Spec, post
+from tests.support.marks import ONE_AT_A_TIME
+
+pytestmark = ONE_AT_A_TIME
 
 EXAMPLES = 150  # per platform; README "Reliability" reports the figures
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
