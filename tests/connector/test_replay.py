@@ -24,7 +24,7 @@ from tests.support.fixtures import load_fixture
 from tests.support.harness import FakeClock, jira_config
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-TICKETS = 250  # × 4 deliveries each = 1,000
+TICKETS = 50  # × 4 deliveries each = 200, every kind ten times (how fast replay is: bench/)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def kind_of(n: int) -> str:
 
 
 def record_history(engine: Engine, tickets: int = TICKETS) -> dict[str, str]:
-    """Jira deliveries (1,000 by default): per ticket a creation and three updates. Returns key → kind."""
+    """Jira deliveries (200 by default): per ticket a creation and three updates. Returns key → kind."""
     rows, kinds = [], {}
     for n in range(tickets):
         issue_id, key, kind = str(30000 + n), f"SUP-{n}", kind_of(n)
