@@ -1,0 +1,117 @@
+"""What one rate-limiter grant costs: `Limiter.admit` alone, against the published limits.
+
+    .venv/bin/python bench/limiter_admit.py [--database postgresql://…] [--threads 1,16] [--asks 2000]
+
+Each ask is one write on its own ticket (the worker benchmarks' shape): for Jira the account carries
+only a block and each ticket has its two windows; for Zendesk the account's window is counted too
+(configured here far above the published 100/min, so that every ask is granted and the grant's cost is
+what is measured, not the wait). Figures: grants per second of wall-clock time, and CPU ms per grant
+(process_time, all threads), on a fresh database each (SQLite file, and PostgreSQL when given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from connector.config import RateLimitsConfig  # noqa: E402
+from connector.ratelimit import Ask, Limiter  # noqa: E402
+from connector.store.db import driver_url, make_engine, migrate  # noqa: E402
+
+CONFIGS = {
+    "jira (published)": ("jira", RateLimitsConfig()),
+    "zendesk 100000/min": (
+        "zendesk",
+        RateLimitsConfig.model_validate(
+            {
+                "platforms": {
+                    "zendesk": {
+                        "account": [{"requests": 100_000, "seconds": 60}],
+                        "ticket": [{"requests": 30, "seconds": 600}],
+                    }
+                }
+            }  # fmt: skip
+        ),
+    ),
+}
+
+
+def run(url: str, platform: str, config: RateLimitsConfig, threads: int, asks: int) -> tuple[float, float]:
+    engine = make_engine(url)
+    migrate(engine)
+    limiter = Limiter(engine, config)
+    ids = itertools.count(1)
+    per_thread = asks // threads
+    barrier = threading.Barrier(threads + 1)
+    refused = []
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        for _ in range(per_thread):
+            n = next(ids)
+            if limiter.admit(Ask(platform, f"{k}-{n}", n, 40, datetime.now(UTC), 1), datetime.now(UTC)):
+                refused.append(n)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for t in pool:
+        t.join()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    engine.dispose()
+    if refused:
+        raise SystemExit(f"{len(refused)} asks were refused: the benchmark measures grants")
+    done = per_thread * threads
+    return done / wall, cpu * 1000 / done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database", help="a PostgreSQL URL to make scratch databases on (also runs SQLite)")
+    parser.add_argument("--threads", default="1,16")
+    parser.add_argument("--asks", type=int, default=2000)
+    args = parser.parse_args()
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print(f"{'database':<11} {'limits':<20} {'threads':>7} {'grants/s':>9} {'CPU ms each':>12}")
+    with tempfile.TemporaryDirectory(prefix="escalator-limiter-") as tmp:
+        for kind in ["sqlite"] + (["postgresql"] if args.database else []):
+            for label, (platform, config) in CONFIGS.items():
+                for threads in (int(t) for t in args.threads.split(",")):
+                    if kind == "sqlite":
+                        url = f"sqlite:///{Path(tmp) / uuid.uuid4().hex}.db"
+                        rate, cpu = run(url, platform, config, threads, args.asks)
+                    else:
+                        name = f"escalator_bench_{uuid.uuid4().hex[:12]}"
+                        admin = create_engine(driver_url(args.database), isolation_level="AUTOCOMMIT")
+                        with admin.connect() as conn:
+                            conn.execute(text(f'CREATE DATABASE "{name}"'))
+                        try:
+                            base = driver_url(args.database).rpartition("/")[0]
+                            rate, cpu = run(f"{base}/{name}", platform, config, threads, args.asks)
+                        finally:
+                            with admin.connect() as conn:
+                                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+                            admin.dispose()
+                    print(f"{kind:<11} {label:<20} {threads:>7} {rate:>9.0f} {cpu:>12.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
