@@ -13,7 +13,10 @@ RateLimit-Remaining blocks the window until then, and a lower Remaining than we 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -120,6 +123,12 @@ class SlidingWindow:
         self.trim(now)
         self.counts[-1] += count
 
+    def give_back(self, slot: int, count: int, now: datetime) -> None:
+        """`count` writes counted in `slot` never went (a lease's unused slots): uncount them."""
+        self.trim(now)
+        if self.first_slot <= slot < self.first_slot + len(self.counts):
+            self.counts[slot - self.first_slot] = max(0, self.counts[slot - self.first_slot] - count)
+
     def blocked_at(self, now: datetime) -> datetime:
         """When a block the platform imposed ends (now when there is none)."""
         return self.blocked_until if self.blocked_until is not None and self.blocked_until > now else now
@@ -182,7 +191,16 @@ class Ask:
 
 
 class Limiter:
-    """The write limits in force (config `rate_limits`) over the shared `rate_windows` table."""
+    """The write limits in force (config `rate_limits`) over the shared `rate_windows` table.
+
+    Cheap where there is room: a platform's account windows are locked and counted only when they
+    hold a real limit of ours. Far below it (room for the line, the deliveries not judged yet and a
+    lease, within half the limit), a grant takes a lease of more slots beside its own: counted in the
+    shared windows at once (every replica sees them as used), held in this process's memory until the
+    windows' current slot ends, and granted from there to the next asks without the line's query or
+    the account's row lock. A write counts in the slot it goes in, as before; what a lease did not
+    grant goes back to the windows with the next ask that locks them. Every grant still reads the
+    account's block (a Retry-After another replica was given) and counts its ticket's windows."""
 
     def __init__(self, engine: Engine, config: RateLimitsConfig):
         self.engine = engine
@@ -193,45 +211,117 @@ class Limiter:
 
     def admit(self, ask: Ask, now: datetime) -> Wait | None:
         """None: the writes are granted (and counted). Else how long the delivery waits, and its rank."""
+        from connector.store.ratewindows import Raced
+
+        for _ in range(RACES):
+            try:
+                return self._admit(ask, now)
+            except Raced:  # another worker made a window this ask found missing: count again
+                continue
+        return self._admit(ask, now)
+
+    def _admit(self, ask: Ask, now: datetime) -> Wait | None:
+        limits = self.limits(ask.platform)
+        account = [(ACCOUNT, w.seconds, w.requests) for w in limits.account]
+        ticket = [(ticket_bucket(ask.ticket_id), w.seconds, w.requests) for w in limits.ticket]
+        if ask.ticket_id is None:
+            ticket = []
+        if not account:  # nothing of the account's is counted: its block (a Retry-After) is only read
+            block = [(ACCOUNT, *BLOCK_ONLY)] if self.config.enabled else []
+            return self._admit_counted_elsewhere(ask, now, ticket, block, lease=None)
+        leases = _leases_of(self.engine)
+        lease = leases.reserve(ask.platform, account, ask.cost, now)
+        if lease is not None:
+            return self._admit_counted_elsewhere(ask, now, ticket, account, lease=lease)
+        return self._admit_in_line(ask, now, limits, account, ticket, leases)
+
+    def _admit_counted_elsewhere(self, ask: Ask, now: datetime, ticket: list, account: list,
+                                 lease: _Lease | None) -> Wait | None:  # fmt: skip
+        """The account's windows hold no limit of ours, or this process's lease holds the ask's slots
+        in them: only the ticket's windows are locked and counted; the account's are read for a block."""
         from connector.store import ratewindows
 
-        limits = self.limits(ask.platform)
-        keys = self._keys(limits, ask.ticket_id)
-        if not keys:
-            return None
+        reserved = [lease] if lease is not None else []  # the lease's slot, until it is used or released
+
+        def release(*, drop: bool = False) -> None:
+            if reserved:
+                leases = _leases_of(self.engine)
+                leases.release(reserved.pop(), ask.cost)
+                if drop:
+                    leases.drop(ask.platform)
+
+        try:
+            with ratewindows.locked(
+                self.engine, ask.platform, ticket, now, peek=account, writes=lease is not None
+            ) as held:
+                windows = [*held.windows.values(), *held.peeked.values()]
+                blocked = max((w.blocked_at(now) for w in windows), default=now)
+                own_at = max((w.room_at(ask.cost, now) for w in held.windows.values()), default=now)
+                if own_at > now:  # its own ticket's limit: it stands aside, out of the account's line
+                    release()
+                    return Wait(max(own_at, blocked), ask.rank + OWN_TICKET_WAIT)
+                if blocked > now:  # the platform said wait (to another replica, maybe): the lease ends
+                    release(drop=True)
+                    return Wait(blocked, ask.rank)
+                for window in held.windows.values():
+                    window.take(ask.cost, now)
+                if lease is not None:  # a line exists on this platform: the delivery leaves it
+                    held.granted(ask.item_id, ask.rank)
+        except BaseException:
+            release()
+            raise
+        return None
+
+    def _admit_in_line(self, ask: Ask, now: datetime, limits: PlatformRateLimits, account: list,
+                       ticket: list, leases: _Leases) -> Wait | None:  # fmt: skip
+        """The account's windows locked and counted, the line read: a grant only when there is room
+        for it and every better-ranked write waiting (and for deliveries not judged yet)."""
+        from connector.store import ratewindows
+
         # Better-ranked deliveries due within two windows stand in line; one in a long backoff does not.
-        horizon = 2 * max((w.seconds for w in limits.account), default=0.0)
-        waiting = Waiting(0, 0)
-        if limits.account:
-            waiting = ratewindows.waiting(self.engine, ask.platform, ask, now, horizon)
-        with ratewindows.locked(self.engine, ask.platform, keys, now) as held:
-            account = [w for (bucket, _), w in held.windows.items() if bucket == ACCOUNT]
-            own = [w for (bucket, _), w in held.windows.items() if bucket != ACCOUNT]
-            blocked = max(w.blocked_at(now) for w in held.windows.values())
-            own_at = max((w.room_at(ask.cost, now) for w in own), default=now)
-            if own_at > now:  # its own ticket's limit: it stands aside, out of the account's line
-                return Wait(max(own_at, blocked), ask.rank + OWN_TICKET_WAIT)
-            unknown = waiting.unjudged if ask.rank > BEST_RANK else 0  # nothing is better than the best
-            if waiting.ranked and blocked <= now:
-                # Better-ranked work may sleep on an estimate made before this room came: it goes now
-                # (as much of it as the room serves, leaving room for the deliveries being judged).
-                room = min((w.limit - w.used(now) for w in account), default=0) - unknown
-                if room > 0:
-                    held.wake_better(ask, now, room)
-            line_at = max((w.room_at(waiting.ranked + ask.cost, now) for w in account), default=now)
-            if max(line_at, blocked) > now:
-                return Wait(max(line_at, blocked), ask.rank)  # its place in line comes then
-            everyone_at = max(
-                (w.room_at(waiting.ranked + unknown + ask.cost, now) for w in account), default=now
-            )
-            if everyone_at > now:
-                # Deliveries not judged yet may be better: it counts them as ahead. Should they not
-                # be, whoever asks when the room comes wakes it (wake_better), so it keeps its place.
-                return Wait(everyone_at, ask.rank)
-            # Room for everyone in line before it: none of them waits for its write.
-            for window in held.windows.values():
-                window.take(ask.cost, now)
-            held.granted(ask.item_id, ask.rank)
+        horizon = 2 * max(w.seconds for w in limits.account)
+        waiting = ratewindows.waiting(self.engine, ask.platform, ask, now, horizon)
+        owed = leases.take_owed(ask.platform)
+        new_lease = None
+        try:
+            with ratewindows.locked(self.engine, ask.platform, account + ticket, now) as held:
+                _give_back(held, owed, now)
+                account_windows = [w for (bucket, _), w in held.windows.items() if bucket == ACCOUNT]
+                own = [w for (bucket, _), w in held.windows.items() if bucket != ACCOUNT]
+                blocked = max(w.blocked_at(now) for w in held.windows.values())
+                own_at = max((w.room_at(ask.cost, now) for w in own), default=now)
+                if own_at > now:  # its own ticket's limit: it stands aside, out of the account's line
+                    return Wait(max(own_at, blocked), ask.rank + OWN_TICKET_WAIT)
+                unknown = waiting.unjudged if ask.rank > BEST_RANK else 0  # nothing is better than the best
+                if waiting.ranked and blocked <= now:
+                    # Better-ranked work may sleep on an estimate made before this room came: it goes now
+                    # (as much of it as the room serves, leaving room for the deliveries being judged).
+                    room = min(w.limit - w.used(now) for w in account_windows) - unknown
+                    if room > 0:
+                        held.wake_better(ask, now, room)
+                line_at = max(w.room_at(waiting.ranked + ask.cost, now) for w in account_windows)
+                if max(line_at, blocked) > now:
+                    return Wait(max(line_at, blocked), ask.rank)  # its place in line comes then
+                ahead = waiting.ranked + unknown + ask.cost
+                everyone_at = max(w.room_at(ahead, now) for w in account_windows)
+                if everyone_at > now:
+                    # Deliveries not judged yet may be better: it counts them as ahead. Should they not
+                    # be, whoever asks when the room comes wakes it (wake_better), so it keeps its place.
+                    return Wait(everyone_at, ask.rank)
+                # Room for everyone in line before it: none of them waits for its write.
+                extra = _lease_size(account_windows, ahead, now)
+                for window in own:
+                    window.take(ask.cost, now)
+                for window in account_windows:
+                    window.take(ask.cost + extra, now)
+                if extra:
+                    new_lease = _Lease.of(account, account_windows, extra, now)
+                held.granted(ask.item_id, ask.rank)
+        except BaseException:
+            leases.owe(ask.platform, owed)  # not given back: the next ask that locks them does
+            raise
+        if new_lease is not None:
+            leases.put(ask.platform, new_lease)
         return None
 
     def observe(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
@@ -267,15 +357,29 @@ class Limiter:
             keys = self._account_keys(limits)
         if not keys:
             return
-        with ratewindows.locked(self.engine, platform, keys, now) as held:
-            for window in held.windows.values():
-                if headers is not None and headers.remaining is not None:
-                    if window.limit < BLOCK_ONLY[1]:  # a real limit of ours: count what others used
-                        window.learn_remaining(headers.remaining, now, headers.reset_seconds)
-                    if headers.remaining <= 0 and headers.reset_seconds:
-                        window.block(now + timedelta(seconds=headers.reset_seconds))
-                if block is not None:
-                    window.block(block)
+        leases = _leases_of(self.engine)
+        owed = []
+        if not (per_ticket and ticket_id is not None):  # the account's word: our lease of it ends
+            leases.drop(platform)
+            owed = leases.take_owed(platform)
+        try:
+            with ratewindows.locked(self.engine, platform, keys, now) as held:
+                _give_back(held, owed, now)
+                self._learn(held, headers, now, block)
+        except BaseException:
+            leases.owe(platform, owed)
+            raise
+
+    @staticmethod
+    def _learn(held, headers: RateLimitHeaders | None, now: datetime, block: datetime | None) -> None:
+        for window in held.windows.values():
+            if headers is not None and headers.remaining is not None:
+                if window.limit < BLOCK_ONLY[1]:  # a real limit of ours: count what others used
+                    window.learn_remaining(headers.remaining, now, headers.reset_seconds)
+                if headers.remaining <= 0 and headers.reset_seconds:
+                    window.block(now + timedelta(seconds=headers.reset_seconds))
+            if block is not None:
+                window.block(block)
 
     def _account_keys(self, limits: PlatformRateLimits) -> list[tuple[str, float, int]]:
         keys = [(ACCOUNT, w.seconds, w.requests) for w in limits.account]
@@ -283,8 +387,124 @@ class Limiter:
             keys = [(ACCOUNT, *BLOCK_ONLY)]
         return keys
 
-    def _keys(self, limits: PlatformRateLimits, ticket_id: str | None) -> list[tuple[str, float, int]]:
-        keys = self._account_keys(limits)
-        if ticket_id is not None:
-            keys += [(ticket_bucket(ticket_id), w.seconds, w.requests) for w in limits.ticket]
-        return keys
+
+# --- leases: slots of the account's windows taken ahead, granted from memory ---------------------
+
+RACES = 3  # an ask counted again this often when other workers keep making its windows first
+LEASE_SHARE = 10  # a lease takes at most this share of a window's limit (a tenth) …
+MIN_LEASE = 2  # … and is not taken for fewer slots than this
+
+
+def _lease_size(windows: list[SlidingWindow], ahead: int, now: datetime) -> int:
+    """Slots to take ahead beside a grant: within half of every window's limit once the grant and
+    everyone in line before it (`ahead`, the grant included) are counted; none near a limit, where
+    each grant is weighed against the line."""
+    far = min(w.limit // 2 - w.used(now) - ahead for w in windows)
+    size = min(min(w.limit // LEASE_SHARE for w in windows), far)
+    return size if size >= MIN_LEASE else 0
+
+
+@dataclass
+class _Lease:
+    """Slots of a platform's account windows counted in each window's current slot, granted from
+    memory while every one of those slots lasts, so each write still counts in the slot it goes in."""
+
+    keys: tuple[tuple[str, float, int], ...]
+    slots: dict[tuple[str, float], int]  # window → the slot the lease is counted in
+    start: datetime
+    until: datetime
+    left: int
+    returned: bool = False
+
+    @classmethod
+    def of(cls, keys: list, windows: list[SlidingWindow], size: int, now: datetime) -> _Lease:
+        """The lease just taken (counted in each window's last slot: now's, or a later one a
+        replica with a clock ahead of ours counted in), granted from while now's slot lasts."""
+        slots = {(ACCOUNT, w.seconds): w.first_slot + len(w.counts) - 1 for w in windows}
+        start = max(w.slot_start(w.slot(now)) for w in windows)
+        until = min(w.slot_start(min(w.slot(now), slots[(ACCOUNT, w.seconds)]) + 1) for w in windows)
+        return cls(tuple(keys), slots, start, until, size)
+
+
+class _Leases:
+    """One process's leases on one database: per platform the current one, and the ended ones
+    whose unused slots go back to the windows with the next ask that locks them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[str, _Lease] = {}
+        self._owed: dict[str, list[_Lease]] = {}
+
+    def reserve(self, platform: str, keys: list, cost: int, now: datetime) -> _Lease | None:
+        """The current lease with `cost` slots taken from it, or None (none left, or it ended)."""
+        with self._lock:
+            lease = self._current.get(platform)
+            if lease is None:
+                return None
+            if lease.keys != tuple(keys) or not lease.start <= now < lease.until:
+                self._end(platform)
+                return None
+            if lease.left < cost:
+                return None
+            lease.left -= cost
+            return lease
+
+    def release(self, lease: _Lease, cost: int) -> None:
+        """Slots reserved and not used: back to the lease (or, given back already, lost till they age)."""
+        with self._lock:
+            if not lease.returned:
+                lease.left += cost
+
+    def put(self, platform: str, lease: _Lease) -> None:
+        with self._lock:
+            current = self._current.get(platform)
+            if current is not None and current.slots == lease.slots and current.keys == lease.keys:
+                current.left += lease.left  # two grants took one in the same slot
+                return
+            self._end(platform)
+            self._current[platform] = lease
+
+    def drop(self, platform: str) -> None:
+        with self._lock:
+            self._end(platform)
+
+    def _end(self, platform: str) -> None:
+        lease = self._current.pop(platform, None)
+        if lease is not None:
+            self._owed.setdefault(platform, []).append(lease)
+
+    def take_owed(self, platform: str) -> list[_Lease]:
+        """The ended leases' unused slots, to give back (the leases keep none: a late release is lost)."""
+        with self._lock:
+            owed = self._owed.pop(platform, [])
+            debts = [dataclasses.replace(lease) for lease in owed if lease.left]
+            for lease in owed:
+                lease.left, lease.returned = 0, True
+            return debts
+
+    def owe(self, platform: str, debts: list[_Lease]) -> None:
+        """Debts taken and not given back (the transaction failed): the next ask gives them back."""
+        if debts:
+            with self._lock:
+                self._owed.setdefault(platform, []).extend(debts)
+
+
+_LEASES: weakref.WeakKeyDictionary[Engine, _Leases] = weakref.WeakKeyDictionary()
+_LEASES_GUARD = threading.Lock()
+
+
+def _leases_of(engine: Engine) -> _Leases:
+    try:
+        return _LEASES[engine]
+    except KeyError:
+        with _LEASES_GUARD:
+            return _LEASES.setdefault(engine, _Leases())
+
+
+def _give_back(held, debts: list[_Lease], now: datetime) -> None:
+    """Unused slots of ended leases leave the locked windows they were counted in."""
+    for debt in debts:
+        for key, slot in debt.slots.items():
+            window = held.windows.get(key)
+            if window is not None and any(k[:2] == key for k in debt.keys):
+                window.give_back(slot, debt.left, now)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from connector.ratelimit import Ask, SlidingWindow, Waiting
 
 Key = tuple[str, float, int]  # bucket, window seconds, requests allowed
+Window = tuple[str, float]  # bucket, window seconds
 
 
 # Built once, like the inbox's statements: constructing them per write cost more than running them.
@@ -58,6 +59,20 @@ _LOCK = (
     .order_by(rate_windows.c.bucket, rate_windows.c.seconds)  # one lock order: no deadlock
     .with_for_update()
 )
+_COUNTS_NEED_NOT_WAIT = "SET LOCAL synchronous_commit TO off"
+_PEEK = select(rate_windows).where(
+    rate_windows.c.platform == bindparam("b_platform"), rate_windows.c.bucket == bindparam("b_peek")
+)
+# One ticket's windows locked, the account's read beside them without a lock (PostgreSQL allows no
+# FOR UPDATE on one side of a UNION, so the locked side is a CTE).
+_LOCKED_TICKET = (
+    select(rate_windows)
+    .where(rate_windows.c.platform == bindparam("b_platform"), rate_windows.c.bucket == bindparam("b_ticket"))
+    .order_by(rate_windows.c.seconds)
+    .with_for_update()
+    .cte("held")
+)
+_LOCK_AND_PEEK = select(_LOCKED_TICKET).union_all(_PEEK)
 
 
 def _line(ask: Ask) -> dict:
@@ -85,13 +100,20 @@ def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: flo
     return Waiting(row[0], row[1])
 
 
-class Held:
-    """The windows of one platform, locked for the transaction `conn` runs."""
+class Raced(Exception):
+    """Another transaction made a window this one found missing: the ask is made again."""
 
-    def __init__(self, conn: Connection, platform: str, windows: dict[tuple[str, float], SlidingWindow]):
+
+class Held:
+    """The windows of one platform, locked for the transaction `conn` runs (`windows`), and those
+    only read for a block the platform imposed (`peeked`: never counted in, never written)."""
+
+    def __init__(self, conn: Connection | None, platform: str, windows: dict[Window, SlidingWindow],
+                 peeked: dict[Window, SlidingWindow]):  # fmt: skip
         self.conn = conn
         self.platform = platform
         self.windows = windows
+        self.peeked = peeked
 
     def wake_better(self, ask: Ask, now: datetime, room: int) -> None:
         """Of the `room` best deliveries in line before `ask` (those the room serves), the ones asleep
@@ -105,37 +127,81 @@ class Held:
 
 
 @contextmanager
-def locked(engine: Engine, platform: str, keys: list[Key], now: datetime) -> Iterator[Held]:
-    """The windows named by `keys` (created empty when new), locked until the block ends; what the
-    block changed in them is written back in the same transaction."""
+def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
+           peek: list[Key] | tuple[Key, ...] = (), writes: bool = False) -> Iterator[Held]:  # fmt: skip
+    """The windows named by `keys` (empty when new), locked until the block ends; what the block
+    changed in them is written back in the same transaction (a new one made then: Raced when another
+    transaction made it first). The windows named by `peek` (one bucket, the account's) are read in
+    the same statement without a lock, for their block alone: a write counted in none of them needs
+    no lock on the account's row, which every write to the platform would otherwise queue for.
+
+    Nothing to lock: a read, no transaction (unless the caller `writes` through Held)."""
     from connector.ratelimit import SlidingWindow
 
     limit_of = {(bucket, seconds): requests for bucket, seconds, requests in keys}
-    buckets = sorted({bucket for bucket, _ in limit_of})  # the account's and at most one ticket's
-    params = {"b_platform": platform, "b_account": buckets[0], "b_ticket": buckets[-1]}
-    with writing(engine) as conn:
-        rows = [r for r in conn.execute(_LOCK, params).all() if (r.bucket, r.seconds) in limit_of]
-        if len(rows) < len(limit_of):  # a window never used (a ticket's first write): made empty
-            _create_missing(conn, platform, keys, now)
-            rows = [r for r in conn.execute(_LOCK, params).all() if (r.bucket, r.seconds) in limit_of]
-        windows = {
+    peek_of = {(bucket, seconds): requests for bucket, seconds, requests in peek}
+
+    def windows(rows, wanted: dict) -> dict[tuple[str, float], SlidingWindow]:
+        found = {
             (row.bucket, row.seconds): SlidingWindow(
-                limit_of[(row.bucket, row.seconds)], row.seconds, row.first_slot, list(row.counts),
+                wanted[(row.bucket, row.seconds)], row.seconds, row.first_slot, list(row.counts),
                 row.blocked_until,
             )
             for row in rows
+            if (row.bucket, row.seconds) in wanted
         }  # fmt: skip
-        before = {key: (w.first_slot, list(w.counts), w.blocked_until) for key, w in windows.items()}
-        yield Held(conn, platform, windows)
-        for (bucket, seconds), window in windows.items():
+        for key, limit in wanted.items():  # never used (a ticket's first write): empty, no row yet
+            found.setdefault(key, SlidingWindow(limit, key[1], 0, []))
+        return found
+
+    if not limit_of and not writes:
+        if not peek_of:
+            yield Held(None, platform, {}, {})
+            return
+        bucket = next(iter(peek_of))[0]
+        with engine.connect() as conn:
+            rows = conn.execute(_PEEK, {"b_platform": platform, "b_peek": bucket}).all()
+        yield Held(None, platform, {}, windows(rows, peek_of))
+        return
+    buckets = sorted({bucket for bucket, _ in limit_of})  # the account's and at most one ticket's
+    with writing(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # Counts need not wait for the disk (a WAL flush cost 2-3 ms of each grant's 4): every
+            # replica sees them the moment they commit, and the decision's own record, committed
+            # durably after the write went out, flushes them with it. A server crash can lose only
+            # counts of grants whose decisions were not recorded yet.
+            conn.exec_driver_sql(_COUNTS_NEED_NOT_WAIT)
+        if not buckets:
+            peeked = {"b_platform": platform, "b_peek": next(iter(peek_of))[0]} if peek_of else None
+            rows = conn.execute(_PEEK, peeked).all() if peeked else []
+        elif peek_of:
+            assert len(buckets) == 1, "the account's windows are either locked or peeked"
+            params = {"b_platform": platform, "b_ticket": buckets[0], "b_peek": next(iter(peek_of))[0]}
+            rows = conn.execute(_LOCK_AND_PEEK, params).all()
+        else:
+            params = {"b_platform": platform, "b_account": buckets[0], "b_ticket": buckets[-1]}
+            rows = conn.execute(_LOCK, params).all()
+        stored = {(row.bucket, row.seconds) for row in rows}
+        held = Held(conn, platform, windows(rows, limit_of), windows(rows, peek_of) if peek_of else {})
+        before = {key: (w.first_slot, list(w.counts), w.blocked_until) for key, w in held.windows.items()}
+        yield held
+        changed, made = [], []
+        for (bucket, seconds), window in held.windows.items():
             if (window.first_slot, window.counts, window.blocked_until) == before[(bucket, seconds)]:
                 continue
-            conn.execute(
-                _SAVE,
-                {"b_platform": platform, "b_bucket": bucket, "b_seconds": seconds,
-                 "first_slot": window.first_slot, "counts": window.counts,
-                 "blocked_until": window.blocked_until, "updated_at": now},
-            )  # fmt: skip
+            values = {"first_slot": window.first_slot, "counts": window.counts,
+                      "blocked_until": window.blocked_until, "updated_at": now}  # fmt: skip
+            if (bucket, seconds) in stored:
+                changed.append({"b_platform": platform, "b_bucket": bucket, "b_seconds": seconds, **values})
+            else:
+                made.append({"platform": platform, "bucket": bucket, "seconds": seconds, **values})
+        if changed:
+            conn.execute(_SAVE, changed)
+        if made:
+            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(rate_windows)
+            statement = insert.values(made).on_conflict_do_nothing().returning(rate_windows.c.bucket)
+            if len(conn.execute(statement).all()) != len(made):  # (rowcount is not kept for an INSERT)
+                raise Raced(f"{platform} windows {[(m['bucket'], m['seconds']) for m in made]}")
 
 
 _SAVE = update(rate_windows).where(
@@ -143,16 +209,6 @@ _SAVE = update(rate_windows).where(
     rate_windows.c.bucket == bindparam("b_bucket"),
     rate_windows.c.seconds == bindparam("b_seconds"),
 )
-
-
-def _create_missing(conn: Connection, platform: str, keys: list[Key], now: datetime) -> None:
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(rate_windows)
-    rows = [
-        {"platform": platform, "bucket": bucket, "seconds": seconds, "first_slot": 0, "counts": [],
-         "blocked_until": None, "updated_at": now}
-        for bucket, seconds, _ in keys
-    ]  # fmt: skip
-    conn.execute(insert.on_conflict_do_nothing(), rows)
 
 
 def prune(engine: Engine, *, now: datetime, longest_window: float) -> int:

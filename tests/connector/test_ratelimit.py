@@ -5,6 +5,7 @@ and the platform's own word (Retry-After, RateLimit-Remaining) over our estimate
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -182,6 +183,133 @@ def test_two_workers_on_their_own_engines_never_exceed_the_limit_together(postgr
         inside = [t for t in every if first <= t < first + timedelta(seconds=2)]
         assert len(inside) <= 10, f"{len(inside)} writes in the two seconds from {first}"
     assert len(every) >= 20  # and the limit is used, not starved: 10 a window for 5 s
+
+
+# --- leases, and windows no one locks for nothing -------------------------------------------------
+
+
+def _counted(engine, bucket: str = "account") -> list[int]:
+    from connector.store.tables import rate_windows
+
+    with engine.connect() as conn:
+        counts = conn.execute(select(rate_windows.c.counts).where(rate_windows.c.bucket == bucket)).all()
+    return [sum(row[0]) for row in counts]
+
+
+def test_far_below_the_limit_a_grant_leases_slots_every_replica_counts_at_once(engine, db_url):
+    limiter = Limiter(engine, limits(100, 60))  # slots of one second; a lease is a tenth: 10
+    assert limiter.admit(ask(), T0) is None
+    assert _counted(engine) == [11]  # its own write and the lease's ten, in the shared window now
+    other = make_engine(db_url)  # another replica sees them as used
+    try:
+        assert Limiter(other, limits(11, 60)).admit(ask(), T0).at == T0 + timedelta(seconds=61)
+    finally:
+        other.dispose()
+    for k in range(3):  # granted from the lease: the account's window is not touched
+        assert limiter.admit(ask(ticket=str(k)), T0 + timedelta(seconds=0.5)) is None
+    assert _counted(engine) == [11]
+    # The next slot: the lease ended; its seven unused slots go back as the next grant is counted
+    # (with a new lease of ten).
+    assert limiter.admit(ask(), T0 + timedelta(seconds=1.5)) is None
+    assert _counted(engine) == [4 + 1 + 10]
+
+
+def test_no_lease_near_the_limit_nor_with_a_line_waiting(engine):
+    limiter = Limiter(engine, limits(100, 60))
+    limiter.observe("zendesk", None, RateLimitHeaders(remaining=52), T0)  # others used 48: near half
+    assert limiter.admit(ask(), T0) is None
+    assert _counted(engine) == [49]
+    with engine.begin() as conn:  # fifty deliveries not judged yet stand in line
+        for n in range(50):
+            row = inbox_store.new_row("zendesk", f"d-{n}", "ticket.created", str(n), False, b"{}", T0)
+            conn.execute(inbox.insert().values(row))
+    later = T0 + timedelta(seconds=61)  # the window is empty again, but half of it is spoken for
+    assert limiter.admit(ask(), later) is None
+    assert _counted(engine) == [1]
+
+
+def test_a_retry_after_another_replica_was_given_stops_this_ones_lease(engine, db_url):
+    limiter = Limiter(engine, limits(100, 60))
+    assert limiter.admit(ask(), T0) is None  # a lease of ten
+    other = make_engine(db_url)
+    try:
+        Limiter(other, limits(100, 60)).refused("zendesk", "1", 30.0, None, T0 + timedelta(seconds=0.1))
+    finally:
+        other.dispose()
+    wait = limiter.admit(ask(), T0 + timedelta(seconds=0.2))
+    assert wait is not None and wait.at == T0 + timedelta(seconds=30.1)
+    assert limiter.admit(ask(), T0 + timedelta(seconds=30.1)) is None
+    assert _counted(engine) == [1 + 1 + 10]  # the first lease's ten went back, a new one was taken
+
+
+def test_a_platform_without_an_account_limit_counts_no_account_window(engine):
+    limiter = Limiter(engine, RateLimitsConfig())  # Jira: per-issue limits only
+    for n in range(5):
+        assert limiter.admit(Ask("jira", f"J-{n}", 88_000 + n, 40, T0, 2), T0) is None
+    assert _counted(engine) == []  # no account row: nothing every write would queue for
+    assert _counted(engine, "ticket:J-0") == [2, 2]  # each issue's two windows count its writes
+    limiter.refused("jira", "J-1", 20.0, None, T0)  # the block still holds every issue
+    assert limiter.admit(Ask("jira", "J-9", 88_009, 40, T0, 1), T0 + timedelta(seconds=1)).at == (
+        T0 + timedelta(seconds=20)
+    )
+
+
+@pytest.mark.postgres
+def test_two_workers_making_one_tickets_first_window_at_once_count_it_once(postgres_url):
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    migrate(engines[0])
+    config = RateLimitsConfig.model_validate(
+        {"platforms": {"jira": {"ticket": [{"requests": 1, "seconds": 600}]}}}
+    )
+    granted: list[list[str]] = [[], []]
+    rounds = 40
+    barrier = threading.Barrier(2)
+
+    def worker(k: int) -> None:
+        limiter = Limiter(engines[k], config)
+        for n in range(rounds):  # both ask for the same new ticket at once: one write between them
+            barrier.wait()
+            if limiter.admit(Ask("jira", f"T-{n}", 1 + k, 40, T0, 1), T0) is None:
+                granted[k].append(f"T-{n}")
+
+    try:
+        run_together(worker, 2)
+    finally:
+        for eng in engines:
+            eng.dispose()
+    assert sorted(granted[0] + granted[1]) == sorted(f"T-{n}" for n in range(rounds))
+
+
+@pytest.mark.postgres
+def test_two_workers_with_leases_never_exceed_the_limit_together(postgres_url):
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    migrate(engines[0])
+    config = limits(200, 2)  # leases of up to twenty, in slots of 1/30 s
+    granted: list[list[datetime]] = [[], []]
+    until = time.monotonic() + 5
+
+    def worker(k: int) -> None:
+        limiter = Limiter(engines[k], config)
+        while time.monotonic() < until:
+            now = datetime.now(UTC)
+            if limiter.admit(ask(ticket=f"{k}-{now.timestamp()}"), now) is None:
+                granted[k].append(now)
+
+    try:
+        run_together(worker, 2)
+    finally:
+        for eng in engines:
+            eng.dispose()
+    every = sorted(granted[0] + granted[1])
+    assert granted[0] and granted[1]
+    for i, first in enumerate(every):
+        inside = 0
+        for t in every[i:]:
+            if t >= first + timedelta(seconds=2):
+                break
+            inside += 1
+        assert inside <= 200, f"{inside} writes in the two seconds from {first}"
+    assert len(every) >= 400  # the limit is used: 200 a window for 5 s
 
 
 # --- through the worker: a burst against a limit -----------------------------------------------
