@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -227,8 +228,9 @@ class Limiter:
         if ask.ticket_id is None:
             ticket = []
         if not account:  # nothing of the account's is counted: its block (a Retry-After) is only read
-            block = [(ACCOUNT, *BLOCK_ONLY)] if self.config.enabled else []
-            return self._admit_counted_elsewhere(ask, now, ticket, block, lease=None)
+            if not self.config.enabled:
+                return None
+            return self._admit_counted_elsewhere(ask, now, ticket, [(ACCOUNT, *BLOCK_ONLY)], lease=None)
         leases = _leases_of(self.engine)
         lease = leases.reserve(ask.platform, account, ask.cost, now)
         if lease is not None:
@@ -431,6 +433,7 @@ class _Leases:
     whose unused slots go back to the windows with the next ask that locks them."""
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self._lock = threading.Lock()
         self._current: dict[str, _Lease] = {}
         self._owed: dict[str, list[_Lease]] = {}
@@ -494,17 +497,19 @@ _LEASES_GUARD = threading.Lock()
 
 
 def _leases_of(engine: Engine) -> _Leases:
-    try:
-        return _LEASES[engine]
-    except KeyError:
-        with _LEASES_GUARD:
-            return _LEASES.setdefault(engine, _Leases())
+    leases = _LEASES.get(engine)
+    if leases is not None and leases.pid == os.getpid():
+        return leases
+    with _LEASES_GUARD:  # a forked process starts with none: its parent's stay counted, unused
+        leases = _LEASES.get(engine)
+        if leases is None or leases.pid != os.getpid():
+            leases = _LEASES[engine] = _Leases()
+        return leases
 
 
 def _give_back(held, debts: list[_Lease], now: datetime) -> None:
     """Unused slots of ended leases leave the locked windows they were counted in."""
     for debt in debts:
         for key, slot in debt.slots.items():
-            window = held.windows.get(key)
-            if window is not None and any(k[:2] == key for k in debt.keys):
+            if (window := held.windows.get(key)) is not None:
                 window.give_back(slot, debt.left, now)

@@ -242,6 +242,16 @@ def test_a_retry_after_another_replica_was_given_stops_this_ones_lease(engine, d
     assert _counted(engine) == [1 + 1 + 10]  # the first lease's ten went back, a new one was taken
 
 
+def test_a_forked_process_does_not_grant_from_its_parents_lease(engine, monkeypatch):
+    import connector.ratelimit as ratelimit
+
+    limiter = Limiter(engine, limits(100, 60))
+    assert limiter.admit(ask(), T0) is None  # the parent's lease of ten
+    monkeypatch.setattr(ratelimit.os, "getpid", lambda: -1)  # the child
+    assert limiter.admit(ask(), T0) is None
+    assert _counted(engine) == [11 + 11]  # it counted its own write (and took its own lease)
+
+
 def test_a_platform_without_an_account_limit_counts_no_account_window(engine):
     limiter = Limiter(engine, RateLimitsConfig())  # Jira: per-issue limits only
     for n in range(5):
