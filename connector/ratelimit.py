@@ -198,10 +198,12 @@ class Limiter:
     hold a real limit of ours. Far below it (room for the line, the deliveries not judged yet and a
     lease, within half the limit), a grant takes a lease of more slots beside its own: counted in the
     shared windows at once (every replica sees them as used), held in this process's memory until the
-    windows' current slot ends, and granted from there to the next asks without the line's query or
-    the account's row lock. A write counts in the slot it goes in, as before; what a lease did not
-    grant goes back to the windows with the next ask that locks them. Every grant still reads the
-    account's block (a Retry-After another replica was given) and counts its ticket's windows."""
+    windows' current slot ends, and granted from there without the account's row lock to the next
+    asks that find no one waiting and the lease's own room enough for every delivery not judged yet
+    (so the line would grant them too: a burst landing sends each ask back to the line). A write
+    counts in the slot it goes in, as before; what a lease did not grant goes back to the windows
+    with the next ask that locks them. Every grant still reads the account's block (a Retry-After
+    another replica was given) and counts its ticket's windows."""
 
     def __init__(self, engine: Engine, config: RateLimitsConfig):
         self.engine = engine
@@ -231,11 +233,21 @@ class Limiter:
             if not self.config.enabled:
                 return None
             return self._admit_counted_elsewhere(ask, now, ticket, [(ACCOUNT, *BLOCK_ONLY)], lease=None)
+        from connector.store import ratewindows
+
+        # Better-ranked deliveries due within two windows stand in line; one in a long backoff does not.
+        horizon = 2 * max(w.seconds for w in limits.account)
+        waiting = ratewindows.waiting(self.engine, ask.platform, ask, now, horizon)
         leases = _leases_of(self.engine)
         lease = leases.reserve(ask.platform, account, ask.cost, now)
         if lease is not None:
-            return self._admit_counted_elsewhere(ask, now, ticket, account, lease=lease)
-        return self._admit_in_line(ask, now, limits, account, ticket, leases)
+            unknown = waiting.unjudged if ask.rank > BEST_RANK else 0  # nothing is better than the best
+            if not waiting.ranked and unknown <= lease.left:
+                # No one waits, and the lease alone holds room for every delivery not judged yet:
+                # the line would grant it too. (A line, or a burst landing: each grant is weighed.)
+                return self._admit_counted_elsewhere(ask, now, ticket, account, lease=lease)
+            leases.release(lease, ask.cost)
+        return self._admit_in_line(ask, now, account, ticket, leases, waiting)
 
     def _admit_counted_elsewhere(self, ask: Ask, now: datetime, ticket: list, account: list,
                                  lease: _Lease | None) -> Wait | None:  # fmt: skip
@@ -274,15 +286,12 @@ class Limiter:
             raise
         return None
 
-    def _admit_in_line(self, ask: Ask, now: datetime, limits: PlatformRateLimits, account: list,
-                       ticket: list, leases: _Leases) -> Wait | None:  # fmt: skip
+    def _admit_in_line(self, ask: Ask, now: datetime, account: list, ticket: list, leases: _Leases,
+                       waiting: Waiting) -> Wait | None:  # fmt: skip
         """The account's windows locked and counted, the line read: a grant only when there is room
         for it and every better-ranked write waiting (and for deliveries not judged yet)."""
         from connector.store import ratewindows
 
-        # Better-ranked deliveries due within two windows stand in line; one in a long backoff does not.
-        horizon = 2 * max(w.seconds for w in limits.account)
-        waiting = ratewindows.waiting(self.engine, ask.platform, ask, now, horizon)
         owed = leases.take_owed(ask.platform)
         new_lease = None
         try:

@@ -228,6 +228,18 @@ def test_no_lease_near_the_limit_nor_with_a_line_waiting(engine):
     assert _counted(engine) == [1]
 
 
+def test_a_burst_landing_stops_grants_from_a_lease_the_line_decides(engine):
+    limiter = Limiter(engine, limits(100, 60))
+    assert limiter.admit(ask(), T0) is None  # far below the limit: a lease of ten
+    with engine.begin() as conn:  # then 95 deliveries land, not judged yet (any of them may be a P1)
+        for n in range(95):
+            row = inbox_store.new_row("zendesk", f"b-{n}", "ticket.created", str(n), False, b"{}", T0)
+            conn.execute(inbox.insert().values(row))
+    wait = limiter.admit(ask(42), T0 + timedelta(seconds=0.5))  # a P4's label: not from the lease
+    assert wait is not None and wait.rank == 42
+    assert limiter.admit(ask(10), T0 + timedelta(seconds=0.5)) is None  # a P1 escalation goes
+
+
 def test_a_retry_after_another_replica_was_given_stops_this_ones_lease(engine, db_url):
     limiter = Limiter(engine, limits(100, 60))
     assert limiter.admit(ask(), T0) is None  # a lease of ten
