@@ -9,6 +9,9 @@ already waiting (and for deliveries not judged yet, which may be better). Otherw
 back to pending until the window expects room for it, without counting an attempt, and the inbox
 claims due rows by rank. The platform's word wins over our estimate: a Retry-After or an exhausted
 RateLimit-Remaining blocks the window until then, and a lower Remaining than we count is taken as used.
+
+What a grant costs (`Limiter`): the account's row, which every write to a platform would queue for,
+is locked only where it holds a real limit of ours, and then seldom while far below it (leases).
 """
 
 from __future__ import annotations
