@@ -13,11 +13,12 @@ signed, `key_id`, and holds pseudonyms instead of personal data (see connector/a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +26,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Dialect, Engine
 
+from connector.audit import people
 from connector.audit.keys import AuditKeys
-from connector.audit.people import pseudonymise_noting
 from connector.store.tables import audit_log
 from connector.version import VERSION
 
@@ -106,6 +107,8 @@ class _Statements:
     insert: str  # the record's row; on PostgreSQL with the head's new hash in the same statement
     set_head: str | None  # SQLite: the head's new hash (no INSERT inside WITH there, no round trip to save)
     processors: tuple[Any, ...]
+    # PostgreSQL: the bump and the last sightings of `count` people this process knows, one statement.
+    bump_and_seen: Callable[[int], str] | None = None
 
 
 _STATEMENTS: dict[tuple[str, str, str], _Statements] = {}
@@ -129,8 +132,23 @@ def _build_statements(dialect: Dialect) -> _Statements:
     bump = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
     if dialect.name == "postgresql":
         # The INSERT in a WITH runs once, to completion, whether or not the UPDATE reads it.
-        return _Statements(bump, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, processors)
+        return _Statements(
+            bump, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, processors, _bump_and_seen
+        )
     return _Statements(bump, insert, set_head, processors)
+
+
+@functools.cache
+def _bump_and_seen(count: int) -> str:
+    """The head bumped (its lock taken first, as always), then the rows of `count` known people seen
+    at its new seq: the new seq, the previous hash and how many of those rows were found. The people's
+    UPDATE reads the bump's seq, so it runs after it."""
+    seen = people.seen_again_sql("format", count, seq="(SELECT seq FROM head)")
+    return (
+        "WITH head AS (UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash), "
+        f"seen AS ({seen} RETURNING 1) "
+        "SELECT head.seq, head.hash, (SELECT count(*) FROM seen) FROM head"
+    )
 
 
 def append(
@@ -165,12 +183,22 @@ def append(
 
 
 def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, record_id) -> dict[str, Any]:
-    cursor.execute(statements.bump)
-    head = cursor.fetchall()
-    if len(head) != 1:
-        raise RuntimeError("the audit head row is missing: run `escalator db upgrade`")
-    seq, prev_hash = head[0]
-    record, plain = pseudonymise_noting(conn, record, keys, seq=seq, now=at)
+    marked = people.mark(record)
+    names = people.known_pseudonyms(conn, keys, marked.people) if marked.people else {}
+    if names and statements.bump_and_seen:
+        # PostgreSQL, everyone known: their last sightings move on in the bump's statement.
+        cursor.execute(
+            statements.bump_and_seen(len(marked.people)), people.seen_again_values(marked.people, names)
+        )
+        seq, prev_hash, seen = _one(cursor)
+        if seen != len(marked.people):  # a row erased, pruned or never committed: the upsert
+            names = people.settle(conn, marked.people, keys, seq=seq, now=at)
+    else:
+        cursor.execute(statements.bump)
+        seq, prev_hash = _one(cursor)
+        if marked.people:
+            names = people.pseudonymise_people(conn, marked.people, keys, seq=seq, now=at)
+    record, plain = marked.placed(names), marked.plain
     body = {
         **record,
         "id": record_id or str(uuid.uuid4()),
@@ -210,6 +238,13 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
     if signature is not None:
         out["signature"] = signature
     return out
+
+
+def _one(cursor) -> tuple:
+    rows = cursor.fetchall()
+    if len(rows) != 1:
+        raise RuntimeError("the audit head row is missing: run `escalator db upgrade`")
+    return rows[0]
 
 
 def _text(value: Any) -> str | None:

@@ -69,20 +69,62 @@ def pseudonymise_noting(
     among some sixty values), notes where each person stands and any other value; one statement
     then moves their last sighting on (or creates them), and the pseudonyms are put in place."""
     if isinstance(value, Someone):  # a bare person, not inside a record
-        return _pseudonyms(conn, [value], keys, seq=seq, now=now)[(value.platform, value.id)], False
+        return pseudonymise_people(conn, [value], keys, seq=seq, now=now)[(value.platform, value.id)], False
+    marked = mark(value)
+    names = pseudonymise_people(conn, marked.people, keys, seq=seq, now=now) if marked.people else {}
+    return marked.placed(names), marked.plain
+
+
+@dataclass
+class Marked:
+    """A record walked, before any pseudonym is known (`mark`): its copy with each Someone still in
+    place, the people in it (each once, with their first sighting's name) and whether it is plain."""
+
+    value: Any
+    places: list[tuple[Any, Any, Someone]]
+    people: list[Someone]
+    plain: bool
+
+    def placed(self, names: Mapping[tuple[str, str], str]) -> Any:
+        """The copy with each person's pseudonym in their places."""
+        for container, key, who in self.places:
+            container[key] = names[(who.platform, who.id)]
+        return self.value
+
+
+def mark(value: Any) -> Marked:
     places: list[tuple[Any, Any, Someone]] = []
     odd: list[Any] = []
     out = _copied(value, places, odd)
-    plain = not odd and isinstance(value, Mapping | list | tuple)
-    if not places:
-        return value, plain
     found: dict[tuple[str, str], Someone] = {}
     for _, _, who in places:
         found.setdefault((who.platform, who.id), who)  # the first sighting's name, as before
-    names = _pseudonyms(conn, list(found.values()), keys, seq=seq, now=now)
-    for container, key, who in places:
-        container[key] = names[(who.platform, who.id)]
-    return out, plain
+    return Marked(out, places, list(found.values()), not odd and isinstance(value, Mapping | list | tuple))
+
+
+def known_pseudonyms(
+    conn: Connection, keys: AuditKeys, people: list[Someone]
+) -> dict[tuple[str, str], str] | None:
+    """The pseudonyms of `people` when this process knows every one of them (see _KNOWN), else None.
+    Their rows must still be seen again at the record's seq (`seen_again_sql`), which tells whether
+    each row is still there."""
+    known = _known(conn, keys)
+    names: dict[tuple[str, str], str] = {}
+    for who in people:
+        pseudonym = known.get((who.platform, who.id))
+        if pseudonym is None:
+            return None
+        names[(who.platform, who.id)] = pseudonym
+    return names
+
+
+def settle(
+    conn: Connection, people: list[Someone], keys: AuditKeys, *, seq: int, now: datetime
+) -> dict[tuple[str, str], str]:
+    """The pseudonyms when seeing known people again found fewer rows than people: the upsert."""
+    names = _upsert(conn, people, keys, seq=seq, now=now)
+    _remember(conn, keys, names)
+    return names
 
 
 # What holds nobody and is written alike by json and orjson, told apart at once (most of a record).
@@ -171,26 +213,22 @@ def forget_known(engine: Any) -> None:
         _KNOWN.pop(engine, None)
 
 
-def _pseudonyms(
+def pseudonymise_people(
     conn: Connection, people: list[Someone], keys: AuditKeys, *, seq: int, now: datetime
 ) -> dict[tuple[str, str], str]:
     """Each person's pseudonym, their row's last sighting moved on to `seq` (and their name to the
     one given, if any), their row created when there is none."""
+    names = known_pseudonyms(conn, keys, people)
+    if names is not None and _seen_again(conn, people, names, seq) == len(people):
+        return names
+    return settle(conn, people, keys, seq=seq, now=now)
+
+
+def _remember(conn: Connection, keys: AuditKeys, names: Mapping[tuple[str, str], str]) -> None:
     known = _known(conn, keys)
-    names: dict[tuple[str, str], str] = {}
-    for who in people:
-        pseudonym = known.get((who.platform, who.id))
-        if pseudonym is None:
-            break
-        names[(who.platform, who.id)] = pseudonym
-    else:
-        if _seen_again(conn, people, names, seq) == len(people):
-            return names
-    names = _upsert(conn, people, keys, seq=seq, now=now)
     if len(known) + len(names) > KNOWN_MAX:
         known.clear()
     known.update(names)
-    return names
 
 
 def _seen_again(
@@ -199,25 +237,34 @@ def _seen_again(
     """One UPDATE: the rows of `people` (by their known pseudonyms) seen at `seq`, each name as the
     upsert sets it (the given one, else the row's). How many rows it found. Run on the DBAPI
     cursor (plain texts and a number: nothing for SQLAlchemy to convert), as append's statements."""
-    pseudonyms = [names[(who.platform, who.id)] for who in people]
-    values: list[Any] = [seq]
-    for pseudonym, who in zip(pseudonyms, people, strict=True):
-        values += (pseudonym, who.name)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(_seen_statement(conn.dialect.paramstyle, len(people)), [*values, *pseudonyms])
+        cursor.execute(
+            seen_again_sql(conn.dialect.paramstyle, len(people)), [seq, *seen_again_values(people, names)]
+        )
         return cursor.rowcount
     finally:
         cursor.close()
 
 
+def seen_again_values(people: list[Someone], names: Mapping[tuple[str, str], str]) -> list[Any]:
+    """The values of `seen_again_sql` after its seq: (pseudonym, name) each, then the pseudonyms."""
+    pseudonyms = [names[(who.platform, who.id)] for who in people]
+    values: list[Any] = []
+    for pseudonym, who in zip(pseudonyms, people, strict=True):
+        values += (pseudonym, who.name)
+    return values + pseudonyms
+
+
 @functools.cache
-def _seen_statement(paramstyle: str, count: int) -> str:
-    mark = "?" if paramstyle == "qmark" else "%s"
-    names = " ".join(f"WHEN {mark} THEN coalesce({mark}, name)" for _ in range(count))
+def seen_again_sql(paramstyle: str, count: int, seq: str | None = None) -> str:
+    """UPDATE of `count` known people's rows: last seen at a seq (a parameter, or the SQL `seq`),
+    their names as the upsert sets them (the one given, else the row's)."""
+    slot = "?" if paramstyle == "qmark" else "%s"
+    names = " ".join(f"WHEN {slot} THEN coalesce({slot}, name)" for _ in range(count))
     return (
-        f"UPDATE audit_people SET last_seen_seq = {mark}, name = CASE pseudonym {names} ELSE name END "
-        f"WHERE pseudonym IN ({', '.join([mark] * count)})"
+        f"UPDATE audit_people SET last_seen_seq = {seq or slot}, name = CASE pseudonym {names} ELSE name END "
+        f"WHERE pseudonym IN ({', '.join([slot] * count)})"
     )
 
 

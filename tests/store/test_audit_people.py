@@ -145,3 +145,20 @@ def test_the_record_given_is_left_as_it_was_and_what_holds_nobody_is_not_copied(
     with engine.begin() as conn:
         assert people.pseudonymise(conn, plain, KEYS, seq=2, now=T0) is plain
         assert people.pseudonymise(conn, ann, KEYS, seq=2, now=T0) == pseudonym
+
+
+def test_people_all_known_one_of_them_erased_elsewhere(engine):
+    ann, bob = audit.person("jira", "acct-ann", "Ann"), audit.person("jira", "acct-bob", "Bob")
+    first = _append(engine, ann, bob)
+    with engine.begin() as conn:  # another process's `audit forget` of Ann
+        conn.execute(delete(audit_people).where(audit_people.c.person_id == "acct-ann"))
+    again = _append(engine, ann, bob)  # both known here: the seen-again path, which finds one row of two
+    rows = _rows(engine)
+    assert again["inputs"]["actor"] == rows["acct-ann"].pseudonym != first["inputs"]["actor"]
+    assert (
+        again["inputs"]["requester"]["id"] == rows["acct-bob"].pseudonym == first["inputs"]["requester"]["id"]
+    )
+    assert rows["acct-ann"].last_seen_seq == rows["acct-bob"].last_seen_seq == again["seq"] == 2
+    third = _append(engine, ann, bob)  # and known again, with the new pseudonym
+    assert third["inputs"]["actor"] == again["inputs"]["actor"]
+    assert _rows(engine)["acct-ann"].last_seen_seq == 3
