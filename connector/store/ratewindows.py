@@ -197,13 +197,16 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
                 made.append({"platform": platform, "bucket": bucket, "seconds": seconds, **values})
         if changed:
             conn.execute(_SAVE, changed)
-        if made:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(rate_windows)
-            statement = insert.values(made).on_conflict_do_nothing().returning(rate_windows.c.bucket)
-            if len(conn.execute(statement).all()) != len(made):  # (rowcount is not kept for an INSERT)
+        if made:  # (rowcount is not kept for an INSERT: the rows it made are counted)
+            if len(conn.execute(_MAKE[conn.dialect.name], made).all()) != len(made):
                 raise Raced(f"{platform} windows {[(m['bucket'], m['seconds']) for m in made]}")
 
 
+# Built once per dialect: a statement holding its rows' values was compiled anew for every grant.
+_MAKE = {
+    name: dialect.insert(rate_windows).on_conflict_do_nothing().returning(rate_windows.c.bucket)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 _SAVE = update(rate_windows).where(
     rate_windows.c.platform == bindparam("b_platform"),
     rate_windows.c.bucket == bindparam("b_bucket"),
