@@ -174,6 +174,8 @@ def append(
         known = OUTCOMES + OPERATOR_OUTCOMES
         raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
     keys = keys or _ENGINE_KEYS.get(conn.engine, _NO_KEYS)
+    if not conn.in_transaction():
+        conn.begin()  # what a Core statement's autobegin would do: the caller's commit() ends it
     statements = _statements(conn.dialect)
     cursor = conn.connection.dbapi_connection.cursor()
     try:

@@ -162,3 +162,27 @@ def test_people_all_known_one_of_them_erased_elsewhere(engine):
     third = _append(engine, ann, bob)  # and known again, with the new pseudonym
     assert third["inputs"]["actor"] == again["inputs"]["actor"]
     assert _rows(engine)["acct-ann"].last_seen_seq == 3
+
+
+def test_an_append_on_a_connection_without_a_transaction_commits_with_it(engine):
+    ann = audit.person("jira", "acct-ann", "Ann")
+    record = {"platform": "jira", "ticket": {"id": "1"}, "rules": [], "inputs": {"actor": ann},
+              "outcome": "applied"}  # fmt: skip
+    with engine.connect() as conn:  # no begin(): as with Core statements, the append begins one
+        audit.append(conn, record, at=T0, keys=KEYS)
+        assert conn.in_transaction()
+        conn.rollback()
+    with engine.connect() as conn:
+        audit.append(conn, record, at=T0, keys=KEYS)
+        conn.commit()
+    with engine.connect() as conn:
+        assert conn.execute(select(audit_people.c.last_seen_seq)).scalars().all() == [1]
+    assert audit.verify(engine).ok and audit.verify(engine).checked == 1
+
+
+def test_an_append_naming_nobody_on_a_connection_without_a_transaction_commits_with_it(engine):
+    record = {"platform": "jira", "ticket": {"id": "1"}, "rules": [], "outcome": "applied"}
+    with engine.connect() as conn:  # every statement of this append goes through the DBAPI cursor
+        audit.append(conn, record, at=T0, keys=KEYS)
+        conn.commit()
+    assert audit.verify(engine).checked == 1
