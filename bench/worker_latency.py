@@ -1,6 +1,7 @@
 """Webhook → write request at the platform: how long after a webhook is sent its write reaches Jira.
 
     .venv/bin/python bench/worker_latency.py [--rates 20,100] [--seconds 10] [--database postgresql://…]
+                                             [--also threads=2]
 
 The real `escalator serve` (with the worker process it starts) receives signed Jira deliveries at a
 fixed rate (open loop: each is sent on schedule whether or not earlier ones were answered), each a
@@ -51,6 +52,13 @@ def main() -> int:
         metavar="COMMIT",
         help="also run the worker as it was at COMMIT (e.g. e050c89), with its defaults",
     )
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,…",
+        help="also run these worker settings, e.g. threads=2 (repeatable)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     kinds = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.database else [])
@@ -66,6 +74,9 @@ def main() -> int:
             ("now (defaults)", DEFAULTS, ROOT),
             ("now, rate limiter off", NO_PACING, ROOT),
         ]
+        for extra in args.also:
+            pairs = (p.split("=") for p in extra.split(","))
+            variants.append((extra, {k: float(v) if "." in v else int(v) for k, v in pairs}, ROOT))
         if args.old_code:
             variants.insert(0, (f"code at {args.old_code[:10]}", {}, old_tree(args.old_code, workdir)))
         try:
