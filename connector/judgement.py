@@ -7,7 +7,6 @@ No I/O. The worker runs it between reading the ticket's memory and writing to th
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ from connector.plan import labels_from_field, make_plan
 from connector.store.tickets import StoredTicket
 from platforms.base import CAP_LABELS
 from policies import PlatformMapping, Policy, evaluate, handover, sla
+from policies.replacing import replace
 from policies.scope import out_of_scope
 from policies.sla import SlaState
 
@@ -51,12 +51,12 @@ def judge(
         kept = Decision(event.ticket.priority, event.ticket.priority, why_not, tier, tier, reasons=(why_not,))
         return Judgement(event, kept, state, SlaState(), Plan(event.ticket.ref), why_not)
     if state.tier is None:
-        state = dataclasses.replace(state, tier=mapping.tier_of(event.ticket))
+        state = replace(state, tier=mapping.tier_of(event.ticket))
     if person_set_priority(event) and not state.priority_pinned:
         # A person chose this priority; raise_only leaves it alone from now on.
-        state = dataclasses.replace(state, priority_pinned=True)
+        state = replace(state, priority_pinned=True)
     decision = follow_the_sun_reason(evaluate(policy, event, state, now), mapping, now)
-    state = dataclasses.replace(state, tier=decision.tier_after or state.tier)
+    state = replace(state, tier=decision.tier_after or state.tier)
     priority = decision.priority_after or event.ticket.priority
     stored_clocks = SlaState.from_json(stored.sla)
     clocks = sla.advance(policy, stored_clocks, event, priority, now) if advance_clocks else stored_clocks
@@ -73,7 +73,7 @@ def follow_the_sun_reason(decision: Decision, mapping: PlatformMapping, now: dat
         if target is not None and target.rota is not None:
             choice = target.rota.choose(now)
             why = f"{action.tier} follows the sun: to {choice.team.name}, {choice.why}"
-            return dataclasses.replace(decision, reasons=(*decision.reasons, why))
+            return replace(decision, reasons=(*decision.reasons, why))
     return decision
 
 
@@ -93,8 +93,8 @@ def with_handover(
     found = handover.decide(policy, mapping, tier, event.ticket, clocks, event.occurred_at or now, now)
     if found is None:
         why = f"handover {tier}: the team that holds the ticket is the one chosen now; it stays"
-        return dataclasses.replace(decision, reasons=(*decision.reasons, why))
-    return dataclasses.replace(
+        return replace(decision, reasons=(*decision.reasons, why))
+    return replace(
         decision, actions=(*found.actions, *decision.actions), reasons=(*decision.reasons, found.reason)
     )
 
@@ -110,7 +110,7 @@ def enrich(
     """Fill what the payload leaves to the policy (P-level, labels kept in a field) or to memory
     (the requester)."""
     ticket: Ticket = event.ticket
-    # dataclasses.replace costs microseconds per field: only what changes is replaced.
+    # replacing costs microseconds: only what changes is replaced.
     changes: dict[str, object] = {}
     priority = mapping.priority_of_ticket(ticket)
     if priority != ticket.priority:
@@ -120,10 +120,10 @@ def enrich(
         if labels != ticket.labels:
             changes["labels"] = labels
     if changes:
-        ticket = dataclasses.replace(ticket, **changes)
+        ticket = replace(ticket, **changes)
     comment = event.comment
     if ticket.requester is None and known_requester and comment is not None:
-        comment = dataclasses.replace(comment, by_requester=comment.author.id == known_requester)
+        comment = replace(comment, by_requester=comment.author.id == known_requester)
     if ticket is event.ticket and comment is event.comment:
         return event
-    return dataclasses.replace(event, ticket=ticket, comment=comment)
+    return replace(event, ticket=ticket, comment=comment)
