@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -40,7 +43,9 @@ def make_engine(url: str) -> Engine:
     url = driver_url(url)
     if url.startswith("sqlite:"):
         try:
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            engine = create_engine(
+                url, connect_args={"timeout": 30, "check_same_thread": False}, **_JSON_CODEC
+            )
         except ArgumentError as exc:
             raise DatabaseUnavailable(f"database: {redact(url)} is not a valid URL: use {SUPPORTED}") from exc
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -51,9 +56,28 @@ def make_engine(url: str) -> Engine:
             f"database: {scheme!r} is not a database Escalator supports: use {SUPPORTED}"
         )
     try:
-        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **_JSON_CODEC)
     except ArgumentError as exc:
         raise DatabaseUnavailable(f"database: {redact(url)} is not a valid URL: use {SUPPORTED}") from exc
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON columns' text (a ticket's snapshot and clocks, messages, timers): orjson, ~5x faster than
+    the json module; what it refuses (an integer beyond 64 bits) is written by json as before."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def _json_loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # (a subclass of ValueError) e.g. an integer beyond 64 bits
+        return json.loads(text)
+
+
+_JSON_CODEC = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
 def redact(url: str) -> str:

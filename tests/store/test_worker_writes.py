@@ -239,3 +239,14 @@ def test_saving_a_tickets_memory_frees_its_lease_only_for_the_owner_that_holds_i
     with engine.connect() as conn:
         row = conn.execute(select(tickets_table)).one()
     assert (row.lease_owner, row.lease_until, row.tier, row.priority) == (None, None, "L2", "P2")
+
+
+def test_json_columns_round_trip_what_orjson_writes_and_what_it_refuses(engine):
+    """JSON columns are written by orjson; what it refuses (an integer beyond 64 bits) by json."""
+    _accept(engine, "a1", "A")
+    inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    clocks = {"clocks": {}, "ünïcode": "Zürich — 東京", "big": 2**70, "nested": [1.5, None, True, {"k": "v"}]}
+    with engine.begin() as conn:
+        tickets.save(conn, "jira", "A", key="TES-1", state=TicketState(), priority=None, requester_id=None,
+                     now=T0, sla=clocks)  # fmt: skip
+        assert tickets.load(conn, "jira", "A").sla == clocks
