@@ -47,6 +47,10 @@ _BEST = (
     .where(_c.platform == bindparam("b_platform"), _c.status == PENDING, _BETTER)
     .order_by(_c.rank, _c.received_at, _c.id)
     .limit(bindparam("b_room", type_=Integer))
+    # A row another transaction holds (a worker claiming it, with others, in one transaction) is
+    # left alone: it is being taken anyway. Waiting for it deadlocked with a claim that held a row
+    # this wake had to lock next while it waited for one this wake had locked.
+    .with_for_update(skip_locked=True)
 )
 _WAKE = update(inbox).where(_c.id.in_(_BEST.scalar_subquery()), _c.next_attempt_at > bindparam("b_now"))
 _GRANTED = update(inbox).where(_c.id == bindparam("b_id"))

@@ -334,6 +334,38 @@ def test_two_workers_with_leases_never_exceed_the_limit_together(postgres_url):
     assert len(every) >= 400  # the limit is used: 200 a window for 5 s
 
 
+@pytest.mark.postgres
+def test_waking_the_line_does_not_wait_for_a_row_a_claim_holds(postgres_url):
+    # A claim takes its batch in one transaction; a wake that waited for one of its rows while
+    # holding another deadlocked with it. A row being claimed is left alone: it is being taken.
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    limiter = Limiter(engine, limits(2, 60))
+    with engine.begin() as conn:  # a P1 escalation waits in line, due in 30 s
+        row = inbox_store.new_row("zendesk", "d-p1", "ticket.created", "7", False, b"{}", T0)
+        values = {**row, "rank": 10, "next_attempt_at": T0 + timedelta(seconds=30)}
+        p1_id = conn.execute(inbox.insert().values(values).returning(inbox.c.id)).scalar_one()
+    claim = engine.connect()
+    claim.begin()
+    claim.execute(inbox.update().where(inbox.c.id == p1_id).values(status="processing"))  # held
+    answers: list = []
+    asking = threading.Thread(target=lambda: answers.append(limiter.admit(ask(42, ticket="8"), T0)))
+    try:
+        asking.start()
+        asking.join(10)
+        assert not asking.is_alive(), "the wake waited for the row the claim holds"
+        assert answers == [None]  # room for the P1 and for it
+        claim.rollback()
+        with engine.connect() as conn:  # not woken: the claim had it
+            due = conn.execute(select(inbox.c.next_attempt_at).where(inbox.c.id == p1_id)).scalar_one()
+        assert due == T0 + timedelta(seconds=30)
+    finally:
+        claim.rollback()
+        claim.close()
+        asking.join(10)
+        engine.dispose()
+
+
 # --- through the worker: a burst against a limit -----------------------------------------------
 
 
