@@ -303,6 +303,7 @@ def test_two_workers_making_one_tickets_first_window_at_once_count_it_once(postg
 
 
 @pytest.mark.postgres
+@ONE_AT_A_TIME
 def test_two_workers_with_leases_never_exceed_the_limit_together(postgres_url):
     engines = [make_engine(postgres_url) for _ in range(2)]
     migrate(engines[0])
