@@ -66,19 +66,20 @@ def forget(
     """Erase one person of one platform everywhere Escalator keeps them; audited."""
     if not person_id.strip():
         raise PrivacyError("--person must name the person's id on the platform")
+    # Lock order, as a decision's record takes them (connector/pipeline.py): the rows of tickets,
+    # inbox and outbox first, the chain's head next, the people last. Taking the head before the
+    # rows would let a record that holds a ticket's row and waits for the head deadlock with this.
+    people_of = select(audit_people.c.pseudonym, audit_people.c.name).where(
+        audit_people.c.platform == platform,
+        or_(
+            audit_people.c.lookup == keys.lookup(platform, person_id),
+            audit_people.c.person_id == person_id,
+        ),
+    )
     with writing(engine) as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left behind
-        mapping = conn.execute(
-            select(audit_people.c.pseudonym, audit_people.c.name).where(
-                audit_people.c.platform == platform,
-                or_(
-                    audit_people.c.lookup == keys.lookup(platform, person_id),
-                    audit_people.c.person_id == person_id,
-                ),
-            )
-        ).all()
-        clear = {person_id} | {m.name for m in mapping if m.name}
+        clear = {person_id} | {m.name for m in conn.execute(people_of) if m.name}
         ticket_rows = conn.execute(
             select(tickets.c.ticket_id, tickets.c.requester_id, tickets.c.snapshot).where(
                 tickets.c.platform == platform
@@ -88,10 +89,6 @@ def forget(
             requester = (row.snapshot or {}).get("requester") or {}
             if str(requester.get("id")) == person_id:
                 clear |= {v for v in (requester.get("name"), requester.get("email")) if v}
-        if mapping:
-            conn.execute(
-                delete(audit_people).where(audit_people.c.pseudonym.in_([m.pseudonym for m in mapping]))
-            )
         changed_tickets = 0
         for row in ticket_rows:
             snapshot = _scrub(row.snapshot, person_id, clear) if row.snapshot else row.snapshot
@@ -105,6 +102,14 @@ def forget(
                 changed_tickets += 1
         changed_bodies = _scrub_inbox(conn, platform, person_id, clear)
         changed_bodies += _scrub_outbox(conn, platform, person_id, clear)
+        # The head now: no record can name the person anew until this commits, so the rows read
+        # under it are all there are.
+        conn.execute(select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update()).all()
+        mapping = conn.execute(people_of).all()
+        if mapping:
+            conn.execute(
+                delete(audit_people).where(audit_people.c.pseudonym.in_([m.pseudonym for m in mapping]))
+            )
         forgotten = Forgotten(tuple(m.pseudonym for m in mapping), changed_tickets, changed_bodies)
         record = _admin_record(platform, "audit.forget", actor)
         record["erased"] = {"pseudonyms": list(forgotten.pseudonyms), "tickets": changed_tickets,

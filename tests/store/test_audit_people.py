@@ -5,15 +5,21 @@ removed), erasure and rolled-back first sightings must not leave a record pointi
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+import pytest
+from sqlalchemy import delete, insert, select, update
 
 from connector import audit
 from connector.audit import checkpoints as cps
 from connector.audit import people, privacy
 from connector.audit.keys import AuditKeys, generate, load_signer
-from connector.store.tables import audit_people
+from connector.codec import ticket_to_json
+from connector.model import Requester, Ticket, TicketRef
+from connector.store.db import make_engine
+from connector.store.tables import audit_people, tickets
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KEYS = AuditKeys(pseudonym_key=b"q" * 32)
@@ -186,3 +192,29 @@ def test_an_append_naming_nobody_on_a_connection_without_a_transaction_commits_w
         audit.append(conn, record, at=T0, keys=KEYS)
         conn.commit()
     assert audit.verify(engine).checked == 1
+
+
+@pytest.mark.postgres
+def test_forget_waits_for_a_decision_holding_the_tickets_row_and_neither_deadlocks(migrated_postgres_url):
+    """A decision's record locks its ticket's row, then the chain's head, then the people it names.
+    `forget` takes them in that order too: a record waiting for the head while forget held it and
+    waited for the ticket's row would deadlock (PostgreSQL aborts one of them)."""
+    engine = make_engine(migrated_postgres_url)
+    _append(engine, "acct-ann")  # the person is known to the chain
+    snapshot = ticket_to_json(Ticket(TicketRef("jira", "1", "TES-1"), requester=Requester("acct-ann", "Ann")))
+    with engine.begin() as conn:
+        conn.execute(insert(tickets).values(platform="jira", ticket_id="1", snapshot=snapshot,
+                                            priority_pinned=False))  # fmt: skip
+    with ThreadPoolExecutor(1) as pool, engine.connect() as decision:
+        with decision.begin():
+            decision.execute(update(tickets).where(tickets.c.ticket_id == "1").values(tier="L2"))
+            erasing = pool.submit(privacy.forget, engine, KEYS, "jira", "acct-ann", now=T0, actor="dpo")
+            time.sleep(0.5)  # forget now waits for the ticket's row
+            assert not erasing.done()
+            record = {"platform": "jira", "ticket": {"id": "1"}, "rules": [], "outcome": "applied",
+                      "inputs": {"requester": people.person("jira", "acct-ann")}}  # fmt: skip
+            audit.append(decision, record, at=T0 + timedelta(minutes=1), keys=KEYS)  # head, then people
+        forgotten = erasing.result(timeout=30)
+    assert len(forgotten.pseudonyms) == 1 and forgotten.tickets == 1
+    assert [r for r in _rows(engine) if r[1] == "acct-ann"] == []
+    engine.dispose()
