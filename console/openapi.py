@@ -357,7 +357,10 @@ def document() -> dict[str, Any]:
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": _obj({"why": {"type": S, "minLength": 1, "maxLength": 500}})
+                                # Not blank: the reason goes into the audit log (whitespace alone is refused).
+                                "schema": _obj(
+                                    {"why": {"type": S, "minLength": 1, "maxLength": 500, "pattern": r"\S"}}
+                                )
                             }
                         },
                     },
