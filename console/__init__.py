@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 def register(app: Flask, rt: Runtime) -> None:
     """Mount the console and the API on `app` (the connector's app factory calls this)."""
+    from console import auth
     from console.web import mount
 
+    auth.prepare()
     mount(app, rt)

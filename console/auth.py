@@ -3,6 +3,7 @@ on every POST, a limit on failed logins, and an audit record for every login and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -22,8 +23,19 @@ from connector.store.tables import console_login_failures as F
 from console.settings import ConsoleConfig
 
 ROLES = ("viewer", "operator")
-# Checked against when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash(secrets.token_hex(8))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the name is unknown, so a wrong name costs as long as a wrong password.
+    Made when the console is mounted (prepare), not on import: hashing cost every process (a
+    worker, a CLI command) 0.15-0.3 s of CPU at start-up, and only the web process checks logins."""
+    return generate_password_hash(secrets.token_hex(8))
+
+
+def prepare() -> None:
+    """Before the first login: its unknown name would otherwise also pay for the dummy hash."""
+    _dummy_hash()
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ def token_digest(token: str) -> str:
 
 def check_login(settings: ConsoleConfig, name: str, password: str) -> Principal | None:
     user = settings.users.get(name)
-    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     return Principal(name, user.role, "session") if ok and user else None
 
 
