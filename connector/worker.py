@@ -166,7 +166,7 @@ class WorkerPool:
                     log.exception("claiming work failed; retrying in %.1fs", w.poll_seconds)
             if claimed and claimed == wanted:
                 continue  # there may be more due, and slots for it
-            if not wanted:  # the slots are (nearly) all taken: a delivery that ends wakes us
+            if not wanted or claimed:  # a delivery that ends (one just claimed, say) wakes us
                 self._wake.wait(w.poll_seconds)
                 continue
             self._wake.wait(self._idle_seconds(w.poll_seconds))

@@ -166,31 +166,34 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
     """Lease up to `limit` due rows, at most one per ticket, each the oldest unfinished of its ticket:
     rows not judged yet first, then by their rank in the rate limiter's line, oldest first.
 
-    Candidates are read without locks; each is then taken with two compare-and-sets (the
-    ticket's lease, the row's status), all in one transaction, so two workers or replicas racing
-    for the same row cannot both win. Per-ticket order holds because only a ticket's oldest unfinished row
-    is a candidate.
+    Candidates are read without locks (on PostgreSQL in the claim's own transaction); each is then
+    taken with two compare-and-sets (the ticket's lease, the row's status), all in one transaction,
+    so two workers or replicas racing for the same row cannot both win. Per-ticket order holds
+    because only a ticket's oldest unfinished row is a candidate. The ticket's lease returns what is
+    stored of it (`InboxItem.memory`): nobody else writes a leased ticket's memory, so it is what the
+    decision would read a moment later.
     """
-    _recover_expired(engine, now)
     until = now + lease
-    with engine.connect() as conn:  # a read: it needs no writer lock
-        candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
-    if not candidates:
-        return []
-    taken = []
-    with writing(engine) as conn:  # one transaction for the batch: a writer-lock turn per claim, not per row
-        for row in candidates:
-            memory = None
-            if row.ticket_id is not None:
-                memory = _lease_ticket(conn, row.platform, row.ticket_id, owner, now, until)
-                if memory is None:
-                    continue
-            item = conn.execute(_TAKE, {"b_id": row.id, "lease_owner": owner, "lease_until": until}).first()
-            if item is None:
-                if row.ticket_id is not None:
-                    _release_ticket(conn, row.platform, row.ticket_id, owner)
-                continue
-            taken.append((item, memory))
+    if engine.dialect.name == "sqlite":
+        # Looked for without the writer lock the webhooks need: almost always nothing expired.
+        with engine.connect() as conn:
+            expired = conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is not None
+            if not expired:
+                candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
+        if expired:
+            _recover_expired(engine, now)
+            with engine.connect() as conn:
+                candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
+        if not candidates:
+            return []
+        with writing(engine) as conn:  # one transaction for the batch: a writer-lock turn per claim
+            taken = _take(conn, candidates, owner, now, until)
+    else:  # row locks only: the look, the recovery and the batch in one transaction (one connection)
+        with writing(engine) as conn:
+            if conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is not None:
+                _recover(conn, now)
+            candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
+            taken = _take(conn, candidates, owner, now, until)
     return [
         InboxItem(
             id=item.id,
@@ -211,16 +214,34 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
     ]
 
 
+def _take(conn: Connection, candidates: list[Any], owner: str, now: datetime, until: datetime) -> list[Any]:
+    """Each candidate taken with its two compare-and-sets: (inbox row, ticket memory) of those won."""
+    taken = []
+    for row in candidates:
+        memory = None
+        if row.ticket_id is not None:
+            memory = _lease_ticket(conn, row.platform, row.ticket_id, owner, now, until)
+            if memory is None:
+                continue
+        item = conn.execute(_TAKE, {"b_id": row.id, "lease_owner": owner, "lease_until": until}).first()
+        if item is None:
+            if row.ticket_id is not None:
+                _release_ticket(conn, row.platform, row.ticket_id, owner)
+            continue
+        taken.append((item, memory))
+    return taken
+
+
 def _recover_expired(engine: Engine, now: datetime) -> None:
+    with writing(engine) as conn:
+        _recover(conn, now)
+
+
+def _recover(conn: Connection, now: datetime) -> None:
     """Rows whose worker died mid-way go back to pending, keeping the requests they confirmed and
     the one in flight, and counting the expiry (the worker fails a row after too many)."""
-    with engine.connect() as conn:
-        # Almost always nothing expired: look before taking the writer lock the webhooks need.
-        if conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is None:
-            return
-    with writing(engine) as conn:
-        reset = dict(status=PENDING, lease_owner=None, lease_until=None, next_attempt_at=now)
-        conn.execute(_RECOVER, {"b_now": now, **reset})
+    reset = dict(status=PENDING, lease_owner=None, lease_until=None, next_attempt_at=now)
+    conn.execute(_RECOVER, {"b_now": now, **reset})
 
 
 def _lease_ticket(
