@@ -1,7 +1,7 @@
 """Webhook → write request at the platform: how long after a webhook is sent its write reaches Jira.
 
     .venv/bin/python bench/worker_latency.py [--rates 20,100] [--seconds 10] [--database postgresql://…]
-                                             [--also threads=2]
+                                             [--also threads=2] [--also processes=2]
 
 The real `escalator serve` (with the worker process it starts) receives signed Jira deliveries at a
 fixed rate (open loop: each is sent on schedule whether or not earlier ones were answered), each a
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,8 @@ def main() -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE,…",
-        help="also run these worker settings, e.g. threads=2 (repeatable)",
+        help="also run these worker settings, e.g. threads=2 (repeatable); processes=2 starts a second "
+        "`escalator work` beside serve's own (a replica)",
     )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -95,6 +97,8 @@ def main() -> int:
 
 def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float, seconds: float,
         code: Path = ROOT) -> dict:  # fmt: skip
+    worker = dict(worker)
+    processes = int(worker.pop("processes", 1))  # more `escalator work` beside serve's own (replicas)
     config = write_config(workdir, database, jira.port, worker, code)
     port = free_port()
     log = (workdir / f"serve-{port}.log").open("wb")
@@ -102,6 +106,24 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float,
         [sys.executable, "-m", "connector", "serve", "--config", str(config), "--port", str(port)],
         cwd=code, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    extra = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "connector",
+                "work",
+                "--config",
+                str(config),
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+            cwd=code,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for _ in range(processes - 1)
+    ]
     try:
         try:
             wait_port(port, serve, "escalator serve")
@@ -151,11 +173,13 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float,
             "max": max(latencies, default=float("nan")),
         }
     finally:
-        serve.terminate()
-        try:
-            serve.wait(30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        for process in (serve, *extra):
+            process.terminate()
+        for process in (serve, *extra):
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         log.close()
 
 
