@@ -136,50 +136,32 @@ def _copied(value: Any, places: list[tuple[Any, Any, Someone]], odd: list[Any]) 
     in which each Someone is still in place and noted in `places` as (container, key, person).
     Values of other types, and floats Python writes with an exponent (or nan, inf), go to `odd`."""
     if isinstance(value, Mapping):
-        out = None
-        for key, item in value.items():
-            kind = type(item)
-            if kind in _PLAIN:
-                continue
-            if kind is float:
-                if not 1e-4 <= abs(item) < 1e16 and item != 0.0:
-                    odd.append(item)
-            elif isinstance(item, Someone):
-                if out is None:
-                    out = dict(value)
-                places.append((out, key, item))
-            elif isinstance(item, Mapping | list | tuple):
-                new = _copied(item, places, odd)
-                if new is not item:
-                    if out is None:
-                        out = dict(value)
-                    out[key] = new
-            else:
+        pairs, copy = value.items(), dict
+    elif isinstance(value, list | tuple):
+        pairs, copy = enumerate(value), list
+    else:
+        return value
+    out = None
+    for key, item in pairs:
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if kind is float:
+            if not 1e-4 <= abs(item) < 1e16 and item != 0.0:
                 odd.append(item)
-        return value if out is None else out
-    if isinstance(value, list | tuple):
-        out = None
-        for index, item in enumerate(value):
-            kind = type(item)
-            if kind in _PLAIN:
-                continue
-            if kind is float:
-                if not 1e-4 <= abs(item) < 1e16 and item != 0.0:
-                    odd.append(item)
-            elif isinstance(item, Someone):
+        elif isinstance(item, Someone):
+            if out is None:
+                out = copy(value)
+            places.append((out, key, item))
+        elif isinstance(item, Mapping | list | tuple):
+            new = _copied(item, places, odd)
+            if new is not item:
                 if out is None:
-                    out = list(value)
-                places.append((out, index, item))
-            elif isinstance(item, Mapping | list | tuple):
-                new = _copied(item, places, odd)
-                if new is not item:
-                    if out is None:
-                        out = list(value)
-                    out[index] = new
-            else:
-                odd.append(item)
-        return value if out is None else out
-    return value
+                    out = copy(value)
+                out[key] = new
+        else:
+            odd.append(item)
+    return value if out is None else out
 
 
 # Pseudonyms this process has written or read, per database and pseudonym key: (platform, person
