@@ -24,6 +24,7 @@ class Message:
     kind: str = "notice"  # notice | update | report: what the message is in the ticket's thread
     facts: tuple[tuple[str, str], ...] = ()
     language: str = "en"
+    at: str | None = None  # when the decision asked for it (ISO 8601, UTC): the same on every attempt
 
     @property
     def headline(self) -> str:
@@ -42,6 +43,7 @@ class Message:
             "kind": self.kind,
             "facts": [list(f) for f in self.facts],
             "language": self.language,
+            "at": self.at,
         }
 
     @classmethod

@@ -74,7 +74,9 @@ class WebhookChannel:
         """The body and headers; the id is the message's, so a receiver can drop a repeated delivery."""
         now = int(self.clock())
         payload = render(message)
-        payload["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        # When the event happened (Standard Webhooks), so a retry sends the same body; the attempt's
+        # own time is the signed webhook-timestamp header. A message queued before `at` existed: now.
+        payload["timestamp"] = message.at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         webhook_id = f"msg_{message.id}"
         return body, {

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from channels import Message, Receipt, RejectedByChannel, TransientChannelError
@@ -51,6 +51,7 @@ def planned(
         return []
     policy = rt.policy.current
     ticket = event.ticket
+    asked_at = rt.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = []
     for n, notify in enumerate(decision.notifications):
         settings = rt.config.notifications.channels.get(notify.channel)
@@ -69,6 +70,7 @@ def planned(
             kind=notify.kind,
             facts=_facts(language, decision, event),
             language=language,
+            at=asked_at,
         )
         rows.append(
             {

@@ -3,6 +3,7 @@ channel that is down never holding up the ticket's write."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -71,11 +72,11 @@ def test_teams_5xx_then_success(sqlite_url, smtp, api):
 
 
 def test_webhook_timeout_then_success(sqlite_url, slack, api, monkeypatch):
-    # The payload's "timestamp" is the channel's clock at each send (time.time): two sends a few ms
-    # apart straddled a second now and then, and the bodies differed by it. Both sends happen at one
-    # instant here, so the bodies compare whole.
-    pinned = ChannelType(WebhookSettings, lambda s: WebhookChannel(s, clock=lambda: 1_780_000_000), False)
-    monkeypatch.setitem(CHANNEL_TYPES, "webhook", pinned)
+    # The attempt's time is the signed webhook-timestamp header; the payload's "timestamp" is when
+    # the decision asked for the message (Standard Webhooks), so the retry's body is the same bytes.
+    attempts = iter([1_780_000_000, 1_780_000_100])
+    stepping = ChannelType(WebhookSettings, lambda s: WebhookChannel(s, clock=lambda: next(attempts)), False)
+    monkeypatch.setitem(CHANNEL_TYPES, "webhook", stepping)
     api.add(responses.POST, HOOK_URL, body=requests.ConnectTimeout("timed out"))
     api.add(responses.POST, HOOK_URL, status=200)
     pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET, "timeout_seconds": 2}
@@ -88,8 +89,11 @@ def test_webhook_timeout_then_success(sqlite_url, slack, api, monkeypatch):
     records = sends(esc, "managers")
     assert [r["outcome"] for r in records] == ["retrying", "applied"]
     assert records[0]["detail"] == "webhook: no answer within 2s"
-    bodies = [c.request.body for c in api.calls if c.request.url == HOOK_URL]
+    calls = [c.request for c in api.calls if c.request.url == HOOK_URL]
+    bodies = [c.body for c in calls]
     assert len(bodies) == 2 and bodies[0] == bodies[1]  # the same message, the same webhook-id
+    assert [c.headers["webhook-timestamp"] for c in calls] == ["1780000000", "1780000100"]
+    assert json.loads(bodies[0])["timestamp"] == "2026-11-02T09:00:00Z"  # the decision's instant
     esc.rt.close()
 
 
