@@ -456,6 +456,10 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             *sla.timers(rt.policy.current, clocks),
             *handover.wanted(rt.policy.current, item.platform, result.state.tier, ticket_now, clocks, now),
         )
+        # The timers armed last time, as the claim read them with the ticket (None: unknown).
+        armed = timers.digest(wanted_timers)
+        kept = item.memory.sla if item.memory is not None and item.ticket_id == event.ticket.ref.id else None
+        rearm_timers = (kept or {}).get(timers.ARMED_KEY) != armed
     notices = outbox.planned(rt, item.delivery_id, result.outcome, event, result.decision)
     if notices:
         record["notifications"] = outbox.summary(notices)
@@ -476,9 +480,11 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
                 conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
                 priority=_priority_value(result.decision),
                 requester_id=ticket.requester.id if ticket.requester else None, now=now,
-                snapshot=result.snapshot, sla=clocks.to_json(), release_lease_of=released,
+                snapshot=result.snapshot, sla={**clocks.to_json(), timers.ARMED_KEY: armed},
+                release_lease_of=released,
             )  # fmt: skip
-            timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now)
+            if rearm_timers:  # else they are the ones armed last time: nothing to read or write
+                timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now)
         elif result.outcome == "echo" and event is not None and result.snapshot is not None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock

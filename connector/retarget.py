@@ -56,7 +56,12 @@ def rearm(
         stored = tickets.load(conn, platform, ticket_id)
         held = (stored.state.tier, stored.snapshot)
     wanted = (*sla.timers(policy, moved), *handover.wanted(policy, platform, *held, moved, now))
-    return timers.reconcile(conn, platform, ticket_id, wanted, now, existing=existing)
+    changed = timers.reconcile(conn, platform, ticket_id, wanted, now, existing=existing)
+    if changed and moved == clocks:
+        # The worker's digest of the timers it armed (kept with the clocks) is stale now: dropped,
+        # so its next decision on the ticket reconciles in full. (A moved clock was saved without it.)
+        tickets.save_sla(conn, platform, ticket_id, moved.to_json())
+    return changed
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ inbox's unique delivery id would refuse a second row anyway.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -90,6 +91,20 @@ _EXISTING = select(timers.c.id, timers.c.key, timers.c.due_at).where(
 _ARM = insert(timers)
 _REARM = update(timers).where(timers.c.id == bindparam("b_id"))
 _DISARM = delete(timers).where(timers.c.id.in_(bindparam("b_ids", expanding=True)))
+
+
+def digest(wanted: Iterable[ArmedTimer]) -> str:
+    """What reconcile() compares of a ticket's timers (their keys and due instants), in one short
+    text: the worker keeps it with the ticket's clocks (`ARMED_KEY`) and, while the timers it wants
+    are the ones it armed last, neither reads nor writes them. reconcile() and fire_due() are the
+    only writers of a ticket's timers; a caller of reconcile() other than the worker drops the kept
+    digest (connector/retarget.py), so a stale one is never trusted."""
+    pairs = sorted((t.key, t.due.astimezone(UTC).isoformat()) for t in wanted)
+    return hashlib.sha256(repr(pairs).encode()).hexdigest()[:32]
+
+
+# Where the worker keeps digest() in the ticket's stored SLA state (tickets.sla).
+ARMED_KEY = "armed"
 
 
 def reconcile(

@@ -15,7 +15,7 @@ import pytest
 from connector.config import EXAMPLE_POLICY, Config
 from connector.retarget import retarget_all
 from connector.scheduler import tick
-from connector.store import timers
+from connector.store import tickets, timers
 from tests.conformance.drivers import DRIVERS, OUTAGE, Spec, decide
 from tests.support.harness import FakeClock, start
 
@@ -211,11 +211,19 @@ def test_a_reload_that_moves_a_shift_moves_the_armed_handovers(esc_with, policy_
     shift = "      timezone: Europe/Berlin\n      hours: mon-sun 08:00-18:00"
     assert shift in policy_file.read_text()
     policy_file.write_text(policy_file.read_text().replace(shift, shift.replace("18:00", "19:30")))
+    assert timers.ARMED_KEY in _stored_sla(esc, driver, spec)  # the worker's digest of what it armed
     esc.rt.policy.reload()
     assert retarget_all(esc.rt).changed == 1
     assert armed(esc, driver, spec)[HANDOVER] == at("2026-11-03 18:30")
+    # The SLA clocks did not move, the handover did: the digest is dropped, the next decision looks.
+    assert timers.ARMED_KEY not in _stored_sla(esc, driver, spec)
     esc.clock.now = at("2026-11-03 17:00")
     assert fire(esc) == []  # the old close has passed: nothing is handed over
+
+
+def _stored_sla(esc, driver, spec) -> dict:
+    with esc.rt.engine.connect() as conn:
+        return tickets.load(conn, driver.platform, driver.ticket_id(spec)).sla or {}
 
 
 def test_a_dry_run_hands_over_on_paper_once(esc_with, api):

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from connector import pipeline
 from connector.config import EXAMPLE_POLICY, Config
 from connector.retarget import Retargeter, Summary, retarget_all
 from connector.scheduler import tick
@@ -151,3 +152,39 @@ def test_a_pass_that_fails_is_logged_and_leaves_the_timers_to_re_arm_as_they_fir
         assert Retargeter(esc.rt)._run() is None
     assert "re-arming SLA timers after the policy reload failed" in caplog.text
     assert "database is locked" in caplog.text
+
+
+def test_a_decision_whose_timers_are_those_armed_last_touches_none_and_a_pass_makes_it_look_again(
+    esc, driver, api, policy_file, monkeypatch
+):
+    """The worker keeps a digest of the timers it armed with the ticket's clocks and, while it wants
+    the same ones, neither reads nor writes them. A pass that re-armed the ticket drops the digest."""
+    driver.register_write(api)
+    created = esc.clock()
+    decide(esc, driver, driver.created(OUTAGE, created))
+    reconciled = []
+    real = pipeline.timers.reconcile
+    monkeypatch.setattr(
+        pipeline.timers, "reconcile", lambda *a, **k: reconciled.append(a[2]) or real(*a, **k)
+    )
+
+    # The same ticket sent again, twice: the first still shows the group our write replaced (the fake
+    # platform does not apply it), so its handover timer goes; the second changes nothing.
+    for _ in range(2):
+        reconciled.clear()
+        esc.clock.advance(MINUTE)
+        decide(esc, driver, driver.created(OUTAGE, esc.clock()))
+    assert reconciled == []
+    assert armed(esc, driver, OUTAGE)[BREACH] == created + timedelta(minutes=15)
+
+    reload_with_p1_first_response(esc, policy_file, 30)
+    assert retarget_all(esc.rt) == Summary(tickets=1, changed=1)  # re-armed by the pass, not the worker
+    reconciled.clear()
+    esc.clock.advance(MINUTE)
+    decide(esc, driver, driver.created(OUTAGE, esc.clock()))
+    assert reconciled, "the pass left the worker's digest in place: it would trust timers it did not arm"
+    assert armed(esc, driver, OUTAGE)[BREACH] == created + timedelta(minutes=30)
+    reconciled.clear()
+    esc.clock.advance(MINUTE)
+    decide(esc, driver, driver.created(OUTAGE, esc.clock()))
+    assert reconciled == []  # kept again
