@@ -456,10 +456,11 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             *sla.timers(rt.policy.current, clocks),
             *handover.wanted(rt.policy.current, item.platform, result.state.tier, ticket_now, clocks, now),
         )
-        # The timers armed last time, as the claim read them with the ticket (None: unknown).
+        # The claim leased this ticket and read its memory (unless the delivery named no ticket):
+        # the timers armed last time are known, and the memory's update frees the lease.
+        claimed_with_it = item.memory is not None and item.ticket_id == event.ticket.ref.id
         armed = timers.digest(wanted_timers)
-        kept = item.memory.sla if item.memory is not None and item.ticket_id == event.ticket.ref.id else None
-        rearm_timers = (kept or {}).get(timers.ARMED_KEY) != armed
+        rearm_timers = not claimed_with_it or (item.memory.sla or {}).get(timers.ARMED_KEY) != armed
     notices = outbox.planned(rt, item.delivery_id, result.outcome, event, result.decision)
     if notices:
         record["notifications"] = outbox.summary(notices)
@@ -468,8 +469,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     sent = {} if result.confirmed is None else {"confirmed": sorted(result.confirmed)}
     if not result.in_flight_kept:
         sent["in_flight"] = None
-    # The ticket the claim leased is this delivery's own: its memory's update frees it too.
-    released = rt.owner if remember and item.ticket_id == event.ticket.ref.id else None
+    released = rt.owner if remember and claimed_with_it else None
     if released is not None:
         sent["ticket_released"] = True
     with writing(rt.engine) as conn:

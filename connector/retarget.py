@@ -50,16 +50,14 @@ def rearm(
     `held` is the ticket's tier and snapshot (its follow-the-sun handover), read here when not given."""
     existing = timers.in_place(conn, platform, ticket_id)  # read once: for the warnings and to reconcile
     moved = sla.retarget(policy, clocks, now, {key: row.due_at for key, row in existing.items()})
-    if moved != clocks:
-        tickets.save_sla(conn, platform, ticket_id, moved.to_json())
     if held is None:
         stored = tickets.load(conn, platform, ticket_id)
         held = (stored.state.tier, stored.snapshot)
     wanted = (*sla.timers(policy, moved), *handover.wanted(policy, platform, *held, moved, now))
     changed = timers.reconcile(conn, platform, ticket_id, wanted, now, existing=existing)
-    if changed and moved == clocks:
-        # The worker's digest of the timers it armed (kept with the clocks) is stale now: dropped,
-        # so its next decision on the ticket reconciles in full. (A moved clock was saved without it.)
+    if moved != clocks or changed:
+        # Saved without the worker's digest of the timers it armed (timers.ARMED_KEY): it is stale
+        # now, and the worker's next decision on the ticket reconciles in full.
         tickets.save_sla(conn, platform, ticket_id, moved.to_json())
     return changed
 

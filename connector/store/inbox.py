@@ -278,16 +278,13 @@ def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str)
     conn.execute(_RELEASE_TICKET, {**where, "lease_owner": None, "lease_until": None})
 
 
-def record_in_flight(
-    engine: Engine, item: InboxItem, fingerprint: str, *, confirmed: frozenset[str] | None = None
-) -> None:
+def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str, *, confirmed: frozenset[str]) -> None:
     """Remember, durably and before it is sent, the request about to go out for this item, with the
-    requests the platform confirmed so far (`confirmed`, when given)."""
-    values: dict[str, Any] = {"in_flight": fingerprint}
-    if confirmed is not None:
-        values["confirmed"] = sorted(confirmed)
+    requests the platform confirmed so far."""
     with writing(engine) as conn:
-        conn.execute(_UPDATE_ITEM, {"b_id": item.id, **values})
+        conn.execute(
+            _UPDATE_ITEM, {"b_id": item.id, "in_flight": fingerprint, "confirmed": sorted(confirmed)}
+        )
 
 
 def finish(
@@ -310,20 +307,11 @@ def finish(
 
 
 def retry_later(
-    conn: Connection,
-    item: InboxItem,
-    *,
-    owner: str,
-    at: datetime,
-    error: str,
-    ticket_released: bool = False,
-    **sent: Any,
+    conn: Connection, item: InboxItem, *, owner: str, at: datetime, error: str, **sent: Any
 ) -> None:
     """Put the item back to pending until `at`; its ticket stays blocked for later events (order).
     `sent`: as for finish(), what the platform confirmed so far is kept for the next attempt."""
-    _release_item(
-        conn, item, owner, ticket_released, status=PENDING, next_attempt_at=at, last_error=error, **sent
-    )
+    _release_item(conn, item, owner, status=PENDING, next_attempt_at=at, last_error=error, **sent)
 
 
 def defer(conn: Connection, item: InboxItem, *, owner: str, at: datetime, rank: int, why: str) -> None:
