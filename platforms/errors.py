@@ -6,6 +6,7 @@ whether the worker retries (transient) or records a failure (rejected).
 
 from __future__ import annotations
 
+import math
 from datetime import UTC
 from typing import TYPE_CHECKING
 
@@ -82,13 +83,25 @@ class NotConfigured(PlatformError):
     """The platform has no settings (or no credentials) in the config."""
 
 
+# The longest wait a platform's header is taken at: no platform limit resets later than a day, and a
+# value beyond it (a typo, "1e12") would otherwise block every write, or overflow a datetime.
+MAX_WAIT_SECONDS = 86_400.0
+
+
+def wait_seconds(value: float | None) -> float | None:
+    """A number of seconds read from a header, as a wait: None unless finite, within 0 and a day."""
+    if value is None or not math.isfinite(value):
+        return None
+    return min(max(0.0, value), MAX_WAIT_SECONDS)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        return wait_seconds(float(value))
     except ValueError:
         pass
     from datetime import datetime
@@ -100,4 +113,4 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return wait_seconds((when - datetime.now(UTC)).total_seconds())

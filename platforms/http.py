@@ -10,6 +10,7 @@ for Retry-After, any other refusal is final and carries the platform's own expla
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import weakref
@@ -24,7 +25,13 @@ from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 
 from platforms.base import RateLimitHeaders
-from platforms.errors import PlatformError, RejectedByPlatform, TransientPlatformError, parse_retry_after
+from platforms.errors import (
+    PlatformError,
+    RejectedByPlatform,
+    TransientPlatformError,
+    parse_retry_after,
+    wait_seconds,
+)
 
 # Connections kept open to one platform host. The worker may have up to `worker.concurrency` (at
 # most 256) requests in flight; a session keeps 10 by default and drops the rest after use, each
@@ -196,24 +203,26 @@ def rate_limit_headers(headers: Mapping[str, str], now: datetime | None = None) 
 
 
 def _number(value: str | None) -> float | None:
+    """A header's number; None when absent, unreadable or not finite ("nan", "inf", "1e400")."""
     try:
-        return float(value.strip()) if value is not None else None
+        number = float(value.strip()) if value is not None else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _seconds_until(value: str, now: datetime) -> float | None:
     number = _number(value)
     if number is not None:
         # Seconds to wait, or a Unix time (no limit resets more than a year ahead).
-        return max(0.0, number - now.timestamp()) if number > 31_536_000 else number
+        return wait_seconds(number - now.timestamp() if number > 31_536_000 else number)
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return wait_seconds((when - now).total_seconds())
 
 
 def answer_error(

@@ -8,7 +8,7 @@ import pytest
 import responses
 
 from platforms.base import OutboundRequest, RateLimitHeaders
-from platforms.errors import TransientPlatformError
+from platforms.errors import MAX_WAIT_SECONDS, TransientPlatformError, parse_retry_after
 from platforms.http import rate_limit_headers
 from platforms.zendesk.client import ZendeskClient
 from platforms.zendesk.settings import Settings
@@ -56,6 +56,25 @@ def test_the_structured_ratelimit_header():
 def test_no_rate_limit_headers_and_unreadable_ones_say_nothing():
     assert rate_limit_headers({"Content-Type": "application/json"}, NOW) is None
     assert rate_limit_headers({"X-Rate-Limit-Remaining": "lots"}, NOW) is None
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400"])
+def test_numbers_that_are_not_finite_say_nothing(value):
+    assert rate_limit_headers({"X-Rate-Limit-Remaining": value, "X-Rate-Limit": value}, NOW) is None
+    assert rate_limit_headers({"RateLimit-Reset": value}, NOW) is None
+    assert parse_retry_after(value) is None
+
+
+def test_a_wait_is_read_within_zero_and_a_day():
+    """A typo of a platform (or a hostile proxy) must not block every write, or overflow a datetime."""
+    assert parse_retry_after("1e12") == MAX_WAIT_SECONDS
+    assert parse_retry_after("-5") == 0.0
+    assert rate_limit_headers({"RateLimit-Reset": "30000000"}, NOW).reset_seconds == MAX_WAIT_SECONDS
+    assert (
+        rate_limit_headers({"X-RateLimit-Reset": "9999-12-31T00:00:00Z"}, NOW).reset_seconds
+        == MAX_WAIT_SECONDS
+    )
+    assert rate_limit_headers({"X-RateLimit-Reset": "2026-11-30T08:00:00Z"}, NOW).reset_seconds == 0.0
 
 
 @responses.activate
