@@ -21,8 +21,10 @@ import math
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
@@ -194,6 +196,22 @@ class Ask:
     cost: int
 
 
+T = TypeVar("T")
+
+
+def _again_if_raced(attempt: Callable[[], T]) -> T:
+    """`attempt()`, again when another worker made a window it found missing (its first count, a
+    429's block) at the same moment: counted once, then read as the other left it."""
+    from connector.store.ratewindows import Raced
+
+    for _ in range(RACES):
+        try:
+            return attempt()
+        except Raced:
+            continue
+    return attempt()
+
+
 class Limiter:
     """The write limits in force (config `rate_limits`) over the shared `rate_windows` table.
 
@@ -217,14 +235,7 @@ class Limiter:
 
     def admit(self, ask: Ask, now: datetime) -> Wait | None:
         """None: the writes are granted (and counted). Else how long the delivery waits, and its rank."""
-        from connector.store.ratewindows import Raced
-
-        for _ in range(RACES):
-            try:
-                return self._admit(ask, now)
-            except Raced:  # another worker made a window this ask found missing: count again
-                continue
-        return self._admit(ask, now)
+        return _again_if_raced(lambda: self._admit(ask, now))
 
     def _admit(self, ask: Ask, now: datetime) -> Wait | None:
         limits = self.limits(ask.platform)
@@ -361,6 +372,10 @@ class Limiter:
 
     def _adapt(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
                now: datetime, *, block: datetime | None) -> None:  # fmt: skip
+        _again_if_raced(lambda: self._adapt_once(platform, ticket_id, headers, now, block=block))
+
+    def _adapt_once(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
+                    now: datetime, *, block: datetime | None) -> None:  # fmt: skip
         from connector.store import ratewindows
 
         limits = self.limits(platform)

@@ -303,6 +303,34 @@ def test_two_workers_making_one_tickets_first_window_at_once_count_it_once(postg
 
 
 @pytest.mark.postgres
+def test_two_workers_told_to_wait_about_one_new_ticket_at_once_both_keep_the_block(postgres_url):
+    """A 429 (or headers) for a ticket whose windows no one made yet: both workers make them at once,
+    and the one that loses the race counts again instead of failing its delivery."""
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    migrate(engines[0])
+    config = RateLimitsConfig.model_validate({})  # Jira's published per-issue windows
+    rounds = 20
+    barrier = threading.Barrier(2)
+    per_issue = RateLimitHeaders(remaining=0, reset_seconds=30, per_ticket=True)
+
+    def worker(k: int) -> None:
+        limiter = Limiter(engines[k], config)
+        for n in range(rounds):
+            barrier.wait(timeout=30)  # a worker that failed leaves the other here: broken, not hung
+            limiter.refused("jira", f"T-{n}", 30.0, per_issue, T0)
+
+    try:
+        run_together(worker, 2)
+        waits = [
+            Limiter(engines[0], config).admit(Ask("jira", f"T-{n}", 1, 40, T0, 1), T0) for n in range(rounds)
+        ]
+    finally:
+        for eng in engines:
+            eng.dispose()
+    assert all(w is not None and w.at >= T0 + timedelta(seconds=30) for w in waits), waits
+
+
+@pytest.mark.postgres
 @ONE_AT_A_TIME
 def test_two_workers_with_leases_never_exceed_the_limit_together(postgres_url):
     engines = [make_engine(postgres_url) for _ in range(2)]
