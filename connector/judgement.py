@@ -8,7 +8,7 @@ No I/O. The worker runs it between reading the ticket's memory and writing to th
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from connector.model import AssignTier, Decision, EventKind, Plan, Ticket, TicketEvent, TicketState
@@ -16,7 +16,6 @@ from connector.plan import labels_from_field, make_plan
 from connector.store.tickets import StoredTicket
 from platforms.base import CAP_LABELS
 from policies import PlatformMapping, Policy, evaluate, handover, sla
-from policies.replacing import replace
 from policies.scope import out_of_scope
 from policies.sla import SlaState
 

@@ -22,7 +22,7 @@ no clock runs; a clock resumes with the time it had left.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -33,7 +33,6 @@ from connector.model import EventKind, Priority, Reply, Status, TicketEvent
 
 from .calendars import Pause, due_at, utc
 from .policy import METRICS, START_CREATED, Policy, SlaPolicy
-from .replacing import replace
 from .variables import excerpt, ticket_variables
 
 __all__ = ["METRICS", "Clock", "Reply", "SlaState", "Timer", "advance", "current_timer", "excerpt", "timers"]
