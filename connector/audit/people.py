@@ -43,36 +43,19 @@ def person(platform: str, person_id: str | None, name: str | None = None) -> Som
     return Someone(platform, str(person_id), name or None)
 
 
-def has_people(value: Any) -> bool:
-    if isinstance(value, Someone):
-        return True
-    if isinstance(value, Mapping):
-        return any(has_people(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(has_people(v) for v in value)
-    return False
-
-
 def pseudonymise(conn: Connection, value: Any, keys: AuditKeys, *, seq: int, now: datetime) -> Any:
-    """`value` with every Someone replaced by their pseudonym (created on first sight)."""
-    return pseudonymise_noting(conn, value, keys, seq=seq, now=now)[0]
-
-
-def pseudonymise_noting(
-    conn: Connection, value: Any, keys: AuditKeys, *, seq: int, now: datetime
-) -> tuple[Any, bool]:
-    """`value` with every Someone replaced by their pseudonym (created on first sight), and whether
-    every other value in it is a dict, list, tuple, text, whole number, truth value, None or a float
-    written without an exponent: what orjson writes exactly as `json.dumps` does (chain.py).
+    """`value` (a record, or a bare person) with every Someone replaced by their pseudonym, created on
+    first sight: what chain.append does to a record, on its own.
 
     One walk copies the parts that hold someone (a decision's record names two or three people
-    among some sixty values), notes where each person stands and any other value; one statement
-    then moves their last sighting on (or creates them), and the pseudonyms are put in place."""
-    if isinstance(value, Someone):  # a bare person, not inside a record
-        return pseudonymise_people(conn, [value], keys, seq=seq, now=now)[(value.platform, value.id)], False
+    among some sixty values) and notes where each person stands; one statement then moves their
+    last sighting on (or creates them), and the pseudonyms are put in place."""
+    if isinstance(value, Someone):
+        return pseudonymise_people(conn, [value], keys, seq=seq, now=now)[(value.platform, value.id)]
     marked = mark(value)
-    names = pseudonymise_people(conn, marked.people, keys, seq=seq, now=now) if marked.people else {}
-    return marked.placed(names), marked.plain
+    return marked.placed(
+        pseudonymise_people(conn, marked.people, keys, seq=seq, now=now) if marked.people else {}
+    )
 
 
 @dataclass
