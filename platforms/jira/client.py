@@ -27,7 +27,6 @@ from platforms.errors import (
     NotConfigured,
     PayloadError,
     PlatformError,
-    TransientPlatformError,
 )
 from platforms.http import (
     answer_error,
@@ -210,8 +209,6 @@ class JiraClient:
             raise NotConfigured("Jira: 'email' and 'api_token' are required to write to issues")
         session = self._session()
         what = f"{method} {url}"
-        if session.trust_env or session.params:  # (never: `_session` reads the environment once)
-            return self._library_call(session, method, url, data, what)
         with network_errors("Jira", what, self.settings.timeout):
             # What the library's session.request does with max_retries=0, without its per-call
             # merging (platforms/http.py `send`): its headers (auth, Content-Type: application/json),
@@ -226,18 +223,6 @@ class JiraClient:
             # We build our own message: the library's error dumps all headers and the body.
             raise error_from_response(response, what) from exc
         raise error_from_response(response, what)  # (not reached: the library raises from 400 up)
-
-    def _library_call(self, session, method: str, url: str, data: str | None, what: str) -> requests.Response:
-        with network_errors("Jira", what, self.settings.timeout):
-            try:
-                # The session adds auth, Content-Type: application/json and the timeout.
-                return session.request(method, url, data=data)
-            except JIRAError as exc:
-                # The library raises for every non-2xx answer; the response is on the error.
-                # We build our own message: str(exc) dumps all headers and the body.
-                if exc.response is None:
-                    raise TransientPlatformError(f"Jira gave no response to {what}") from exc
-                raise error_from_response(exc.response, what) from exc
 
     def _session(self) -> requests.Session:
         """The `jira` library's session, built on first use.
