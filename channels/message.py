@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# How an instant is written in a message (`Message.at`, the webhook body's timestamp): UTC, seconds.
+INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
 
 @dataclass(frozen=True)
 class Message:

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import http
-from .message import Message, Receipt
+from .message import INSTANT_FORMAT, Message, Receipt
 
 SECRET_PREFIX = "whsec_"
 
@@ -62,7 +62,9 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 def render(message: Message) -> dict:
-    return {"type": f"ticket.{message.kind}", "timestamp": None, "data": message.to_json()}
+    data = message.to_json()
+    data.pop("at")  # the body's own timestamp says it
+    return {"type": f"ticket.{message.kind}", "timestamp": message.at, "data": data}
 
 
 class WebhookChannel:
@@ -76,7 +78,7 @@ class WebhookChannel:
         payload = render(message)
         # When the event happened (Standard Webhooks), so a retry sends the same body; the attempt's
         # own time is the signed webhook-timestamp header. A message queued before `at` existed: now.
-        payload["timestamp"] = message.at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        payload["timestamp"] = message.at or time.strftime(INSTANT_FORMAT, time.gmtime(now))
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         webhook_id = f"msg_{message.id}"
         return body, {

@@ -23,6 +23,7 @@ from typing import Any
 
 from channels import Message, Receipt, RejectedByChannel, TransientChannelError
 from channels.errors import ChannelError
+from channels.message import INSTANT_FORMAT
 from channels.registry import CHANNEL_TYPES, TICKET_NOTE, Channel, make_channel
 from connector import audit
 from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
@@ -51,7 +52,7 @@ def planned(
         return []
     policy = rt.policy.current
     ticket = event.ticket
-    asked_at = rt.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    asked_at = rt.clock().astimezone(UTC).strftime(INSTANT_FORMAT)
     rows = []
     for n, notify in enumerate(decision.notifications):
         settings = rt.config.notifications.channels.get(notify.channel)

@@ -93,7 +93,9 @@ def test_webhook_timeout_then_success(sqlite_url, slack, api, monkeypatch):
     bodies = [c.body for c in calls]
     assert len(bodies) == 2 and bodies[0] == bodies[1]  # the same message, the same webhook-id
     assert [c.headers["webhook-timestamp"] for c in calls] == ["1780000000", "1780000100"]
-    assert json.loads(bodies[0])["timestamp"] == "2026-11-02T09:00:00Z"  # the decision's instant
+    payload = json.loads(bodies[0])
+    assert payload["timestamp"] == "2026-11-02T09:00:00Z"  # the decision's instant, said once:
+    assert "at" not in payload["data"] and payload["data"]["ticket_key"]
     esc.rt.close()
 
 
