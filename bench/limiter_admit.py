@@ -18,18 +18,19 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 
 from connector.config import RateLimitsConfig  # noqa: E402
 from connector.ratelimit import Ask, Limiter  # noqa: E402
-from connector.store.db import driver_url, make_engine, migrate  # noqa: E402
+from connector.store.db import make_engine, migrate  # noqa: E402
+
+sys.path.insert(1, str(ROOT / "bench"))
+from worker_support import scratch_database  # noqa: E402
 
 CONFIGS = {
     "jira (published)": ("jira", RateLimitsConfig()),
@@ -94,21 +95,8 @@ def main() -> int:
         for kind in ["sqlite"] + (["postgresql"] if args.database else []):
             for label, (platform, config) in CONFIGS.items():
                 for threads in (int(t) for t in args.threads.split(",")):
-                    if kind == "sqlite":
-                        url = f"sqlite:///{Path(tmp) / uuid.uuid4().hex}.db"
+                    with scratch_database(kind, Path(tmp), args.database) as url:
                         rate, cpu = run(url, platform, config, threads, args.asks)
-                    else:
-                        name = f"escalator_bench_{uuid.uuid4().hex[:12]}"
-                        admin = create_engine(driver_url(args.database), isolation_level="AUTOCOMMIT")
-                        with admin.connect() as conn:
-                            conn.execute(text(f'CREATE DATABASE "{name}"'))
-                        try:
-                            base = driver_url(args.database).rpartition("/")[0]
-                            rate, cpu = run(f"{base}/{name}", platform, config, threads, args.asks)
-                        finally:
-                            with admin.connect() as conn:
-                                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-                            admin.dispose()
                     print(f"{kind:<11} {label:<20} {threads:>7} {rate:>9.0f} {cpu:>12.2f}", flush=True)
     return 0
 
