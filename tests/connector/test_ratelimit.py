@@ -4,6 +4,7 @@ and the platform's own word (Retry-After, RateLimit-Remaining) over our estimate
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 import time
@@ -34,6 +35,35 @@ def limits(requests: int, seconds: float, ticket: list | None = None) -> RateLim
     return RateLimitsConfig.model_validate({"platforms": {"zendesk": window}})
 
 
+def _writes_in_each_span(times: list[datetime], span: timedelta) -> list[tuple[datetime, int]]:
+    """For each write (sorted times), how many writes fall in the `span` that starts with it."""
+    return [(first, bisect.bisect_left(times, first + span, lo=i) - i) for i, first in enumerate(times)]
+
+
+def _grants_of_two_workers(postgres_url: str, config: RateLimitsConfig, seconds: float = 5) -> list[datetime]:
+    """Two workers, each a limiter on its own engine, asking for writes as fast as they can for
+    `seconds`: when each write was granted, sorted. Both got writes through."""
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    migrate(engines[0])
+    granted: list[list[datetime]] = [[], []]
+    until = time.monotonic() + seconds
+
+    def worker(k: int) -> None:
+        limiter = Limiter(engines[k], config)
+        while time.monotonic() < until:
+            now = datetime.now(UTC)
+            if limiter.admit(ask(ticket=f"{k}-{now.timestamp()}"), now) is None:
+                granted[k].append(now)
+
+    try:
+        run_together(worker, 2)
+    finally:
+        for eng in engines:
+            eng.dispose()
+    assert granted[0] and granted[1]  # both got writes through
+    return sorted(granted[0] + granted[1])
+
+
 _ids = itertools.count(1000)  # ids no inbox row of these tests has
 
 
@@ -54,9 +84,8 @@ def test_no_span_of_the_window_ever_holds_more_than_the_limit():
             granted.append(now)
         now += timedelta(seconds=0.7)
     assert len(granted) >= 5 * 4  # it does let writes through, about 5 a minute
-    for first in granted:
-        inside = [t for t in granted if first <= t < first + timedelta(seconds=60)]
-        assert len(inside) <= 5, f"{len(inside)} writes in the minute from {first}"
+    for first, inside in _writes_in_each_span(granted, timedelta(seconds=60)):
+        assert inside <= 5, f"{inside} writes in the minute from {first}"
 
 
 def test_room_comes_back_when_the_oldest_writes_leave_the_window():
@@ -159,29 +188,9 @@ def test_per_ticket_windows_hold_one_ticket_back_not_the_account(engine):
 @pytest.mark.postgres
 @ONE_AT_A_TIME
 def test_two_workers_on_their_own_engines_never_exceed_the_limit_together(postgres_url):
-    engines = [make_engine(postgres_url) for _ in range(2)]
-    migrate(engines[0])
-    config = limits(10, 2)  # ten writes in any two seconds, asked for as fast as each worker can
-    granted: list[list[datetime]] = [[], []]
-    until = time.monotonic() + 5
-
-    def worker(k: int) -> None:
-        limiter = Limiter(engines[k], config)
-        while time.monotonic() < until:
-            now = datetime.now(UTC)
-            if limiter.admit(ask(ticket=f"{k}-{now.timestamp()}"), now) is None:
-                granted[k].append(now)
-
-    try:
-        run_together(worker, 2)
-    finally:
-        for eng in engines:
-            eng.dispose()
-    every = sorted(granted[0] + granted[1])
-    assert granted[0] and granted[1]  # both got writes through
-    for first in every:
-        inside = [t for t in every if first <= t < first + timedelta(seconds=2)]
-        assert len(inside) <= 10, f"{len(inside)} writes in the two seconds from {first}"
+    every = _grants_of_two_workers(postgres_url, limits(10, 2))  # asked for as fast as each can
+    for first, inside in _writes_in_each_span(every, timedelta(seconds=2)):
+        assert inside <= 10, f"{inside} writes in the two seconds from {first}"
     assert len(every) >= 20  # and the limit is used, not starved: 10 a window for 5 s
 
 
@@ -333,32 +342,8 @@ def test_two_workers_told_to_wait_about_one_new_ticket_at_once_both_keep_the_blo
 @pytest.mark.postgres
 @ONE_AT_A_TIME
 def test_two_workers_with_leases_never_exceed_the_limit_together(postgres_url):
-    engines = [make_engine(postgres_url) for _ in range(2)]
-    migrate(engines[0])
-    config = limits(200, 2)  # leases of up to twenty, in slots of 1/30 s
-    granted: list[list[datetime]] = [[], []]
-    until = time.monotonic() + 5
-
-    def worker(k: int) -> None:
-        limiter = Limiter(engines[k], config)
-        while time.monotonic() < until:
-            now = datetime.now(UTC)
-            if limiter.admit(ask(ticket=f"{k}-{now.timestamp()}"), now) is None:
-                granted[k].append(now)
-
-    try:
-        run_together(worker, 2)
-    finally:
-        for eng in engines:
-            eng.dispose()
-    every = sorted(granted[0] + granted[1])
-    assert granted[0] and granted[1]
-    for i, first in enumerate(every):
-        inside = 0
-        for t in every[i:]:
-            if t >= first + timedelta(seconds=2):
-                break
-            inside += 1
+    every = _grants_of_two_workers(postgres_url, limits(200, 2))  # leases of up to twenty
+    for first, inside in _writes_in_each_span(every, timedelta(seconds=2)):
         assert inside <= 200, f"{inside} writes in the two seconds from {first}"
     assert len(every) >= 400  # the limit is used: 200 a window for 5 s
 
