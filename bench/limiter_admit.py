@@ -5,8 +5,10 @@
 Each ask is one write on its own ticket (the worker benchmarks' shape): for Jira the account carries
 only a block and each ticket has its two windows; for Zendesk the account's window is counted too
 (configured here far above the published 100/min, so that every ask is granted and the grant's cost is
-what is measured, not the wait). Figures: grants per second of wall-clock time, and CPU ms per grant
-(process_time, all threads), on a fresh database each (SQLite file, and PostgreSQL when given).
+what is measured, not the wait). As in the worker, each grant is followed by the write's answer
+(`Limiter.observe`) with the platform's count, RateLimit-Remaining falling by one a write. Figures:
+grants per second of wall-clock time, and CPU ms per grant and answer (process_time, all threads), on
+a fresh database each (SQLite file, and PostgreSQL when given).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from connector.config import RateLimitsConfig  # noqa: E402
 from connector.ratelimit import Ask, Limiter  # noqa: E402
+from platforms.base import RateLimitHeaders  # noqa: E402
 from connector.store.db import make_engine, migrate  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
@@ -58,6 +61,7 @@ def run(url: str, platform: str, config: RateLimitsConfig, threads: int, asks: i
     per_thread = asks // threads
     barrier = threading.Barrier(threads + 1)
     refused = []
+    limit = min((w.requests for w in config.of(platform).account), default=None)
 
     def worker(k: int) -> None:
         barrier.wait()
@@ -65,6 +69,9 @@ def run(url: str, platform: str, config: RateLimitsConfig, threads: int, asks: i
             n = next(ids)
             if limiter.admit(Ask(platform, f"{k}-{n}", n, 40, datetime.now(UTC), 1), datetime.now(UTC)):
                 refused.append(n)
+            if limit is not None:  # the write's answer: the platform counts one more
+                answer = RateLimitHeaders(limit=limit, remaining=max(0, limit - n), reset_seconds=60.0)
+                limiter.observe(platform, f"{k}-{n}", answer, datetime.now(UTC))
 
     pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
     for t in pool:

@@ -356,8 +356,11 @@ class Limiter:
             return
         limits = self.limits(platform)
         windows = limits.ticket if headers.per_ticket else limits.account
-        if not self.config.enabled or headers.remaining >= min((w.requests for w in windows), default=1):
+        least = min((w.requests for w in windows), default=1)
+        if not self.config.enabled or headers.remaining >= least:
             return  # nothing to learn: the platform has more left than any window of ours allows
+        if not headers.per_ticket and _leases_of(self.engine).covered(platform, headers.remaining, least, now):
+            return  # far below the limit, by the platform's count too: the lease goes on
         self._adapt(platform, ticket_id, headers, now, block=None)
 
     def refused(self, platform: str, ticket_id: str | None, retry_after: float | None,
@@ -478,6 +481,18 @@ class _Leases:
                 return None
             lease.left -= cost
             return lease
+
+    def covered(self, platform: str, remaining: int, least: int, now: datetime) -> bool:
+        """The platform's `remaining` leaves this process's current lease nothing to change: it
+        has half of the tightest limit (`least`) left, where leases live, and room for every slot the
+        lease may still grant. What others sharing the account used is learnt once the platform counts
+        more than half of the limit used: leases are taken only below half, so near the limit every
+        answer is weighed as before."""
+        with self._lock:
+            lease = self._current.get(platform)
+            if lease is None or not lease.start <= now < lease.until:
+                return False
+            return remaining >= max(lease.left, least // 2)
 
     def release(self, lease: _Lease, cost: int) -> None:
         """Slots reserved and not used: back to the lease (or, given back already, lost till they age)."""

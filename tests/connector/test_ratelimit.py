@@ -223,6 +223,21 @@ def test_far_below_the_limit_a_grant_leases_slots_every_replica_counts_at_once(e
     assert _counted(engine) == [4 + 1 + 10]
 
 
+def test_the_platforms_answers_far_below_the_limit_leave_the_lease_granting(engine):
+    limiter = Limiter(engine, limits(100, 60))
+    assert limiter.admit(ask(), T0) is None  # its write and a lease of ten
+    for k in range(3):  # each write's answer says what Zendesk's always say: a little less left
+        at = T0 + timedelta(seconds=0.1 * (k + 1))
+        limiter.observe("zendesk", str(k), RateLimitHeaders(limit=100, remaining=99 - k), at)
+        assert limiter.admit(ask(ticket=str(k)), at) is None
+    assert _counted(engine) == [11]  # granted from the lease: nothing locked or counted again
+    # Past half used by the platform's count (others share the account): its word is taken, the lease ends.
+    limiter.observe("zendesk", "9", RateLimitHeaders(limit=100, remaining=40), T0 + timedelta(seconds=0.5))
+    assert _counted(engine) == [60]  # the 49 others used, learnt
+    assert limiter.admit(ask(), T0 + timedelta(seconds=0.6)) is None
+    assert _counted(engine) == [61]  # counted under the lock, no new lease so near the limit
+
+
 def test_no_lease_near_the_limit_nor_with_a_line_waiting(engine):
     limiter = Limiter(engine, limits(100, 60))
     limiter.observe("zendesk", None, RateLimitHeaders(remaining=52), T0)  # others used 48: near half
