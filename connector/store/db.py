@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 
 from connector.errors import StartupError
 
@@ -56,9 +57,37 @@ def make_engine(url: str) -> Engine:
             f"database: {scheme!r} is not a database Escalator supports: use {SUPPORTED}"
         )
     try:
-        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **_JSON_CODEC)
+        engine = create_engine(url, pool_size=10, max_overflow=10, **_JSON_CODEC)
     except ArgumentError as exc:
         raise DatabaseUnavailable(f"database: {redact(url)} is not a valid URL: use {SUPPORTED}") from exc
+    event.listen(engine.pool, "checkin", _idle_from_now)
+    dialect = engine.dialect
+    event.listen(engine.pool, "checkout", lambda conn, record, _proxy: _ping_if_idle(dialect, conn, record))
+    return engine
+
+
+# A pooled PostgreSQL connection left idle longer than this is pinged before it is used again (the
+# server restarted, a proxy cut it); one in steady use is not: a ping on every checkout (SQLAlchemy's
+# pool_pre_ping) was a round trip in every transaction. A restart takes longer than this, and the
+# statements that fail meanwhile make SQLAlchemy invalidate every connection of the pool.
+PING_WHEN_IDLE_SECONDS = 1.0
+
+
+def _idle_from_now(_dbapi_conn, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect, dbapi_conn, record) -> None:
+    since = record.info.get("idle_since")
+    if since is None or time.monotonic() - since < PING_WHEN_IDLE_SECONDS:
+        return  # just connected, or just used
+    try:
+        dialect.do_ping(dbapi_conn)
+    except Exception as exc:
+        if dialect.is_disconnect(exc, dbapi_conn, None):
+            # The pool drops this connection and checks out another (a new one, when all are gone).
+            raise DisconnectionError(f"a pooled connection was found closed: {exc}") from exc
+        raise
 
 
 def _json_dumps(value: Any) -> str:
