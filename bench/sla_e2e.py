@@ -46,6 +46,7 @@ FAKE_JIRA = textwrap.dedent(
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as Jira Cloud does
+        disable_nagle_algorithm = True  # the body does not wait for a delayed ACK (bench/worker_support.py)
 
         def _answer(self, pattern, status, body):
             arrived = time.time()
