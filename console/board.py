@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     TIMESTAMP,
     Engine,
     and_,
@@ -27,13 +26,13 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    type_coerce,
     union_all,
 )
 
 from connector.model import Priority
 from connector.store.tables import tickets, timers
 from console.clocks import _local, clock_states
+from console.sla_json import SlaValues
 from policies import Policy
 from policies.sla import METRICS, SlaState
 
@@ -59,19 +58,10 @@ def board(
     paths += [
         ("clocks", m, f) for m in METRICS for f in ("started_at", "stopped_at", "breached", "warned", "due")
     ]
-    state: Any = tickets.c.sla
-    if postgres:
-        from sqlalchemy.dialects.postgresql import JSONB
-
-        state = cast(tickets.c.sla, JSONB)  # a no-op since migration 0010 made the column jsonb
-    else:  # SQLite parses the document at every json_extract: one call takes every value into an array
-        state = type_coerce(
-            func.json_extract(tickets.c.sla, *("$." + ".".join(f'"{p}"' for p in path) for path in paths)),
-            JSON,
-        )
+    sla = SlaValues(engine, paths)
     opened = select(
         tickets.c.platform, tickets.c.ticket_id, tickets.c.ticket_key, tickets.c.tier, tickets.c.priority,
-        state.label("state"),
+        sla.column().label("state"),
     ).where(tickets.c.sla_open.is_(True))  # fmt: skip
     for column in ("platform", "tier"):
         if filters.get(column):
@@ -79,12 +69,7 @@ def board(
     src = opened.cte("open_states").prefix_with("MATERIALIZED")  # the array made once per ticket
 
     def value(*path: str) -> Any:
-        node: Any = src.c.state
-        if not postgres:
-            return node[paths.index(path)]
-        for step in path:
-            node = node[step]
-        return node
+        return sla.read(src.c.state, *path)
 
     # Every value the branches read, out of the JSON once per open ticket (MATERIALIZED: the four
     # branches read the CTE, not the JSON again).

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, Engine, cast, func, literal_column, select, type_coerce
+from sqlalchemy import Engine, func, literal_column, select
 from sqlalchemy.sql import Select
 
 from connector.store.tables import tickets
+from console.sla_json import SlaValues
 from policies import Policy
 from policies.calendars import due_at
 from policies.sla import METRICS, SlaState, share
@@ -81,14 +82,8 @@ def _local(at: datetime | None, zone: str) -> str | None:
 
 
 class ClockRows:
-    """The tickets with SLA state, as one row source for the clock reports.
-
-    Each ticket's JSON is parsed once per report, not once per value read: PostgreSQL stores
-    `tickets.sla` as json (text) and every `->` would parse the whole document again, so the state is
-    cast to jsonb once per row in a materialized CTE (a 5x difference at 33,000 tickets). SQLite's
-    json_extract parses the document at every call (a dozen per ticket in a report: 8.6 s at a
-    million records), so one call takes every value the reports read into a short array (`PATHS`),
-    and the reports read that."""
+    """The tickets with SLA state, as one row source for the clock reports: each ticket's state read
+    once per report (console/sla_json.py), in a materialized CTE."""
 
     PATHS: tuple[tuple[str, ...], ...] = (
         ("started_at",), ("resolved_at",), ("priority",), ("calendar",),
@@ -96,17 +91,10 @@ class ClockRows:
     )  # fmt: skip
 
     def __init__(self, engine: Engine):
-        self.sqlite = engine.dialect.name == "sqlite"
-        state: Any = tickets.c.sla
-        if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import JSONB
-
-            state = cast(tickets.c.sla, JSONB)
-        elif self.sqlite:
-            paths = ["$." + ".".join(f'"{step}"' for step in path) for path in self.PATHS]
-            state = type_coerce(func.json_extract(tickets.c.sla, *paths), JSON)
+        self.values = SlaValues(engine, self.PATHS)
+        state = self.values.column().label("state")
         cte = (
-            select(tickets.c.platform, tickets.c.ticket_id, tickets.c.tier, state.label("state"))
+            select(tickets.c.platform, tickets.c.ticket_id, tickets.c.tier, state)
             .where(tickets.c.sla.is_not(None))
             .cte("clocked")
         )
@@ -114,12 +102,7 @@ class ClockRows:
 
     def sla(self, *path: str) -> Any:
         """A value inside the SLA state's JSON, read by the database itself."""
-        node: Any = self.t.c.state
-        if self.sqlite:
-            return node[self.PATHS.index(path)]
-        for step in path:
-            node = node[step]
-        return node
+        return self.values.read(self.t.c.state, *path)
 
     def scoped(self, stmt: Select, scope: Scope, *, source: Any = None) -> Select:
         """Started within the scope (instants compare as ISO-8601 UTC text), on the scope's platform."""
