@@ -54,7 +54,7 @@ class FakeZendesk:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # the body does not wait for a delayed ACK (bench/worker_support.py)
+            disable_nagle_algorithm = True  # no wait for a delayed ACK (bench/worker_support.py)
 
             def do_PUT(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from connector.config import RateLimitsConfig  # noqa: E402
 from connector.ratelimit import Ask, Limiter  # noqa: E402
-from platforms.base import RateLimitHeaders  # noqa: E402
 from connector.store.db import make_engine, migrate  # noqa: E402
+from platforms.base import RateLimitHeaders  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
 from worker_support import scratch_database  # noqa: E402

@@ -359,7 +359,8 @@ class Limiter:
         least = min((w.requests for w in windows), default=1)
         if not self.config.enabled or headers.remaining >= least:
             return  # nothing to learn: the platform has more left than any window of ours allows
-        if not headers.per_ticket and _leases_of(self.engine).covered(platform, headers.remaining, least, now):
+        leases = _leases_of(self.engine)
+        if not headers.per_ticket and leases.covered(platform, headers.remaining, least, now):
             return  # far below the limit, by the platform's count too: the lease goes on
         self._adapt(platform, ticket_id, headers, now, block=None)
 

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Dialect, Engine
 
 from connector.audit import people
 from connector.audit.keys import AuditKeys
+from connector.store.db import RowInsert, placeholder, row_insert
 from connector.store.tables import audit_log
 from connector.version import VERSION
 
@@ -106,7 +107,7 @@ class _Statements:
     bump: str  # the head's seq moved on (the chain's write lock), answering the new seq and prev hash
     insert: str  # the record's row; on PostgreSQL with the head's new hash in the same statement
     set_head: str | None  # SQLite: the head's new hash (no INSERT inside WITH there, no round trip to save)
-    processors: tuple[Any, ...]
+    row: RowInsert  # the record's row (its SQL is `insert`'s, alone or inside a WITH)
     # PostgreSQL: the bump and the last sightings of `count` people this process knows, one statement.
     bump_and_seen: Callable[[int], str] | None = None
 
@@ -123,19 +124,16 @@ def _statements(dialect: Dialect) -> _Statements:
 
 
 def _build_statements(dialect: Dialect) -> _Statements:
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    insert = f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"
-    set_head = f"UPDATE audit_head SET hash = {mark} WHERE id = 1"
-    processors = tuple(
-        audit_log.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _COLUMNS
-    )
+    row = row_insert(dialect, audit_log, _COLUMNS)
+    insert = row.sql
+    set_head = f"UPDATE audit_head SET hash = {placeholder(dialect.paramstyle)} WHERE id = 1"
     bump = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
     if dialect.name == "postgresql":
         # The INSERT in a WITH runs once, to completion, whether or not the UPDATE reads it.
         return _Statements(
-            bump, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, processors, _bump_and_seen
+            bump, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, row, _bump_and_seen
         )
-    return _Statements(bump, insert, set_head, processors)
+    return _Statements(bump, insert, set_head, row)
 
 
 @functools.cache
@@ -233,7 +231,7 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
         signature=signature,
     )
     values = [row[name] for name in _COLUMNS]
-    values = [p(v) if p else v for p, v in zip(statements.processors, values, strict=True)]
+    values = statements.row.bound(values)
     if statements.set_head is None:
         cursor.execute(statements.insert, [*values, digest])
     else:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.audit.keys import AuditKeys
+from connector.store.db import placeholder
 from connector.store.tables import audit_people
 
 
@@ -225,7 +226,7 @@ def seen_again_values(people: list[Someone], names: Mapping[tuple[str, str], str
 def seen_again_sql(paramstyle: str, count: int, seq: str | None = None) -> str:
     """UPDATE of `count` known people's rows: last seen at a seq (a parameter, or the SQL `seq`),
     their names as the upsert sets them (the one given, else the row's)."""
-    slot = "?" if paramstyle == "qmark" else "%s"
+    slot = placeholder(paramstyle)
     names = " ".join(f"WHEN {slot} THEN coalesce({slot}, name)" for _ in range(count))
     return (
         f"UPDATE audit_people SET last_seen_seq = {seq or slot}, name = CASE pseudonym {names} ELSE name END "

@@ -8,13 +8,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 
@@ -247,6 +248,42 @@ def writing(engine: Engine) -> Iterator[Connection]:
     """A write transaction. Every write in the store goes through here (or through write_lock)."""
     with write_lock(engine), engine.begin() as conn:
         yield conn
+
+
+def placeholder(paramstyle: str) -> str:
+    """The DBAPI's mark for one positional parameter: sqlite3's qmark `?`, psycopg's format `%s`."""
+    return "?" if paramstyle == "qmark" else "%s"
+
+
+@dataclass(frozen=True)
+class RowInsert:
+    """An INSERT of one row's `columns` for the hot paths to run on the DBAPI cursor (the webhook
+    intake, the audit append): building and compiling a Core statement per row cost more than the
+    insert. The values go through SQLAlchemy's own bind processors, so they are stored exactly as
+    Core would store them."""
+
+    sql: str  # INSERT INTO table (columns) VALUES (one mark each)
+    processors: tuple[Any, ...]
+
+    def bound(self, values: Sequence[Any]) -> list[Any]:
+        """`values`, in the columns' order, as the DBAPI takes them."""
+        return [p(v) if p else v for p, v in zip(self.processors, values, strict=True)]
+
+
+# Built once per backend and table (every engine's JSON columns use the same codec, _JSON_CODEC).
+_ROW_INSERTS: dict[tuple[str, str, str, str, tuple[str, ...]], RowInsert] = {}
+
+
+def row_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> RowInsert:
+    key = (dialect.name, dialect.driver, dialect.paramstyle, table.name, columns)
+    found = _ROW_INSERTS.get(key)
+    if found is None:
+        marks = ", ".join([placeholder(dialect.paramstyle)] * len(columns))
+        types = (table.c[name].type.dialect_impl(dialect) for name in columns)
+        processors = tuple(kind.bind_processor(dialect) for kind in types)
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        found = _ROW_INSERTS[key] = RowInsert(sql, processors)
+    return found
 
 
 def migrate(engine: Engine) -> None:

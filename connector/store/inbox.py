@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, Integer, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from connector.store.db import writing
+from connector.store.db import row_insert, writing
 from connector.store.tables import inbox, tickets
 from connector.store.tickets import MEMORY
 
@@ -69,34 +69,20 @@ _ROW_COLUMNS = (
     "platform", "delivery_id", "event_type", "ticket_id", "ignored", "body", "received_at", "status",
     "attempts", "next_attempt_at",
 )  # fmt: skip
-_ROW_INSERT: dict[str, tuple[str, list]] = {}
 
 
 def store_rows(dbapi_connection: Any, dialect: Dialect, rows: list[dict[str, Any]]) -> list[bool]:
     """Insert new_row()s in the DBAPI connection's open transaction; False for each id already stored.
 
-    This is the webhook hot path, so it runs one prepared statement on the DBAPI cursor with
-    SQLAlchemy's own bind processors (values are stored exactly as Core would store them);
-    building a Core statement per row cost more than the insert.
-    """
-    prepared = _ROW_INSERT.get(dialect.name)
-    if prepared is None:
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            f"INSERT INTO inbox ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join([mark] * len(_ROW_COLUMNS))}) "
-            "ON CONFLICT (platform, delivery_id) DO NOTHING"
-        )
-        processors = [
-            inbox.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _ROW_COLUMNS
-        ]
-        prepared = _ROW_INSERT[dialect.name] = (sql, processors)
-    sql, processors = prepared
+    This is the webhook hot path, so it runs one prepared statement on the DBAPI cursor
+    (connector/store/db.py `row_insert`)."""
+    insert = row_insert(dialect, inbox, _ROW_COLUMNS)
+    sql = insert.sql + " ON CONFLICT (platform, delivery_id) DO NOTHING"
     cursor = dbapi_connection.cursor()
     try:
         stored = []
         for row in rows:
-            values = [row[name] for name in _ROW_COLUMNS]
-            cursor.execute(sql, [p(v) if p else v for p, v in zip(processors, values, strict=True)])
+            cursor.execute(sql, insert.bound([row[name] for name in _ROW_COLUMNS]))
             stored.append(cursor.rowcount == 1)
         return stored
     finally:

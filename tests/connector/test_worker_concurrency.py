@@ -49,7 +49,7 @@ class SlowJira:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # the body does not wait for a delayed ACK (bench/worker_support.py)
+            disable_nagle_algorithm = True  # no wait for a delayed ACK (bench/worker_support.py)
 
             def _answer(self, status: int, body: bytes) -> None:
                 sent = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
