@@ -102,7 +102,7 @@ class Intake:
                     self._leading = False
                     return
             try:
-                results = self._store(batch)
+                results = self._store_again_if_lost(batch)
             except Exception as exc:
                 if len(batch) > 1 and self._refuses_row(exc):
                     # One row the database cannot hold must not fail its group: store each alone,
@@ -147,6 +147,19 @@ class Intake:
         if dbapi is not None:
             permanent += (dbapi.DataError, dbapi.IntegrityError)
         return isinstance(exc, permanent)
+
+    def _store_again_if_lost(self, batch: list[_Pending]) -> list[bool]:
+        """`_store`, once more on a new connection when the one held was lost (the database server
+        restarted, a proxy cut it while idle): the webhook that finds that out is not refused for it."""
+        try:
+            return self._store(batch)
+        except Exception as exc:
+            held = self._connection.dbapi_connection if self._connection is not None else None
+            if held is None or not self.engine.dialect.is_disconnect(exc, held, None):
+                raise
+            log.warning("the intake's database connection was lost (%s); storing on a new one", exc)
+            self._discard_connection()
+            return self._store(batch)
 
     def _store(self, batch: list[_Pending]) -> list[bool]:
         if self._connection is None:

@@ -108,3 +108,31 @@ def test_a_follower_that_waits_too_long_is_told_to_retry(engine, monkeypatch):
         release.set()
         leader.join(5)
         intake.close()
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_closed_is_replaced_and_the_delivery_stored(migrated_postgres_url):
+    """The database server restarted (or a proxy cut the idle connection) between two webhooks:
+    the next one is stored on a new connection, not refused."""
+    from sqlalchemy import text
+
+    from connector.store.db import make_engine
+
+    engine, other = make_engine(migrated_postgres_url), make_engine(migrated_postgres_url)
+    intake = Intake(engine)
+    try:
+        assert intake.accept(_row("before")) is True
+        with other.connect() as conn:
+            cut = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        assert cut and all(ok for (ok,) in cut)
+        assert intake.accept(_row("after")) is True
+        assert intake.accept(_row("after")) is False  # stored once
+    finally:
+        intake.close()
+        engine.dispose()
+        other.dispose()
