@@ -1,7 +1,8 @@
 """Worker CPU per decision, end to end: claim, read, normalise, judge, send, audit and store.
 
     .venv/bin/python bench/worker_cpu.py [--deliveries 2000] [--database sqlite|postgres|URL]
-                                         [--profile]
+                                         [--profile] [--shape mixed|outage] [--limiter]
+                                         [--pool [--threads 8] [--concurrency 64]]
 
 Fills the inbox with recorded webhook bodies of all three platforms (tests/fixtures; per ticket a
 creation and three updates, as bench/replay.py does), then drains it with the real worker path
@@ -9,6 +10,14 @@ creation and three updates, as bench/replay.py does), then drains it with the re
 and ServiceNow that answer at once from another process, so only Escalator's own CPU is counted
 (time.process_time over the drain, divided by the decisions made). `--database postgres` uses a
 scratch database on ESCALATOR_TEST_POSTGRES_URL. A first round on other tickets warms the caches.
+
+`--shape outage` sends instead what bench/worker_latency.py sends: each delivery a new P1 outage
+on its own Jira ticket (a `PUT`, a JSM-internal note marked in flight first, new SLA timers), the
+heaviest common decision; `--limiter` keeps the published rate limits on (Jira's per-issue windows
+take a transaction per write). `--pool` drains with the real worker pool, sized by `--threads` and
+`--concurrency` (the config's defaults otherwise): against a fake answering at once it shows what
+handing the interpreter lock between many threads costs, beside the one-by-one figure. User and
+system CPU are printed apart (the lock's hand-overs are system time).
 
 Where the time goes is measured by wrapping the steps in place (thread CPU time around each):
 claim, the ticket's memory read, normalise, judge (the pure decision), render, HTTP client (the
@@ -20,6 +29,7 @@ wrappers cost a little themselves: the total is measured without them first, the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -29,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +60,7 @@ from connector.worker import WorkerPool, drain  # noqa: E402
 sys.path.insert(1, str(ROOT / "bench"))
 from replay import SOURCES, START, payload  # noqa: E402
 from worker_support import FakeJira, scratch_database  # noqa: E402
+from worker_support import delivery as outage  # noqa: E402
 
 
 @contextmanager
@@ -65,7 +77,7 @@ def database(which: str, tmp: str) -> Iterator[str]:
         yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-def config_for(url: str, fake: str) -> Config:
+def config_for(url: str, fake: str, limiter: bool = False) -> Config:
     platforms = {
         "jira": {"url": fake, "email": "bot@acme.test", "api_token": "t", "account_id": "escalator-bot"},
         "zendesk": {"url": fake, "email": "bot@acme.test", "api_token": "t"},
@@ -74,12 +86,15 @@ def config_for(url: str, fake: str) -> Config:
     # The rate limiter off: with Zendesk's published 100 writes a minute most of the drain would be
     # deferred, not decided (bench/burst.py measures the limiter).
     settings: dict[str, Any] = {"database": url, "dry_run": False, "platforms": platforms}
-    if "rate_limits" in Config.model_fields:  # (older versions, measured as the baseline, have none)
+    if "rate_limits" in Config.model_fields and not limiter:  # (older versions have none)
         settings["rate_limits"] = {"enabled": False}
     return Config.model_validate(settings)
 
 
-def fill(engine, deliveries: int, first_ticket: int) -> None:
+def fill(engine, deliveries: int, first_ticket: int, shape: str = "mixed") -> None:
+    if shape == "outage":
+        fill_outages(engine, deliveries, first_ticket)
+        return
     rows = []
     platforms = list(SOURCES)
     for n in range(first_ticket, first_ticket + deliveries // 4):
@@ -89,6 +104,17 @@ def fill(engine, deliveries: int, first_ticket: int) -> None:
             body, event, ticket_id = payload(platform, created if step == 0 else updated, n)
             rows.append(new_row(platform, f"{ticket_id}:{step}", event, ticket_id, False,
                                 json.dumps(body).encode(), START))  # fmt: skip
+    with writing(engine) as conn:
+        store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
+
+
+def fill_outages(engine, deliveries: int, first_ticket: int) -> None:
+    """Each delivery a new P1 outage on its own Jira ticket, as bench/worker_latency.py sends them."""
+    rows = []
+    for n in range(first_ticket, first_ticket + deliveries):
+        body, headers, _key = outage(n, "cpu")
+        rows.append(new_row("jira", headers["X-Atlassian-Webhook-Identifier"], "jira:issue_created",
+                            str(1_000_000 + n), False, body, START))  # fmt: skip
     with writing(engine) as conn:
         store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
 
@@ -153,21 +179,34 @@ def outcome_counts(engine) -> Counter[str]:
         return Counter(dict(conn.execute(query).all()))
 
 
-def measure(rt, deliveries: int, first_ticket: int, pool: bool = False) -> tuple[float, int]:
-    """CPU seconds to drain `deliveries` new deliveries, and the decisions recorded. `pool`: with the
-    real worker (many deliveries at once, connector/worker.py's WorkerPool) instead of one by one."""
-    fill(rt.engine, deliveries, first_ticket)
+@dataclass(frozen=True)
+class Drain:
+    """How the deliveries are made and drained (the command line's choices)."""
+
+    shape: str = "mixed"
+    pool: bool = False
+    threads: int | None = None
+    concurrency: int | None = None
+
+
+def measure(rt, deliveries: int, first_ticket: int, how: Drain) -> tuple[float, int, float, float]:
+    """CPU seconds to drain `deliveries` new deliveries, the decisions recorded, and the user and
+    system seconds of it. `how.pool`: with the real worker (many deliveries at once,
+    connector/worker.py's WorkerPool) instead of one by one."""
+    fill(rt.engine, deliveries, first_ticket, how.shape)
     before = decisions(rt.engine)
-    started = time.process_time()
-    if pool:
-        workers = WorkerPool(rt, listen=False)
+    started, times = time.process_time(), os.times()
+    if how.pool:
+        workers = WorkerPool(rt, listen=False, threads=how.threads, concurrency=how.concurrency)
         workers.start()
         while open_rows(rt.engine):
             time.sleep(0.02)
         workers.close(10)
     else:
         drain(rt)
-    return time.process_time() - started, decisions(rt.engine) - before
+    after = os.times()
+    spent = time.process_time() - started
+    return spent, decisions(rt.engine) - before, after.user - times.user, after.system - times.system
 
 
 def open_rows(engine) -> int:
@@ -180,25 +219,26 @@ def run(args, url: str, fake: str):
     """Both drains (and the profile, if asked) against the fake platform at `fake`."""
     engine = make_engine(url)
     migrate(engine)
-    rt = build_runtime(config_for(url, fake), engine=engine)
+    rt = build_runtime(config_for(url, fake, args.limiter), engine=engine)
+    how = Drain(args.shape, args.pool, args.threads, args.concurrency)
     profiler = None
     try:
-        measure(rt, 200, 900_000, args.pool)  # warm-up: imports, sessions, caches, prepared statements
-        total, made = measure(rt, args.deliveries, 0, args.pool)
+        measure(rt, 200, 900_000, how)  # warm-up: imports, sessions, caches, prepared statements
+        total = measure(rt, args.deliveries, 0, how)
         split = instrument(rt)
-        split_total, split_made = measure(rt, args.deliveries, 100_000, args.pool)
+        split_total, split_made, _, _ = measure(rt, args.deliveries, 100_000, how)
         split.undo()
         if args.profile:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.0005)
             profiler.start()
-            measure(rt, args.deliveries, 200_000)
+            measure(rt, args.deliveries, 200_000, dataclasses.replace(how, pool=False))
             profiler.stop()
         outcomes = outcome_counts(engine)
     finally:
         rt.close()
-    return outcomes, total, made, split, split_total, split_made, profiler
+    return outcomes, total, split, split_total, split_made, profiler
 
 
 def main() -> None:
@@ -212,21 +252,34 @@ def main() -> None:
     )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds the fake platform takes to answer")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of one drain")
+    parser.add_argument(
+        "--shape", choices=("mixed", "outage"), default="mixed",
+        help="mixed: recorded bodies of 3 platforms; outage: each a new P1 outage on Jira",
+    )  # fmt: skip
+    parser.add_argument("--limiter", action="store_true", help="keep the published rate limits on")
+    parser.add_argument("--threads", type=int, help="with --pool: worker.threads (default: the config's)")
+    parser.add_argument("--concurrency", type=int, help="with --pool: worker.concurrency (the config's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, database(args.database, tmp) as url:
         platforms = FakeJira(Path(tmp), delay=args.delay)  # answers as Jira, Zendesk and ServiceNow do
         try:
-            outcomes, total, made, split, split_total, split_made, profiler = run(
+            outcomes, (total, made, user, system), split, split_total, split_made, profiler = run(
                 args, url, f"http://127.0.0.1:{platforms.port}"
             )
         finally:
             platforms.stop()
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    how = "the worker pool" if args.pool else "one by one"
+    how = "one by one"
+    if args.pool:
+        sizes = [f"{k} {v}" for k, v in (("threads", args.threads), ("concurrency", args.concurrency)) if v]
+        how = "the worker pool" + (f" ({', '.join(sizes)})" if sizes else "")
     answering = f"in {args.delay * 1000:.0f} ms" if args.delay else "at once"
+    shape = "3 platforms" if args.shape == "mixed" else "new P1 outages on Jira"
+    limiter = ", rate limiter on" if args.limiter else ""
     print(f"worker CPU per decision, {backend}, {made} decisions, {how} "
-          f"(3 platforms, fake answering {answering})")  # fmt: skip
-    print(f"  end to end: {total / made * 1000:.2f} ms")
+          f"({shape}, fake answering {answering}{limiter})")  # fmt: skip
+    print(f"  end to end: {total / made * 1000:.2f} ms "
+          f"(user {user / made * 1000:.2f}, system {system / made * 1000:.2f})")  # fmt: skip
     wrapped = split_total / split_made * 1000
     print(f"  where it goes (a second drain of {split_made}, wrapped: {wrapped:.2f} ms):")
     measured = sum(split.seconds.values())
