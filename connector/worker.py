@@ -100,6 +100,7 @@ class WorkerPool:
         self._claim_at = max(1, min(w.batch, self.concurrency // 4))
         self._threads: list[threading.Thread] = []
         self._listener: wakeup.Listener | None = None
+        self._stranded: list[InboxItem] = []  # the database failed under them: given back when it answers
 
     def start(self) -> None:
         for installation in self.rt.installations.values():
@@ -156,6 +157,8 @@ class WorkerPool:
         w = self.rt.config.worker
         while not self._stop.is_set():
             self._wake.clear()  # a wake-up from here on makes the wait below return at once
+            if self._stranded:
+                self._give_back_stranded()
             free = self.concurrency - self._in_flight
             claimed = wanted = 0
             if free >= self._claim_at or free == self.concurrency:
@@ -170,6 +173,24 @@ class WorkerPool:
                 self._wake.wait(w.poll_seconds)
                 continue
             self._wake.wait(self._idle_seconds(w.poll_seconds))
+
+    def _give_back_stranded(self) -> None:
+        """Deliveries the database failed under (it restarted, say) go back to pending as soon as it
+        answers again, instead of waiting out their lease (`worker.lease_seconds`, minutes)."""
+        with self._lock:
+            stranded, self._stranded = self._stranded, []
+        for n, item in enumerate(stranded):
+            try:
+                back = inbox.give_back(self.rt.engine, item, owner=self.rt.owner, now=self.rt.clock())
+            except Exception:  # still unavailable: the next round tries again
+                log.debug("could not give back %s delivery %s yet", item.platform, item.delivery_id,
+                          exc_info=True)  # fmt: skip
+                with self._lock:
+                    self._stranded.extend(stranded[n:])
+                return
+            if back:
+                log.info("%s delivery %s given back to be taken again (the database failed under it)",
+                         item.platform, item.delivery_id)  # fmt: skip
 
     def _idle_seconds(self, poll: float) -> float:
         """Until the next poll, or sooner when a retry or a rate-limited write comes due before it
@@ -210,8 +231,10 @@ class WorkerPool:
                     continue
                 with self.turns.turn():
                     process(self.rt, item)
-            except Exception:  # the database failed under it: its lease runs out and it is taken again
+            except Exception:  # the database failed under it: given back once it answers again
                 log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
+                with self._lock:
+                    self._stranded.append(item)
             finally:
                 with self._lock:
                     self._in_flight -= 1

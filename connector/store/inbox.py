@@ -264,6 +264,32 @@ def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str)
     conn.execute(_RELEASE_TICKET, {**where, "lease_owner": None, "lease_until": None})
 
 
+_GIVE_BACK = (
+    update(inbox)
+    .where(
+        inbox.c.id == bindparam("b_id"),
+        inbox.c.status == PROCESSING,
+        inbox.c.lease_owner == bindparam("b_owner"),
+    )
+    .values(lease_expiries=inbox.c.lease_expiries + 1)
+)
+
+
+def give_back(engine: Engine, item: InboxItem, *, owner: str, now: datetime) -> bool:
+    """Put a delivery this worker still leases back to pending now, with its ticket: what the lease
+    running out would do (the expiry counted; the note in flight looked for before it is sent again),
+    without waiting for it. False when it is not ours any more (its record was committed after all)."""
+    with writing(engine) as conn:
+        back = conn.execute(
+            _GIVE_BACK,
+            {"b_id": item.id, "b_owner": owner, "status": PENDING, "lease_owner": None, "lease_until": None,
+             "next_attempt_at": now},
+        ).rowcount  # fmt: skip
+        if back and item.ticket_id is not None:
+            _release_ticket(conn, item.platform, item.ticket_id, owner)
+    return bool(back)
+
+
 def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str, *, confirmed: frozenset[str]) -> None:
     """Remember, durably and before it is sent, the request about to go out for this item, with the
     requests the platform confirmed so far."""

@@ -250,3 +250,39 @@ def test_a_timer_one_replicas_clock_fires_wakes_the_worker_of_another(two_proces
     finally:
         scheduler.stop()
         assert pool.close(5)
+
+
+def test_a_delivery_the_database_failed_under_is_taken_again_when_it_answers_not_after_its_lease(
+    sqlite_url, monkeypatch
+):
+    """The database went away while the record was written (a restart): the worker gives the delivery
+    back as soon as the database answers again, instead of leaving it to its lease (minutes)."""
+    from sqlalchemy.exc import OperationalError
+
+    from connector import pipeline
+
+    rt = build_runtime(_config(sqlite_url, 0.2))
+    assert rt.config.worker.lease_seconds >= 60  # only a give-back explains a prompt second try
+    _deliver(create_app(rt).test_client(), 4)
+    record, failed = pipeline._record, []
+
+    def database_gone_once(rt_, item, result):
+        if not failed:
+            failed.append(item.delivery_id)
+            lost = Exception("server closed the connection unexpectedly")
+            raise OperationalError("UPDATE inbox …", {}, lost)
+        return record(rt_, item, result)
+
+    monkeypatch.setattr(pipeline, "_record", database_gone_once)
+    pool = WorkerPool(rt)
+    pool.start()
+    try:
+        assert _seconds_until_done(rt.engine, 1, timeout=20) < 10.0
+    finally:
+        assert pool.close(5)
+    with rt.engine.connect() as conn:
+        row = conn.execute(select(inbox_table.c.lease_expiries, inbox_table.c.attempts)).one()
+        records = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    rt.close()
+    assert failed and tuple(row) == (1, 2)  # taken twice, the give-back counted as a lease run out
+    assert records == 1  # one record: the decision that was recorded

@@ -54,6 +54,23 @@ def test_a_dead_workers_lease_expires_and_the_note_in_flight_and_confirmed_reque
     assert again.in_flight == "note-fingerprint"
 
 
+def test_a_delivery_given_back_is_taken_again_at_once_with_its_note_in_flight(engine):
+    """What the worker does when the database failed under a delivery (connector/worker.py): the
+    lease's expiry, without waiting for it; a delivery recorded after all is left alone."""
+    _accept(engine, "a1", ticket="A")
+    _accept(engine, "b1", ticket="B")
+    a, b = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
+    inbox.record_in_flight(engine, a, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
+    with engine.begin() as conn:  # b's record was committed before its connection was lost
+        inbox.finish(conn, b, status=inbox.DONE, owner="w1", now=T0)
+    assert inbox.give_back(engine, b, owner="w1", now=T0) is False
+    assert inbox.give_back(engine, a, owner="w2", now=T0) is False  # not w2's to give
+    assert inbox.give_back(engine, a, owner="w1", now=T0) is True
+    (again,) = inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=1), lease=LEASE, limit=10)
+    assert again.id == a.id and again.lease_expiries == 1 and again.attempts == 2
+    assert again.in_flight == "note-fingerprint" and again.confirmed == {"put-fingerprint"}
+
+
 def test_a_retry_keeps_what_the_platform_confirmed_and_clears_the_mark_of_a_note_refused(engine):
     _accept(engine, "a1", ticket="A")
     (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
