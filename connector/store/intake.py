@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import Engine
 
@@ -61,11 +62,20 @@ class _Pending:
             self.done.release()
 
 
+# A database that cannot be reached (restarting, failing over) is waited for this long before the
+# webhooks queued for it are answered 503: a platform that does not send a delivery again (a
+# ServiceNow outbound REST message) loses nothing to a restart of a few seconds. Within the
+# followers' `timeout`, and far within the platforms' own (10 s and more).
+HOLD_SECONDS = 5.0
+
+
 class Intake:
-    def __init__(self, engine: Engine, *, max_batch: int = 256, timeout: float = 10.0):
+    def __init__(self, engine: Engine, *, max_batch: int = 256, timeout: float = 10.0,
+                 hold_seconds: float = HOLD_SECONDS):  # fmt: skip
         self.engine = engine
         self.max_batch = max_batch
         self.timeout = timeout
+        self.hold_seconds = min(hold_seconds, timeout / 2)
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._leading = False
@@ -102,7 +112,7 @@ class Intake:
                     self._leading = False
                     return
             try:
-                results = self._store_again_if_lost(batch)
+                results = self._store_holding(batch)
             except Exception as exc:
                 if len(batch) > 1 and self._refuses_row(exc):
                     # One row the database cannot hold must not fail its group: store each alone,
@@ -147,6 +157,28 @@ class Intake:
         if dbapi is not None:
             permanent += (dbapi.DataError, dbapi.IntegrityError)
         return isinstance(exc, permanent)
+
+    def _store_holding(self, batch: list[_Pending]) -> list[bool]:
+        """`_store`, again while the database cannot be reached, for up to `hold_seconds`."""
+        deadline = time.monotonic() + self.hold_seconds
+        pause = 0.05
+        while True:
+            try:
+                return self._store_again_if_lost(batch)
+            except Exception as exc:
+                if not self._unreachable(exc) or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("the database cannot be reached (%s); %d webhook deliveries wait for it",
+                            exc, len(batch))  # fmt: skip
+                self._discard_connection()
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        """No connection could be made, or the one held was lost (not: the database refused the write)."""
+        if self._connection is None:
+            return True
+        return self.engine.dialect.is_disconnect(exc, self._connection.dbapi_connection, None)
 
     def _store_again_if_lost(self, batch: list[_Pending]) -> list[bool]:
         """`_store`, once more on a new connection when the one held was lost (the database server

@@ -77,7 +77,7 @@ def test_an_unavailable_database_is_still_503_for_the_whole_group(engine, monkey
         raise engine.dialect.dbapi.OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(intake_module, "store_rows", down)
-    intake = Intake(engine)
+    intake = Intake(engine, hold_seconds=0.2)  # (waited for a moment first: tests/store/test_intake.py)
     try:
         with pytest.raises(IntakeUnavailable):
             intake.accept(_row("d1"))

@@ -136,3 +136,42 @@ def test_a_connection_the_server_closed_is_replaced_and_the_delivery_stored(migr
         intake.close()
         engine.dispose()
         other.dispose()
+
+
+def _unreachable_for(engine, monkeypatch, failures: int) -> list[float]:
+    """The engine cannot connect for its next `failures` attempts (a restart): when each was made."""
+    real, attempts = engine.raw_connection, []
+
+    def connect():
+        attempts.append(time.monotonic())
+        if len(attempts) <= failures:
+            raise engine.dialect.dbapi.OperationalError("connection refused: is the server running?")
+        return real()
+
+    monkeypatch.setattr(engine, "raw_connection", connect)
+    return attempts
+
+
+def test_a_database_unreachable_for_a_moment_is_waited_for_not_answered_503(engine, monkeypatch):
+    """A restart of a few seconds: the webhook waits for it and is stored (ServiceNow, for one, does
+    not send a delivery again after a 503)."""
+    attempts = _unreachable_for(engine, monkeypatch, failures=3)
+    intake = Intake(engine)
+    try:
+        assert intake.accept(_row("during-restart")) is True
+    finally:
+        intake.close()
+    assert len(attempts) == 4 and attempts[-1] - attempts[0] >= 0.3  # backing off, not spinning
+    assert inbox.counts(engine) == {"pending": 1}
+
+
+def test_a_database_unreachable_longer_than_the_hold_is_503(engine, monkeypatch):
+    _unreachable_for(engine, monkeypatch, failures=1000)
+    intake = Intake(engine, hold_seconds=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(IntakeUnavailable, match="connection refused"):
+            intake.accept(_row("down"))
+    finally:
+        intake.close()
+    assert time.monotonic() - started < 2.0
