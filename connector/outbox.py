@@ -30,7 +30,7 @@ from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
 from connector.retry import backoff_seconds
 from connector.runtime import Runtime
 from connector.store import outbox as store
-from connector.store.db import writing
+from connector.store.db import database_unavailable, writing
 from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
 
 log = logging.getLogger("escalator.outbox")
@@ -117,6 +117,8 @@ class OutboxSender:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._stranded: list[int] = []  # the database failed under them: given back when it answers
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -159,6 +161,8 @@ class OutboxSender:
         channel stay in order: only the oldest is ever due.
         """
         cfg = self.rt.config.notifications
+        if self._stranded:
+            self._give_back_stranded()
         now = self.rt.clock()
         due = store.due(self.rt.engine, now=now, limit=cfg.batch)
         if not due:
@@ -173,11 +177,40 @@ class OutboxSender:
             )
         mine = [q for q in due if q.id in taken]
         if len(mine) == 1 or cfg.threads == 1:
-            for queued in mine:
-                self._send(queued)
+            failure = None
+            for queued in mine:  # each alone: one that fails does not leave the rest to their lease
+                try:
+                    self._send_or_strand(queued)
+                except Exception as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
         else:
-            list(self._pool().map(self._send, mine))
+            list(self._pool().map(self._send_or_strand, mine))
         return len(mine)
+
+    def _send_or_strand(self, queued: store.QueuedMessage) -> None:
+        try:
+            self._send(queued)
+        except Exception as exc:
+            if database_unavailable(self.rt.engine, exc):  # due again once the database answers
+                with self._lock:
+                    self._stranded.append(queued.id)
+            raise
+
+    def _give_back_stranded(self) -> None:
+        """Messages the database failed under (a restart, say) are due again as soon as it answers,
+        not after their lease (`notifications.lease_seconds`). One sent before its record failed is
+        sent again, as its lease running out would have it."""
+        with self._lock:
+            stranded, self._stranded = self._stranded, []
+        try:
+            with writing(self.rt.engine) as conn:
+                store.give_back(conn, stranded, owner=self.rt.owner)
+        except Exception:
+            with self._lock:
+                self._stranded.extend(stranded)
+            raise
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy.exc import OperationalError
 
 from connector import audit, handover, outbox, ratelimit, retarget
 from connector.codec import after_plan
@@ -38,7 +37,7 @@ from connector.plan import note_mark, with_note_mark
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
 from connector.store import inbox, tickets, timers
-from connector.store.db import writing
+from connector.store.db import database_unavailable, writing
 from connector.store.inbox import InboxItem
 from platforms.base import CAP_LABELS, Delivery, OutboundRequest, SentRequest
 from platforms.errors import (
@@ -107,7 +106,7 @@ def process(rt: Runtime, item: InboxItem) -> str:
     try:
         _record(rt, item, result)
     except Exception as exc:  # the store refused what this delivery left: it alone ends, as failed
-        if _database_unavailable(rt, exc):
+        if database_unavailable(rt.engine, exc):
             raise  # not this delivery's fault: its lease runs out and it is taken again
         log.exception("could not record %s delivery %s", item.platform, item.delivery_id)
         result = _unrecordable(result, exc)
@@ -499,14 +498,6 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
         audit.append(conn, record, at=now, keys=rt.audit_keys, record_id=record_id)
 
 
-def _database_unavailable(rt: Runtime, exc: BaseException) -> bool:
-    """The database is down or busy (a connection lost, a lock timeout): nothing about the delivery."""
-    dbapi = rt.engine.dialect.dbapi
-    return isinstance(exc, OperationalError) or (
-        dbapi is not None and isinstance(exc, dbapi.OperationalError)
-    )
-
-
 def _unrecordable(result: Outcome, exc: BaseException) -> Outcome:
     """What is left to say about a delivery whose outcome the store could not keep."""
     what = describe_error(exc)
@@ -540,7 +531,7 @@ def record_failure(rt: Runtime, item: InboxItem, detail: str) -> None:
             audit.append(conn, record, at=rt.clock())  # last: it holds the chain's head until the commit
         return
     except Exception as exc:
-        if _database_unavailable(rt, exc):
+        if database_unavailable(rt.engine, exc):
             raise
         log.exception("could not audit the failure of %s delivery %s", item.platform, item.delivery_id)
     with writing(rt.engine) as conn:

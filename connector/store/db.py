@@ -250,6 +250,14 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def database_unavailable(engine: Engine, exc: BaseException) -> bool:
+    """The database is down or busy (a connection lost, a lock timeout): nothing about what was
+    being written, which goes through once it answers again."""
+    dbapi = engine.dialect.dbapi
+    lost = isinstance(exc, OperationalError)
+    return lost or (dbapi is not None and isinstance(exc, dbapi.OperationalError))
+
+
 def placeholder(paramstyle: str) -> str:
     """The DBAPI's mark for one positional parameter: sqlite3's qmark `?`, psycopg's format `%s`."""
     return "?" if paramstyle == "qmark" else "%s"

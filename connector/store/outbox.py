@@ -101,6 +101,17 @@ def take_many(conn: Connection, ids: list[int], *, owner: str, now: datetime, le
     return {row.id for row in result}
 
 
+def give_back(conn: Connection, ids: list[int], *, owner: str) -> int:
+    """Messages this sender still leases, due again at once (what their lease running out would do,
+    without the wait); how many. One whose outcome was recorded after all is not leased any more."""
+    result = conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.status == PENDING, outbox.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+    return result.rowcount or 0
+
+
 def finish(
     conn: Connection, message_id: int, *, status: str, attempts: int, answer: str, now: datetime
 ) -> None:

@@ -185,6 +185,55 @@ class Crash(BaseException):
     """The process dies: what comes after the channel's answer (the send's record) never happens."""
 
 
+def test_a_message_the_database_failed_under_goes_again_when_it_answers_not_after_its_lease(
+    sqlite_url, smtp, api
+):
+    """The database went away as a send was recorded (a restart): the same sender takes the message
+    again as soon as the database answers, not when its lease (minutes) runs out."""
+    from sqlalchemy.exc import OperationalError
+
+    api.add(responses.POST, HOOK_URL, status=200)
+    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
+    esc = escalator(sqlite_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=1)
+    story = Story(esc, api)
+    real_append, failed = audit.append, []
+
+    def append(conn, record, **kwargs):
+        if (record.get("notification") or {}).get("channel") == "oncall" and not failed:
+            failed.append(record["notification"]["kind"])
+            raise OperationalError("INSERT INTO audit_log", {}, Exception("the connection is lost"))
+        return real_append(conn, record, **kwargs)
+
+    story.open_p1()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audit, "append", append)
+        with pytest.raises(OperationalError):
+            story.send()
+    assert story.send() == 1  # the clock has not moved: only a give-back explains it
+    hooks = [c.request for c in api.calls if c.request.url == HOOK_URL]
+    assert failed == ["notice"] and len(hooks) == 2  # sent, its record lost, sent again (same id)
+    assert hooks[0].headers["webhook-id"] == hooks[1].headers["webhook-id"]
+    assert [r["outcome"] for r in sends(esc, "oncall")] == ["applied"]
+    esc.rt.close()
+
+
+def test_a_message_a_bug_failed_waits_for_its_lease_not_sent_again_each_round(sqlite_url, smtp, api):
+    api.add(responses.POST, HOOK_URL, status=200)
+    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
+    esc = escalator(sqlite_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=1)
+    story = Story(esc, api)
+    story.open_p1()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audit, "append", lambda *args, **kwargs: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            story.send()
+    assert story.send() == 0  # the round's messages keep their lease: not tried again every round
+    assert len([c for c in api.calls if c.request.url == HOOK_URL]) == 1
+    esc.clock.advance(esc.rt.config.notifications.lease_seconds + 1)
+    assert story.send() == 2  # once the lease ran out, as before
+    esc.rt.close()
+
+
 def test_a_message_sent_again_after_a_crash_before_its_record_carries_the_same_id(sqlite_url, smtp, api):
     # The window no outbox can close: the channel accepted the message, the process died before the
     # outbox recorded it, and the restarted sender sends it again. Standard Webhooks receivers and mail
