@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import subprocess
 import sys
 
 from connector.cli_common import command, config_arg, load
@@ -13,6 +12,7 @@ from connector.errors import StartupError
 from connector.logs import setup_logging
 from connector.store.db import redact
 from connector.version import VERSION
+from connector.worker_process import WorkerProcess, worker_command
 
 
 def add_commands(sub) -> None:
@@ -63,7 +63,9 @@ def _serve(args) -> int:
     server = listen(create_app(rt), host, port, threads=config.server.threads)
     # Workers run in their own process: in this one they would compete with the webhook
     # threads for the GIL and the acknowledgement latency would follow the worker's load.
-    worker = None if args.no_worker or config.worker.threads == 0 else _spawn_worker(args)
+    worker = None
+    if not args.no_worker and config.worker.threads:
+        worker = WorkerProcess(worker_command(args.config))
     _banner(rt, f"http://{host}:{server.effective_port}", worker)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a service manager's stop: shut down cleanly
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt, worker))
@@ -74,12 +76,7 @@ def _serve(args) -> int:
         pass
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(config.worker.shutdown_seconds + 10)
-            except subprocess.TimeoutExpired:
-                worker.kill()  # never leave it behind
-                worker.wait(5)
+            worker.stop(config.worker.shutdown_seconds + 10)
     return 0
 
 
@@ -191,15 +188,6 @@ def _describe_worker(config, worker) -> str:
 
 def _exit_on_sigterm(_signum, _frame) -> None:
     raise SystemExit(0)
-
-
-def _spawn_worker(args):
-    import os
-
-    command = [sys.executable, "-m", "connector", "work", "--parent-pid", str(os.getpid())]
-    if args.config:
-        command += ["--config", args.config]
-    return subprocess.Popen(command)
 
 
 def _work(args) -> int:

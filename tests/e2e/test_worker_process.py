@@ -1,0 +1,94 @@
+"""serve's worker process is kept running: killed, crashed, or unable to reach the database when it
+started, it is started again, and what was accepted meanwhile is decided (a serve that only
+acknowledges webhooks looks healthy to every probe while nothing happens)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+
+import pytest
+
+import connector.worker_process as worker_process
+from connector.worker_process import WorkerProcess
+from tests.support.fixtures import load_fixture
+from tests.support.harness import SECRET, sign
+from tests.support.marks import ONE_AT_A_TIME
+from tests.support.processes import start_escalator, wait_for_line
+
+pytestmark = ONE_AT_A_TIME
+
+
+def _until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def test_a_worker_that_ends_is_started_again_and_spaced_out_while_it_keeps_failing(monkeypatch):
+    monkeypatch.setattr(worker_process, "FIRST_PAUSE", 0.1)
+    started = time.monotonic()
+    worker = WorkerProcess([sys.executable, "-c", "raise SystemExit(3)"])  # fails at every start
+    try:
+        _until(lambda: worker.restarts >= 3, 10, "never started again three times")
+    finally:
+        worker.stop(5)
+    assert time.monotonic() - started >= 0.1 + 0.2 + 0.4  # backing off between starts, not spinning
+    restarts = worker.restarts
+    time.sleep(0.5)
+    assert worker.restarts == restarts  # stopped: not started again
+
+
+def test_a_worker_stopped_by_serve_is_not_started_again():
+    worker = WorkerProcess([sys.executable, "-c", "import time; time.sleep(60)"])
+    pid = worker.pid
+    worker.stop(5)
+    time.sleep(1.5)
+    assert worker.restarts == 0 and worker.pid == pid
+
+
+def _deliver(port: int, n: int) -> int:
+    payload = load_fixture("jira", "issue_created__outage")
+    payload["issue"]["id"], payload["issue"]["key"] = str(70000 + n), f"KEEP-{n}"
+    body = json.dumps(payload).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"X-Hub-Signature": sign(body), "X-Atlassian-Webhook-Identifier": f"keep-{n}"}
+    conn.request("POST", "/webhooks/jira", body=body, headers=headers)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def _done(tmp_path) -> int:
+    with sqlite3.connect(tmp_path / "escalator.db") as db:
+        return db.execute("SELECT count(*) FROM inbox WHERE status = 'done'").fetchone()[0]
+
+
+def test_serve_starts_its_worker_again_after_kill_9_and_the_deliveries_are_decided(tmp_path):
+    config = tmp_path / "escalator.yaml"
+    config.write_text(
+        f"database: sqlite:///{tmp_path / 'escalator.db'}\n"
+        "worker: {poll_seconds: 0.1, nice: 0}\n"
+        f"platforms:\n  jira: {{url: 'http://127.0.0.1:9', webhook_secret: {SECRET}}}\n"
+    )
+    proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", own_group=True)
+    try:
+        port = int(wait_for_line(proc, "Escalator listening on").rsplit(":", 1)[1])
+        worker = int(wait_for_line(proc, "workers:").rsplit(" ", 1)[1])
+        assert _deliver(port, 1) == 202
+        _until(lambda: _done(tmp_path) == 1, 30, "the first delivery was not decided")
+        os.kill(worker, signal.SIGKILL)
+        assert _deliver(port, 2) == 202  # accepted while no worker runs
+        line = wait_for_line(proc, "started in place of", timeout=30)
+        assert f"in place of {worker}" in line
+        _until(lambda: _done(tmp_path) == 2, 30, "the delivery accepted meanwhile was not decided")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
