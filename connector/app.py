@@ -10,6 +10,7 @@ from sqlalchemy import text
 import console
 from connector.runtime import Runtime
 from connector.store import inbox, timers
+from connector.store.db import database_unavailable
 from connector.version import VERSION
 from webhooks.receiver import mount as mount_webhooks
 
@@ -56,20 +57,38 @@ def create_app(rt: Runtime) -> Flask:
     @app.get("/metrics")
     def metrics():
         # Inbox depth is read at scrape time rather than tracked, so it is right across replicas.
-        depth = inbox.counts(rt.engine)
-        clocks = timers.counts(rt.engine)
-        lines = [
-            "# HELP escalator_inbox_events Inbox rows by status (all replicas).",
-            "# TYPE escalator_inbox_events gauge",
-            *(f'escalator_inbox_events{{status="{s}"}} {n}' for s, n in sorted(depth.items())),
-            "# HELP escalator_timers SLA timers: armed (not due yet) or fired (waiting for a worker).",
-            "# TYPE escalator_timers gauge",
-            *(f'escalator_timers{{state="{s}"}} {n}' for s, n in sorted(clocks.items())),
-            "# HELP escalator_timers_overdue_seconds How long the oldest due, unfired timer has waited.",
-            "# TYPE escalator_timers_overdue_seconds gauge",
-            f"escalator_timers_overdue_seconds {timers.overdue_seconds(rt.engine, rt.clock()):.3f}",
+        # While the database does not answer, this process's own counters are still served (an
+        # outage is when they are wanted), with escalator_database_up 0 in place of the store's gauges.
+        try:
+            lines = _store_gauges(rt)
+            up = 1
+        except Exception as exc:
+            if not database_unavailable(rt.engine, exc):
+                raise
+            lines, up = [], 0
+        lines += [
+            "# HELP escalator_database_up Whether the database answered this scrape (1) or not (0).",
+            "# TYPE escalator_database_up gauge",
+            f"escalator_database_up {up}",
         ]
         body = generate_latest(rt.metrics.registry) + ("\n".join(lines) + "\n").encode()
         return body, 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
     return app
+
+
+def _store_gauges(rt) -> list[str]:
+    """The gauges read from the shared store at scrape time (every replica's rows)."""
+    depth = inbox.counts(rt.engine)
+    clocks = timers.counts(rt.engine)
+    return [
+        "# HELP escalator_inbox_events Inbox rows by status (all replicas).",
+        "# TYPE escalator_inbox_events gauge",
+        *(f'escalator_inbox_events{{status="{s}"}} {n}' for s, n in sorted(depth.items())),
+        "# HELP escalator_timers SLA timers: armed (not due yet) or fired (waiting for a worker).",
+        "# TYPE escalator_timers gauge",
+        *(f'escalator_timers{{state="{s}"}} {n}' for s, n in sorted(clocks.items())),
+        "# HELP escalator_timers_overdue_seconds How long the oldest due, unfired timer has waited.",
+        "# TYPE escalator_timers_overdue_seconds gauge",
+        f"escalator_timers_overdue_seconds {timers.overdue_seconds(rt.engine, rt.clock()):.3f}",
+    ]

@@ -387,6 +387,28 @@ def test_health_readiness_and_metrics(esc, jira):
     worker = generate_latest(esc.rt.metrics.worker_registry).decode()
     assert 'escalator_decisions_total{outcome="applied",platform="jira"} 1.0' in worker
     assert 'escalator_inbox_events{status="done"} 1' in text
+    assert "escalator_database_up 1" in text
+
+
+def test_metrics_are_served_while_the_database_does_not_answer(esc, jira, monkeypatch):
+    """An outage is when an operator scrapes: the process's own counters, and that the database is down."""
+    from sqlalchemy.exc import OperationalError
+
+    import connector.store.inbox as inbox_store
+
+    ok(jira)
+    esc.deliver("issue_created__outage")
+
+    def down(engine):
+        raise OperationalError("SELECT status, count(*) FROM inbox", {}, Exception("Connection refused"))
+
+    monkeypatch.setattr(inbox_store, "counts", down)
+    answer = esc.http.get("/metrics")
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 200
+    assert "escalator_database_up 0" in text
+    assert 'escalator_webhooks_total{platform="jira",result="accepted"} 1.0' in text
+    assert "escalator_inbox_events" not in text  # not a stale or made-up depth
 
 
 def test_a_delivery_the_database_cannot_store_is_503_and_the_next_one_works(esc, jira, monkeypatch):
