@@ -26,7 +26,8 @@ EXIT_CODES = """exit codes:
   1  the command ran and found a problem: policy errors, a doctor FAIL, a broken audit chain,
      a schema behind the code, an unknown ticket or event, a retry or discard refused
   2  it could not run: wrong usage, a config or policy that does not load, a database that
-     does not answer, a port in use, an unreadable file (the message says what to do)"""
+     does not answer (serve and work wait for it instead), a port in use, an unreadable file
+     (the message says what to do)"""
 
 
 def command(sub, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:

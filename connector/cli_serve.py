@@ -41,14 +41,36 @@ def add_commands(sub) -> None:
     work.set_defaults(run=_work)
 
 
+# A long-running command whose database does not answer at its start (down, restarting, not up yet
+# at boot) waits for it, saying so, instead of exiting: a service manager told not to restart on a
+# start-up error (exit 2, deploy/*.service) would otherwise leave it stopped. A database that
+# refuses (no such database, a wrong password) still ends it at once: waiting cannot fix that.
+WAIT_FIRST, WAIT_LONGEST = 1.0, 15.0
+
+
 def _runtime(args, process: str):
     """Config, logging, database and policy for a long-running command."""
+    import os
+    import time
+
     from connector.runtime import build_runtime
     from connector.store import policy_texts
+    from connector.store.db import DatabaseUnavailable
 
     config = load(args)
     setup_logging(config.log_format, process)
-    rt = build_runtime(config)
+    pause = WAIT_FIRST
+    while True:
+        try:
+            rt = build_runtime(config)
+            break
+        except DatabaseUnavailable as exc:
+            parent = getattr(args, "parent_pid", None)
+            if not exc.may_answer_later or (parent is not None and os.getppid() != parent):
+                raise
+            logging.getLogger("escalator").warning("%s; waiting for it (next try in %.0f s)", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, WAIT_LONGEST)
     policy_texts.keep(rt.engine, rt.policy.current, rt.clock())  # the console's diff shows what ran
     return rt
 

@@ -28,7 +28,13 @@ SUPPORTED = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
 
 
 class DatabaseUnavailable(StartupError):
-    """The configured database cannot be used; the message says why and what to do, on one line."""
+    """The configured database cannot be used; the message says why and what to do, on one line.
+    `may_answer_later`: it did not answer (down, restarting, unreachable), as opposed to refusing
+    us (no such database, a wrong password): a service waits for the first, never for the second."""
+
+    def __init__(self, message: str, *, may_answer_later: bool = False):
+        super().__init__(message)
+        self.may_answer_later = may_answer_later
 
 
 def driver_url(url: str) -> str:
@@ -127,7 +133,19 @@ def check_reachable(engine: Engine) -> None:
         with engine.connect():
             pass
     except OperationalError as exc:
-        raise DatabaseUnavailable(_explain(engine, exc)) from exc
+        raise DatabaseUnavailable(_explain(engine, exc), may_answer_later=_not_answering(exc)) from exc
+
+
+# What PostgreSQL (or the network) says while the server is down, starting, stopping or unreachable.
+_NOT_ANSWERING = (
+    "connection refused", "could not connect", "timeout", "timed out", "the database system is",
+    "server closed the connection", "no route to host", "network is unreachable",
+)  # fmt: skip
+
+
+def _not_answering(exc: OperationalError) -> bool:
+    text = str(exc.orig or exc).lower()
+    return any(words in text for words in _NOT_ANSWERING)
 
 
 def _check_sqlite_path(engine: Engine) -> None:

@@ -8,11 +8,14 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
+import threading
 import time
 
 import pytest
+from sqlalchemy.engine import make_url
 
 import connector.worker_process as worker_process
 from connector.worker_process import WorkerProcess
@@ -92,3 +95,73 @@ def test_serve_starts_its_worker_again_after_kill_9_and_the_deliveries_are_decid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+class _LatePostgres:
+    """A TCP port that forwards to the real PostgreSQL once `open()` is called: a database server
+    that is not up yet (booting, restarting) until then."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()  # nothing listens here until open()
+        self._server: socket.socket | None = None
+
+    def open(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+@pytest.mark.postgres
+def test_a_worker_whose_database_is_not_up_yet_waits_for_it_then_starts(tmp_path, postgres_url):
+    """At boot the database may come up after Escalator: the worker says it waits, and starts once
+    the database answers, instead of exiting (a service manager would leave it stopped)."""
+    url = make_url(postgres_url)
+    late = _LatePostgres((url.host or "127.0.0.1", url.port or 5432))
+    config = tmp_path / "escalator.yaml"
+    moved = url.set(host="127.0.0.1", port=late.port).render_as_string(hide_password=False)
+    config.write_text(f"database: '{moved}'\n")
+    proc = start_escalator(tmp_path, "work", "--config", str(config), own_group=True)
+    try:
+        assert "does not answer" in wait_for_line(proc, "waiting for it", timeout=60)
+        assert proc.poll() is None
+        late.open()
+        wait_for_line(proc, "worker started", timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+        late.close()
+
+
+def test_a_database_that_refuses_still_ends_a_long_running_command_at_once(tmp_path):
+    config = tmp_path / "escalator.yaml"
+    config.write_text("database: 'sqlite:///no/such/folder/escalator.db'\n")
+    proc = start_escalator(tmp_path, "work", "--config", str(config))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "the folder of the SQLite file" in out and "waiting" not in out
