@@ -185,6 +185,14 @@ class Crash(BaseException):
     """The process dies: what comes after the channel's answer (the send's record) never happens."""
 
 
+def _paged(db_url: str, smtp, api) -> tuple[Escalator, Story]:
+    """The P1 story with a Standard Webhooks pager and an e-mail channel, one message at a time."""
+    api.add(responses.POST, HOOK_URL, status=200)
+    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
+    esc = escalator(db_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=1)
+    return esc, Story(esc, api)
+
+
 def test_a_message_the_database_failed_under_goes_again_when_it_answers_not_after_its_lease(
     sqlite_url, smtp, api
 ):
@@ -192,10 +200,7 @@ def test_a_message_the_database_failed_under_goes_again_when_it_answers_not_afte
     again as soon as the database answers, not when its lease (minutes) runs out."""
     from sqlalchemy.exc import OperationalError
 
-    api.add(responses.POST, HOOK_URL, status=200)
-    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
-    esc = escalator(sqlite_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=1)
-    story = Story(esc, api)
+    esc, story = _paged(sqlite_url, smtp, api)
     real_append, failed = audit.append, []
 
     def append(conn, record, **kwargs):
@@ -218,10 +223,7 @@ def test_a_message_the_database_failed_under_goes_again_when_it_answers_not_afte
 
 
 def test_a_message_a_bug_failed_waits_for_its_lease_not_sent_again_each_round(sqlite_url, smtp, api):
-    api.add(responses.POST, HOOK_URL, status=200)
-    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
-    esc = escalator(sqlite_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=1)
-    story = Story(esc, api)
+    esc, story = _paged(sqlite_url, smtp, api)
     story.open_p1()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(audit, "append", lambda *args, **kwargs: 1 / 0)
@@ -238,10 +240,7 @@ def test_a_message_sent_again_after_a_crash_before_its_record_carries_the_same_i
     # The window no outbox can close: the channel accepted the message, the process died before the
     # outbox recorded it, and the restarted sender sends it again. Standard Webhooks receivers and mail
     # clients drop the copy by its id, so the id must be the first copy's (Slack and Teams cannot: docs).
-    api.add(responses.POST, HOOK_URL, status=200)
-    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
-    esc = escalator(sqlite_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=1)
-    story = Story(esc, api)
+    esc, story = _paged(sqlite_url, smtp, api)
     lease = esc.rt.config.notifications.lease_seconds
     real_append = audit.append
 
