@@ -197,7 +197,13 @@ def _reload_policy(rt, worker=None) -> bool:
     log.info("policy reloaded: %s", after.summary(), extra={"fields": {"policy_sha256": after.sha256}})
     from connector.store import policy_texts
 
-    policy_texts.keep(rt.engine, after, rt.clock())
+    try:
+        policy_texts.keep(rt.engine, after, rt.clock())
+    except Exception as exc:  # (in a signal handler: raised here, it would end the process)
+        log.warning(
+            "policy reloaded, but its text could not be kept for the console's diff (%s: %s); "
+            "it is kept at the next reload or start", type(exc).__name__, one_line(exc),
+        )  # fmt: skip
     return after.sha256 != before.sha256
 
 

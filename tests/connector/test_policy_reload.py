@@ -69,3 +69,32 @@ def test_sighup_reloads_the_worker_and_refuses_a_broken_file(tmp_path):
         "+version: 7",
     ]
     engine.dispose()
+
+
+def test_a_reload_while_the_database_is_away_still_serves_the_new_policy(
+    tmp_path, sqlite_url, monkeypatch, caplog
+):
+    """SIGHUP runs the reload in a signal handler: an error there would end serve or the worker. The
+    database away at that moment only costs the console's copy of the text, said in the log."""
+    from sqlalchemy.exc import OperationalError
+
+    from connector import cli_serve
+    from connector.config import Config
+    from connector.runtime import build_runtime
+    from connector.store import policy_texts
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    rt = build_runtime(Config.model_validate({"database": sqlite_url, "policy": str(policy)}))
+    policy.write_text(EXAMPLE_POLICY.read_text().replace("version: 1", "version: 8"))
+
+    def away(*args, **kwargs):
+        raise OperationalError("SELECT sha256 FROM console_policies", {}, Exception("Connection refused"))
+
+    monkeypatch.setattr(policy_texts, "keep", away)
+    try:
+        assert cli_serve._reload_policy(rt) is True
+        assert rt.policy.current.version == 8
+        assert "its text could not be kept for the console's diff" in caplog.text
+    finally:
+        rt.close()
