@@ -29,16 +29,18 @@ DEFAULTS: dict = {}  # today's defaults
 NO_PACING = {"rate_limits": {"enabled": False}}  # today's defaults, the rate limiter off
 
 # Answers PUT 204, POST 201, PATCH 200 and GET 200 (the bodies each platform's client reads) after
-# `delay` seconds; one line per request: "<arrival> <method> <path>". Exits when the benchmark that
-# started it is gone.
+# `delay` seconds; one line per request: "<arrival> <method> <path>". A Jira comment's properties are
+# kept and listed back, so a note in flight across a crash is found where it landed. Exits when the
+# benchmark that started it is gone.
 FAKE_JIRA = textwrap.dedent(
     """
-    import os, sys, threading, time
+    import json, os, sys, threading, time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     port, log_path, parent, delay = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     log = open(log_path, "a", buffering=1)
     lock = threading.Lock()
+    comments = {}  # issue's comment path -> the properties of each comment taken (Jira lists them)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -47,11 +49,13 @@ FAKE_JIRA = textwrap.dedent(
         # platform's server answers at once.
         disable_nagle_algorithm = True
 
-        def _answer(self, status, body):
+        def _answer(self, status, body=b"", answer=None):
             arrived = time.time()
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with lock:
                 log.write(f"{arrived:.6f} {self.command} {self.path}\\n")
+                if answer is not None:  # taken now, even if the answer is lost on the way back
+                    body = answer(sent)
             if delay:
                 time.sleep(delay)
             self.send_response(status)
@@ -64,13 +68,27 @@ FAKE_JIRA = textwrap.dedent(
             self._answer(204, b"")
 
         def do_POST(self):
-            self._answer(201, b'{"id": "1"}')
+            def take(sent):
+                if self.path.endswith("/comment"):  # a note: its mark is looked for after a crash
+                    try:
+                        properties = json.loads(sent or b"{}").get("properties") or []
+                    except ValueError:
+                        properties = []
+                    comments.setdefault(self.path, []).append(properties)
+                return b'{"id": "1"}'
+
+            self._answer(201, answer=take)
 
         def do_PATCH(self):
             self._answer(200, b'{"result": {"sys_id": "1"}}')
 
         def do_GET(self):
-            self._answer(200, b'{"comments": [], "result": [], "ticket": {"id": 1}}')
+            def listing(_sent):
+                taken = comments.get(self.path.split("?", 1)[0], [])
+                listed = [{"id": str(n), "properties": p} for n, p in enumerate(taken)]
+                return json.dumps({"comments": listed, "result": [], "ticket": {"id": 1}}).encode()
+
+            self._answer(200, answer=listing)
 
         def log_message(self, *args):
             pass
