@@ -159,12 +159,13 @@ class Intake:
         return isinstance(exc, permanent)
 
     def _store_holding(self, batch: list[_Pending]) -> list[bool]:
-        """`_store`, again while the database cannot be reached, for up to `hold_seconds`."""
+        """`_store`, again on a new connection while the database cannot be reached (the one held was
+        lost to a restart or a proxy's idle cut, or none can be made), for up to `hold_seconds`."""
         deadline = time.monotonic() + self.hold_seconds
         pause = 0.05
         while True:
             try:
-                return self._store_again_if_lost(batch)
+                return self._store(batch)
             except Exception as exc:
                 if not self._unreachable(exc) or time.monotonic() + pause > deadline:
                     raise
@@ -179,19 +180,6 @@ class Intake:
         if self._connection is None:
             return True
         return self.engine.dialect.is_disconnect(exc, self._connection.dbapi_connection, None)
-
-    def _store_again_if_lost(self, batch: list[_Pending]) -> list[bool]:
-        """`_store`, once more on a new connection when the one held was lost (the database server
-        restarted, a proxy cut it while idle): the webhook that finds that out is not refused for it."""
-        try:
-            return self._store(batch)
-        except Exception as exc:
-            held = self._connection.dbapi_connection if self._connection is not None else None
-            if held is None or not self.engine.dialect.is_disconnect(exc, held, None):
-                raise
-            log.warning("the intake's database connection was lost (%s); storing on a new one", exc)
-            self._discard_connection()
-            return self._store(batch)
 
     def _store(self, batch: list[_Pending]) -> list[bool]:
         if self._connection is None:
