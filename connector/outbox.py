@@ -27,7 +27,7 @@ from channels.message import INSTANT_FORMAT
 from channels.registry import CHANNEL_TYPES, TICKET_NOTE, Channel, make_channel
 from connector import audit
 from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
-from connector.retry import backoff_seconds
+from connector.retry import Stranded, backoff_seconds
 from connector.runtime import Runtime
 from connector.store import outbox as store
 from connector.store.db import database_unavailable, writing
@@ -117,8 +117,7 @@ class OutboxSender:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._stranded: list[int] = []  # the database failed under them: given back when it answers
+        self._stranded: Stranded[int] = Stranded()  # ids of messages the database failed under
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -194,23 +193,19 @@ class OutboxSender:
             self._send(queued)
         except Exception as exc:
             if database_unavailable(self.rt.engine, exc):  # due again once the database answers
-                with self._lock:
-                    self._stranded.append(queued.id)
+                self._stranded.add(queued.id)
             raise
 
     def _give_back_stranded(self) -> None:
         """Messages the database failed under (a restart, say) are due again as soon as it answers,
         not after their lease (`notifications.lease_seconds`). One sent before its record failed is
         sent again, as its lease running out would have it."""
-        with self._lock:
-            stranded, self._stranded = self._stranded, []
-        try:
+
+        def back(ids: list[int]) -> None:
             with writing(self.rt.engine) as conn:
-                store.give_back(conn, stranded, owner=self.rt.owner)
-        except Exception:
-            with self._lock:
-                self._stranded.extend(stranded)
-            raise
+                store.give_back(conn, ids, owner=self.rt.owner)
+
+        self._stranded.give_back(back)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from connector import cpu, wakeup
 from connector.pipeline import process
+from connector.retry import Stranded
 from connector.runtime import Runtime
 from connector.store import inbox
 from connector.store.inbox import InboxItem
@@ -100,7 +101,7 @@ class WorkerPool:
         self._claim_at = max(1, min(w.batch, self.concurrency // 4))
         self._threads: list[threading.Thread] = []
         self._listener: wakeup.Listener | None = None
-        self._stranded: list[InboxItem] = []  # the database failed under them: given back when it answers
+        self._stranded: Stranded[InboxItem] = Stranded()
 
     def start(self) -> None:
         for installation in self.rt.installations.values():
@@ -177,20 +178,17 @@ class WorkerPool:
     def _give_back_stranded(self) -> None:
         """Deliveries the database failed under (it restarted, say) go back to pending as soon as it
         answers again, instead of waiting out their lease (`worker.lease_seconds`, minutes)."""
-        with self._lock:
-            stranded, self._stranded = self._stranded, []
-        for n, item in enumerate(stranded):
-            try:
-                back = inbox.give_back(self.rt.engine, item, owner=self.rt.owner, now=self.rt.clock())
-            except Exception:  # still unavailable: the next round tries again
-                log.debug("could not give back %s delivery %s yet", item.platform, item.delivery_id,
-                          exc_info=True)  # fmt: skip
-                with self._lock:
-                    self._stranded.extend(stranded[n:])
-                return
-            if back:
+
+        def back(items: list[InboxItem]) -> None:
+            given = inbox.give_back(self.rt.engine, items, owner=self.rt.owner, now=self.rt.clock())
+            for item in given:
                 log.info("%s delivery %s given back to be taken again (the database failed under it)",
                          item.platform, item.delivery_id)  # fmt: skip
+
+        try:
+            self._stranded.give_back(back)
+        except Exception:  # still unavailable: the next round tries again
+            log.debug("could not give back %d deliveries yet", len(self._stranded), exc_info=True)
 
     def _idle_seconds(self, poll: float) -> float:
         """Until the next poll, or sooner when a retry or a rate-limited write comes due before it
@@ -233,8 +231,7 @@ class WorkerPool:
                     process(self.rt, item)
             except Exception:  # the database failed under it: given back once it answers again
                 log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
-                with self._lock:
-                    self._stranded.append(item)
+                self._stranded.add(item)
             finally:
                 with self._lock:
                     self._in_flight -= 1

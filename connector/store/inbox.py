@@ -267,27 +267,31 @@ def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str)
 _GIVE_BACK = (
     update(inbox)
     .where(
-        inbox.c.id == bindparam("b_id"),
+        inbox.c.id.in_(bindparam("b_ids", expanding=True)),
         inbox.c.status == PROCESSING,
         inbox.c.lease_owner == bindparam("b_owner"),
     )
     .values(lease_expiries=inbox.c.lease_expiries + 1)
+    .returning(inbox.c.id)
 )
 
 
-def give_back(engine: Engine, item: InboxItem, *, owner: str, now: datetime) -> bool:
-    """Put a delivery this worker still leases back to pending now, with its ticket: what the lease
-    running out would do (the expiry counted; the note in flight looked for before it is sent again),
-    without waiting for it. False when it is not ours any more (its record was committed after all)."""
+def give_back(engine: Engine, items: list[InboxItem], *, owner: str, now: datetime) -> list[InboxItem]:
+    """Put deliveries this worker still leases back to pending now, with their tickets, in one
+    transaction: what the lease running out would do (the expiry counted; a note in flight looked for
+    before it is sent again), without waiting for it. Those given back; one not ours any more (its
+    record was committed after all) is left alone."""
     with writing(engine) as conn:
-        back = conn.execute(
+        back = {row.id for row in conn.execute(
             _GIVE_BACK,
-            {"b_id": item.id, "b_owner": owner, "status": PENDING, "lease_owner": None, "lease_until": None,
-             "next_attempt_at": now},
-        ).rowcount  # fmt: skip
-        if back and item.ticket_id is not None:
-            _release_ticket(conn, item.platform, item.ticket_id, owner)
-    return bool(back)
+            {"b_ids": [item.id for item in items], "b_owner": owner, "status": PENDING, "lease_owner": None,
+             "lease_until": None, "next_attempt_at": now},
+        )}  # fmt: skip
+        given = [item for item in items if item.id in back]
+        for item in given:
+            if item.ticket_id is not None:
+                _release_ticket(conn, item.platform, item.ticket_id, owner)
+    return given
 
 
 def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str, *, confirmed: frozenset[str]) -> None:

@@ -63,9 +63,9 @@ def test_a_delivery_given_back_is_taken_again_at_once_with_its_note_in_flight(en
     inbox.record_in_flight(engine, a, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
     with engine.begin() as conn:  # b's record was committed before its connection was lost
         inbox.finish(conn, b, status=inbox.DONE, owner="w1", now=T0)
-    assert inbox.give_back(engine, b, owner="w1", now=T0) is False
-    assert inbox.give_back(engine, a, owner="w2", now=T0) is False  # not w2's to give
-    assert inbox.give_back(engine, a, owner="w1", now=T0) is True
+    assert inbox.give_back(engine, [b], owner="w1", now=T0) == []
+    assert inbox.give_back(engine, [a], owner="w2", now=T0) == []  # not w2's to give
+    assert inbox.give_back(engine, [a, b], owner="w1", now=T0) == [a]
     (again,) = inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=1), lease=LEASE, limit=10)
     assert again.id == a.id and again.lease_expiries == 1 and again.attempts == 2
     assert again.in_flight == "note-fingerprint" and again.confirmed == {"put-fingerprint"}
