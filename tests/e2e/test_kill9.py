@@ -9,7 +9,6 @@ again; at the end every issue must carry one note with its decision's mark, none
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -22,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from connector.plan import note_mark
 from platforms.jira.change_id import change_id
 from tests.support.fixtures import load_fixture
-from tests.support.harness import SECRET, sign
+from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
-from tests.support.processes import start_escalator, wait_for_line
+from tests.support.processes import post_jira, start_escalator, wait_for_line
 
 pytestmark = ONE_AT_A_TIME
 
@@ -93,12 +92,7 @@ def _deliver(port: int, n: int) -> int:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
     payload["issue"]["fields"]["created"] = payload["issue"]["fields"]["updated"] = stamp
     payload["timestamp"] = int(time.time() * 1000)
-    body = json.dumps(payload).encode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {"X-Hub-Signature": sign(body), "X-Atlassian-Webhook-Identifier": f"kill-{n}"}
-    conn.request("POST", "/webhooks/jira", body=body, headers=headers)
-    status = conn.getresponse().status
-    conn.close()
+    status = post_jira(port, payload, f"kill-{n}")
     IDS[n] = change_id(payload["issue"]) or f"kill-{n}"  # a field change is named issue id @ updated
     return status
 

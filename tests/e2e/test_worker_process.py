@@ -4,8 +4,6 @@ acknowledges webhooks looks healthy to every probe while nothing happens)."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
 import socket
@@ -20,9 +18,9 @@ from sqlalchemy.engine import make_url
 import connector.worker_process as worker_process
 from connector.worker_process import WorkerProcess
 from tests.support.fixtures import load_fixture
-from tests.support.harness import SECRET, sign
+from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
-from tests.support.processes import start_escalator, wait_for_line
+from tests.support.processes import post_jira, start_escalator, wait_for_line
 
 pytestmark = ONE_AT_A_TIME
 
@@ -60,13 +58,7 @@ def test_a_worker_stopped_by_serve_is_not_started_again():
 def _deliver(port: int, n: int) -> int:
     payload = load_fixture("jira", "issue_created__outage")
     payload["issue"]["id"], payload["issue"]["key"] = str(70000 + n), f"KEEP-{n}"
-    body = json.dumps(payload).encode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {"X-Hub-Signature": sign(body), "X-Atlassian-Webhook-Identifier": f"keep-{n}"}
-    conn.request("POST", "/webhooks/jira", body=body, headers=headers)
-    status = conn.getresponse().status
-    conn.close()
-    return status
+    return post_jira(port, payload, f"keep-{n}")
 
 
 def _done(tmp_path) -> int:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -30,3 +33,17 @@ def start_escalator(cwd, *args: str, own_group: bool = False) -> subprocess.Pope
         [sys.executable, "-m", "connector", *args],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
     )  # fmt: skip
+
+
+def post_jira(port: int, payload: dict[str, Any], delivery_id: str) -> int:
+    """POST `payload` as a signed Jira webhook to an Escalator listening on `port`; the HTTP status."""
+    from tests.support.harness import sign
+
+    body = json.dumps(payload).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"X-Hub-Signature": sign(body), "X-Atlassian-Webhook-Identifier": delivery_id}
+    try:
+        conn.request("POST", "/webhooks/jira", body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
