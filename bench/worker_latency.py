@@ -10,6 +10,10 @@ records when each request arrives; the latency of a delivery is the arrival of i
 minus the moment the webhook was sent (the acknowledgement included). Each rate runs with the
 worker's settings before this change (`poll_seconds` 0.25, no wake-up, 2 at a time) and with
 today's defaults, on SQLite and, with --database, on a scratch PostgreSQL database.
+
+Beside the latencies it prints the CPU each part spent per delivery over the run (the receiving
+`serve` process, its worker process, and the PostgreSQL server): at a rate the two cores cannot
+carry, their sum times the rate exceeds 2,000 ms a second, and the worker falls behind.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from pathlib import Path
 from worker_support import (
     BASELINE,
     DEFAULTS,
+    CpuMeter,
     NO_PACING,
     ROOT,
     FakeJira,
     delivery,
     free_port,
     old_tree,
+    children,
     percentile,
+    postgres_server_pids,
     scratch_database,
     wait_port,
     write_config,
@@ -67,7 +74,7 @@ def main() -> int:
     print(f"webhook → write request at a fake Jira answering at once; {args.seconds:g} s per rate; "
           "each delivery a new ticket (a write)")  # fmt: skip
     print(f"{'database':<11} {'worker':<28} {'rate/s':>6} {'sent':>5} {'written':>7} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")  # fmt: skip
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   CPU ms per delivery")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="escalator-bench-") as tmp:
         workdir = Path(tmp)
         jira = FakeJira(workdir, delay=0.0)
@@ -88,8 +95,8 @@ def main() -> int:
                         with scratch_database(kind, workdir, args.database) as database:
                             result = run(workdir, jira, database, worker, rate, args.seconds, code)
                         print(f"{kind:<11} {label:<28} {rate:>6g} {result['sent']:>5} {result['written']:>7} "
-                              f"{result['p50']:>8.1f} {result['p99']:>8.1f} {result['max']:>8.1f}",
-                              flush=True)  # fmt: skip
+                              f"{result['p50']:>8.1f} {result['p99']:>8.1f} {result['max']:>8.1f}   "
+                              f"{result['cpu']}", flush=True)  # fmt: skip
         finally:
             jira.stop()
     return 0
@@ -158,12 +165,25 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float,
                         sent_at[key] = at
             conn.close()
 
+        # Where the CPU went, from the first webhook sent to the last write arrived (the warm-up's
+        # excluded): the receiving web process, its worker process(es), and the database server.
+        groups = {
+            "serve": lambda: [serve.pid],
+            "worker": lambda: [*children(serve.pid), *(p.pid for p in extra)],
+        }
+        if database.startswith("postgresql"):
+            groups["postgres"] = postgres_server_pids
+        meter = CpuMeter(groups)
+        meter.start()
         threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         arrived = _wait_for(jira, set(sent_at), timeout=30 + seconds)
+        spent = meter.stop()
+        per_delivery = max(1, len(sent_at))
+        cpu = ", ".join(f"{name} {seconds / per_delivery * 1000:.1f}" for name, seconds in spent.items())
         latencies = [(arrived[key] - at) * 1000 for key, at in sent_at.items() if key in arrived]
         return {
             "sent": len(sent_at),
@@ -171,6 +191,7 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float,
             "p50": percentile(latencies, 50),
             "p99": percentile(latencies, 99),
             "max": max(latencies, default=float("nan")),
+            "cpu": cpu,
         }
     finally:
         for process in (serve, *extra):

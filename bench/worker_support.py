@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,3 +248,61 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(") ", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc), e.g. the worker process of `escalator serve`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(") ", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+    return found
+
+
+def postgres_server_pids() -> list[int]:
+    """The PostgreSQL server's processes on this machine (postmaster, backends, WAL writer …)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by named groups of processes between start() and stop(): a process found
+    only at stop() counts from zero (a backend that connected meanwhile), one gone by then is lost."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]):
+        self.groups = groups
+        self._before: dict[str, dict[int, float]] = {}
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        seen: dict[str, dict[int, float]] = {}
+        for name, pids in self.groups.items():
+            seen[name] = {}
+            for pid in pids():
+                try:
+                    seen[name][pid] = cpu_seconds(pid)
+                except (OSError, IndexError, ValueError):
+                    continue
+        return seen
+
+    def start(self) -> None:
+        self._before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        return {
+            name: sum(spent - self._before.get(name, {}).get(pid, 0.0) for pid, spent in pids.items())
+            for name, pids in after.items()
+        }
