@@ -268,6 +268,20 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for one write statement, atomic alone. On PostgreSQL it runs in autocommit: psycopg
+    sends a transaction's BEGIN and COMMIT as round trips of their own, two of three for a lone
+    statement. On SQLite, a transaction under the writer lock, as writing() (its autocommit switch
+    would cost a PRAGMA each way)."""
+    if engine.dialect.name != "postgresql":
+        with writing(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def database_unavailable(engine: Engine, exc: BaseException) -> bool:
     """The database is down or busy (a connection lost, a lock timeout): nothing about what was
     being written, which goes through once it answers again."""

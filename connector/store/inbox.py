@@ -7,15 +7,16 @@ a worker that dies mid-way leaves an expired lease, and the row is claimed again
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Integer, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, Integer, bindparam, exists, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from connector.store.db import row_insert, writing
+from connector.store.db import one_statement, row_insert, writing
 from connector.store.tables import inbox, tickets
 from connector.store.tickets import MEMORY
 
@@ -119,16 +120,17 @@ _CANDIDATES = (
     .limit(bindparam("b_limit", type_=Integer))
 )
 # Taking the row and reading it back is one statement.
+_TAKEN = (
+    inbox.c.id, inbox.c.platform, inbox.c.delivery_id, inbox.c.event_type, inbox.c.ticket_id,
+    inbox.c.body, inbox.c.ignored, inbox.c.attempts, inbox.c.confirmed, inbox.c.received_at,
+    inbox.c.lease_expiries, inbox.c.in_flight,
+)  # fmt: skip
 _TAKE = (
     update(inbox)
     .where(inbox.c.id == bindparam("b_id"), inbox.c.status == PENDING)
     .values(status=PROCESSING, attempts=inbox.c.attempts + 1)
-    .returning(
-        inbox.c.id, inbox.c.platform, inbox.c.delivery_id, inbox.c.event_type, inbox.c.ticket_id,
-        inbox.c.body, inbox.c.ignored, inbox.c.attempts, inbox.c.confirmed, inbox.c.received_at,
-        inbox.c.lease_expiries, inbox.c.in_flight,
-    )
-)  # fmt: skip
+    .returning(*_TAKEN)
+)
 _EXPIRED = (inbox.c.status == PROCESSING) & (inbox.c.lease_until < bindparam("b_now"))
 _ANY_EXPIRED = select(inbox.c.id).where(_EXPIRED).limit(1)
 _RECOVER = update(inbox).where(_EXPIRED).values(lease_expiries=inbox.c.lease_expiries + 1)
@@ -138,7 +140,67 @@ _RELEASE_TICKET = update(tickets).where(
     tickets.c.ticket_id == bindparam("b_ticket_id"),
     tickets.c.lease_owner == bindparam("b_owner"),
 )
+
+
+def _claim_statement() -> Any:
+    """PostgreSQL's claim in one statement: the candidates (`_CANDIDATES`), each ticket's lease taken
+    unless another owner's still runs (the upsert `_lease_statement` makes, for all of them), and the
+    rows taken whose ticket was leased (or that name none). Data-modifying CTEs see one snapshot, so
+    the take reads the leases granted from the upsert's RETURNING, not from the table. One row per
+    row taken, with its ticket's memory; and one with no row (id NULL) per lease granted whose row
+    was taken by someone else meanwhile, to be freed."""
+    cand = _CANDIDATES.cte("cand")
+    leasing = postgresql.insert(tickets)
+    mine = leasing.excluded
+    lease = (
+        leasing.from_select(
+            ["platform", "ticket_id", "priority_pinned", "lease_owner", "lease_until"],
+            select(
+                cand.c.platform,
+                cand.c.ticket_id,
+                false(),
+                bindparam("b_owner", type_=tickets.c.lease_owner.type),
+                bindparam("b_until", type_=tickets.c.lease_until.type),
+            ).where(cand.c.ticket_id.is_not(None)),  # fmt: skip
+        )
+        .on_conflict_do_update(
+            index_elements=[tickets.c.platform, tickets.c.ticket_id],
+            set_={"lease_owner": mine.lease_owner, "lease_until": mine.lease_until},
+            where=tickets.c.lease_until.is_(None)
+            | (tickets.c.lease_until < bindparam("b_now"))
+            | (tickets.c.lease_owner == mine.lease_owner),
+        )
+        .returning(tickets.c.platform, tickets.c.ticket_id, *MEMORY)
+        .cte("lease")
+    )
+    leased = exists().where(lease.c.platform == cand.c.platform, lease.c.ticket_id == cand.c.ticket_id)
+    take = (
+        update(inbox)
+        .where(inbox.c.id == cand.c.id, inbox.c.status == PENDING, or_(cand.c.ticket_id.is_(None), leased))
+        .values(
+            status=PROCESSING, attempts=inbox.c.attempts + 1, lease_owner=bindparam("b_owner"),
+            lease_until=bindparam("b_until"),
+        )
+        .returning(*_TAKEN, inbox.c.rank)
+        .cte("take")
+    )  # fmt: skip
+    same_ticket = (take.c.platform == lease.c.platform) & (take.c.ticket_id == lease.c.ticket_id)
+    return (
+        select(
+            *take.c,
+            lease.c.platform.label("lease_platform"),
+            lease.c.ticket_id.label("lease_ticket_id"),
+            *(lease.c[column.name] for column in MEMORY),
+        )
+        .select_from(take.join(lease, same_ticket, full=True))
+        .order_by(  # the candidates' order
+            func.coalesce(take.c.rank, -1), take.c.received_at, take.c.id
+        )
+    )
+
+
 _LEASE_TICKET: dict[str, Any] = {}  # per dialect
+_CLAIM = _claim_statement()
 
 
 def holds(engine: Engine, platform: str, delivery_id: str) -> bool:
@@ -152,18 +214,19 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
     """Lease up to `limit` due rows, at most one per ticket, each the oldest unfinished of its ticket:
     rows not judged yet first, then by their rank in the rate limiter's line, oldest first.
 
-    Candidates are read without locks (on PostgreSQL in the claim's own transaction); each is then
-    taken with two compare-and-sets (the ticket's lease, the row's status), all in one transaction,
-    so two workers or replicas racing for the same row cannot both win. Per-ticket order holds
-    because only a ticket's oldest unfinished row is a candidate. The ticket's lease returns what is
-    stored of it (`InboxItem.memory`): nobody else writes a leased ticket's memory, so it is what the
-    decision would read a moment later.
+    Each candidate is taken with two compare-and-sets (the ticket's lease, the row's status), so two
+    workers or replicas racing for the same row cannot both win. Per-ticket order holds because only
+    a ticket's oldest unfinished row is a candidate. The ticket's lease returns what is stored of it
+    (`InboxItem.memory`): nobody else writes a leased ticket's memory, so it is what the decision
+    would read a moment later. Rows whose worker died (an expired lease) are put back first, looked
+    for at most once a second (`EXPIRED_LOOK_SECONDS`): leases last minutes.
     """
     until = now + lease
+    look_for_expired = _expired_look_due(engine, now)
     if engine.dialect.name == "sqlite":
         # Looked for without the writer lock the webhooks need: almost always nothing expired.
         with engine.connect() as conn:
-            expired = conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is not None
+            expired = look_for_expired and conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is not None
             if not expired:
                 candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
         if expired:
@@ -174,12 +237,8 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
             return []
         with writing(engine) as conn:  # one transaction for the batch: a writer-lock turn per claim
             taken = _take(conn, candidates, owner, now, until)
-    else:  # row locks only: the look, the recovery and the batch in one transaction (one connection)
-        with writing(engine) as conn:
-            if conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is not None:
-                _recover(conn, now)
-            candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
-            taken = _take(conn, candidates, owner, now, until)
+    else:
+        taken = _claim_in_one_statement(engine, owner, now, until, limit, look_for_expired)
     return [
         InboxItem(
             id=item.id,
@@ -198,6 +257,55 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
         )
         for item, memory in taken
     ]
+
+
+# How often a claim looks for rows whose worker died (their lease, `worker.lease_seconds`, ran out).
+# Leases last minutes; looking on every claim cost a statement per claim, and under a trickle of
+# webhooks every delivery is a claim of its own.
+EXPIRED_LOOK_SECONDS = 1.0
+_EXPIRED_LOOKED: weakref.WeakKeyDictionary[Engine, datetime] = weakref.WeakKeyDictionary()
+
+
+def _expired_look_due(engine: Engine, now: datetime) -> bool:
+    """True (and noted) when this process last looked for expired leases on `engine` a second or more
+    before `now`, or never, or `now` is earlier (a clock set back, a test's)."""
+    last = _EXPIRED_LOOKED.get(engine)
+    if last is not None and timedelta(0) <= now - last < timedelta(seconds=EXPIRED_LOOK_SECONDS):
+        return False
+    _EXPIRED_LOOKED[engine] = now
+    return True
+
+
+def _claim_in_one_statement(
+    engine: Engine, owner: str, now: datetime, until: datetime, limit: int, look_for_expired: bool
+) -> list[tuple[Any, Any]]:
+    """PostgreSQL: the candidates, their tickets' leases and the rows' take in one statement
+    (`_CLAIM`), so a claim is one round trip, with no transaction around it (a statement is atomic
+    alone). A ticket leased whose row another worker took meanwhile is freed again (rare)."""
+    params = {"b_now": now, "b_limit": limit, "b_owner": owner, "b_until": until}
+    with one_statement(engine) as conn:
+        if look_for_expired:
+            _recover(conn, now)
+        taken, unused = [], []
+        for row in conn.execute(_CLAIM, params):
+            if row.id is None:
+                unused.append(row)
+            else:
+                memory = _Memory(*row[-len(MEMORY) :]) if row.ticket_id is not None else None
+                taken.append((row, memory))
+        for row in unused:
+            _release_ticket(conn, row.lease_platform, row.lease_ticket_id, owner)
+    return taken
+
+
+class _Memory(NamedTuple):
+    """A leased ticket's tickets.MEMORY columns, as the claim statement returns them."""
+
+    tier: Any
+    priority_pinned: Any
+    requester_id: Any
+    snapshot: Any
+    sla: Any
 
 
 def _take(conn: Connection, candidates: list[Any], owner: str, now: datetime, until: datetime) -> list[Any]:
@@ -296,8 +404,8 @@ def give_back(engine: Engine, items: list[InboxItem], *, owner: str, now: dateti
 
 def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str, *, confirmed: frozenset[str]) -> None:
     """Remember, durably and before it is sent, the request about to go out for this item, with the
-    requests the platform confirmed so far."""
-    with writing(engine) as conn:
+    requests the platform confirmed so far. One statement (no transaction round trips on PostgreSQL)."""
+    with one_statement(engine) as conn:
         conn.execute(
             _UPDATE_ITEM, {"b_id": item.id, "in_flight": fingerprint, "confirmed": sorted(confirmed)}
         )

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import select, update
+
 from connector.store import inbox
+from connector.store.db import make_engine
+from connector.store.tables import tickets
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -105,3 +112,47 @@ def test_waiting_for_a_rate_limit_costs_no_attempt_and_claim_takes_the_line_by_r
     # Not judged yet first (the oldest first), then by rank: the P1 before the P4.
     assert [i.ticket_id for i in again] == ["new", "P2", "P1", "P4"]
     assert {i.ticket_id: i.attempts for i in again} == {"new": 2, "P2": 1, "P1": 1, "P4": 1}
+
+
+@pytest.mark.postgres
+def test_postgres_claim_frees_a_ticket_it_leased_when_another_worker_took_the_row_meanwhile(
+    migrated_postgres_url,
+):
+    """PostgreSQL claims in one statement: the ticket's lease, then the row. Should another
+    transaction take the row between the two (it held the row's lock), the lease granted is freed
+    again, and the other owner keeps the row."""
+    engine = make_engine(migrated_postgres_url)
+    try:
+        _accept(engine, "a1", ticket="A")
+        taking = engine.connect()
+        taking.begin()
+        row_id = taking.execute(select(inbox.inbox.c.id)).scalar_one()
+        taking.execute(  # another worker taking the row, its ticket lease aside: not committed yet
+            update(inbox.inbox)
+            .where(inbox.inbox.c.id == row_id)
+            .values(status=inbox.PROCESSING, lease_owner="w2")
+        )
+        with ThreadPoolExecutor(1) as pool:
+            claimed = pool.submit(inbox.claim, engine, owner="w1", now=T0, lease=LEASE, limit=10)
+            time.sleep(0.5)  # the claim leased ticket A and now waits for the row's lock
+            assert not claimed.done()
+            taking.commit()
+            assert claimed.result(timeout=10) == []
+        taking.close()
+        with engine.connect() as conn:
+            ticket = conn.execute(select(tickets.c.lease_owner, tickets.c.lease_until)).one()
+            row = conn.execute(select(inbox.inbox.c.status, inbox.inbox.c.lease_owner)).one()
+        assert tuple(ticket) == (None, None)
+        assert tuple(row) == (inbox.PROCESSING, "w2")
+    finally:
+        engine.dispose()
+
+
+def test_a_claim_looks_for_expired_leases_at_most_once_a_second(engine):
+    """Leases last minutes; a claim per webhook under a trickle must not look every time."""
+    _accept(engine, "a1", ticket="A")
+    (item,) = inbox.claim(engine, owner="dead", now=T0, lease=timedelta(milliseconds=100), limit=10)
+    soon = T0 + timedelta(milliseconds=500)  # its lease ran out, but the last look was T0's
+    assert inbox.claim(engine, owner="w2", now=soon, lease=LEASE, limit=10) == []
+    (again,) = inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=1), lease=LEASE, limit=10)
+    assert again.id == item.id and again.lease_expiries == 1 and again.attempts == 2
