@@ -17,7 +17,8 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -166,14 +167,9 @@ class OutboxSender:
         due = store.due(self.rt.engine, now=now, limit=cfg.batch)
         if not due:
             return 0
-        with writing(self.rt.engine) as conn:
-            taken = store.take_many(
-                conn,
-                [q.id for q in due],
-                owner=self.rt.owner,
-                now=now,
-                lease=timedelta(seconds=cfg.lease_seconds),
-            )
+        lease = timedelta(seconds=cfg.lease_seconds)
+        ids = [q.id for q in due]
+        taken = store.take_many(self.rt.engine, ids, owner=self.rt.owner, now=now, lease=lease)
         mine = [q for q in due if q.id in taken]
         if len(mine) == 1 or cfg.threads == 1:
             failure = None
@@ -185,16 +181,66 @@ class OutboxSender:
             if failure is not None:
                 raise failure
         else:
-            list(self._pool().map(self._send_or_strand, mine))
+            self._send_side_by_side(mine)
         return len(mine)
 
     def _send_or_strand(self, queued: store.QueuedMessage) -> None:
+        """One message: sent, then recorded."""
         try:
-            self._send(queued)
+            sent = self._deliver(queued)
         except Exception as exc:
             if database_unavailable(self.rt.engine, exc):  # due again once the database answers
                 self._stranded.add(queued.id)
             raise
+        self._record_or_strand([sent])
+
+    def _send_side_by_side(self, mine: list[store.QueuedMessage]) -> None:
+        """Sent side by side; each recorded as soon as its answer is in, those whose answers came in
+        together in one transaction (a commit each cost more than the record). A message whose send
+        broke keeps its lease, and does not hold up the records of the others."""
+        pending = {self._pool().submit(self._deliver, queued): queued for queued in mine}
+        failure: Exception | None = None
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            answered = []
+            for future in done:
+                queued = pending.pop(future)
+                try:
+                    answered.append(future.result())
+                except Exception as exc:
+                    if database_unavailable(self.rt.engine, exc):
+                        self._stranded.add(queued.id)
+                    failure = failure or exc
+            if answered:
+                try:
+                    self._record_or_strand(answered)
+                except Exception as exc:
+                    failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _record_or_strand(self, answered: list[_Answered]) -> None:
+        """The records of `answered` in one transaction. The database failing under it: each is due
+        again once it answers. Any other failure (a record the store refuses): each is written alone,
+        so only the one at fault keeps its lease."""
+        try:
+            self._record(answered)
+        except Exception as exc:
+            if database_unavailable(self.rt.engine, exc):
+                for a in answered:
+                    self._stranded.add(a.queued.id)
+                raise
+            if len(answered) == 1:
+                raise
+            log.warning("recording %d sends together failed (%s); recording each alone", len(answered), exc)
+            failure = None
+            for one in answered:
+                try:
+                    self._record_or_strand([one])
+                except Exception as alone:
+                    failure = failure or alone
+            if failure is not None:
+                raise failure from exc
 
     def _give_back_stranded(self) -> None:
         """Messages the database failed under (a restart, say) are due again as soon as it answers,
@@ -212,7 +258,8 @@ class OutboxSender:
             self._executor = ThreadPoolExecutor(self.rt.config.notifications.threads, "escalator-outbox-send")
         return self._executor
 
-    def _send(self, queued: store.QueuedMessage) -> None:
+    def _deliver(self, queued: store.QueuedMessage) -> _Answered:
+        """Send one message (or decide it is not sent: dry run, a channel gone) and say what to record."""
         rt = self.rt
         message = Message.from_json(dict(queued.message))
         attempts = queued.attempts + 1
@@ -256,19 +303,31 @@ class OutboxSender:
                 status, outcome = store.PENDING, "retrying"
         except ChannelError as exc:
             status, outcome, answer = store.FAILED, "failed", exc.answer or str(exc)
-        now = rt.clock()
         record = _send_record(rt, queued, message, outcome, answer, attempts, thread, receipt, retry_at)
-        with writing(rt.engine) as conn:
-            audit.append(conn, record, at=now)
-            if status == store.PENDING:
-                store.retry_later(conn, queued.id, attempts=attempts, answer=answer, at=retry_at)
-            else:
-                store.finish(conn, queued.id, status=status, attempts=attempts, answer=answer, now=now)
-            if receipt is not None and receipt.thread and thread is None and queued.channel != TICKET_NOTE:
-                store.remember_thread(
-                    conn, queued.platform, queued.ticket_id, queued.channel, receipt.thread, now
-                )
-        rt.metrics.platform_requests.labels(f"channel:{queued.channel}", "POST", outcome).inc()
+        return _Answered(
+            queued, record, status, outcome, answer, attempts, retry_at, thread, receipt, at=rt.clock()
+        )
+
+    def _record(self, answered: list[_Answered]) -> None:
+        """Each send's audit record and its message's new status (and a thread the channel started),
+        all in one transaction."""
+        with writing(self.rt.engine) as conn:
+            for a in answered:
+                queued = a.queued
+                audit.append(conn, a.record, at=a.at)
+                if a.status == store.PENDING:
+                    store.retry_later(conn, queued.id, attempts=a.attempts, answer=a.answer, at=a.retry_at)
+                else:
+                    store.finish(
+                        conn, queued.id, status=a.status, attempts=a.attempts, answer=a.answer, now=a.at
+                    )
+                started = a.receipt is not None and a.receipt.thread and a.thread is None
+                if started and queued.channel != TICKET_NOTE:
+                    store.remember_thread(
+                        conn, queued.platform, queued.ticket_id, queued.channel, a.receipt.thread, a.at
+                    )
+        for a in answered:
+            self.rt.metrics.platform_requests.labels(f"channel:{a.queued.channel}", "POST", a.outcome).inc()
 
     def _channel(self, name: str, settings: Any) -> Channel:
         channel = self._channels.get(name)
@@ -306,6 +365,22 @@ class OutboxSender:
 
 class _DryRun(Exception):
     """Rendered and recorded, not sent."""
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """A message's send done (or decided against), its record still to be written."""
+
+    queued: store.QueuedMessage
+    record: dict[str, Any]
+    status: str  # the message's new status: store.PENDING again (retried later), SENT, FAILED, DRY_RUN
+    outcome: str
+    answer: str
+    attempts: int
+    retry_at: Any
+    thread: str | None  # the ticket's thread on this channel before the send
+    receipt: Receipt | None
+    at: Any  # when the answer came
 
 
 def _with_report(rt: Runtime, message: Message, decision_id: str) -> Message:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connector.store.db import one_statement
 from connector.store.tables import channel_threads, outbox
 
 PENDING, SENT, FAILED, DRY_RUN = "pending", "sent", "failed", "dry_run"
@@ -84,21 +85,25 @@ def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:
     return [_queued(row) for row in full]
 
 
-def take_many(conn: Connection, ids: list[int], *, owner: str, now: datetime, lease: timedelta) -> set[int]:
-    """Lease several messages in one statement; the ids this sender won."""
-    result = conn.execute(
-        update(outbox)
-        .where(
-            and_(
-                outbox.c.id.in_(ids),
-                outbox.c.status == PENDING,
-                or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
-            )
-        )
-        .values(lease_owner=owner, lease_until=now + lease)
-        .returning(outbox.c.id)
+_TAKE_MANY = (
+    update(outbox)
+    .where(
+        outbox.c.id.in_(bindparam("b_ids", expanding=True)),
+        outbox.c.status == PENDING,
+        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= bindparam("b_now")),
     )
-    return {row.id for row in result}
+    .returning(outbox.c.id)
+)
+
+
+def take_many(engine: Engine, ids: list[int], *, owner: str, now: datetime, lease: timedelta) -> set[int]:
+    """Lease several messages in one statement (atomic alone: no transaction round trips on
+    PostgreSQL); the ids this sender won."""
+    with one_statement(engine) as conn:
+        result = conn.execute(
+            _TAKE_MANY, {"b_ids": ids, "b_now": now, "lease_owner": owner, "lease_until": now + lease}
+        )
+        return {row.id for row in result}
 
 
 def give_back(conn: Connection, ids: list[int], *, owner: str) -> int:

@@ -4,6 +4,7 @@ channel that is down never holding up the ticket's write."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -288,4 +289,127 @@ def test_a_message_sent_again_after_a_crash_before_its_record_carries_the_same_i
         ("managers", "notice", "applied"), ("managers", "update", "applied"),
         ("oncall", "notice", "applied"), ("oncall", "update", "applied"),
     ]  # fmt: skip
+    esc.rt.close()
+
+
+# --- side by side (notifications.threads > 1): records as the answers come in --------------------
+
+
+def _side_by_side(db_url: str, smtp, api) -> tuple[Escalator, Story]:
+    """The P1 story with a Standard Webhooks pager and an e-mail channel, sent side by side."""
+    api.add(responses.POST, HOOK_URL, status=200)
+    pager = {"type": "webhook", "url": HOOK_URL, "secret": HOOK_SECRET}
+    esc = escalator(db_url, {"oncall": pager, "managers": email_channel(smtp)}, threads=4)
+    return esc, Story(esc, api)
+
+
+def _transactions(engine) -> list[int]:
+    """A list that grows by one at each commit on `engine`."""
+    from sqlalchemy import event
+
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    return commits
+
+
+def test_side_by_side_a_send_is_recorded_when_its_answer_comes_not_when_the_slowest_does(
+    sqlite_url, smtp, api, monkeypatch
+):
+    """A slow channel must not keep a fast one's send unrecorded (a crash then would send it twice):
+    the mail goes out only once the pager's record is committed."""
+    from channels.email import EmailChannel
+
+    esc, story = _side_by_side(sqlite_url, smtp, api)
+    story.open_p1()
+    real_send = EmailChannel.send
+
+    def slow_mail(self, message, thread):
+        deadline = time.monotonic() + 10
+        while not sends(esc, "oncall"):
+            assert time.monotonic() < deadline, "the pager's send was not recorded while the mail was out"
+            time.sleep(0.01)
+        return real_send(self, message, thread)
+
+    monkeypatch.setattr(EmailChannel, "send", slow_mail)
+    assert story.send() == 2
+    assert [r["outcome"] for r in sends(esc, "oncall")] == ["applied"]
+    assert [r["outcome"] for r in sends(esc, "managers")] == ["applied"]
+    esc.rt.close()
+
+
+def _answered_together(monkeypatch) -> None:
+    """The round finds every send answered when it looks (as under load): wait for all of them."""
+    import concurrent.futures
+
+    from connector import outbox
+
+    monkeypatch.setattr(
+        outbox, "wait", lambda fs, return_when: concurrent.futures.wait(fs, return_when="ALL_COMPLETED")
+    )
+
+
+def test_side_by_side_sends_answered_together_are_recorded_in_one_transaction(db_url, smtp, api, monkeypatch):
+    esc, story = _side_by_side(db_url, smtp, api)
+    story.open_p1()
+    _answered_together(monkeypatch)
+    commits = _transactions(esc.rt.engine)
+    assert story.send() == 2
+    take = 0 if esc.rt.engine.dialect.name == "postgresql" else 1  # PostgreSQL takes in autocommit
+    assert len(commits) == take + 1  # both records in one transaction
+    assert {r["notification"]["channel"]: r["outcome"] for r in esc.audit() if r.get("notification")} == {
+        "oncall": "applied", "managers": "applied",
+    }  # fmt: skip
+    assert store.counts(esc.rt.engine) == {"sent": 2}
+    assert audit.verify(esc.rt.engine).ok  # the chain links both records, in the order appended
+    esc.rt.close()
+
+
+def test_side_by_side_a_record_the_store_refuses_does_not_take_the_others_with_it(
+    sqlite_url, smtp, api, monkeypatch
+):
+    esc, story = _side_by_side(sqlite_url, smtp, api)
+    story.open_p1()
+    _answered_together(monkeypatch)
+    real_append = audit.append
+
+    def append(conn, record, **kwargs):
+        if (record.get("notification") or {}).get("channel") == "managers":
+            raise ValueError("a value the store cannot hold")
+        return real_append(conn, record, **kwargs)
+
+    monkeypatch.setattr(audit, "append", append)
+    with pytest.raises(ValueError):
+        story.send()
+    assert [r["outcome"] for r in sends(esc, "oncall")] == [
+        "applied"
+    ]  # recorded alone after the group failed
+    assert sends(esc, "managers") == []
+    assert story.send() == 0  # the mail keeps its lease, as one a bug broke does
+    esc.rt.close()
+
+
+def test_side_by_side_the_database_failing_under_the_records_gives_both_back_at_once(
+    sqlite_url, smtp, api, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    esc, story = _side_by_side(sqlite_url, smtp, api)
+    story.open_p1()
+    _answered_together(monkeypatch)
+    real_append, failed = audit.append, []
+
+    def append(conn, record, **kwargs):
+        if not failed:
+            failed.append(record["notification"]["channel"])
+            raise OperationalError("INSERT INTO audit_log", {}, Exception("the connection is lost"))
+        return real_append(conn, record, **kwargs)
+
+    monkeypatch.setattr(audit, "append", append)
+    with pytest.raises(OperationalError):
+        story.send()
+    assert story.send() == 2  # the clock has not moved: both given back, sent again (same ids)
+    assert {r["notification"]["channel"] for r in esc.audit() if r.get("notification")} == {
+        "oncall",
+        "managers",
+    }
     esc.rt.close()
