@@ -142,37 +142,38 @@ _RELEASE_TICKET = update(tickets).where(
 )
 
 
+def _leasing(insert: Any) -> Any:
+    """`insert` (ticket rows, one or many) as an upsert that takes each ticket's lease unless another
+    owner's still runs, and returns the row (platform, ticket_id and tickets.MEMORY) only where the
+    lease is ours. RETURNING, not rowcount: psycopg reports -1 for an upsert under SQLAlchemy 2.1.
+    On PostgreSQL a refused lease still locks the row until the claim's statement ends."""
+    mine = insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=[tickets.c.platform, tickets.c.ticket_id],
+        set_={"lease_owner": mine.lease_owner, "lease_until": mine.lease_until},
+        where=tickets.c.lease_until.is_(None)
+        | (tickets.c.lease_until < bindparam("b_now"))
+        | (tickets.c.lease_owner == mine.lease_owner),
+    ).returning(tickets.c.platform, tickets.c.ticket_id, *MEMORY)
+
+
 def _claim_statement() -> Any:
     """PostgreSQL's claim in one statement: the candidates (`_CANDIDATES`), each ticket's lease taken
-    unless another owner's still runs (the upsert `_lease_statement` makes, for all of them), and the
+    unless another owner's still runs (`_leasing`, for all of them at once), and the
     rows taken whose ticket was leased (or that name none). Data-modifying CTEs see one snapshot, so
     the take reads the leases granted from the upsert's RETURNING, not from the table. One row per
     row taken, with its ticket's memory; and one with no row (id NULL) per lease granted whose row
     was taken by someone else meanwhile, to be freed."""
     cand = _CANDIDATES.cte("cand")
-    leasing = postgresql.insert(tickets)
-    mine = leasing.excluded
-    lease = (
-        leasing.from_select(
-            ["platform", "ticket_id", "priority_pinned", "lease_owner", "lease_until"],
-            select(
-                cand.c.platform,
-                cand.c.ticket_id,
-                false(),
-                bindparam("b_owner", type_=tickets.c.lease_owner.type),
-                bindparam("b_until", type_=tickets.c.lease_until.type),
-            ).where(cand.c.ticket_id.is_not(None)),  # fmt: skip
-        )
-        .on_conflict_do_update(
-            index_elements=[tickets.c.platform, tickets.c.ticket_id],
-            set_={"lease_owner": mine.lease_owner, "lease_until": mine.lease_until},
-            where=tickets.c.lease_until.is_(None)
-            | (tickets.c.lease_until < bindparam("b_now"))
-            | (tickets.c.lease_owner == mine.lease_owner),
-        )
-        .returning(tickets.c.platform, tickets.c.ticket_id, *MEMORY)
-        .cte("lease")
-    )
+    new_rows = select(
+        cand.c.platform,
+        cand.c.ticket_id,
+        false(),
+        bindparam("b_owner", type_=tickets.c.lease_owner.type),
+        bindparam("b_until", type_=tickets.c.lease_until.type),
+    ).where(cand.c.ticket_id.is_not(None))
+    columns = ["platform", "ticket_id", "priority_pinned", "lease_owner", "lease_until"]
+    lease = _leasing(postgresql.insert(tickets).from_select(columns, new_rows)).cte("lease")
     leased = exists().where(lease.c.platform == cand.c.platform, lease.c.ticket_id == cand.c.ticket_id)
     take = (
         update(inbox)
@@ -199,8 +200,8 @@ def _claim_statement() -> Any:
     )
 
 
-_LEASE_TICKET: dict[str, Any] = {}  # per dialect
 _CLAIM = _claim_statement()
+_LEASE_TICKET = _leasing(sqlite.insert(tickets))  # SQLite's claim: one ticket at a time
 
 
 def holds(engine: Engine, platform: str, delivery_id: str) -> bool:
@@ -343,28 +344,10 @@ def _lease_ticket(
 ) -> Any:
     """Create the ticket's row if it is new, and take its lease unless another owner's still runs:
     the row's tickets.MEMORY columns when the lease is ours, else None."""
-    stmt = _LEASE_TICKET.get(conn.dialect.name)
-    if stmt is None:
-        stmt = _LEASE_TICKET[conn.dialect.name] = _lease_statement(conn.dialect.name)
     values = dict(
         platform=platform, ticket_id=ticket_id, priority_pinned=False, lease_owner=owner, lease_until=until
     )
-    return conn.execute(stmt, {**values, "b_now": now}).first()
-
-
-def _lease_statement(dialect: str) -> Any:
-    """One upsert that returns the row only when the lease is ours. RETURNING, not rowcount:
-    psycopg reports -1 for an upsert under SQLAlchemy 2.1. On PostgreSQL a refused lease still
-    locks the row until the claim's short transaction ends."""
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(tickets)
-    mine = insert.excluded
-    return insert.on_conflict_do_update(
-        index_elements=[tickets.c.platform, tickets.c.ticket_id],
-        set_={"lease_owner": mine.lease_owner, "lease_until": mine.lease_until},
-        where=tickets.c.lease_until.is_(None)
-        | (tickets.c.lease_until < bindparam("b_now"))
-        | (tickets.c.lease_owner == mine.lease_owner),
-    ).returning(*MEMORY)
+    return conn.execute(_LEASE_TICKET, {**values, "b_now": now}).first()
 
 
 def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str) -> None:
