@@ -172,14 +172,7 @@ class OutboxSender:
         taken = store.take_many(self.rt.engine, ids, owner=self.rt.owner, now=now, lease=lease)
         mine = [q for q in due if q.id in taken]
         if len(mine) == 1 or cfg.threads == 1:
-            failure = None
-            for queued in mine:  # each alone: one that fails does not leave the rest to their lease
-                try:
-                    self._send_or_strand(queued)
-                except Exception as exc:
-                    failure = failure or exc
-            if failure is not None:
-                raise failure
+            _each(mine, self._send_or_strand)  # one that fails does not leave the rest to their lease
         else:
             self._send_side_by_side(mine)
         return len(mine)
@@ -233,14 +226,7 @@ class OutboxSender:
             if len(answered) == 1:
                 raise
             log.warning("recording %d sends together failed (%s); recording each alone", len(answered), exc)
-            failure = None
-            for one in answered:
-                try:
-                    self._record_or_strand([one])
-                except Exception as alone:
-                    failure = failure or alone
-            if failure is not None:
-                raise failure from exc
+            _each(answered, lambda one: self._record_or_strand([one]))
 
     def _give_back_stranded(self) -> None:
         """Messages the database failed under (a restart, say) are due again as soon as it answers,
@@ -361,6 +347,18 @@ class OutboxSender:
         except PlatformError as exc:
             raise RejectedByChannel(f"note: {exc}", answer=str(exc)) from exc
         return Receipt(status=status, answer=f"{status} internal note added")
+
+
+def _each(items: Sequence[Any], action: Any) -> None:
+    """`action(item)` for every item, also after one failed; then the first failure is raised."""
+    failure: Exception | None = None
+    for item in items:
+        try:
+            action(item)
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 class _DryRun(Exception):
