@@ -326,6 +326,10 @@ def row_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> RowI
     return found
 
 
+# The PostgreSQL advisory lock key a migration holds until its transaction ends ("escalat" in ASCII).
+MIGRATION_LOCK = 0x657363616C617400
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent)."""
     from alembic import command
@@ -335,5 +339,9 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with writing(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas (or serve and `escalator work`) started at once each migrate: one at a time, the
+            # others then find the schema at its head. (SQLite: writing() holds the writer lock.)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -82,3 +82,39 @@ def test_audit_records_written_before_the_upgrade_still_verify_and_filter_by_key
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM audit_log WHERE seq = 1"))
     engine.dispose()
+
+
+def test_processes_starting_together_on_a_new_database_migrate_it_once(empty_db_url):
+    """Replicas (or `serve` and `escalator work`) started at once on a database nothing has touched:
+    each migrates at start. On PostgreSQL two at once both tried to create Alembic's version table,
+    and one ended with a unique violation on the catalog. (Processes: Alembic runs one migration
+    at a time per process.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, time\n"
+        "from connector.store.db import make_engine, migrate\n"
+        "engine = make_engine(sys.argv[1])\n"
+        "while time.time() < float(sys.argv[2]): time.sleep(0.001)\n"  # all start together
+        "migrate(engine)\n"
+    )
+    import time
+
+    at = str(time.time() + 3)
+    root = Path(__file__).resolve().parents[2]
+    starting = [
+        subprocess.Popen([sys.executable, "-c", script, empty_db_url, at], cwd=root, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in starting]
+    assert [p.returncode for p in starting] == [0, 0, 0, 0], "\n".join(errors)
+    from connector.store.db import make_engine
+
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.connect() as conn:
+            assert len(conn.execute(text("SELECT version_num FROM alembic_version")).all()) == 1
+    finally:
+        engine.dispose()
