@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels import Message, Receipt, RejectedByChannel, TransientChannelError
@@ -349,7 +349,7 @@ class OutboxSender:
         return Receipt(status=status, answer=f"{status} internal note added")
 
 
-def _each(items: Sequence[Any], action: Any) -> None:
+def _each(items: Sequence[Any], action: Callable[[Any], object]) -> None:
     """`action(item)` for every item, also after one failed; then the first failure is raised."""
     failure: Exception | None = None
     for item in items:
@@ -375,10 +375,10 @@ class _Answered:
     outcome: str
     answer: str
     attempts: int
-    retry_at: Any
+    retry_at: datetime | None
     thread: str | None  # the ticket's thread on this channel before the send
     receipt: Receipt | None
-    at: Any  # when the answer came
+    at: datetime  # when the answer came
 
 
 def _with_report(rt: Runtime, message: Message, decision_id: str) -> Message:
