@@ -31,7 +31,7 @@ from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
 from connector.retry import Stranded, backoff_seconds
 from connector.runtime import Runtime
 from connector.store import outbox as store
-from connector.store.db import database_unavailable, writing
+from connector.store.db import database_unavailable, reading, writing
 from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
 
 log = logging.getLogger("escalator.outbox")
@@ -266,7 +266,7 @@ class OutboxSender:
                         "dry_run is on" if rt.dry_run else f"channel '{queued.channel}' has no credentials"
                     )
                 if CHANNEL_TYPES[settings.type].threads:
-                    with rt.engine.connect() as conn:
+                    with reading(rt.engine) as conn:
                         thread = store.thread_of(conn, queued.platform, queued.ticket_id, queued.channel)
                 receipt = self._channel(queued.channel, settings).send(message, thread)
             status, outcome, answer = store.SENT, "applied", receipt.answer

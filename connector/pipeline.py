@@ -37,7 +37,7 @@ from connector.plan import note_mark, with_note_mark
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
 from connector.store import inbox, tickets, timers
-from connector.store.db import database_unavailable, writing
+from connector.store.db import database_unavailable, reading, writing
 from connector.store.inbox import InboxItem
 from platforms.base import CAP_LABELS, Delivery, OutboundRequest, SentRequest
 from platforms.errors import (
@@ -148,7 +148,7 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
     if item.memory is not None:  # what the claim read with the ticket's lease
         stored = tickets.from_row(item.memory)
     elif item.ticket_id:
-        with rt.engine.connect() as conn:
+        with reading(rt.engine) as conn:
             stored = tickets.load(conn, item.platform, item.ticket_id)
     else:
         stored = None
@@ -185,7 +185,7 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             "failed", detail=f"policy '{policy.name}' has no 'platforms.{item.platform}' section", event=event
         )
     if stored is None:
-        with rt.engine.connect() as conn:
+        with reading(rt.engine) as conn:
             stored = tickets.load(conn, item.platform, event.ticket.ref.id)
     if event.ticket_partial:
         completed = _complete_ticket(rt, item, client, event, stored.snapshot)

@@ -269,6 +269,18 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only. On PostgreSQL in autocommit: under READ COMMITTED a transaction
+    gives its reads no common snapshot anyway, and psycopg would send the BEGIN before them and the
+    ROLLBACK that returns the connection to the pool as round trips of their own (three for one
+    read). Nothing written through it is atomic with anything else."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+@contextmanager
 def one_statement(engine: Engine) -> Iterator[Connection]:
     """A connection for one write statement, atomic alone. On PostgreSQL it runs in autocommit: psycopg
     sends a transaction's BEGIN and COMMIT as round trips of their own, two of three for a lone

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Integer, bindparam, exists, false, fu
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from connector.store.db import one_statement, row_insert, writing
+from connector.store.db import one_statement, reading, row_insert, writing
 from connector.store.tables import inbox, tickets
 from connector.store.tickets import MEMORY
 
@@ -456,5 +456,5 @@ _NEXT_DUE = select(func.min(inbox.c.next_attempt_at)).where(
 def next_due(engine: Engine, *, now: datetime) -> datetime | None:
     """When the earliest pending row not yet due comes due (a retry after its backoff, a write waiting
     for the rate limiter), so an idle worker can look then instead of at its next poll."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(_NEXT_DUE, {"b_now": now}).scalar()

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connector.store.db import one_statement
+from connector.store.db import one_statement, reading
 from connector.store.tables import channel_threads, outbox
 
 PENDING, SENT, FAILED, DRY_RUN = "pending", "sent", "failed", "dry_run"
@@ -62,7 +62,7 @@ def enqueue(conn: Connection, rows: Iterable[Mapping[str, Any]], *, decision_id:
 
 def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:
     """The oldest pending message of each ticket and channel, when it is due and nobody holds it."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(
             select(outbox.c.id, outbox.c.platform, outbox.c.ticket_id, outbox.c.channel,
                    outbox.c.next_attempt_at, outbox.c.lease_until)

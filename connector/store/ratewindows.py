@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connector.store.db import writing
+from connector.store.db import reading, writing
 from connector.store.inbox import HEADS, PENDING, PROCESSING
 from connector.store.tables import inbox, rate_windows
 
@@ -97,7 +97,7 @@ def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: flo
     from connector.ratelimit import Waiting
 
     until = now + timedelta(seconds=horizon)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(
             _WAITING, {**_line(ask), "b_platform": platform, "b_now": now, "b_until": until}
         ).one()
@@ -163,7 +163,7 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
             yield Held(None, platform, {}, {})
             return
         bucket = next(iter(peek_of))[0]
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             rows = conn.execute(_PEEK, {"b_platform": platform, "b_peek": bucket}).all()
         yield Held(None, platform, {}, windows(rows, peek_of))
         return

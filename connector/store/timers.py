@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
 
-from connector.store.db import writing
+from connector.store.db import reading, writing
 from connector.store.inbox import new_row, store_rows
 from connector.store.tables import timers
 
@@ -160,7 +160,7 @@ def fire_due(engine: Engine, *, now: datetime, limit: int, late_after: timedelta
     The read uses the partial index on unfired timers' due instant, so its cost follows the
     number of DUE timers, not the number armed.
     """
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         # Almost always nothing is due: look before taking SQLite's writer lock the webhooks need.
         if conn.execute(_due_ids(now, 1)).first() is None:
             return []
