@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, bindparam, exists, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -292,21 +292,11 @@ def _claim_in_one_statement(
             if row.id is None:
                 unused.append(row)
             else:
-                memory = _Memory(*row[-len(MEMORY) :]) if row.ticket_id is not None else None
-                taken.append((row, memory))
+                # The row carries its ticket's MEMORY columns under their own names: it is the memory.
+                taken.append((row, row if row.ticket_id is not None else None))
         for row in unused:
             _release_ticket(conn, row.lease_platform, row.lease_ticket_id, owner)
     return taken
-
-
-class _Memory(NamedTuple):
-    """A leased ticket's tickets.MEMORY columns, as the claim statement returns them."""
-
-    tier: Any
-    priority_pinned: Any
-    requester_id: Any
-    snapshot: Any
-    sla: Any
 
 
 def _take(conn: Connection, candidates: list[Any], owner: str, now: datetime, until: datetime) -> list[Any]:
