@@ -274,9 +274,11 @@ def reading(engine: Engine) -> Iterator[Connection]:
     gives its reads no common snapshot anyway, and psycopg would send the BEGIN before them and the
     ROLLBACK that returns the connection to the pool as round trips of their own (three for one
     read). Nothing written through it is atomic with anything else."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as conn:
+            yield conn
+        return
+    with _autocommit(engine) as conn:
         yield conn
 
 
@@ -290,6 +292,14 @@ def one_statement(engine: Engine) -> Iterator[Connection]:
         with writing(engine) as conn:
             yield conn
         return
+    with _autocommit(engine) as conn:
+        yield conn
+
+
+@contextmanager
+def _autocommit(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection whose every statement commits alone (psycopg's autocommit: no BEGIN and no
+    COMMIT or ROLLBACK of ours); the pool puts its default isolation back when it returns."""
     with engine.connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
