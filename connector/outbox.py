@@ -233,11 +233,7 @@ class OutboxSender:
         not after their lease (`notifications.lease_seconds`). One sent before its record failed is
         sent again, as its lease running out would have it."""
 
-        def back(ids: list[int]) -> None:
-            with writing(self.rt.engine) as conn:
-                store.give_back(conn, ids, owner=self.rt.owner)
-
-        self._stranded.give_back(back)
+        self._stranded.give_back(lambda ids: store.give_back(self.rt.engine, ids, owner=self.rt.owner))
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

@@ -106,15 +106,22 @@ def take_many(engine: Engine, ids: list[int], *, owner: str, now: datetime, leas
         return {row.id for row in result}
 
 
-def give_back(conn: Connection, ids: list[int], *, owner: str) -> int:
+_GIVE_BACK = update(outbox).where(
+    outbox.c.id.in_(bindparam("b_ids", expanding=True)),
+    outbox.c.status == PENDING,
+    outbox.c.lease_owner == bindparam("b_owner"),
+)
+
+
+def give_back(engine: Engine, ids: list[int], *, owner: str) -> int:
     """Messages this sender still leases, due again at once (what their lease running out would do,
-    without the wait); how many. One whose outcome was recorded after all is not leased any more."""
-    result = conn.execute(
-        update(outbox)
-        .where(outbox.c.id.in_(ids), outbox.c.status == PENDING, outbox.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    )
-    return result.rowcount or 0
+    without the wait), in one statement as take_many; how many. One whose outcome was recorded
+    after all is not leased any more."""
+    with one_statement(engine) as conn:
+        result = conn.execute(
+            _GIVE_BACK, {"b_ids": ids, "b_owner": owner, "lease_owner": None, "lease_until": None}
+        )
+        return result.rowcount or 0
 
 
 def finish(
