@@ -243,39 +243,39 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _stat(pid: int) -> list[str]:
+    """A process's /proc/PID/stat fields after its name: state, parent pid, … (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(") ", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(") ", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children(pid: int) -> list[int]:
-    """The processes `pid` started (Linux /proc), e.g. the worker process of `escalator serve`."""
+def _pids(matches: Callable[[int], bool]) -> list[int]:
+    """The processes on this machine for which `matches(pid)` holds (one gone meanwhile is skipped)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(") ", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, IndexError, ValueError):  # gone meanwhile
+                if matches(int(entry)):
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
                 continue
     return found
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started, e.g. the worker process of `escalator serve`."""
+    return _pids(lambda other: int(_stat(other)[1]) == pid)
 
 
 def postgres_server_pids() -> list[int]:
     """The PostgreSQL server's processes on this machine (postmaster, backends, WAL writer …)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() == "postgres":
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
+    return _pids(lambda other: Path(f"/proc/{other}/comm").read_text().strip() == "postgres")
 
 
 class CpuMeter:
