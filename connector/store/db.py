@@ -8,8 +8,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,38 +268,33 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-@contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
+def reading(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection for reads only. On PostgreSQL in autocommit: under READ COMMITTED a transaction
     gives its reads no common snapshot anyway, and psycopg would send the BEGIN before them and the
     ROLLBACK that returns the connection to the pool as round trips of their own (three for one
     read). Nothing written through it is atomic with anything else."""
-    if engine.dialect.name != "postgresql":
-        with engine.connect() as conn:
-            yield conn
-        return
-    with _autocommit(engine) as conn:
-        yield conn
+    return _autocommit_on_postgresql(engine, otherwise=engine.connect)
 
 
-@contextmanager
-def one_statement(engine: Engine) -> Iterator[Connection]:
+def one_statement(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection for one write statement, atomic alone. On PostgreSQL it runs in autocommit: psycopg
     sends a transaction's BEGIN and COMMIT as round trips of their own, two of three for a lone
     statement. On SQLite, a transaction under the writer lock, as writing() (its autocommit switch
     would cost a PRAGMA each way)."""
-    if engine.dialect.name != "postgresql":
-        with writing(engine) as conn:
-            yield conn
-        return
-    with _autocommit(engine) as conn:
-        yield conn
+    return _autocommit_on_postgresql(engine, otherwise=lambda: writing(engine))
 
 
 @contextmanager
-def _autocommit(engine: Engine) -> Iterator[Connection]:
-    """A pooled connection whose every statement commits alone (psycopg's autocommit: no BEGIN and no
-    COMMIT or ROLLBACK of ours); the pool puts its default isolation back when it returns."""
+def _autocommit_on_postgresql(
+    engine: Engine, *, otherwise: Callable[[], AbstractContextManager[Connection]]
+) -> Iterator[Connection]:
+    """On PostgreSQL a pooled connection whose every statement commits alone (psycopg's autocommit:
+    no BEGIN, COMMIT or ROLLBACK of ours; the pool puts the default isolation back when it returns);
+    elsewhere what `otherwise()` gives."""
+    if engine.dialect.name != "postgresql":
+        with otherwise() as conn:
+            yield conn
+        return
     with engine.connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
