@@ -12,16 +12,22 @@ pause, anything that blocks without computing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 _local = threading.local()  # .turns: the CpuTurns this thread holds a turn of, if any
 
 
 class CpuTurns:
-    def __init__(self, size: int):
+    def __init__(self, size: int, on_away: Callable[[], None] | None = None):
         self.size = size
         self._slots = threading.Semaphore(size)
+        # Deliveries inside `waiting()`: they want no turn until their wait ends. The worker claims
+        # by it (those wanting the CPU are the claimed ones less these); `on_away` is called each time
+        # one steps away, as a turn frees without a delivery ending.
+        self.away = 0
+        self._away_lock = threading.Lock()
+        self._on_away = on_away
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -35,6 +41,12 @@ class CpuTurns:
                 _local.turns = None
                 self._slots.release()
 
+    def _step(self, away: int) -> None:
+        with self._away_lock:
+            self.away += away
+        if away > 0 and self._on_away is not None:
+            self._on_away()
+
 
 @contextmanager
 def waiting() -> Iterator[None]:
@@ -45,9 +57,11 @@ def waiting() -> Iterator[None]:
         yield
         return
     _local.turns = None
+    turns._step(+1)
     turns._slots.release()
     try:
         yield
     finally:
+        turns._step(-1)
         turns._slots.acquire()
         _local.turns = turns

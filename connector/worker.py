@@ -90,7 +90,14 @@ class WorkerPool:
         self.concurrency = max(self.threads, concurrency if concurrency is not None else w.concurrency)
         self.parent_pid = parent_pid  # stop when the process that started us is gone
         self.listen = listen and w.listen
-        self.turns = cpu.CpuTurns(self.threads)
+        self.turns = cpu.CpuTurns(self.threads, on_away=self._stepped_away)
+        # Claimed deliveries that may want the CPU at once (not waiting for their platform): twice the
+        # turns, so one is ready the moment a turn frees. Beyond that a claimed delivery only waits in
+        # memory for a turn, sharing it round-robin with every other: when the CPU is what is short,
+        # each delivery then took (deliveries in flight / decisions per second) however early it came
+        # (64 in flight at 100/s: 640 ms), where in the inbox it waits its turn in order, P1 first.
+        self._ready_at_most = 2 * self.threads
+        self._short_of_cpu = False  # the last look found no room for another computing delivery
         self._stop = threading.Event()
         self._wake = threading.Event()  # new work may be due: stored, fired, or a slot freed
         self._work: queue.SimpleQueue[tuple[InboxItem, datetime] | None] = queue.SimpleQueue()
@@ -160,10 +167,13 @@ class WorkerPool:
             self._wake.clear()  # a wake-up from here on makes the wait below return at once
             if self._stranded:
                 self._give_back_stranded()
+            self._short_of_cpu = True  # before counting: a delivery stepping away from now on wakes us
             free = self.concurrency - self._in_flight
+            room = min(free, self._ready_at_most - (self._in_flight - self.turns.away))
             claimed = wanted = 0
-            if free >= self._claim_at or free == self.concurrency:
-                wanted = min(free, w.batch)
+            if room > 0 and (room >= min(self._claim_at, self.threads) or free == self.concurrency):
+                self._short_of_cpu = False
+                wanted = min(room, w.batch)
                 try:
                     claimed = self._claim(wanted)
                 except Exception:  # the database may be briefly unavailable; never let the thread die
@@ -174,6 +184,12 @@ class WorkerPool:
                 self._wake.wait(w.poll_seconds)
                 continue
             self._wake.wait(self._idle_seconds(w.poll_seconds))
+
+    def _stepped_away(self) -> None:
+        """A delivery began waiting for its platform: its turn is free for one more, if we held back."""
+        if self._short_of_cpu:
+            self._short_of_cpu = False
+            self._wake.set()
 
     def _give_back_stranded(self) -> None:
         """Deliveries the database failed under (it restarted, say) go back to pending as soon as it
