@@ -296,7 +296,6 @@ class OutboxSender:
         with writing(self.rt.engine) as conn:
             for a in answered:
                 queued = a.queued
-                audit.append(conn, a.record, at=a.at)
                 if a.status == store.PENDING:
                     store.retry_later(conn, queued.id, attempts=a.attempts, answer=a.answer, at=a.retry_at)
                 else:
@@ -308,6 +307,8 @@ class OutboxSender:
                     store.remember_thread(
                         conn, queued.platform, queued.ticket_id, queued.channel, a.receipt.thread, a.at
                     )
+            # Last, all at once: appending locks the chain's head until the commit (one bump for all).
+            audit.append_many(conn, [(a.record, a.at) for a in answered])
         for a in answered:
             self.rt.metrics.platform_requests.labels(f"channel:{a.queued.channel}", "POST", a.outcome).inc()
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +105,8 @@ class _Statements:
     more than half of an append's CPU. Built once per backend."""
 
     bump: str  # the head's seq moved on (the chain's write lock), answering the new seq and prev hash
+    bump_by: str  # the same, by a count of records (append_many), answering the last one's seq
+    head_hash: str  # the head's hash set (append_many: after its rows)
     insert: str  # the record's row; on PostgreSQL with the head's new hash in the same statement
     set_head: str | None  # SQLite: the head's new hash (no INSERT inside WITH there, no round trip to save)
     row: RowInsert  # the record's row (its SQL is `insert`'s, alone or inside a WITH)
@@ -128,12 +130,15 @@ def _build_statements(dialect: Dialect) -> _Statements:
     insert = row.sql
     set_head = f"UPDATE audit_head SET hash = {placeholder(dialect.paramstyle)} WHERE id = 1"
     bump = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+    mark = placeholder(dialect.paramstyle)
+    bump_by = f"UPDATE audit_head SET seq = seq + {mark} WHERE id = 1 RETURNING seq, hash"
     if dialect.name == "postgresql":
         # The INSERT in a WITH runs once, to completion, whether or not the UPDATE reads it.
         return _Statements(
-            bump, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, row, _bump_and_seen
-        )
-    return _Statements(bump, insert, set_head, row)
+            bump, bump_by, set_head, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, row,
+            _bump_and_seen,
+        )  # fmt: skip
+    return _Statements(bump, bump_by, set_head, insert, set_head, row)
 
 
 @functools.cache
@@ -201,7 +206,59 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
         names = (
             people.pseudonymise_people(conn, marked.people, keys, seq=seq, now=at) if marked.people else {}
         )
-    record, plain = marked.placed(names), marked.plain
+    digest, values, out = _sealed(statements, marked.placed(names), marked.plain, seq, prev_hash, at, keys,
+                                  record_id)  # fmt: skip
+    if statements.set_head is None:
+        cursor.execute(statements.insert, [*values, digest])
+    else:
+        cursor.execute(statements.insert, values)
+        cursor.execute(statements.set_head, [digest])
+    return out
+
+
+def append_many(
+    conn: Connection, entries: Sequence[tuple[Mapping[str, Any], datetime]], *, keys: AuditKeys | None = None
+) -> list[dict[str, Any]]:
+    """Append `entries` (record, at), in their order, inside the caller's transaction: what `append`
+    does for each, with one bump of the head for all of them, their rows in one batch and the head's
+    hash set once, instead of two statements a record. Records naming people go one by one (their
+    pseudonyms are settled per record), as does a lone one."""
+    if len(entries) < 2:
+        return [append(conn, record, at=at, keys=keys) for record, at in entries]
+    known = OUTCOMES + OPERATOR_OUTCOMES
+    marked = [people.mark(record) for record, _ in entries]
+    for record, _ in entries:
+        if record.get("outcome") not in known:
+            raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
+    if any(m.people for m in marked):
+        return [append(conn, record, at=at, keys=keys) for record, at in entries]
+    keys = keys or _ENGINE_KEYS.get(conn.engine, _NO_KEYS)
+    if not conn.in_transaction():
+        conn.begin()
+    statements = _statements(conn.dialect)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(statements.bump_by, [len(entries)])
+        last, prev_hash = _one(cursor)
+        rows, appended = [], []
+        for n, (m, (_, at)) in enumerate(zip(marked, entries, strict=True)):
+            seq = last - len(entries) + 1 + n
+            prev_hash, values, out = _sealed(
+                statements, m.placed({}), m.plain, seq, prev_hash, at, keys, None
+            )
+            rows.append(values)
+            appended.append(out)
+        cursor.executemany(statements.row.sql, rows)
+        cursor.execute(statements.head_hash, [prev_hash])
+    finally:
+        cursor.close()
+    return appended
+
+
+def _sealed(statements: _Statements, record, plain: bool, seq: int, prev_hash: str, at: datetime,
+            keys: AuditKeys, record_id: str | None) -> tuple[str, list[Any], dict[str, Any]]:  # fmt: skip
+    """The record at `seq` after `prev_hash`: its hash, its row's values (as the DBAPI takes them) and
+    the record as appended."""
     body = {
         **record,
         "id": record_id or str(uuid.uuid4()),
@@ -230,17 +287,11 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
         hash=digest,
         signature=signature,
     )
-    values = [row[name] for name in _COLUMNS]
-    values = statements.row.bound(values)
-    if statements.set_head is None:
-        cursor.execute(statements.insert, [*values, digest])
-    else:
-        cursor.execute(statements.insert, values)
-        cursor.execute(statements.set_head, [digest])
+    values = statements.row.bound([row[name] for name in _COLUMNS])
     out = {**body, "prev_hash": prev_hash, "hash": digest}
     if signature is not None:
         out["signature"] = signature
-    return out
+    return digest, values, out
 
 
 def _one(cursor) -> tuple:

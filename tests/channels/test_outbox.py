@@ -37,6 +37,14 @@ def sends(esc: Escalator, channel: str) -> list[dict]:
     return [r for r in esc.audit() if (r.get("notification") or {}).get("channel") == channel]
 
 
+def _each_record_through(patch: pytest.MonkeyPatch, append) -> None:
+    """The outbox appends the records of sends answered together in one batch (audit.append_many):
+    here each goes through `append` alone, so a fault can be put on one record."""
+    patch.setattr(
+        audit, "append_many", lambda conn, entries, **kw: [append(conn, r, at=at, **kw) for r, at in entries]
+    )
+
+
 def test_slack_429_waits_for_retry_after_then_sends(sqlite_url, slack, smtp, api):
     slack.fail_next.append((429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"}))
     esc = escalator(sqlite_url, {"oncall": slack_channel(slack), "managers": email_channel(smtp)})
@@ -212,7 +220,7 @@ def test_a_message_the_database_failed_under_goes_again_when_it_answers_not_afte
 
     story.open_p1()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(audit, "append", append)
+        _each_record_through(patch, append)
         with pytest.raises(OperationalError):
             story.send()
     assert story.send() == 1  # the clock has not moved: only a give-back explains it
@@ -227,7 +235,7 @@ def test_a_message_a_bug_failed_waits_for_its_lease_not_sent_again_each_round(sq
     esc, story = _paged(sqlite_url, smtp, api)
     story.open_p1()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(audit, "append", lambda *args, **kwargs: 1 / 0)
+        _each_record_through(patch, lambda *args, **kwargs: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             story.send()
     assert story.send() == 0  # the round's messages keep their lease: not tried again every round
@@ -257,7 +265,7 @@ def test_a_message_sent_again_after_a_crash_before_its_record_carries_the_same_i
             return real_append(conn, record, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(audit, "append", append)
+            _each_record_through(patch, append)
             while dying:
                 with pytest.raises(Crash):
                     story.send()
@@ -377,7 +385,7 @@ def test_side_by_side_a_record_the_store_refuses_does_not_take_the_others_with_i
             raise ValueError("a value the store cannot hold")
         return real_append(conn, record, **kwargs)
 
-    monkeypatch.setattr(audit, "append", append)
+    _each_record_through(monkeypatch, append)
     with pytest.raises(ValueError):
         story.send()
     assert [r["outcome"] for r in sends(esc, "oncall")] == [
@@ -404,7 +412,7 @@ def test_side_by_side_the_database_failing_under_the_records_gives_both_back_at_
             raise OperationalError("INSERT INTO audit_log", {}, Exception("the connection is lost"))
         return real_append(conn, record, **kwargs)
 
-    monkeypatch.setattr(audit, "append", append)
+    _each_record_through(monkeypatch, append)
     with pytest.raises(OperationalError):
         story.send()
     assert story.send() == 2  # the clock has not moved: both given back, sent again (same ids)

@@ -148,3 +148,41 @@ def test_each_person_of_a_record_gets_their_own_pseudonym(engine):
         again["inputs"]["assignee"] == inputs["requester"]["also"][1]
     )  # the same person, the same pseudonym
     assert written["ticket"] == _record()["ticket"]  # what holds nobody is kept as it was
+
+
+def test_records_appended_together_chain_as_if_appended_one_by_one(engine):
+    """append_many (the outbox's sends answered together): one bump of the head for all, their rows
+    in one batch, and a chain that verifies, with single appends before and after it."""
+    before = _append(engine, 1)
+    with engine.begin() as conn:
+        together = audit.append_many(
+            conn, [(_record(ticket=str(10041 + i)), T0 + timedelta(minutes=1 + i)) for i in range(4)]
+        )
+    after = _append(engine, 1, start=5)
+    written = before + together + after
+    assert [r["seq"] for r in written] == [1, 2, 3, 4, 5, 6]
+    assert [r["prev_hash"] for r in written[1:]] == [r["hash"] for r in written[:-1]]
+    assert [r["ticket"]["id"] for r in together] == ["10041", "10042", "10043", "10044"]
+    stored = list(audit.records(engine))
+    assert [(r["seq"], r["hash"]) for r in stored] == [(r["seq"], r["hash"]) for r in written]
+    result = audit.verify(engine)
+    assert result.ok and result.checked == 6, str(result)
+
+
+def test_records_appended_together_that_name_people_or_an_unknown_outcome(engine):
+    """A record naming someone is pseudonymised as alone; an unknown outcome refuses the whole batch."""
+    with pytest.raises(ValueError, match="outcome"):
+        with engine.begin() as conn:
+            audit.append_many(conn, [(_record(), T0), (_record(outcome="maybe"), T0)])
+    assert list(audit.records(engine)) == []
+    someone = audit.person("jira", "acct-7", "Person 7")
+    with engine.begin() as conn:
+        first, second = audit.append_many(
+            conn, [(_record(), T0), ({**_record(), "inputs": {"assignee": someone}}, T0)]
+        )
+    with engine.connect() as conn:
+        who = dict(conn.execute(select(audit_people.c.pseudonym, audit_people.c.person_id)).all())
+    assert who[second["inputs"]["assignee"]] == "acct-7"
+    assert (first["seq"], second["seq"]) == (1, 2)
+    result = audit.verify(engine)
+    assert result.ok and result.checked == 2, str(result)
