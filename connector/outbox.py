@@ -293,15 +293,14 @@ class OutboxSender:
     def _record(self, answered: list[_Answered]) -> None:
         """Each send's audit record and its message's new status (and a thread the channel started),
         all in one transaction."""
+        finished = [(a.queued.id, a.status, a.attempts, a.answer, a.at) for a in answered
+                    if a.status != store.PENDING]  # fmt: skip
         with writing(self.rt.engine) as conn:
+            store.finish_many(conn, finished)
             for a in answered:
                 queued = a.queued
                 if a.status == store.PENDING:
                     store.retry_later(conn, queued.id, attempts=a.attempts, answer=a.answer, at=a.retry_at)
-                else:
-                    store.finish(
-                        conn, queued.id, status=a.status, attempts=a.attempts, answer=a.answer, now=a.at
-                    )
                 started = a.receipt is not None and a.receipt.thread and a.thread is None
                 if started and queued.channel != TICKET_NOTE:
                     store.remember_thread(

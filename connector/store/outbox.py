@@ -124,21 +124,18 @@ def give_back(engine: Engine, ids: list[int], *, owner: str) -> int:
         return result.rowcount or 0
 
 
-def finish(
-    conn: Connection, message_id: int, *, status: str, attempts: int, answer: str, now: datetime
-) -> None:
-    conn.execute(
-        update(outbox)
-        .where(outbox.c.id == message_id)
-        .values(
-            status=status,
-            attempts=attempts,
-            answer=answer,
-            lease_owner=None,
-            lease_until=None,
-            sent_at=now if status == SENT else None,
-        )
-    )
+# Built once: a statement holding its values was built and looked up in the compiled cache per message.
+_FINISH = update(outbox).where(outbox.c.id == bindparam("b_id"))
+
+
+def finish_many(conn: Connection, finished: list[tuple[int, str, int, str, datetime]]) -> None:
+    """Messages done with, each (id, status, attempts, answer, when): one statement run for all."""
+    if finished:
+        conn.execute(_FINISH, [
+            dict(b_id=message_id, status=status, attempts=attempts, answer=answer, lease_owner=None,
+                 lease_until=None, sent_at=at if status == SENT else None)
+            for message_id, status, attempts, answer, at in finished
+        ])  # fmt: skip
 
 
 def retry_later(conn: Connection, message_id: int, *, attempts: int, answer: str, at: datetime) -> None:
