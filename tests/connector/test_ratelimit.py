@@ -327,6 +327,36 @@ def test_two_workers_making_one_tickets_first_window_at_once_count_it_once(postg
 
 
 @pytest.mark.postgres
+def test_two_workers_counting_in_one_tickets_windows_at_once_count_each_write(postgres_url):
+    """A ticket's windows are read without a lock on PostgreSQL and written back only if unchanged:
+    two workers counting in the same existing window at once do not both take its last room."""
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    migrate(engines[0])
+    config = RateLimitsConfig.model_validate(
+        {"platforms": {"jira": {"ticket": [{"requests": 2, "seconds": 600}]}}}
+    )
+    rounds = 40
+    for n in range(rounds):  # each ticket's window made, with one of its two writes used
+        assert Limiter(engines[0], config).admit(Ask("jira", f"U-{n}", 99, 40, T0, 1), T0) is None
+    granted: list[list[str]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def worker(k: int) -> None:
+        limiter = Limiter(engines[k], config)
+        for n in range(rounds):  # both ask at once: room for one more write between them
+            barrier.wait()
+            if limiter.admit(Ask("jira", f"U-{n}", 1 + k, 40, T0, 1), T0) is None:
+                granted[k].append(f"U-{n}")
+
+    try:
+        run_together(worker, 2)
+    finally:
+        for eng in engines:
+            eng.dispose()
+    assert sorted(granted[0] + granted[1]) == sorted(f"U-{n}" for n in range(rounds))
+
+
+@pytest.mark.postgres
 def test_two_workers_told_to_wait_about_one_new_ticket_at_once_both_keep_the_block(postgres_url):
     """A 429 (or headers) for a ticket whose windows no one made yet: both workers make them at once,
     and the one that loses the race counts again instead of failing its delivery."""
