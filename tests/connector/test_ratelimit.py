@@ -300,60 +300,47 @@ def test_a_platform_without_an_account_limit_counts_no_account_window(engine):
     )
 
 
-@pytest.mark.postgres
-def test_two_workers_making_one_tickets_first_window_at_once_count_it_once(postgres_url):
+def _both_asking_at_once(postgres_url: str, requests: int, used: int, rounds: int = 40) -> list[str]:
+    """Two workers (engines of their own) ask at the same moment to write to each of `rounds` tickets
+    whose Jira window allows `requests` writes, `used` of them counted already: the tickets granted,
+    once per grant."""
     engines = [make_engine(postgres_url) for _ in range(2)]
     migrate(engines[0])
     config = RateLimitsConfig.model_validate(
-        {"platforms": {"jira": {"ticket": [{"requests": 1, "seconds": 600}]}}}
+        {"platforms": {"jira": {"ticket": [{"requests": requests, "seconds": 600}]}}}
     )
     granted: list[list[str]] = [[], []]
-    rounds = 40
     barrier = threading.Barrier(2)
 
     def worker(k: int) -> None:
         limiter = Limiter(engines[k], config)
-        for n in range(rounds):  # both ask for the same new ticket at once: one write between them
+        for n in range(rounds):
             barrier.wait()
             if limiter.admit(Ask("jira", f"T-{n}", 1 + k, 40, T0, 1), T0) is None:
                 granted[k].append(f"T-{n}")
 
     try:
+        for n in range(rounds):
+            for _ in range(used):
+                assert Limiter(engines[0], config).admit(Ask("jira", f"T-{n}", 99, 40, T0, 1), T0) is None
         run_together(worker, 2)
     finally:
         for eng in engines:
             eng.dispose()
-    assert sorted(granted[0] + granted[1]) == sorted(f"T-{n}" for n in range(rounds))
+    return sorted(granted[0] + granted[1])
+
+
+@pytest.mark.postgres
+def test_two_workers_making_one_tickets_first_window_at_once_count_it_once(postgres_url):
+    # Both ask for the same new ticket at once: one write between them.
+    assert _both_asking_at_once(postgres_url, requests=1, used=0) == sorted(f"T-{n}" for n in range(40))
 
 
 @pytest.mark.postgres
 def test_two_workers_counting_in_one_tickets_windows_at_once_count_each_write(postgres_url):
-    """A ticket's windows are read without a lock on PostgreSQL and written back only if unchanged:
-    two workers counting in the same existing window at once do not both take its last room."""
-    engines = [make_engine(postgres_url) for _ in range(2)]
-    migrate(engines[0])
-    config = RateLimitsConfig.model_validate(
-        {"platforms": {"jira": {"ticket": [{"requests": 2, "seconds": 600}]}}}
-    )
-    rounds = 40
-    for n in range(rounds):  # each ticket's window made, with one of its two writes used
-        assert Limiter(engines[0], config).admit(Ask("jira", f"U-{n}", 99, 40, T0, 1), T0) is None
-    granted: list[list[str]] = [[], []]
-    barrier = threading.Barrier(2)
-
-    def worker(k: int) -> None:
-        limiter = Limiter(engines[k], config)
-        for n in range(rounds):  # both ask at once: room for one more write between them
-            barrier.wait()
-            if limiter.admit(Ask("jira", f"U-{n}", 1 + k, 40, T0, 1), T0) is None:
-                granted[k].append(f"U-{n}")
-
-    try:
-        run_together(worker, 2)
-    finally:
-        for eng in engines:
-            eng.dispose()
-    assert sorted(granted[0] + granted[1]) == sorted(f"U-{n}" for n in range(rounds))
+    """The windows exist with one write of two left: two workers counting in them at the same moment
+    do not both take the last room."""
+    assert _both_asking_at_once(postgres_url, requests=2, used=1) == sorted(f"T-{n}" for n in range(40))
 
 
 @pytest.mark.postgres
