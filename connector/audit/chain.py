@@ -173,9 +173,7 @@ def append(
     for the append itself. `record_id`: the record's id when the caller needs it before (a new
     UUID otherwise).
     """
-    if record.get("outcome") not in OUTCOMES + OPERATOR_OUTCOMES:
-        known = OUTCOMES + OPERATOR_OUTCOMES
-        raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
+    _check_outcome(record)
     keys = keys or _ENGINE_KEYS.get(conn.engine, _NO_KEYS)
     if not conn.in_transaction():
         conn.begin()  # what a Core statement's autobegin would do: the caller's commit() ends it
@@ -225,11 +223,9 @@ def append_many(
     pseudonyms are settled per record), as does a lone one."""
     if len(entries) < 2:
         return [append(conn, record, at=at, keys=keys) for record, at in entries]
-    known = OUTCOMES + OPERATOR_OUTCOMES
-    marked = [people.mark(record) for record, _ in entries]
     for record, _ in entries:
-        if record.get("outcome") not in known:
-            raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
+        _check_outcome(record)
+    marked = [people.mark(record) for record, _ in entries]
     if any(m.people for m in marked):
         return [append(conn, record, at=at, keys=keys) for record, at in entries]
     keys = keys or _ENGINE_KEYS.get(conn.engine, _NO_KEYS)
@@ -253,6 +249,12 @@ def append_many(
     finally:
         cursor.close()
     return appended
+
+
+def _check_outcome(record: Mapping[str, Any]) -> None:
+    known = OUTCOMES + OPERATOR_OUTCOMES
+    if record.get("outcome") not in known:
+        raise ValueError(f"audit outcome must be one of {known}, got {record.get('outcome')!r}")
 
 
 def _sealed(statements: _Statements, record, plain: bool, seq: int, prev_hash: str, at: datetime,
