@@ -106,9 +106,9 @@ class _Statements:
 
     bump: str  # the head's seq moved on (the chain's write lock), answering the new seq and prev hash
     bump_by: str  # the same, by a count of records (append_many), answering the last one's seq
-    head_hash: str  # the head's hash set (append_many: after its rows)
-    insert: str  # the record's row; on PostgreSQL with the head's new hash in the same statement
-    set_head: str | None  # SQLite: the head's new hash (no INSERT inside WITH there, no round trip to save)
+    set_head: str  # the head's new hash
+    insert: str  # the record's row; on PostgreSQL with set_head in the same statement
+    insert_sets_head: bool  # PostgreSQL; SQLite has no INSERT inside WITH (and no round trip to save)
     row: RowInsert  # the record's row (its SQL is `insert`'s, alone or inside a WITH)
     # PostgreSQL: the bump and the last sightings of `count` people this process knows, one statement.
     bump_and_seen: Callable[[int], str] | None = None
@@ -128,17 +128,15 @@ def _statements(dialect: Dialect) -> _Statements:
 def _build_statements(dialect: Dialect) -> _Statements:
     row = row_insert(dialect, audit_log, _COLUMNS)
     insert = row.sql
-    set_head = f"UPDATE audit_head SET hash = {placeholder(dialect.paramstyle)} WHERE id = 1"
-    bump = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
     mark = placeholder(dialect.paramstyle)
+    set_head = f"UPDATE audit_head SET hash = {mark} WHERE id = 1"
+    bump = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
     bump_by = f"UPDATE audit_head SET seq = seq + {mark} WHERE id = 1 RETURNING seq, hash"
     if dialect.name == "postgresql":
         # The INSERT in a WITH runs once, to completion, whether or not the UPDATE reads it.
-        return _Statements(
-            bump, bump_by, set_head, f"WITH appended AS ({insert} RETURNING seq) {set_head}", None, row,
-            _bump_and_seen,
-        )  # fmt: skip
-    return _Statements(bump, bump_by, set_head, insert, set_head, row)
+        with_head = f"WITH appended AS ({insert} RETURNING seq) {set_head}"
+        return _Statements(bump, bump_by, set_head, with_head, True, row, _bump_and_seen)
+    return _Statements(bump, bump_by, set_head, insert, False, row)
 
 
 @functools.cache
@@ -206,7 +204,7 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
         )
     digest, values, out = _sealed(statements, marked.placed(names), marked.plain, seq, prev_hash, at, keys,
                                   record_id)  # fmt: skip
-    if statements.set_head is None:
+    if statements.insert_sets_head:
         cursor.execute(statements.insert, [*values, digest])
     else:
         cursor.execute(statements.insert, values)
@@ -245,7 +243,7 @@ def append_many(
             rows.append(values)
             appended.append(out)
         cursor.executemany(statements.row.sql, rows)
-        cursor.execute(statements.head_hash, [prev_hash])
+        cursor.execute(statements.set_head, [prev_hash])
     finally:
         cursor.close()
     return appended
