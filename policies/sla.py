@@ -136,8 +136,9 @@ class SlaState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> SlaState:
-        """None or {} → the empty state (a ticket no event has started clocks for)."""
-        if not data:
+        """None, {} or no start (a ticket no event has started clocks for, whose stored state may
+        still carry the armed timers' digest beside) → the empty state."""
+        if not data or data.get("started_at") is None:
             return cls()
         return cls(
             started_at=_at(data["started_at"]),

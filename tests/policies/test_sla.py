@@ -328,3 +328,10 @@ def test_the_readme_worked_example(example: Policy) -> None:
         ("resolution:sla.warning:75", utc(2026, 8, 14, 11)),
         ("resolution:sla.breached:100", utc(2026, 8, 14, 12)),
     ]
+
+
+def test_a_stored_state_with_no_clocks_started_reads_as_empty() -> None:
+    """A ticket the policy keeps no clocks for is stored with the armed timers' digest alone: its
+    next event reads that as no clocks (it was a KeyError, failing every later event on the ticket)."""
+    assert SlaState.from_json({"armed": "0" * 64}) == SlaState()
+    assert SlaState.from_json(None) == SlaState.from_json({}) == SlaState()
