@@ -73,6 +73,7 @@ class Outcome:
     recovered: list[OutboundRequest] = dataclasses.field(default_factory=list)  # found landed after a crash
     rank: int | None = None  # its place in the rate limiter's line, when it waits there ("deferred")
     confirmed: frozenset[str] | None = None  # requests the platform took, stored with the record
+    windows: ratelimit.LeasedWindows | None = None  # the ticket's write windows, counted under its lease
     in_flight_kept: bool = False  # a note may have been taken (no answer, a 5xx, a crash): keep its mark
 
 
@@ -195,8 +196,9 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
     elif event.comment is not None and event.ticket.requester is None and stored.requester_id is None:
         event = _learn_requester(rt, item, client, event)
     capabilities = installation.capabilities
+    windows = _leased_windows(item, event)
     for rereads in range(MAX_CONFLICT_REREADS + 1):
-        result = _decide(rt, installation, item, client, capabilities, mapping, stored, event)
+        result = _decide(rt, installation, item, client, capabilities, mapping, stored, event, windows)
         if not isinstance(result, _Conflict):
             return result
         if rereads == MAX_CONFLICT_REREADS:
@@ -211,6 +213,13 @@ def _decide_and_apply(rt: Runtime, installation: Installation | None, item: Inbo
             )
     return _retrying(rt, item, None, f"the ticket kept changing ({MAX_CONFLICT_REREADS + 1} conflicts)",
                      result.outcome)  # fmt: skip
+
+
+def _leased_windows(item: InboxItem, event: TicketEvent) -> ratelimit.LeasedWindows | None:
+    """The ticket's own write windows, when the claim leased this ticket and read them with it."""
+    if item.memory is None or item.ticket_id != event.ticket.ref.id:
+        return None
+    return ratelimit.LeasedWindows(item.memory.write_windows)
 
 
 def counted_from_arrival(event: TicketEvent, received_at: datetime | None, max_hours: float) -> TicketEvent:
@@ -282,7 +291,8 @@ class _Conflict:
     outcome: Outcome
 
 
-def _decide(rt, installation, item, client, capabilities, mapping, stored, event) -> Outcome | _Conflict:
+def _decide(rt, installation, item, client, capabilities, mapping, stored, event,
+            windows) -> Outcome | _Conflict:  # fmt: skip
     verdict = judge(rt.policy.current, mapping, capabilities, stored, event, rt.clock())
     event, plan = verdict.event, verdict.plan
     if verdict.out_of_scope is not None:
@@ -297,6 +307,7 @@ def _decide(rt, installation, item, client, capabilities, mapping, stored, event
 
     plan = with_note_mark(plan, item.platform, item.delivery_id)
     done.planned = client.render(plan)
+    done.windows = windows
     if rt.dry_run or not installation.can_write:
         done.outcome = "dry_run"
         done.detail = "dry_run is on" if rt.dry_run else f"platforms.{item.platform} has no write credentials"
@@ -316,7 +327,9 @@ def _decide(rt, installation, item, client, capabilities, mapping, stored, event
 def _wait_for_rate_limit(rt: Runtime, item: InboxItem, decision, plan, done: Outcome) -> Outcome | None:
     """None when the platform's write limits grant the writes now; else the delivery waits in line."""
     rank = ratelimit.rank_of(decision, plan)
-    ask = ratelimit.Ask(item.platform, plan.ticket.id, item.id, rank, item.received_at, len(done.planned))
+    ask = ratelimit.Ask(
+        item.platform, plan.ticket.id, item.id, rank, item.received_at, len(done.planned), done.windows
+    )
     now = rt.clock()
     wait = ratelimit.Limiter(rt.engine, rt.config.rate_limits).admit(ask, now)
     if wait is None:
@@ -394,7 +407,8 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
             ).inc()
             if exc.status == 429:  # the platform's own word on when to write again beats our estimate
                 limiter = ratelimit.Limiter(rt.engine, rt.config.rate_limits)
-                limiter.refused(item.platform, item.ticket_id, exc.retry_after, exc.limits, rt.clock())
+                limiter.refused(item.platform, item.ticket_id, exc.retry_after, exc.limits, rt.clock(),
+                                result.windows)  # fmt: skip
             if carries_note and exc.status in _NOT_TAKEN:  # refused before it was taken: not in flight
                 result.in_flight_kept = False  # (a 5xx or no answer may come after it was taken: kept)
             return _retrying(rt, item, exc, str(exc), dataclasses.replace(result, state=None, sla=None))
@@ -413,7 +427,7 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
         rt.metrics.platform_requests.labels(item.platform, request.method, str(answer.status)).inc()
         if answer.limits is not None:
             limiter = ratelimit.Limiter(rt.engine, rt.config.rate_limits)
-            limiter.observe(item.platform, item.ticket_id, answer.limits, rt.clock())
+            limiter.observe(item.platform, item.ticket_id, answer.limits, rt.clock(), result.windows)
         sent.append(answer)
         confirmed.add(fingerprint)
         result.confirmed = frozenset(confirmed)
@@ -437,8 +451,13 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     webhook intake waits for the same writer lock, so the lock is held only for the writes.
     """
     now = rt.clock()
+    # The ticket's write windows, when this attempt counted in them under the ticket's lease.
+    windows_counted = result.windows is not None and result.windows.changed
+    windows = result.windows.to_json(now) if windows_counted else None
     if result.outcome == "deferred":  # waits for a write slot: not an attempt, nothing to audit yet
         with writing(rt.engine) as conn:
+            if windows_counted:  # an earlier round of this attempt wrote (a conflict, then the wait)
+                tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
             inbox.defer(conn, item, owner=rt.owner, at=result.retry_at, rank=result.rank, why=result.detail)
         return
     record = audit_record(rt, item, result)
@@ -480,14 +499,17 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
                 priority=_priority_value(result.decision),
                 requester_id=ticket.requester.id if ticket.requester else None, now=now,
                 snapshot=result.snapshot, sla={**clocks.to_json(), timers.ARMED_KEY: armed},
-                release_lease_of=released,
+                release_lease_of=released, write_windows=windows if windows_counted else tickets.UNCHANGED,
             )  # fmt: skip
+            windows_counted = False
             if rearm_timers:  # else they are the ones armed last time: nothing to read or write
                 timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now)
         elif result.outcome == "echo" and event is not None and result.snapshot is not None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
             retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
+        if windows_counted:  # writes went out and nothing else of the memory is saved (a retry, say)
+            tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
         if result.outcome == "retrying":
             inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "", **sent)
         else:

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -32,6 +32,7 @@ from connector.config import PlatformRateLimits, RateLimitsConfig
 from connector.model import Decision, Plan, Priority
 from platforms.base import RateLimitHeaders
 
+Key = tuple[str, float, int]  # bucket, window seconds, requests allowed
 SLOTS = 60  # a window is counted in this many slots; a write counts for one slot longer than the window
 ACCOUNT = "account"
 # A platform with no account limit of ours (ServiceNow's rules are the admin's; Jira's budget is
@@ -184,9 +185,67 @@ class Wait:
 OWN_TICKET_WAIT = 1000
 
 
+class LeasedWindows:
+    """One ticket's own windows as the worker holding the ticket's lease read them (the claim returns
+    them with the ticket's memory: the `tickets` row's `write_windows`), counted here in memory and
+    saved with the decision's record (`to_json`). Only the lease's holder counts in them, so they
+    need neither a row lock nor a transaction of their own: that cost five round trips a write.
+
+    What this gives up: a worker that dies between its write and its record loses that write's
+    count (its redelivery counts again), and a worker still writing after its lease ran out counts
+    beside the next holder. Either is one delivery's writes, against limits of tens per window."""
+
+    def __init__(self, stored: dict[str, Any] | None):
+        self._stored = stored or {}
+        self._windows: dict[float, SlidingWindow] = {}
+        self.changed = False
+
+    def of(self, keys: list[Key]) -> list[SlidingWindow]:
+        """The windows of `keys` (bucket, seconds, limit): as stored, or empty for a ticket's first."""
+        found = []
+        for _, seconds, limit in keys:
+            window = self._windows.get(seconds)
+            if window is None:
+                stored = self._stored.get(_window_name(seconds))
+                window = SlidingWindow(limit, seconds, 0, [])
+                if stored is not None:
+                    until = stored.get("blocked_until")
+                    window = SlidingWindow(
+                        limit, seconds, stored["first_slot"], list(stored["counts"]),
+                        datetime.fromisoformat(until) if until else None,
+                    )  # fmt: skip
+                self._windows[seconds] = window
+            window.limit = limit  # the config's, which a reload may have changed
+            found.append(window)
+        return found
+
+    def take(self, keys: list[Key], cost: int, now: datetime) -> None:
+        for window in self.of(keys):
+            window.take(cost, now)
+        self.changed = True
+
+    def to_json(self, now: datetime) -> dict[str, Any] | None:
+        """What the `tickets` row keeps: each window trimmed to now; none left once nothing counts."""
+        kept = dict(self._stored)
+        for seconds, window in self._windows.items():
+            window.trim(now)
+            name = _window_name(seconds)
+            if not any(window.counts) and window.blocked_at(now) <= now:
+                kept.pop(name, None)
+                continue
+            until = window.blocked_until.isoformat() if window.blocked_until is not None else None
+            kept[name] = {"first_slot": window.first_slot, "counts": window.counts, "blocked_until": until}
+        return kept or None
+
+
+def _window_name(seconds: float) -> str:
+    return f"{seconds:g}"
+
+
 @dataclass(frozen=True)
 class Ask:
-    """One delivery's request for `cost` writes."""
+    """One delivery's request for `cost` writes; `leased`: its ticket's windows, when the asking
+    worker holds the ticket's lease (else they are counted in the shared table, under a lock)."""
 
     platform: str
     ticket_id: str | None
@@ -194,6 +253,7 @@ class Ask:
     rank: int
     received_at: datetime
     cost: int
+    leased: LeasedWindows | None = None
 
 
 T = TypeVar("T")
@@ -266,8 +326,11 @@ class Limiter:
     def _admit_counted_elsewhere(self, ask: Ask, now: datetime, ticket: list, account: list,
                                  lease: _Lease | None) -> Wait | None:  # fmt: skip
         """The account's windows hold no limit of ours, or this process's lease holds the ask's slots
-        in them: only the ticket's windows are locked and counted; the account's are read for a block."""
+        in them: only the ticket's windows are counted (locked, unless the ask's worker holds the
+        ticket's lease); the account's are read for a block."""
         from connector.store import ratewindows
+
+        leased = ask.leased.of(ticket) if ask.leased is not None else None
 
         reserved = [lease] if lease is not None else []  # the lease's slot, until it is used or released
 
@@ -280,24 +343,28 @@ class Limiter:
 
         try:
             with ratewindows.locked(
-                self.engine, ask.platform, ticket, now, peek=account, writes=lease is not None
-            ) as held:
-                windows = [*held.windows.values(), *held.peeked.values()]
-                blocked = max((w.blocked_at(now) for w in windows), default=now)
-                own_at = max((w.room_at(ask.cost, now) for w in held.windows.values()), default=now)
+                self.engine, ask.platform, [] if leased is not None else ticket, now, peek=account,
+                writes=lease is not None,
+            ) as held:  # fmt: skip
+                own = leased if leased is not None else list(held.windows.values())
+                blocked = max((w.blocked_at(now) for w in [*own, *held.peeked.values()]), default=now)
+                own_at = max((w.room_at(ask.cost, now) for w in own), default=now)
                 if own_at > now:  # its own ticket's limit: it stands aside, out of the account's line
                     release()
                     return Wait(max(own_at, blocked), ask.rank + OWN_TICKET_WAIT)
                 if blocked > now:  # the platform said wait (to another replica, maybe): the lease ends
                     release(drop=True)
                     return Wait(blocked, ask.rank)
-                for window in held.windows.values():
-                    window.take(ask.cost, now)
+                if leased is None:
+                    for window in own:
+                        window.take(ask.cost, now)
                 if lease is not None:  # a line exists on this platform: the delivery leaves it
                     held.granted(ask.item_id, ask.rank)
         except BaseException:
             release()
             raise
+        if ask.leased is not None and ticket:  # counted once the grant committed (a race asks again)
+            ask.leased.take(ticket, ask.cost, now)
         return None
 
     def _admit_in_line(self, ask: Ask, now: datetime, account: list, ticket: list, leases: _Leases,
@@ -308,12 +375,15 @@ class Limiter:
 
         owed = leases.take_owed(ask.platform)
         new_lease = None
+        leased = ask.leased.of(ticket) if ask.leased is not None else None
+        locking = account + ticket if leased is None else account
         try:
-            with ratewindows.locked(self.engine, ask.platform, account + ticket, now) as held:
+            with ratewindows.locked(self.engine, ask.platform, locking, now) as held:
                 _give_back(held, owed, now)
                 account_windows = [w for (bucket, _), w in held.windows.items() if bucket == ACCOUNT]
                 own = [w for (bucket, _), w in held.windows.items() if bucket != ACCOUNT]
-                blocked = max(w.blocked_at(now) for w in held.windows.values())
+                own = leased if leased is not None else own
+                blocked = max(w.blocked_at(now) for w in [*account_windows, *own])
                 own_at = max((w.room_at(ask.cost, now) for w in own), default=now)
                 if own_at > now:  # its own ticket's limit: it stands aside, out of the account's line
                     return Wait(max(own_at, blocked), ask.rank + OWN_TICKET_WAIT)
@@ -335,8 +405,9 @@ class Limiter:
                     return Wait(everyone_at, ask.rank)
                 # Room for everyone in line before it: none of them waits for its write.
                 extra = _lease_size(account_windows, ahead, now)
-                for window in own:
-                    window.take(ask.cost, now)
+                if leased is None:
+                    for window in own:
+                        window.take(ask.cost, now)
                 for window in account_windows:
                     window.take(ask.cost + extra, now)
                 if extra:
@@ -345,13 +416,16 @@ class Limiter:
         except BaseException:
             leases.owe(ask.platform, owed)  # not given back: the next ask that locks them does
             raise
+        if ask.leased is not None and ticket:  # counted once the grant committed (a race asks again)
+            ask.leased.take(ticket, ask.cost, now)
         if new_lease is not None:
             leases.put(ask.platform, new_lease)
         return None
 
     def observe(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
-                now: datetime) -> None:  # fmt: skip
-        """Adapt to what an answer said of the limit: fewer remaining than we count, or none left."""
+                now: datetime, leased: LeasedWindows | None = None) -> None:  # fmt: skip
+        """Adapt to what an answer said of the limit: fewer remaining than we count, or none left.
+        `leased`: the ticket's windows, when the worker holds its lease (as for `Ask`)."""
         if headers is None or headers.remaining is None:
             return
         limits = self.limits(platform)
@@ -362,20 +436,28 @@ class Limiter:
         leases = _leases_of(self.engine)
         if not headers.per_ticket and leases.covered(platform, headers.remaining, least, now):
             return  # far below the limit, by the platform's count too: the lease goes on
-        self._adapt(platform, ticket_id, headers, now, block=None)
+        self._adapt(platform, ticket_id, headers, now, block=None, leased=leased)
 
     def refused(self, platform: str, ticket_id: str | None, retry_after: float | None,
-                headers: RateLimitHeaders | None, now: datetime) -> None:  # fmt: skip
+                headers: RateLimitHeaders | None, now: datetime,
+                leased: LeasedWindows | None = None) -> None:  # fmt: skip
         """A 429: nothing more goes out until its Retry-After (or the limit's reset) has passed."""
         if not self.config.enabled:
             return
         wait = retry_after if retry_after is not None else (headers.reset_seconds if headers else None)
         if wait is None:
             wait = min((w.seconds / SLOTS for w in self.limits(platform).account), default=1.0)
-        self._adapt(platform, ticket_id, headers, now, block=now + timedelta(seconds=wait))
+        self._adapt(platform, ticket_id, headers, now, block=now + timedelta(seconds=wait), leased=leased)
 
     def _adapt(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
-               now: datetime, *, block: datetime | None) -> None:  # fmt: skip
+               now: datetime, *, block: datetime | None, leased: LeasedWindows | None) -> None:  # fmt: skip
+        limits = self.limits(platform)
+        if headers is not None and headers.per_ticket and ticket_id is not None and leased is not None:
+            keys = [(ticket_bucket(ticket_id), w.seconds, w.requests) for w in limits.ticket]
+            if keys:  # the ticket's own windows, in the lease's memory: saved with the record
+                self._learn(leased.of(keys), headers, now, block)
+                leased.changed = True
+            return
         _again_if_raced(lambda: self._adapt_once(platform, ticket_id, headers, now, block=block))
 
     def _adapt_once(self, platform: str, ticket_id: str | None, headers: RateLimitHeaders | None,
@@ -398,14 +480,15 @@ class Limiter:
         try:
             with ratewindows.locked(self.engine, platform, keys, now) as held:
                 _give_back(held, owed, now)
-                self._learn(held, headers, now, block)
+                self._learn(list(held.windows.values()), headers, now, block)
         except BaseException:
             leases.owe(platform, owed)
             raise
 
     @staticmethod
-    def _learn(held, headers: RateLimitHeaders | None, now: datetime, block: datetime | None) -> None:
-        for window in held.windows.values():
+    def _learn(windows: list[SlidingWindow], headers: RateLimitHeaders | None, now: datetime,
+               block: datetime | None) -> None:  # fmt: skip
+        for window in windows:
             if headers is not None and headers.remaining is not None:
                 if window.limit < BLOCK_ONLY[1]:  # a real limit of ours: count what others used
                     window.learn_remaining(headers.remaining, now, headers.reset_seconds)

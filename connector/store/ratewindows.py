@@ -16,9 +16,8 @@ from connector.store.inbox import HEADS, PENDING, PROCESSING
 from connector.store.tables import inbox, rate_windows
 
 if TYPE_CHECKING:
-    from connector.ratelimit import Ask, SlidingWindow, Waiting
+    from connector.ratelimit import Ask, Key, SlidingWindow, Waiting
 
-Key = tuple[str, float, int]  # bucket, window seconds, requests allowed
 Window = tuple[str, float]  # bucket, window seconds
 
 

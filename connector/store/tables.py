@@ -137,6 +137,9 @@ tickets = Table(
     # True while the ticket has SLA clocks and is not resolved, else NULL: the SLA board's index
     # (connector/store/tickets.py sets it with every write of `sla`).
     Column("sla_open", Boolean, nullable=True),
+    # The ticket's own write windows (a platform's per-ticket limit; connector/ratelimit.py's
+    # LeasedWindows.to_json), counted by the worker holding the ticket's lease (migration 0011).
+    Column("write_windows", JSON, nullable=True),
 )
 Index("ix_tickets_sla_open", tickets.c.sla_open)
 

@@ -3,6 +3,7 @@ snapshot of the ticket (time events evaluate against it) and its SLA clocks."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,15 @@ from sqlalchemy import Connection, and_, bindparam, case, select, tuple_, update
 from connector.codec import ticket_from_json, ticket_to_json
 from connector.model import Reply, Ticket, TicketState
 from connector.store.tables import tickets
+
+
+class Unchanged(enum.Enum):
+    """A value save() leaves as it is stored."""
+
+    UNCHANGED = enum.auto()
+
+
+UNCHANGED = Unchanged.UNCHANGED
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ MEMORY = (
     tickets.c.requester_id,
     tickets.c.snapshot,
     tickets.c.sla,
+    tickets.c.write_windows,
 )
 _LOAD = select(*MEMORY).where(_THIS_TICKET)
 _UPDATE = update(tickets).where(_THIS_TICKET)
@@ -90,9 +101,11 @@ def save(
     snapshot: Ticket | None = None,
     sla: dict[str, Any] | None = None,
     release_lease_of: str | None = None,
+    write_windows: dict[str, Any] | None | Unchanged = UNCHANGED,
 ) -> None:
     """Update the row the claim created (the ticket lease guarantees it exists); with
-    `release_lease_of`, also free the ticket's lease when that owner holds it."""
+    `release_lease_of`, also free the ticket's lease when that owner holds it; with `write_windows`,
+    the ticket's own rate-limit windows as counted under its lease."""
     values: dict[str, Any] = dict(
         ticket_key=key,
         tier=state.tier,
@@ -106,10 +119,20 @@ def save(
         values["requester_id"] = requester_id
     if snapshot is not None:
         values["snapshot"] = ticket_to_json(snapshot)
+    if write_windows is not UNCHANGED:
+        values["write_windows"] = write_windows
     if release_lease_of is not None:
         _update(conn, platform, ticket_id, {**values, "b_owner": release_lease_of}, _UPDATE_AND_RELEASE)
     else:
         _update(conn, platform, ticket_id, values)
+
+
+def save_write_windows(
+    conn: Connection, platform: str, ticket_id: str, windows: dict[str, Any] | None
+) -> None:
+    """The ticket's own rate-limit windows, counted under its lease, when nothing else of its memory
+    is saved with the decision (a write that went out and is retried)."""
+    _update(conn, platform, ticket_id, {"write_windows": windows})
 
 
 def with_sla(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from connector.config import Config, RateLimitsConfig
 from connector.model import Decision, Plan, Priority, TicketRef
-from connector.ratelimit import Ask, Limiter, SlidingWindow, rank_of
+from connector.ratelimit import Ask, LeasedWindows, Limiter, SlidingWindow, rank_of
 from connector.store import inbox as inbox_store
 from connector.store.db import make_engine, migrate
 from connector.store.tables import inbox
@@ -485,3 +485,71 @@ def test_pacing_can_be_switched_off(tmp_path, sqlite_url):
     esc = _burst_escalator(tmp_path, sqlite_url, enabled=False)
     assert not esc.rt.config.rate_limits.of("zendesk").account
     esc.rt.close()
+
+
+# --- a ticket's own windows, counted under its lease ---------------------------------------------
+
+
+def _ticket_windows(esc, ticket_id: str) -> tuple[dict | None, list[str]]:
+    """The ticket's write windows as its row keeps them, and the buckets of the shared table."""
+    from connector.store.tables import rate_windows, tickets
+
+    with esc.rt.engine.connect() as conn:
+        this = (tickets.c.platform == "zendesk") & (tickets.c.ticket_id == ticket_id)
+        kept = conn.execute(select(tickets.c.write_windows).where(this)).scalar_one()
+        buckets = conn.execute(select(rate_windows.c.bucket)).scalars().all()
+    return kept, sorted(buckets)
+
+
+def test_a_tickets_own_limit_is_counted_on_its_row_under_its_lease_and_holds_it_back(tmp_path, db_url):
+    """The worker holds the ticket's lease, so its windows need no locked row of their own: they are
+    read with the lease and saved with the record. Full, they hold this ticket back, not the next."""
+    esc = _burst_escalator(
+        tmp_path, db_url, platforms={"zendesk": {"account": [{"requests": 100, "seconds": 60}],
+                                                 "ticket": [{"requests": 1, "seconds": 600}]}},
+    )  # fmt: skip
+    driver = zendesk_driver(esc.rt)
+    first, other = burst_spec(0), burst_spec(1)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        driver.register_write(api)
+        assert post(esc, driver, driver.created(first, esc.clock())).status_code == 202
+        esc.work()
+        kept, buckets = _ticket_windows(esc, driver.ticket_id(first))
+        assert sum(kept["600"]["counts"]) == 1 and kept["600"]["blocked_until"] is None
+        assert buckets == ["account"]  # no ticket's row in the shared table
+
+        esc.clock.advance(1)  # the ticket again (its creation, sent anew: a write), and another ticket
+        assert post(esc, driver, driver.created(first, esc.clock())).status_code == 202
+        assert post(esc, driver, driver.created(other, esc.clock())).status_code == 202
+        esc.work()
+        ids = [driver.ticket_id(first), driver.ticket_id(other)]
+        assert [t for t, _ in _written(api)] == ids  # the second write to the first ticket waits
+        with esc.rt.engine.connect() as conn:
+            waiting = conn.execute(select(inbox.c.next_attempt_at).where(inbox.c.status == "pending")).all()
+        assert [at for (at,) in waiting] == [esc.clock() + timedelta(seconds=609)]  # the window's end
+
+        esc.clock.advance(610)
+        esc.work()
+        assert [t for t, _ in _written(api)] == [*ids, ids[0]]
+        kept, _ = _ticket_windows(esc, driver.ticket_id(first))
+        assert sum(kept["600"]["counts"]) == 1  # the first write left the window; the second counts
+    records = esc.audit()
+    esc.rt.close()
+    assert [r["outcome"] for r in records] == ["applied"] * 3  # the wait was not audited
+
+
+def test_a_per_ticket_429_blocks_the_leased_windows_not_the_platform(engine):
+    """Jira's per-issue 429 for a ticket whose lease the worker holds: the block goes into the ticket's
+    windows (saved with the record, read back by the next claim), and other tickets still write."""
+    limiter = Limiter(engine, RateLimitsConfig())  # Jira's published per-issue windows
+    held = LeasedWindows(None)
+    per_issue = RateLimitHeaders(remaining=0, reset_seconds=30, per_ticket=True)
+    limiter.refused("jira", "10000", 30.0, per_issue, T0, held)
+    kept = held.to_json(T0)
+    until = (T0 + timedelta(seconds=30)).isoformat()
+    assert held.changed and {window["blocked_until"] for window in kept.values()} == {until}
+    again = LeasedWindows(kept)  # as the next claim reads it back
+    wait = limiter.admit(Ask("jira", "10000", 7, 40, T0, 1, again), T0 + timedelta(seconds=1))
+    assert wait is not None and wait.at == T0 + timedelta(seconds=30)
+    assert limiter.admit(Ask("jira", "10001", 8, 40, T0, 1, LeasedWindows(None)), T0) is None  # others go
+    assert _counted(engine, "ticket:10000") == []  # nothing of the ticket's in the shared table
