@@ -268,6 +268,20 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def pipelined(conn: Connection, *, unless: bool = False) -> Iterator[Connection]:
+    """On PostgreSQL, the block's statements sent without waiting for each one's answer (psycopg's
+    pipeline mode; the transaction's BEGIN too, when none was sent yet), all answered at the block's
+    end: one round trip for the lot. SQLAlchemy cannot read rows in it (a result has no columns
+    until its answer came): only writes whose rows are not read, and whose errors may surface at the
+    block's end, where the whole transaction fails anyway. Elsewhere, or `unless`, a plain block."""
+    if unless or conn.dialect.name != "postgresql":
+        yield conn
+        return
+    with conn.connection.dbapi_connection.pipeline():
+        yield conn
+
+
 def reading(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection for reads only. On PostgreSQL in autocommit: under READ COMMITTED a transaction
     gives its reads no common snapshot anyway, and psycopg would send the BEGIN before them and the

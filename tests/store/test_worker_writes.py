@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 from connector import audit
 from connector.model import EventKind, Ticket, TicketRef, TicketState
 from connector.store import inbox, tickets, timers
-from connector.store.db import make_engine, writing
+from connector.store.db import make_engine, pipelined, writing
 from connector.store.tables import inbox as inbox_table
 from connector.store.tables import tickets as tickets_table
 from connector.store.tables import timers as timers_table
@@ -250,3 +250,45 @@ def test_json_columns_round_trip_what_orjson_writes_and_what_it_refuses(engine):
         tickets.save(conn, "jira", "A", key="TES-1", state=TicketState(), priority=None, requester_id=None,
                      now=T0, sla=clocks)  # fmt: skip
         assert tickets.load(conn, "jira", "A").sla == clocks
+
+
+def test_pipelined_writes_land_together_or_not_at_all(engine):
+    """The record's writes go out without waiting for each answer on PostgreSQL: a refusal surfaces
+    at the block's end and takes the whole transaction with it, and the connection goes on working."""
+    row = dict(platform="jira", ticket_id="P-1", priority_pinned=False)
+    with pytest.raises(Exception) as refused:
+        with writing(engine) as conn, pipelined(conn):
+            if engine.dialect.name == "postgresql":  # what the block is for: statements not waited on
+                assert conn.connection.dbapi_connection.pgconn.pipeline_status != 0
+            conn.execute(tickets_table.insert(), {**row, "ticket_id": "P-0"})
+            conn.execute(tickets_table.insert(), row)
+            conn.execute(tickets_table.insert(), row)  # the same key again: refused
+    assert "unique" in str(refused.value).lower() or "duplicate" in str(refused.value).lower()
+    with writing(engine) as conn, pipelined(conn):
+        conn.execute(tickets_table.insert(), {**row, "ticket_id": "P-2"})
+    with engine.connect() as conn:
+        assert conn.execute(select(tickets_table.c.ticket_id)).scalars().all() == ["P-2"]
+
+
+def test_a_new_tickets_record_arms_its_timers_without_reading_for_them(db_url):
+    """A ticket no record was made for yet has no timers: its first record writes them unread."""
+    import responses
+
+    from tests.conformance.conftest import start_all_platforms
+    from tests.conformance.drivers import JiraDriver, Spec, post
+
+    esc = start_all_platforms(db_url)
+    driver = JiraDriver(esc.rt.policy.current.platforms["jira"])
+    try:
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+            driver.register_write(api)
+            created = driver.created(Spec(1, labels=("outage",)), esc.clock())
+            assert post(esc, driver, created).status_code == 202
+            with _statements(esc.rt.engine) as seen:
+                esc.work()
+        assert [r["outcome"] for r in esc.audit()] == ["applied"]
+        with esc.rt.engine.connect() as conn:
+            assert conn.execute(select(timers_table.c.key)).all()  # armed
+        assert not [s for s in seen if s[0].startswith("SELECT timers")]
+    finally:
+        esc.rt.close()
