@@ -14,6 +14,7 @@ Done and ignored events are history, not listed here (`escalator audit export` h
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -31,6 +32,9 @@ RETRYING = "retrying"
 STATUSES = ("failed", "retrying", "pending", "processing", "discarded")
 OPEN_STATUSES = ("failed", "retrying", "pending", "processing")  # what `list_events` shows by default
 MAX_WHY = 500  # characters: a reason, not a report
+# A reason holds something visible: not spaces (of any script) or control characters alone. One
+# pattern for the API's document (JSON Schema's ECMA regex) and for us (Python's), meaning the same.
+VISIBLE = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]"
 RETRY_BATCH = 200  # events requeued (and audited) per transaction by retry_failed
 
 
@@ -211,7 +215,7 @@ def discard_event(
     """Give up on an event that waits (failed, retrying or pending), with the reason, audited. A
     discarded event is never processed and no longer holds back its ticket's later events."""
     why = " ".join((why or "").split())
-    if not why:
+    if not re.search(VISIBLE, why):
         raise EventError("say why the event is discarded (--why TEXT): the reason goes into the audit log")
     if len(why) > MAX_WHY:
         raise EventError(f"the reason is {len(why)} characters; keep it under {MAX_WHY}")

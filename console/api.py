@@ -5,12 +5,14 @@ answers against it."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from connector.events import VISIBLE
 from console import auth, board, decisions, integrity, operations, reports, tickets
 from console.context import engine, fresh, now, policy, runtime
 from console.openapi import document
@@ -172,7 +174,7 @@ def discard(event_id: int) -> Any:
         return problem(403, "only an operator token may discard events")
     body = request.get_json(silent=True)
     why = body.get("why") if isinstance(body, dict) else None
-    if not isinstance(why, str) or not why.strip():
+    if not isinstance(why, str) or not re.search(VISIBLE, why):
         return problem(400, 'why: say why the event is discarded ({"why": "…"}); it goes into the audit log')
     message, status = operations.discard(engine(), event_id, why=why.strip(), actor=f"api:{principal.name}")
     return jsonify(message=message) if status == 200 else problem(status, message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connector.audit import OUTCOMES
+from connector.events import VISIBLE
 
 S = "string"
 TS: dict[str, Any] = {"type": S, "format": "date-time"}
@@ -359,7 +360,7 @@ def document() -> dict[str, Any]:
                             "application/json": {
                                 # Not blank: the reason goes into the audit log (whitespace alone is refused).
                                 "schema": _obj(
-                                    {"why": {"type": S, "minLength": 1, "maxLength": 500, "pattern": r"\S"}}
+                                    {"why": {"type": S, "minLength": 1, "maxLength": 500, "pattern": VISIBLE}}
                                 )
                             }
                         },
