@@ -8,9 +8,15 @@ listens looks for work at once:
   to every replica; several in one transaction count once). Each worker process keeps one
   dedicated autocommit connection that LISTENs, and opens it again when it is lost.
 - SQLite (one host): each listening worker binds a Unix datagram socket in a folder beside the
-  database file (`escalator.db.wake/`); the storing side sends one empty datagram to each.
+  database file (`escalator.db.wake/`); the storing side sends one datagram to each.
   Sending never blocks and never fails the commit: a worker that is gone, slow or not there at
   all simply is not woken.
+
+A signal names the tickets whose rows it stored (how many of each), so a worker can tell which of
+the deliveries it has in flight have a successor waiting behind them: only those look for work
+again when they finish. A signal that names none ("something may be due") is sent where the
+tickets are not known (the SLA tick, reconcile, the rate limiter's line) and after a listener
+(re)connects; a worker then looks again after each delivery it had in flight.
 
 A lost signal costs latency, never work: the workers still poll (`worker.poll_seconds`).
 """
@@ -19,11 +25,13 @@ from __future__ import annotations
 
 import errno
 import itertools
+import json
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,52 @@ log = logging.getLogger("escalator.wakeup")
 CHANNEL = "escalator_inbox"
 _SUN_PATH_MAX = 107  # bytes a Unix socket address may hold on Linux (108 with the NUL)
 _names = itertools.count()
+# PostgreSQL's NOTIFY payload must stay under 8000 bytes; datagrams are cut to the same size.
+PAYLOAD_BYTES = 7900
+
+Ticket = tuple[str, str]  # (platform, ticket id)
+# What one signal says was stored: rows per ticket; None when it does not know (look for anything).
+Stored = Counter[Ticket] | None
+OnWake = Callable[[Stored], None]
+
+
+def tickets_of(rows: Iterable[dict[str, Any]]) -> Counter[Ticket]:
+    """The tickets of inbox rows (connector/store/inbox.py new_row()), with how many rows each."""
+    return Counter((row["platform"], row["ticket_id"]) for row in rows if row.get("ticket_id") is not None)
+
+
+def payloads(stored: Counter[Ticket]) -> list[str]:
+    """The signal for `stored` in payloads of at most PAYLOAD_BYTES (JSON `[[platform, ticket, rows],
+    ...]`, each ticket in one); [""] (tickets unknown) when a single entry is longer than that."""
+    chunks: list[str] = []
+    entries: list[str] = []
+    size = 2
+    for (platform, ticket_id), rows in stored.items():
+        entry = json.dumps([platform, ticket_id, rows], separators=(",", ":"))
+        if len(entry.encode()) + 2 > PAYLOAD_BYTES:
+            return [""]
+        if entries and size + len(entry.encode()) + 1 > PAYLOAD_BYTES:
+            chunks.append("[" + ",".join(entries) + "]")
+            entries, size = [], 2
+        entries.append(entry)
+        size += len(entry.encode()) + 1
+    if entries:
+        chunks.append("[" + ",".join(entries) + "]")
+    return chunks or [""]
+
+
+def parse(payload: str | bytes) -> Stored:
+    """What a signal's payload says was stored; None for an empty or unreadable one (look for anything)."""
+    if not payload:
+        return None
+    try:
+        found = Counter[Ticket]()
+        for platform, ticket_id, rows in json.loads(payload):
+            found[(str(platform), str(ticket_id))] += int(rows)
+        return found
+    except (ValueError, TypeError):
+        log.debug("unreadable wake-up payload %r; looking for anything", payload[:80])
+        return None
 
 
 def socket_folder(engine: Engine) -> Path | None:
@@ -47,27 +101,30 @@ def socket_folder(engine: Engine) -> Path | None:
 
 class Doorbell:
     """The storing side. `in_transaction` inside the transaction that stores new work (PostgreSQL's
-    NOTIFY rides it), `rang` after its commit (SQLite's datagrams). Neither raises."""
+    NOTIFY rides it), `rang` after its commit (SQLite's datagrams), each told the tickets stored.
+    Neither raises."""
 
-    def in_transaction(self, dbapi_connection: Any) -> None:
+    def in_transaction(self, dbapi_connection: Any, stored: Counter[Ticket]) -> None:
         """Queue the signal in the open transaction (PostgreSQL); nothing elsewhere."""
 
-    def rang(self) -> None:
+    def rang(self, stored: Stored) -> None:
         """The transaction committed: tell the listeners (SQLite); nothing elsewhere."""
 
     def ring(self, engine: Engine) -> None:
-        """Outside any transaction of ours (the SLA tick, reconcile): signal on its own."""
-        self.rang()
+        """Outside any transaction of ours (the SLA tick, reconcile, the rate limiter): a signal on
+        its own, naming no tickets."""
+        self.rang(None)
 
     def close(self) -> None:
         pass
 
 
 class _PostgresDoorbell(Doorbell):
-    def in_transaction(self, dbapi_connection: Any) -> None:
+    def in_transaction(self, dbapi_connection: Any, stored: Counter[Ticket]) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"NOTIFY {CHANNEL}")
+            for payload in payloads(stored):
+                cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
         finally:
             cursor.close()
 
@@ -81,7 +138,7 @@ class _PostgresDoorbell(Doorbell):
 
 
 class _SocketDoorbell(Doorbell):
-    """Sends one empty datagram to every socket in the folder. The folder is listed again only
+    """Sends the signal's datagrams to every socket in the folder. The folder is listed again only
     when it changed (one stat per ring), and the send never waits: a full queue means the
     listener has a wake-up pending already."""
 
@@ -93,18 +150,21 @@ class _SocketDoorbell(Doorbell):
         self._targets: list[str] = []
         self._folder_fd: int | None = None
 
-    def rang(self) -> None:
+    def rang(self, stored: Stored) -> None:
         try:
             targets = self._listeners()
             if not targets:
                 return
             sock = self._socket()
+            datagrams = [p.encode() for p in payloads(stored)] if stored else [b""]
             for target in targets:
-                try:
-                    sock.sendto(b"", target)
-                except OSError as exc:  # gone (refused, no file) or busy (queue full): not ours to fix
-                    if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.EAGAIN, errno.ENOBUFS):
-                        log.debug("waking the worker at %s failed", target, exc_info=True)
+                for datagram in datagrams:
+                    try:
+                        sock.sendto(datagram, target)
+                    except OSError as exc:  # gone (refused, no file) or busy (queue full): not ours to fix
+                        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.EAGAIN, errno.ENOBUFS):
+                            log.debug("waking the worker at %s failed", target, exc_info=True)
+                        break
         except Exception:  # a doorbell never fails a commit: the workers' poll finds the work
             log.debug("ringing the wake-up folder %s failed", self.folder, exc_info=True)
 
@@ -165,11 +225,22 @@ def doorbell(engine: Engine) -> Doorbell:
     return _SocketDoorbell(folder) if folder is not None else Doorbell()
 
 
-class Listener:
-    """A daemon thread that calls `on_wake` whenever work was signalled (and once at start, and
-    after every reconnection, for what may have been stored while it was not listening)."""
+def ring(engine: Engine) -> None:
+    """A signal naming no tickets, from a doorbell of its own (the rate limiter's line, where
+    deliveries asleep were made due: seldom). Never raises."""
+    bell = doorbell(engine)
+    try:
+        bell.ring(engine)
+    finally:
+        bell.close()
 
-    def __init__(self, on_wake: Callable[[], None]):
+
+class Listener:
+    """A daemon thread that calls `on_wake` with what was stored whenever work was signalled (and
+    with None once at start, and after every reconnection, for what may have been stored while it
+    was not listening)."""
+
+    def __init__(self, on_wake: OnWake):
         self.on_wake = on_wake
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -191,15 +262,15 @@ class Listener:
     def _interrupt(self) -> None:
         pass
 
-    def _wake(self) -> None:
+    def _wake(self, stored: Stored = None) -> None:
         try:
-            self.on_wake()
+            self.on_wake(stored)
         except Exception:
             log.exception("the wake-up callback failed")
 
 
 class _SocketListener(Listener):
-    def __init__(self, folder: Path, on_wake: Callable[[], None]):
+    def __init__(self, folder: Path, on_wake: OnWake):
         super().__init__(on_wake)
         self.folder = folder
         self.name = f"{os.getpid()}.{next(_names)}.sock"
@@ -225,11 +296,12 @@ class _SocketListener(Listener):
         self._wake()
         while not self._stop.is_set():
             try:
-                sock.recv(16)
+                stored = parse(sock.recv(PAYLOAD_BYTES + 100))
                 sock.setblocking(False)
                 try:  # many rings while we were busy are one wake-up
                     while True:
-                        sock.recv(16)
+                        more = parse(sock.recv(PAYLOAD_BYTES + 100))
+                        stored = None if stored is None or more is None else stored + more
                 except BlockingIOError:
                     pass
                 sock.setblocking(True)
@@ -239,7 +311,7 @@ class _SocketListener(Listener):
                 log.exception("the wake-up socket %s failed; the worker polls instead", self._address)
                 return
             if not self._stop.is_set():
-                self._wake()
+                self._wake(stored)
 
     def _interrupt(self) -> None:
         if self._sock is None:
@@ -281,7 +353,7 @@ class _PostgresListener(Listener):
     IDLE_CHECK_SECONDS = 30.0  # a quiet connection is checked this often (a silent network loss)
     WAIT_SECONDS = 0.5  # how long one wait for notifications lasts before the stop flag is read
 
-    def __init__(self, engine: Engine, on_wake: Callable[[], None]):
+    def __init__(self, engine: Engine, on_wake: OnWake):
         super().__init__(on_wake)
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
         cparams.pop("context", None)  # SQLAlchemy's adapters, not a libpq parameter
@@ -315,8 +387,8 @@ class _PostgresListener(Listener):
             quiet_since = time.monotonic()
             try:
                 while not self._stop.is_set():
-                    for _ in self._conn.notifies(timeout=self.WAIT_SECONDS):
-                        self._wake()  # at once: the pool's event folds a burst into one look
+                    for notify in self._conn.notifies(timeout=self.WAIT_SECONDS):
+                        self._wake(parse(notify.payload))  # at once: the pool folds a burst into one look
                         quiet_since = time.monotonic()
                     if time.monotonic() - quiet_since > self.IDLE_CHECK_SECONDS:
                         self._conn.execute("SELECT 1")
@@ -333,7 +405,7 @@ class _PostgresListener(Listener):
                 self._conn = None
 
 
-def listener(engine: Engine, on_wake: Callable[[], None]) -> Listener | None:
+def listener(engine: Engine, on_wake: OnWake) -> Listener | None:
     """A started listener for this database, or None where nothing can signal (in-memory SQLite)."""
     if engine.dialect.name == "postgresql":
         found: Listener = _PostgresListener(engine, on_wake)

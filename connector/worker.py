@@ -8,6 +8,10 @@ each ticket's deliveries are handled one after the other, in order.
 
 It learns of new work at once (connector/wakeup.py: NOTIFY on PostgreSQL, a datagram beside a
 SQLite file, its own SLA tick) and polls every `worker.poll_seconds` in case a signal was lost.
+A delivery that finishes sends the dispatcher looking again only when that can find something: a
+successor of its ticket was signalled (the claim had to leave it: one delivery per ticket at a
+time), it did not finish (a retry, a deferred write), or the dispatcher waits for a free slot.
+Otherwise every delivery would cost a second, empty claim.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,11 +103,15 @@ class WorkerPool:
         # (64 in flight at 100/s: 640 ms), where in the inbox it waits its turn in order, P1 first.
         self._ready_at_most = 2 * self.threads
         self._short_of_cpu = False  # the last look found no room for another computing delivery
+        self._short_of_room = False  # the last look claimed nothing for want of a slot or the CPU
         self._stop = threading.Event()
         self._wake = threading.Event()  # new work may be due: stored, fired, or a slot freed
-        self._work: queue.SimpleQueue[tuple[InboxItem, datetime] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[tuple[InboxItem, datetime, int] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards the counts below
         self._in_flight = 0
+        self._flying: Counter[wakeup.Ticket] = Counter()  # the tickets of the deliveries in flight
+        self._owed: Counter[wakeup.Ticket] = Counter()  # rows signalled that no claim of ours took yet
+        self._unnamed = 0  # signals that named no tickets, so far
         # Nearly full, wait for a few slots to free before claiming: one claim per freed slot cost
         # more CPU than the decisions' own transactions, and at that load work is waiting anyway.
         self._claim_at = max(1, min(w.batch, self.concurrency // 4))
@@ -127,8 +136,15 @@ class WorkerPool:
         self._stop.set()
         self._wake.set()  # also ends the dispatcher's wait at once
 
-    def wake(self) -> None:
-        """Look for work now instead of at the next poll."""
+    def wake(self, stored: wakeup.Stored = None) -> None:
+        """Look for work now instead of at the next poll. `stored`: the tickets whose rows were
+        stored, when the signal names them; a delivery of one of them in flight looks again when it
+        ends (the claim leaves its successor). None: each delivery now in flight looks again."""
+        with self._lock:
+            if stored is None:
+                self._unnamed += 1
+            else:
+                self._owed.update(stored)
         self._wake.set()
 
     def wait(self) -> bool:
@@ -167,12 +183,13 @@ class WorkerPool:
             self._wake.clear()  # a wake-up from here on makes the wait below return at once
             if self._stranded:
                 self._give_back_stranded()
-            self._short_of_cpu = True  # before counting: a delivery stepping away from now on wakes us
+            # Before counting: a delivery stepping away, or ending, from now on wakes us.
+            self._short_of_cpu = self._short_of_room = True
             free = self.concurrency - self._in_flight
             room = min(free, self._ready_at_most - (self._in_flight - self.turns.away))
             claimed = wanted = 0
             if room > 0 and (room >= min(self._claim_at, self.threads) or free == self.concurrency):
-                self._short_of_cpu = False
+                self._short_of_cpu = self._short_of_room = False
                 wanted = min(room, w.batch)
                 try:
                     claimed = self._claim(wanted)
@@ -180,9 +197,11 @@ class WorkerPool:
                     log.exception("claiming work failed; retrying in %.1fs", w.poll_seconds)
             if claimed and claimed == wanted:
                 continue  # there may be more due, and slots for it
-            if not wanted or claimed:  # a delivery that ends (one just claimed, say) wakes us
+            if not wanted:  # no room: a delivery that ends wakes us
                 self._wake.wait(w.poll_seconds)
                 continue
+            # All that was due is taken: a signal wakes us, or a delivery that leaves work behind
+            # (a successor, a retry), or the next retry or rate-limited write coming due.
             self._wake.wait(self._idle_seconds(w.poll_seconds))
 
     def _stepped_away(self) -> None:
@@ -222,12 +241,24 @@ class WorkerPool:
         w = self.rt.config.worker
         lease = timedelta(seconds=w.lease_seconds)
         now = self.rt.clock()
+        with self._lock:
+            unnamed = self._unnamed  # signals from here on may have come after the claim's snapshot
         items = inbox.claim(self.rt.engine, owner=self.rt.owner, now=now, lease=lease, limit=limit)
         taken_until = self.rt.clock() + lease
         with self._lock:
             self._in_flight += len(items)
+            for item in items:
+                if item.ticket_id is not None:
+                    ticket = (item.platform, item.ticket_id)
+                    self._flying[ticket] += 1
+                    if self._owed[ticket] > 0:
+                        self._owed[ticket] -= 1
+            if len(items) < limit:
+                # All that was due is taken: what is owed to tickets not in flight here is held by
+                # another worker (theirs to pick up) or was taken; a signal still to come wakes us anyway.
+                self._owed = Counter({t: n for t, n in self._owed.items() if n > 0 and t in self._flying})
         for item in items:
-            self._work.put((item, taken_until))
+            self._work.put((item, taken_until, unnamed))
         return len(items)
 
     def _handle(self) -> None:
@@ -235,7 +266,8 @@ class WorkerPool:
             job = self._work.get()
             if job is None:
                 return
-            item, taken_until = job
+            item, taken_until, unnamed = job
+            outcome = None
             try:
                 if self.rt.clock() >= taken_until:
                     # Our lease ran out before it got a thread: another worker may hold it now.
@@ -244,14 +276,40 @@ class WorkerPool:
                                 item.platform, item.delivery_id)  # fmt: skip
                     continue
                 with self.turns.turn():
-                    process(self.rt, item)
+                    outcome = process(self.rt, item)
             except Exception:  # the database failed under it: given back once it answers again
                 log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
                 self._stranded.add(item)
             finally:
-                with self._lock:
-                    self._in_flight -= 1
-                self._wake.set()  # a slot is free, and the ticket's next delivery may be due
+                if self._ended(item, unnamed, outcome):
+                    self._wake.set()
+
+    def _ended(self, item: InboxItem, unnamed: int, outcome: str | None) -> bool:
+        """Count `item` out of the deliveries in flight; True when the dispatcher should look for work
+        now: a successor of its ticket was signalled while it was in flight (or a signal naming no
+        tickets came), it left work behind (a retry, a deferred write, or it failed: `outcome` None),
+        or the dispatcher waits for the slot it frees."""
+        ticket = (item.platform, item.ticket_id) if item.ticket_id is not None else None
+        with self._lock:
+            self._in_flight -= 1
+            owed = False
+            if ticket is not None:
+                self._flying[ticket] -= 1
+                if self._flying[ticket] <= 0:
+                    del self._flying[ticket]
+                owed = self._owed.get(ticket, 0) > 0
+            return (
+                owed
+                or self._unnamed != unnamed
+                or outcome is None
+                or outcome in LEFT_BEHIND
+                or self._short_of_room
+            )
+
+
+# Outcomes (connector/pipeline.py) of a delivery that is taken again later: it comes due on its own,
+# maybe before the dispatcher's wait ends.
+LEFT_BEHIND = frozenset({"retrying", "deferred"})
 
 
 class _OffCpu:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connector import wakeup
 from connector.store.db import reading, writing
 from connector.store.inbox import HEADS, PENDING, PROCESSING
 from connector.store.tables import inbox, rate_windows
@@ -117,12 +118,14 @@ class Held:
         self.platform = platform
         self.windows = windows
         self.peeked = peeked
+        self.woke = False  # deliveries asleep in line were made due: the workers are told at the commit
 
     def wake_better(self, ask: Ask, now: datetime, room: int) -> None:
         """Of the `room` best deliveries in line before `ask` (those the room serves), the ones asleep
         on an estimate later than the room that came are due now. Those the room does not serve sleep on."""
         line = {**_line(ask), "b_platform": self.platform, "b_room": room, "b_now": now}
-        self.conn.execute(_WAKE, {**line, "next_attempt_at": now})
+        if self.conn.execute(_WAKE, {**line, "next_attempt_at": now}).rowcount:
+            self.woke = True
 
     def granted(self, item_id: int, rank: int) -> None:
         """The delivery holds its writes: it no longer waits in anyone's line as unjudged."""
@@ -203,6 +206,8 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
         if made:  # (rowcount is not kept for an INSERT: the rows it made are counted)
             if len(conn.execute(_MAKE[conn.dialect.name], made).all()) != len(made):
                 raise Raced(f"{platform} windows {[(m['bucket'], m['seconds']) for m in made]}")
+    if held.woke:  # committed: a worker now takes what was made due, not at its next poll
+        wakeup.ring(engine)
 
 
 # Built once per dialect: a statement holding its rows' values was compiled anew for every grant.

@@ -14,6 +14,7 @@ import pytest
 import responses
 from sqlalchemy import select
 
+from connector import wakeup
 from connector.config import Config, RateLimitsConfig
 from connector.model import Decision, Plan, Priority, TicketRef
 from connector.ratelimit import Ask, LeasedWindows, Limiter, SlidingWindow, rank_of
@@ -410,6 +411,39 @@ def test_waking_the_line_does_not_wait_for_a_row_a_claim_holds(postgres_url):
         claim.close()
         asking.join(10)
         engine.dispose()
+
+
+def test_a_write_woken_in_line_is_signalled_to_the_workers_at_once(db_url):
+    # Nothing else tells a worker that a delivery asleep on its estimate became due: without a signal
+    # it waited for the worker's next poll.
+    engine = make_engine(db_url)
+    heard: list = []
+    listening = wakeup.listener(engine, heard.append)
+    try:
+        assert listening is not None and listening.ready.wait(10)
+        _until(lambda: heard == [None])  # its call at start
+        with engine.begin() as conn:  # a P1 escalation waits in line, due in 30 s
+            row = inbox_store.new_row("zendesk", "d-p1", "ticket.created", "7", False, b"{}", T0)
+            values = {**row, "rank": 10, "next_attempt_at": T0 + timedelta(seconds=30)}
+            p1_id = conn.execute(inbox.insert().values(values).returning(inbox.c.id)).scalar_one()
+        assert Limiter(engine, limits(2, 60)).admit(ask(42, ticket="8"), T0) is None  # room for both
+        with engine.connect() as conn:
+            assert conn.execute(select(inbox.c.next_attempt_at).where(inbox.c.id == p1_id)).scalar_one() == T0
+        _until(lambda: heard == [None, None])  # woken: the tickets are the line's, not named
+        assert Limiter(engine, limits(2, 60)).admit(ask(43, ticket="9"), T0) is not None  # none woken
+        time.sleep(0.3)
+        assert heard == [None, None]
+    finally:
+        if listening is not None:
+            listening.stop()
+        engine.dispose()
+
+
+def _until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.01)
 
 
 # --- through the worker: a burst against a limit -----------------------------------------------

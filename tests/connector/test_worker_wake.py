@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
 
-from connector import wakeup
+from connector import wakeup, worker
 from connector.app import create_app
 from connector.config import Config
 from connector.model import EventKind
@@ -44,9 +46,13 @@ def _config(db_url: str, poll: float) -> Config:
     )
 
 
-def _deliver(client, n: int) -> None:
+def _deliver(client, n: int, *, later: int = 0) -> None:
+    """Issue WAKE-n's webhook; `later`: a later change of the same issue (seconds on)."""
     payload = json.loads(fixture_bytes("jira", "issue_created__outage"))
     payload["issue"]["id"], payload["issue"]["key"] = str(50_000 + n), f"WAKE-{n}"
+    if later:
+        updated = datetime.fromisoformat(payload["issue"]["fields"]["updated"]) + timedelta(seconds=later)
+        payload["issue"]["fields"]["updated"] = updated.isoformat()
     body = json.dumps(payload).encode()
     answer = client.post(
         "/webhooks/jira",
@@ -161,21 +167,124 @@ def test_a_long_database_path_still_gets_a_socket(tmp_path):
     deep.mkdir(parents=True)
     rt = build_runtime(_config(f"sqlite:///{deep / 'escalator.db'}", LONG_POLL))
     woken = []
-    listener = wakeup.listener(rt.engine, lambda: woken.append(time.monotonic()))
+    listener = wakeup.listener(rt.engine, woken.append)
     try:
         assert listener is not None and listener.ready.wait(5)
         assert len(str(wakeup.socket_folder(rt.engine))) > 107
         before = len(woken)
         bell = wakeup.doorbell(rt.engine)
-        bell.rang()
+        bell.rang(Counter({("zendesk", "7"): 2}))
         bell.close()
         deadline = time.monotonic() + 5
         while len(woken) == before and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(woken) > before
+        assert woken[before:] == [Counter({("zendesk", "7"): 2})]
     finally:
         if listener is not None:
             listener.stop()
+        rt.close()
+
+
+def test_a_signal_names_its_tickets_in_payloads_postgresql_and_a_datagram_can_carry():
+    stored = Counter({("jira", f"OPS-{n}"): 1 + n % 3 for n in range(2000)})
+    chunks = wakeup.payloads(stored)
+    assert len(chunks) > 1 and all(len(c.encode()) <= wakeup.PAYLOAD_BYTES for c in chunks)
+    heard: Counter = Counter()
+    for chunk in chunks:
+        heard += wakeup.parse(chunk)
+    assert heard == stored
+    assert wakeup.payloads(Counter({("jira", "X" * 8000): 1})) == [""]  # too long to name: unnamed
+    assert wakeup.parse("") is None and wakeup.parse(b"not json") is None and wakeup.parse("[[1]]") is None
+
+
+def _listening_pool(rt) -> WorkerPool:
+    """A started pool whose first look (at start) is over: from here only a signal wakes it."""
+    pool = WorkerPool(rt)
+    pool.start()
+    assert pool._listener is not None and pool._listener.ready.wait(10)
+    time.sleep(0.3)
+    return pool
+
+
+def test_a_successor_stored_while_its_ticket_is_in_flight_is_taken_when_that_ends(two_processes, monkeypatch):
+    web, work = two_processes
+    handling, release = threading.Event(), threading.Event()
+    process = worker.process
+
+    def first_waits(rt, item):
+        if not handling.is_set():
+            handling.set()
+            assert release.wait(10)
+        return process(rt, item)
+
+    monkeypatch.setattr(worker, "process", first_waits)
+    pool = _listening_pool(work)
+    client = create_app(web).test_client()
+    try:
+        _deliver(client, 5)
+        assert handling.wait(5)
+        _deliver(client, 5, later=1)  # the same ticket: the claim it wakes must leave it, it is leased
+        time.sleep(0.3)
+        release.set()
+        assert _seconds_until_done(work.engine, 2, timeout=LONG_POLL / 3) < 3.0
+    finally:
+        release.set()
+        assert pool.close(5)
+
+
+def test_a_delivery_that_leaves_nothing_behind_sends_the_dispatcher_looking_no_more(
+    two_processes, monkeypatch
+):
+    """Each delivery costs the one claim that took it: its end wakes nobody (no empty second claim)."""
+    web, work = two_processes
+    claims: list[int] = []
+    claim = inbox.claim
+
+    def counted(*args, **kwargs):
+        taken = claim(*args, **kwargs)
+        claims.append(len(taken))
+        return taken
+
+    monkeypatch.setattr(inbox, "claim", counted)
+    pool = _listening_pool(work)
+    client = create_app(web).test_client()
+    try:
+        before = len(claims)
+        for n in range(3):
+            _deliver(client, 10 + n)
+            _seconds_until_done(work.engine, n + 1, timeout=LONG_POLL / 3)
+            time.sleep(0.2)  # a look its end asked for would have been made by now
+        assert claims[before:] == [1, 1, 1]
+    finally:
+        assert pool.close(5)
+
+
+def test_two_rows_of_one_ticket_signalled_together_each_send_the_dispatcher_looking(db_url):
+    """One claim takes one delivery per ticket: the second row signalled with the first is owed to the
+    ticket, and the first's end sends the dispatcher for it; a ticket owed nothing sends it nowhere."""
+    rt = build_runtime(_config(db_url, LONG_POLL))
+    now = datetime.now(UTC)
+    for n, ticket in enumerate(["T-1", "T-1", "T-2"]):
+        row = inbox.new_row("jira", f"d-{n}", "jira:issue_updated", ticket, False, b"{}", now)
+        inbox.accept(rt.engine, row)
+    pool = WorkerPool(rt, listen=False)  # not started: its dispatcher's steps are taken by hand
+    try:
+        pool.wake(Counter({("jira", "T-1"): 2, ("jira", "T-2"): 1}))
+        assert pool._claim(4) == 2  # one row of each ticket
+        taken = {}
+        for _ in range(2):
+            item, _, unnamed = pool._work.get_nowait()
+            taken[item.ticket_id] = (item, unnamed)
+        assert pool._ended(*taken["T-2"], "failed") is False  # nothing owed to T-2
+        for item, _ in taken.values():
+            worker.process(rt, item)  # recorded (as unreadable): the ticket's lease ends
+        assert pool._ended(*taken["T-1"], "failed") is True  # T-1's second row waits for it
+        assert pool._claim(4) == 1
+        item, _, unnamed = pool._work.get_nowait()
+        assert pool._ended(item, unnamed, "failed") is False
+        assert pool._ended(item, unnamed - 1, "failed") is True  # a signal naming no tickets came
+        assert pool._ended(item, unnamed, "retrying") is True  # it comes due again on its own
+    finally:
         rt.close()
 
 
