@@ -55,6 +55,19 @@ class Calendar:
     def always_open(self) -> bool:
         return self.hours is None and not self.holidays and not self.closed
 
+    def __hash__(self) -> int:
+        # The open-interval cache below is keyed by the calendar, asked a dozen times per decision (a
+        # handover's last close walks days back): the fields, holidays and closed dates included, are
+        # hashed once. (Kept by @dataclass: a class's own __hash__ is not replaced.)
+        found = self.__dict__.get("_hash")
+        if found is None:
+            found = hash((self.name, self.timezone, self.hours, self.holidays, self.closed))
+            object.__setattr__(self, "_hash", found)
+        return found
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}  # a hash is one process's
+
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The first instant at which `duration` of open time has elapsed since `start` (UTC)."""
         start = utc(start)

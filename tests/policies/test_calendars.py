@@ -249,3 +249,17 @@ def test_a_pause_never_shortens_and_keeps_the_running_time(
     plain, paused = due_at(calendar, start, target), due_at(calendar, start, target, pauses)
     assert plain is not None and paused is not None and paused >= plain
     assert elapsed(calendar, start, paused, pauses) == target
+
+
+def test_a_calendar_hashes_once_as_its_fields_and_travels_without_its_hash():
+    import pickle
+
+    def berlin() -> Calendar:
+        return Calendar("berlin", "Europe/Berlin", parse_hours("mon-fri 09:00-17:00"), (("DE", "BE"),),
+                        frozenset({date(2026, 12, 24)}))  # fmt: skip
+
+    first, second = berlin(), berlin()
+    assert first == second and hash(first) == hash(second)  # equal calendars share cached intervals
+    assert hash(first) != hash(Calendar("berlin", "Europe/Berlin"))
+    copy = pickle.loads(pickle.dumps(first))
+    assert "_hash" not in copy.__dict__ and copy == first and hash(copy) == hash(first)
