@@ -171,6 +171,7 @@ class Waiting:
 
     ranked: int
     unjudged: int
+    asleep: bool = False  # ranked deliveries sleep on an estimate (of any rank)
 
 
 @dataclass(frozen=True)
@@ -403,7 +404,12 @@ class Limiter:
                     # Deliveries not judged yet may be better: it counts them as ahead. Should they not
                     # be, whoever asks when the room comes wakes it (wake_better), so it keeps its place.
                     return Wait(everyone_at, ask.rank)
-                # Room for everyone in line before it: none of them waits for its write.
+                # Room for everyone in line before it: none of them waits for its write. Room beyond
+                # them serves deliveries asleep on an estimate made while more stood before them (the
+                # unjudged, counted as ahead): nobody else asks for them before their estimate.
+                left = min(w.limit - w.used(now) for w in account_windows) - ahead
+                if waiting.asleep and left > 0:
+                    ahead += held.wake_asleep(ask, now, left)
                 extra = _lease_size(account_windows, ahead, now)
                 if leased is None:
                     for window in own:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector import wakeup
@@ -41,7 +41,12 @@ _UNJUDGED = select(func.count()).where(
         and_(_c.status == PROCESSING, _c.lease_until > bindparam("b_now"))),
     or_(_c.ticket_id.is_(None), _c.id.in_(HEADS)),
 )  # fmt: skip
-_WAITING = select(_RANKED.scalar_subquery(), _UNJUDGED.scalar_subquery())
+# Ranked deliveries asleep on an estimate (due later): the room a grant leaves may serve them now.
+_ASLEEP = and_(
+    _c.platform == bindparam("b_platform"), _c.status == PENDING, _c.rank.is_not(None),
+    _c.id != bindparam("b_item"), _c.next_attempt_at > bindparam("b_now"),
+)  # fmt: skip
+_WAITING = select(_RANKED.scalar_subquery(), _UNJUDGED.scalar_subquery(), exists().where(_ASLEEP))
 _BEST = (
     select(_c.id)
     .where(_c.platform == bindparam("b_platform"), _c.status == PENDING, _BETTER)
@@ -54,6 +59,17 @@ _BEST = (
 )
 _WAKE = update(inbox).where(_c.id.in_(_BEST.scalar_subquery()), _c.next_attempt_at > bindparam("b_now"))
 _GRANTED = update(inbox).where(_c.id == bindparam("b_id"))
+_WAKE_ASLEEP = update(inbox).where(
+    _c.id.in_(
+        select(_c.id)
+        .where(_ASLEEP)
+        .order_by(_c.rank, _c.received_at, _c.id)
+        .limit(bindparam("b_room", type_=Integer))
+        .with_for_update(skip_locked=True)  # as _BEST: a row being claimed is being taken anyway
+        .scalar_subquery()
+    ),
+    _c.next_attempt_at > bindparam("b_now"),
+)
 _LOCK = (
     select(rate_windows)
     .where(
@@ -101,7 +117,7 @@ def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: flo
         row = conn.execute(
             _WAITING, {**_line(ask), "b_platform": platform, "b_now": now, "b_until": until}
         ).one()
-    return Waiting(row[0], row[1])
+    return Waiting(row[0], row[1], bool(row[2]))
 
 
 class Raced(Exception):
@@ -126,6 +142,15 @@ class Held:
         line = {**_line(ask), "b_platform": self.platform, "b_room": room, "b_now": now}
         if self.conn.execute(_WAKE, {**line, "next_attempt_at": now}).rowcount:
             self.woke = True
+
+    def wake_asleep(self, ask: Ask, now: datetime, room: int) -> int:
+        """The `room` best deliveries asleep in line (any rank: the room is left after `ask` and all
+        before it) are due now; how many were."""
+        line = {**_line(ask), "b_platform": self.platform, "b_room": room, "b_now": now}
+        woken = self.conn.execute(_WAKE_ASLEEP, {**line, "next_attempt_at": now}).rowcount
+        if woken:
+            self.woke = True
+        return max(0, woken)
 
     def granted(self, item_id: int, rank: int) -> None:
         """The delivery holds its writes: it no longer waits in anyone's line as unjudged."""
