@@ -112,6 +112,7 @@ class WorkerPool:
         self._flying: Counter[wakeup.Ticket] = Counter()  # the tickets of the deliveries in flight
         self._owed: Counter[wakeup.Ticket] = Counter()  # rows signalled that no claim of ours took yet
         self._unnamed = 0  # signals that named no tickets, so far
+        self._hears = False  # a listener tells us which tickets have work waiting (else: every end looks)
         # Nearly full, wait for a few slots to free before claiming: one claim per freed slot cost
         # more CPU than the decisions' own transactions, and at that load work is waiting anyway.
         self._claim_at = max(1, min(w.batch, self.concurrency // 4))
@@ -131,6 +132,7 @@ class WorkerPool:
         self._threads.append(dispatcher)
         if self.listen:
             self._listener = wakeup.listener(self.rt.engine, self.wake)
+            self._hears = self._listener is not None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -288,7 +290,8 @@ class WorkerPool:
         """Count `item` out of the deliveries in flight; True when the dispatcher should look for work
         now: a successor of its ticket was signalled while it was in flight (or a signal naming no
         tickets came), it left work behind (a retry, a deferred write, or it failed: `outcome` None),
-        or the dispatcher waits for the slot it frees."""
+        or the dispatcher waits for the slot it frees. Without a listener (`worker.listen: false`, an
+        in-memory database) nothing names the tickets with work waiting: every end looks."""
         ticket = (item.platform, item.ticket_id) if item.ticket_id is not None else None
         with self._lock:
             self._in_flight -= 1
@@ -300,6 +303,7 @@ class WorkerPool:
                 owed = self._owed.get(ticket, 0) > 0
             return (
                 owed
+                or not self._hears  # no signals to go by: a successor may wait, look
                 or self._unnamed != unnamed
                 or outcome is None
                 or outcome in LEFT_BEHIND

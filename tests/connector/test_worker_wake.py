@@ -268,6 +268,7 @@ def test_two_rows_of_one_ticket_signalled_together_each_send_the_dispatcher_look
         row = inbox.new_row("jira", f"d-{n}", "jira:issue_updated", ticket, False, b"{}", now)
         inbox.accept(rt.engine, row)
     pool = WorkerPool(rt, listen=False)  # not started: its dispatcher's steps are taken by hand
+    pool._hears = True  # as with its listener, which the signal below stands for
     try:
         pool.wake(Counter({("jira", "T-1"): 2, ("jira", "T-2"): 1}))
         assert pool._claim(4) == 2  # one row of each ticket
@@ -285,6 +286,21 @@ def test_two_rows_of_one_ticket_signalled_together_each_send_the_dispatcher_look
         assert pool._ended(item, unnamed - 1, "failed") is True  # a signal naming no tickets came
         assert pool._ended(item, unnamed, "retrying") is True  # it comes due again on its own
     finally:
+        rt.close()
+
+
+def test_a_pool_that_does_not_listen_still_takes_a_successor_when_its_ticket_ends(sqlite_url):
+    # With `worker.listen: false` no signal names the tickets with work waiting: each end looks again.
+    rt = build_runtime(_config(sqlite_url, LONG_POLL))
+    client = create_app(rt).test_client()
+    _deliver(client, 6)
+    _deliver(client, 6, later=1)  # stored before the pool starts: its first claim takes one of them
+    pool = WorkerPool(rt, listen=False)
+    pool.start()
+    try:
+        assert _seconds_until_done(rt.engine, 2, timeout=LONG_POLL / 3) < 3.0
+    finally:
+        assert pool.close(5)
         rt.close()
 
 
