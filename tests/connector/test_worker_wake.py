@@ -259,6 +259,29 @@ def test_a_delivery_that_leaves_nothing_behind_sends_the_dispatcher_looking_no_m
         assert pool.close(5)
 
 
+def test_two_replicas_take_every_change_of_busy_tickets_without_waiting_for_a_poll(db_url):
+    """Three changes each to eight tickets, sent as fast as they are stored, to two replicas' workers
+    that only signals can wake: a successor the other replica's claim had to leave (the ticket was
+    leased here) is taken when its predecessor ends, whichever replica holds it."""
+    web = build_runtime(_config(db_url, LONG_POLL))
+    replicas = [build_runtime(_config(db_url, LONG_POLL)) for _ in range(2)]
+    pools = [_listening_pool(rt) for rt in replicas]
+    client = create_app(web).test_client()
+    try:
+        for change in range(3):
+            for ticket in range(8):
+                _deliver(client, 20 + ticket, later=change)
+        assert _seconds_until_done(web.engine, 24, timeout=LONG_POLL / 3) < 10.0
+        with web.engine.connect() as conn:
+            handled = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+        assert handled == 24  # each change once
+    finally:
+        for pool in pools:
+            assert pool.close(5)
+        for rt in (web, *replicas):
+            rt.close()
+
+
 def test_two_rows_of_one_ticket_signalled_together_each_send_the_dispatcher_looking(db_url):
     """One claim takes one delivery per ticket: the second row signalled with the first is owed to the
     ticket, and the first's end sends the dispatcher for it; a ticket owed nothing sends it nowhere."""
