@@ -113,6 +113,10 @@ class WorkerPool:
         self._owed: Counter[wakeup.Ticket] = Counter()  # rows signalled that no claim of ours took yet
         self._unnamed = 0  # signals that named no tickets, so far
         self._hears = False  # a listener tells us which tickets have work waiting (else: every end looks)
+        # When the earliest delivery stored to wait (a retry, a rate-limited write) comes due, as last
+        # read; read again only when that may have changed (see _due_changed), not after every claim.
+        self._next_due: datetime | None = None
+        self._next_due_known = False
         # Nearly full, wait for a few slots to free before claiming: one claim per freed slot cost
         # more CPU than the decisions' own transactions, and at that load work is waiting anyway.
         self._claim_at = max(1, min(w.batch, self.concurrency // 4))
@@ -145,6 +149,7 @@ class WorkerPool:
         with self._lock:
             if stored is None:
                 self._unnamed += 1
+                self._next_due_known = False  # the rate limiter's line, a fired timer: maybe later rows
             else:
                 self._owed.update(stored)
         self._wake.set()
@@ -204,7 +209,8 @@ class WorkerPool:
                 continue
             # All that was due is taken: a signal wakes us, or a delivery that leaves work behind
             # (a successor, a retry), or the next retry or rate-limited write coming due.
-            self._wake.wait(self._idle_seconds(w.poll_seconds))
+            if not self._wake.wait(self._idle_seconds(w.poll_seconds)):
+                self._next_due_known = False  # a poll: what other workers left to wait is read again
 
     def _stepped_away(self) -> None:
         """A delivery began waiting for its platform: its turn is free for one more, if we held back."""
@@ -229,15 +235,20 @@ class WorkerPool:
 
     def _idle_seconds(self, poll: float) -> float:
         """Until the next poll, or sooner when a retry or a rate-limited write comes due before it
-        (nothing signals those: they were stored earlier, to wait)."""
-        try:
-            due = inbox.next_due(self.rt.engine, now=self.rt.clock())
-        except Exception:  # the database may be briefly unavailable: the poll tries again
-            log.debug("could not read when the next delivery comes due", exc_info=True)
+        (nothing signals those: they were stored earlier, to wait). When that is, is read again only
+        after a delivery here left work to wait, a signal naming no tickets, a poll, or once it came."""
+        now = self.rt.clock()
+        if not self._next_due_known or (self._next_due is not None and self._next_due <= now):
+            self._next_due_known = True  # before the read: a change from here on makes us read again
+            try:
+                self._next_due = inbox.next_due(self.rt.engine, now=now)
+            except Exception:  # the database may be briefly unavailable: the poll tries again
+                log.debug("could not read when the next delivery comes due", exc_info=True)
+                self._next_due_known = False
+                return poll
+        if self._next_due is None:
             return poll
-        if due is None:
-            return poll
-        return max(0.0, min(poll, (due - self.rt.clock()).total_seconds()))
+        return max(0.0, min(poll, (self._next_due - self.rt.clock()).total_seconds()))
 
     def _claim(self, limit: int) -> int:
         w = self.rt.config.worker
@@ -296,6 +307,8 @@ class WorkerPool:
         with self._lock:
             self._in_flight -= 1
             owed = False
+            if outcome is None or outcome in LEFT_BEHIND:
+                self._next_due_known = False  # it waits to be taken again: maybe before what we know
             if ticket is not None:
                 self._flying[ticket] -= 1
                 if self._flying[ticket] <= 0:

@@ -246,15 +246,19 @@ def test_a_delivery_that_leaves_nothing_behind_sends_the_dispatcher_looking_no_m
         return taken
 
     monkeypatch.setattr(inbox, "claim", counted)
+    dues: list[float] = []
+    next_due = inbox.next_due
+    monkeypatch.setattr(inbox, "next_due", lambda *a, **k: dues.append(time.monotonic()) or next_due(*a, **k))
     pool = _listening_pool(work)
     client = create_app(web).test_client()
     try:
-        before = len(claims)
+        before, read_before = len(claims), len(dues)
         for n in range(3):
             _deliver(client, 10 + n)
             _seconds_until_done(work.engine, n + 1, timeout=LONG_POLL / 3)
             time.sleep(0.2)  # a look its end asked for would have been made by now
         assert claims[before:] == [1, 1, 1]
+        assert dues[read_before:] == []  # nothing was left to wait: when it comes due is known
     finally:
         assert pool.close(5)
 
@@ -322,6 +326,32 @@ def test_a_pool_that_does_not_listen_still_takes_a_successor_when_its_ticket_end
     pool.start()
     try:
         assert _seconds_until_done(rt.engine, 2, timeout=LONG_POLL / 3) < 3.0
+    finally:
+        assert pool.close(5)
+        rt.close()
+
+
+def test_a_retry_a_delivery_leaves_is_taken_when_it_comes_due_not_at_the_next_poll(db_url):
+    # Jira cannot be reached (nothing listens on port 9): each attempt ends "retrying", due again
+    # after the backoff. The worker learns of that from the delivery's end, not from a signal.
+    jira = {"url": "http://127.0.0.1:9", "email": "bot@acme.test", "api_token": "t", "webhook_secret": SECRET}
+    config = {
+        "database": db_url,
+        "dry_run": False,
+        "worker": {"poll_seconds": LONG_POLL, "backoff_initial_seconds": 0.3, "backoff_max_seconds": 0.3},
+        "platforms": {"jira": jira},
+    }
+    rt = build_runtime(Config.model_validate(config))
+    _deliver(create_app(rt).test_client(), 7)
+    pool = _listening_pool(rt)
+    try:
+        deadline = time.monotonic() + LONG_POLL / 3
+        attempts = 0
+        while attempts < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with rt.engine.connect() as conn:
+                attempts = conn.execute(select(inbox_table.c.attempts)).scalar_one()
+        assert attempts >= 3, "a retry waited for the poll"
     finally:
         assert pool.close(5)
         rt.close()
