@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ Stored = Counter[Ticket] | None
 OnWake = Callable[[Stored], None]
 
 
-def tickets_of(rows: Iterable[dict[str, Any]]) -> Counter[Ticket]:
+def tickets_of(rows: Iterable[Mapping[str, Any]]) -> Counter[Ticket]:
     """The tickets of inbox rows (connector/store/inbox.py new_row()), with how many rows each."""
     return Counter((row["platform"], row["ticket_id"]) for row in rows if row.get("ticket_id") is not None)
 
@@ -65,13 +65,14 @@ def payloads(stored: Counter[Ticket]) -> list[str]:
     size = 2
     for (platform, ticket_id), rows in stored.items():
         entry = json.dumps([platform, ticket_id, rows], separators=(",", ":"))
-        if len(entry.encode()) + 2 > PAYLOAD_BYTES:
+        length = len(entry.encode())
+        if length + 2 > PAYLOAD_BYTES:
             return [""]
-        if entries and size + len(entry.encode()) + 1 > PAYLOAD_BYTES:
+        if entries and size + length + 1 > PAYLOAD_BYTES:
             chunks.append("[" + ",".join(entries) + "]")
             entries, size = [], 2
         entries.append(entry)
-        size += len(entry.encode()) + 1
+        size += length + 1
     if entries:
         chunks.append("[" + ",".join(entries) + "]")
     return chunks or [""]
@@ -99,16 +100,20 @@ def socket_folder(engine: Engine) -> Path | None:
     return Path(str(Path(database).resolve()) + ".wake")
 
 
+Rows = Sequence[Mapping[str, Any]]  # inbox rows stored (connector/store/inbox.py new_row())
+
+
 class Doorbell:
     """The storing side. `in_transaction` inside the transaction that stores new work (PostgreSQL's
-    NOTIFY rides it), `rang` after its commit (SQLite's datagrams), each told the tickets stored.
-    Neither raises."""
+    NOTIFY rides it), `rang` after its commit (SQLite's datagrams), each given the rows stored: the
+    one that signals names their tickets. Neither raises."""
 
-    def in_transaction(self, dbapi_connection: Any, stored: Counter[Ticket]) -> None:
+    def in_transaction(self, dbapi_connection: Any, rows: Rows) -> None:
         """Queue the signal in the open transaction (PostgreSQL); nothing elsewhere."""
 
-    def rang(self, stored: Stored) -> None:
-        """The transaction committed: tell the listeners (SQLite); nothing elsewhere."""
+    def rang(self, rows: Rows | None) -> None:
+        """The transaction committed: tell the listeners (SQLite); nothing elsewhere. None: a signal
+        naming no tickets."""
 
     def ring(self, engine: Engine) -> None:
         """Outside any transaction of ours (the SLA tick, reconcile, the rate limiter): a signal on
@@ -120,10 +125,10 @@ class Doorbell:
 
 
 class _PostgresDoorbell(Doorbell):
-    def in_transaction(self, dbapi_connection: Any, stored: Counter[Ticket]) -> None:
+    def in_transaction(self, dbapi_connection: Any, rows: Rows) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            for payload in payloads(stored):
+            for payload in payloads(tickets_of(rows)):
                 cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
         finally:
             cursor.close()
@@ -150,13 +155,13 @@ class _SocketDoorbell(Doorbell):
         self._targets: list[str] = []
         self._folder_fd: int | None = None
 
-    def rang(self, stored: Stored) -> None:
+    def rang(self, rows: Rows | None) -> None:
         try:
             targets = self._listeners()
             if not targets:
                 return
             sock = self._socket()
-            datagrams = [p.encode() for p in payloads(stored)] if stored else [b""]
+            datagrams = [p.encode() for p in payloads(tickets_of(rows))] if rows else [b""]
             for target in targets:
                 for datagram in datagrams:
                     try:

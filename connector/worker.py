@@ -114,7 +114,7 @@ class WorkerPool:
         self._unnamed = 0  # signals that named no tickets, so far
         self._hears = False  # a listener tells us which tickets have work waiting (else: every end looks)
         # When the earliest delivery stored to wait (a retry, a rate-limited write) comes due, as last
-        # read; read again only when that may have changed (see _due_changed), not after every claim.
+        # read; read again only when that may have changed (see _idle_seconds), not after every claim.
         self._next_due: datetime | None = None
         self._next_due_known = False
         # Nearly full, wait for a few slots to free before claiming: one claim per freed slot cost
@@ -304,10 +304,11 @@ class WorkerPool:
         or the dispatcher waits for the slot it frees. Without a listener (`worker.listen: false`, an
         in-memory database) nothing names the tickets with work waiting: every end looks."""
         ticket = (item.platform, item.ticket_id) if item.ticket_id is not None else None
+        left_behind = outcome is None or outcome in LEFT_BEHIND
         with self._lock:
             self._in_flight -= 1
             owed = False
-            if outcome is None or outcome in LEFT_BEHIND:
+            if left_behind:
                 self._next_due_known = False  # it waits to be taken again: maybe before what we know
             if ticket is not None:
                 self._flying[ticket] -= 1
@@ -316,10 +317,9 @@ class WorkerPool:
                 owed = self._owed.get(ticket, 0) > 0
             return (
                 owed
+                or left_behind
                 or not self._hears  # no signals to go by: a successor may wait, look
                 or self._unnamed != unnamed
-                or outcome is None
-                or outcome in LEFT_BEHIND
                 or self._short_of_room
             )
 

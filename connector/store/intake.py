@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 
 from sqlalchemy import Engine
 
@@ -126,7 +125,7 @@ class Intake:
                 p.stored = stored
                 p.finish()
             if any(results):
-                self._doorbell.rang(_tickets(batch, results))
+                self._doorbell.rang(_stored_rows(batch, results))
 
     def _store_each(self, batch: list[_Pending]) -> None:
         for n, p in enumerate(batch):
@@ -140,7 +139,7 @@ class Intake:
                 p.error = exc
             p.finish()
         if any(p.stored for p in batch):
-            self._doorbell.rang(_tickets(batch, [p.stored for p in batch]))
+            self._doorbell.rang(_stored_rows(batch, [p.stored for p in batch]))
 
     def _fail(self, batch: list[_Pending], exc: Exception) -> None:
         """Every waiter learns its batch failed; none is left hanging."""
@@ -190,7 +189,7 @@ class Intake:
             try:
                 results = store_rows(dbapi, self.engine.dialect, [p.row for p in batch])
                 if any(results):  # PostgreSQL: delivered at the commit
-                    self._doorbell.in_transaction(dbapi, _tickets(batch, results))
+                    self._doorbell.in_transaction(dbapi, _stored_rows(batch, results))
                 dbapi.commit()
             except BaseException:
                 dbapi.rollback()
@@ -214,6 +213,6 @@ class Intake:
                 self._connection = None
 
 
-def _tickets(batch: list[_Pending], stored: list[bool]) -> Counter[wakeup.Ticket]:
-    """The tickets of the rows this batch stored (not those stored before): what its signal names."""
-    return wakeup.tickets_of(p.row for p, new in zip(batch, stored, strict=True) if new)
+def _stored_rows(batch: list[_Pending], stored: list[bool]) -> list[dict]:
+    """The rows this batch stored (not those stored before): the tickets its signal names."""
+    return [p.row for p, new in zip(batch, stored, strict=True) if new]

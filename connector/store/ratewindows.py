@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -139,18 +139,18 @@ class Held:
     def wake_better(self, ask: Ask, now: datetime, room: int) -> None:
         """Of the `room` best deliveries in line before `ask` (those the room serves), the ones asleep
         on an estimate later than the room that came are due now. Those the room does not serve sleep on."""
-        line = {**_line(ask), "b_platform": self.platform, "b_room": room, "b_now": now}
-        if self.conn.execute(_WAKE, {**line, "next_attempt_at": now}).rowcount:
-            self.woke = True
+        self._wake(_WAKE, ask, now, room)
 
     def wake_asleep(self, ask: Ask, now: datetime, room: int) -> int:
         """The `room` best deliveries asleep in line (any rank: the room is left after `ask` and all
         before it) are due now; how many were."""
+        return self._wake(_WAKE_ASLEEP, ask, now, room)
+
+    def _wake(self, statement: Any, ask: Ask, now: datetime, room: int) -> int:
         line = {**_line(ask), "b_platform": self.platform, "b_room": room, "b_now": now}
-        woken = self.conn.execute(_WAKE_ASLEEP, {**line, "next_attempt_at": now}).rowcount
-        if woken:
-            self.woke = True
-        return max(0, woken)
+        woken = max(0, self.conn.execute(statement, {**line, "next_attempt_at": now}).rowcount)
+        self.woke = self.woke or woken > 0
+        return woken
 
     def granted(self, item_id: int, rank: int) -> None:
         """The delivery holds its writes: it no longer waits in anyone's line as unjudged."""

@@ -173,7 +173,7 @@ def test_a_long_database_path_still_gets_a_socket(tmp_path):
         assert len(str(wakeup.socket_folder(rt.engine))) > 107
         before = len(woken)
         bell = wakeup.doorbell(rt.engine)
-        bell.rang(Counter({("zendesk", "7"): 2}))
+        bell.rang([{"platform": "zendesk", "ticket_id": "7"}] * 2)
         bell.close()
         deadline = time.monotonic() + 5
         while len(woken) == before and time.monotonic() < deadline:
