@@ -111,6 +111,8 @@ class WorkerPool:
         self._in_flight = 0
         self._flying: Counter[wakeup.Ticket] = Counter()  # the tickets of the deliveries in flight
         self._owed: Counter[wakeup.Ticket] = Counter()  # rows signalled that no claim of ours took yet
+        self._owed_since: dict[wakeup.Ticket, int] = {}  # each owed ticket's latest signal (in _named)
+        self._named = 0  # signals that named tickets, so far
         self._unnamed = 0  # signals that named no tickets, so far
         self._hears = False  # a listener tells us which tickets have work waiting (else: every end looks)
         # When the earliest delivery stored to wait (a retry, a rate-limited write) comes due, as last
@@ -151,7 +153,9 @@ class WorkerPool:
                 self._unnamed += 1
                 self._next_due_known = False  # the rate limiter's line, a fired timer: maybe later rows
             else:
+                self._named += 1
                 self._owed.update(stored)
+                self._owed_since.update(dict.fromkeys(stored, self._named))
         self._wake.set()
 
     def wait(self) -> bool:
@@ -254,8 +258,8 @@ class WorkerPool:
         w = self.rt.config.worker
         lease = timedelta(seconds=w.lease_seconds)
         now = self.rt.clock()
-        with self._lock:
-            unnamed = self._unnamed  # signals from here on may have come after the claim's snapshot
+        with self._lock:  # signals from here on, and ends, may have come after the claim's snapshot
+            unnamed, named, flying = self._unnamed, self._named, set(self._flying)
         items = inbox.claim(self.rt.engine, owner=self.rt.owner, now=now, lease=lease, limit=limit)
         taken_until = self.rt.clock() + lease
         with self._lock:
@@ -267,12 +271,20 @@ class WorkerPool:
                     if self._owed[ticket] > 0:
                         self._owed[ticket] -= 1
             if len(items) < limit:
-                # All that was due is taken: what is owed to tickets not in flight here is held by
-                # another worker (theirs to pick up) or was taken; a signal still to come wakes us anyway.
-                self._owed = Counter({t: n for t, n in self._owed.items() if n > 0 and t in self._flying})
+                self._forget_owed(named, flying)
         for item in items:
             self._work.put((item, taken_until, unnamed))
         return len(items)
+
+    def _forget_owed(self, named: int, flying: set[wakeup.Ticket]) -> None:
+        """After a claim that took all it saw due (under the lock): a ticket owed rows, signalled before
+        the claim began (`named` signals then), not in flight here when it began (`flying`) nor now,
+        had its rows seen by the claim; not taken, they are another worker's. Every other ticket
+        stays owed: a signal during the claim, or an end during it, came after the claim's snapshot."""
+        for ticket in [t for t, since in self._owed_since.items() if since <= named]:
+            if (ticket not in flying and ticket not in self._flying) or self._owed[ticket] <= 0:
+                del self._owed_since[ticket]
+                self._owed.pop(ticket, None)
 
     def _handle(self) -> None:
         while True:

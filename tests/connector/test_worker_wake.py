@@ -331,6 +331,48 @@ def test_a_pool_that_does_not_listen_still_takes_a_successor_when_its_ticket_end
         rt.close()
 
 
+def test_a_successor_signalled_while_its_ticket_ends_during_a_claim_is_still_owed(db_url, monkeypatch):
+    """Found by a real `escalator serve` on PostgreSQL: a claim whose snapshot came before the ticket's
+    delivery ended could not take the successor, and then forgot it was owed (the ticket was no longer
+    in flight), so the successor's successor waited for the poll."""
+    rt = build_runtime(_config(db_url, LONG_POLL))
+    now = datetime.now(UTC)
+    ticket = ("jira", "T-1")
+
+    def store(n: int) -> None:
+        inbox.accept(
+            rt.engine, inbox.new_row("jira", f"d-{n}", "jira:issue_updated", "T-1", False, b"{}", now)
+        )
+
+    pool = WorkerPool(rt, listen=False)  # not started: its dispatcher's steps are taken by hand
+    pool._hears = True  # as with its listener, which the signals below stand for
+    try:
+        store(0)
+        pool.wake(Counter({ticket: 1}))
+        assert pool._claim(4) == 1
+        first, _, unnamed = pool._work.get_nowait()
+        for n in (1, 2):
+            store(n)
+        pool.wake(Counter({ticket: 2}))  # two successors, while the first is in flight
+        claim = inbox.claim
+
+        def first_ends_meanwhile(*args, **kwargs):
+            taken = claim(*args, **kwargs)  # its snapshot: the ticket still leased, nothing taken
+            worker.process(rt, first)
+            assert pool._ended(first, unnamed, "failed") is True
+            return taken
+
+        monkeypatch.setattr(inbox, "claim", first_ends_meanwhile)
+        assert pool._claim(4) == 0
+        monkeypatch.setattr(inbox, "claim", claim)
+        assert pool._claim(4) == 1
+        second, _, unnamed = pool._work.get_nowait()
+        worker.process(rt, second)
+        assert pool._ended(second, unnamed, "failed") is True  # the third is still owed
+    finally:
+        rt.close()
+
+
 def test_a_retry_a_delivery_leaves_is_taken_when_it_comes_due_not_at_the_next_poll(db_url):
     # Jira cannot be reached (nothing listens on port 9): each attempt ends "retrying", due again
     # after the backoff. The worker learns of that from the delivery's end, not from a signal.
