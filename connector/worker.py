@@ -311,10 +311,11 @@ class WorkerPool:
 
     def _ended(self, item: InboxItem, unnamed: int, outcome: str | None) -> bool:
         """Count `item` out of the deliveries in flight; True when the dispatcher should look for work
-        now: a successor of its ticket was signalled while it was in flight (or a signal naming no
-        tickets came), it left work behind (a retry, a deferred write, or it failed: `outcome` None),
-        or the dispatcher waits for the slot it frees. Without a listener (`worker.listen: false`, an
-        in-memory database) nothing names the tickets with work waiting: every end looks."""
+        now: a successor of its ticket was waiting when it was claimed, or signalled while it was in
+        flight (or a signal naming no tickets came), it left work behind (a retry, a deferred write,
+        or it failed: `outcome` None), or the dispatcher waits for the slot it frees. Without a
+        listener (`worker.listen: false`, an in-memory database) nothing names the tickets with work
+        waiting: every end looks."""
         ticket = (item.platform, item.ticket_id) if item.ticket_id is not None else None
         left_behind = outcome is None or outcome in LEFT_BEHIND
         with self._lock:
@@ -329,6 +330,7 @@ class WorkerPool:
                 owed = self._owed.get(ticket, 0) > 0
             return (
                 owed
+                or item.behind  # the claim saw later rows of its ticket: signalled to us or not
                 or left_behind
                 or not self._hears  # no signals to go by: a successor may wait, look
                 or self._unnamed != unnamed

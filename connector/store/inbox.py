@@ -40,6 +40,9 @@ class InboxItem:
     # The ticket's stored memory (tickets.MEMORY columns) as the claim leased it, or None when the
     # claim did not read it (no ticket id, or an item built elsewhere): the pipeline loads it then.
     memory: Any = None
+    # The claim saw later rows of its ticket waiting behind it (the worker looks for them when it ends:
+    # a row stored while no worker listened was signalled to nobody).
+    behind: bool = False
 
 
 def new_row(
@@ -108,8 +111,19 @@ HEADS = (
     .where(inbox.c.status.in_((PENDING, PROCESSING)), inbox.c.ticket_id.is_not(None))
     .group_by(inbox.c.platform, inbox.c.ticket_id)
 )
+
+
+def _behind(row: Any) -> Any:
+    """Whether a later row of `row`'s ticket waits behind it (one index probe: ix_inbox_ticket)."""
+    later = inbox.alias("later")
+    return exists().where(
+        later.c.platform == row.platform, later.c.ticket_id == row.ticket_id, later.c.id > row.id,
+        later.c.status == PENDING,
+    )  # fmt: skip
+
+
 _CANDIDATES = (
-    select(inbox.c.id, inbox.c.platform, inbox.c.ticket_id)
+    select(inbox.c.id, inbox.c.platform, inbox.c.ticket_id, _behind(inbox.c).label("behind"))
     .where(
         inbox.c.status == PENDING,
         inbox.c.next_attempt_at <= bindparam("b_now"),
@@ -189,6 +203,7 @@ def _claim_statement() -> Any:
     return (
         select(
             *take.c,
+            select(cand.c.behind).where(cand.c.id == take.c.id).scalar_subquery().label("behind"),
             lease.c.platform.label("lease_platform"),
             lease.c.ticket_id.label("lease_ticket_id"),
             *(lease.c[column.name] for column in MEMORY),
@@ -255,8 +270,9 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
             lease_expiries=item.lease_expiries or 0,
             in_flight=item.in_flight,
             memory=memory,
+            behind=behind,
         )
-        for item, memory in taken
+        for item, memory, behind in taken
     ]
 
 
@@ -279,7 +295,7 @@ def _expired_look_due(engine: Engine, now: datetime) -> bool:
 
 def _claim_in_one_statement(
     engine: Engine, owner: str, now: datetime, until: datetime, limit: int, look_for_expired: bool
-) -> list[tuple[Any, Any]]:
+) -> list[tuple[Any, Any, bool]]:
     """PostgreSQL: the candidates, their tickets' leases and the rows' take in one statement
     (`_CLAIM`), so a claim is one round trip, with no transaction around it (a statement is atomic
     alone). A ticket leased whose row another worker took meanwhile is freed again (rare)."""
@@ -293,14 +309,15 @@ def _claim_in_one_statement(
                 unused.append(row)
             else:
                 # The row carries its ticket's MEMORY columns under their own names: it is the memory.
-                taken.append((row, row if row.ticket_id is not None else None))
+                taken.append((row, row if row.ticket_id is not None else None, bool(row.behind)))
         for row in unused:
             _release_ticket(conn, row.lease_platform, row.lease_ticket_id, owner)
     return taken
 
 
 def _take(conn: Connection, candidates: list[Any], owner: str, now: datetime, until: datetime) -> list[Any]:
-    """Each candidate taken with its two compare-and-sets: (inbox row, ticket memory) of those won."""
+    """Each candidate taken with its two compare-and-sets: (inbox row, ticket memory, later rows of its
+    ticket seen behind it) of those won."""
     taken = []
     for row in candidates:
         memory = None
@@ -313,7 +330,7 @@ def _take(conn: Connection, candidates: list[Any], owner: str, now: datetime, un
             if row.ticket_id is not None:
                 _release_ticket(conn, row.platform, row.ticket_id, owner)
             continue
-        taken.append((item, memory))
+        taken.append((item, memory, bool(row.behind)))
     return taken
 
 

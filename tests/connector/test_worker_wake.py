@@ -373,6 +373,32 @@ def test_a_successor_signalled_while_its_ticket_ends_during_a_claim_is_still_owe
         rt.close()
 
 
+def test_rows_stored_while_nobody_listened_are_taken_one_after_the_other(db_url):
+    """Found by kill -9 of a real worker: changes to a ticket stored while no worker listened were
+    signalled to nobody, and each waited for a poll once its predecessor ended. The claim sees them."""
+    rt = build_runtime(_config(db_url, LONG_POLL))
+    now = datetime.now(UTC)
+    for n in range(2):
+        inbox.accept(
+            rt.engine, inbox.new_row("jira", f"d-{n}", "jira:issue_updated", "T-1", False, b"{}", now)
+        )
+    pool = WorkerPool(rt, listen=False)  # not started: its dispatcher's steps are taken by hand
+    pool._hears = True  # as with a listener that heard none of it
+    try:
+        assert pool._claim(4) == 1
+        first, _, unnamed = pool._work.get_nowait()
+        assert first.behind
+        worker.process(rt, first)
+        assert pool._ended(first, unnamed, "failed") is True
+        assert pool._claim(4) == 1
+        last, _, unnamed = pool._work.get_nowait()
+        assert not last.behind
+        worker.process(rt, last)
+        assert pool._ended(last, unnamed, "failed") is False
+    finally:
+        rt.close()
+
+
 def test_a_retry_a_delivery_leaves_is_taken_when_it_comes_due_not_at_the_next_poll(db_url):
     # Jira cannot be reached (nothing listens on port 9): each attempt ends "retrying", due again
     # after the backoff. The worker learns of that from the delivery's end, not from a signal.
