@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from connector import wakeup
 from connector.config import Config, RateLimitsConfig
 from connector.model import Decision, Plan, Priority, TicketRef
 from connector.ratelimit import Ask, LeasedWindows, Limiter, SlidingWindow, rank_of
 from connector.store import inbox as inbox_store
+from connector.store import ratewindows
 from connector.store.db import make_engine, migrate
 from connector.store.tables import inbox
 from platforms.base import RateLimitHeaders
@@ -193,6 +194,43 @@ def test_two_workers_on_their_own_engines_never_exceed_the_limit_together(postgr
     for first, inside in _writes_in_each_span(every, timedelta(seconds=2)):
         assert inside <= 10, f"{inside} writes in the two seconds from {first}"
     assert len(every) >= 20  # and the limit is used, not starved: 10 a window for 5 s
+
+
+def _line_read_steps(url: str, history: int) -> int:
+    """SQLite's virtual-machine steps (in tens) for one read of the line a write stands in, with
+    `history` finished deliveries of the platform in the inbox and nothing waiting: work, not time."""
+    engine = make_engine(url)
+    rows = [
+        {**inbox_store.new_row("zendesk", f"h-{n}", "ticket.updated", str(n % 500), False, b"{}", T0),
+         "status": inbox_store.DONE}
+        for n in range(history)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(inbox.delete())
+        if rows:
+            conn.execute(inbox.insert(), rows)
+    engine.dispose()  # the connection the read takes is opened counting
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    @event.listens_for(engine, "connect")
+    def counting(dbapi_connection, _record) -> None:
+        dbapi_connection.set_progress_handler(count, 10)
+
+    ratewindows.waiting(engine, "zendesk", ask(40, ticket="1"), T0, 120)
+    engine.dispose()
+    return steps[0]
+
+
+def test_the_line_a_write_reads_does_not_grow_with_the_inbox_history(sqlite_url):
+    # The inbox keeps finished deliveries for `retention` days; every write to a platform with an
+    # account limit reads its line. That read once walked all of the platform's rows (16 ms a write
+    # with 50,000 of them): it starts from the rows due or in flight now.
+    few, many = _line_read_steps(sqlite_url, 10), _line_read_steps(sqlite_url, 5000)
+    assert 0 < few and many <= few + 20, (few, many)
 
 
 # --- leases, and windows no one locks for nothing -------------------------------------------------
