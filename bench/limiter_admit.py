@@ -1,6 +1,7 @@
 """What one rate-limiter grant costs: `Limiter.admit` alone, against the published limits.
 
     .venv/bin/python bench/limiter_admit.py [--database postgresql://…] [--threads 1,16] [--asks 2000]
+                                            [--history 50000]
 
 Each ask is one write on its own ticket (the worker benchmarks' shape): for Jira the account carries
 only a block and each ticket has its two windows; for Zendesk the account's window is counted too
@@ -8,7 +9,9 @@ only a block and each ticket has its two windows; for Zendesk the account's wind
 what is measured, not the wait). As in the worker, each grant is followed by the write's answer
 (`Limiter.observe`) with the platform's count, RateLimit-Remaining falling by one a write. Figures:
 grants per second of wall-clock time, and CPU ms per grant and answer (process_time, all threads), on
-a fresh database each (SQLite file, and PostgreSQL when given).
+a fresh database each (SQLite file, and PostgreSQL when given). `--history N` stores N finished
+deliveries of the platform first, as the inbox keeps them for `retention` days: a grant reads the
+line of deliveries waiting, which must not walk those.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from connector.config import RateLimitsConfig  # noqa: E402
 from connector.ratelimit import Ask, Limiter  # noqa: E402
-from connector.store.db import make_engine, migrate  # noqa: E402
+from connector.store import inbox  # noqa: E402
+from connector.store.db import make_engine, migrate, writing  # noqa: E402
 from platforms.base import RateLimitHeaders  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
@@ -53,9 +57,25 @@ CONFIGS = {
 }
 
 
-def run(url: str, platform: str, config: RateLimitsConfig, threads: int, asks: int) -> tuple[float, float]:
+def fill_history(engine, platform: str, finished: int) -> None:
+    """`finished` delivered rows (status done) of `platform`, on 5,000 tickets."""
+    at = datetime.now(UTC)
+    for start in range(0, finished, 5000):
+        rows = [
+            {**inbox.new_row(platform, f"h-{n}", "updated", f"h-{n % 5000}", False, b"{}", at),
+             "status": inbox.DONE}
+            for n in range(start, min(finished, start + 5000))
+        ]  # fmt: skip
+        with writing(engine) as conn:
+            inbox.store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
+
+
+def run(url: str, platform: str, config: RateLimitsConfig, threads: int, asks: int,
+        history: int = 0) -> tuple[float, float]:  # fmt: skip
     engine = make_engine(url)
     migrate(engine)
+    if history:
+        fill_history(engine, platform, history)
     limiter = Limiter(engine, config)
     ids = itertools.count(1)
     per_thread = asks // threads
@@ -95,15 +115,17 @@ def main() -> int:
     parser.add_argument("--database", help="a PostgreSQL URL to make scratch databases on (also runs SQLite)")
     parser.add_argument("--threads", default="1,16")
     parser.add_argument("--asks", type=int, default=2000)
+    parser.add_argument("--history", type=int, default=0, help="finished deliveries in the inbox first")
     args = parser.parse_args()
-    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
+          + (f"; {args.history:,} finished deliveries in the inbox" if args.history else ""))  # fmt: skip
     print(f"{'database':<11} {'limits':<20} {'threads':>7} {'grants/s':>9} {'CPU ms each':>12}")
     with tempfile.TemporaryDirectory(prefix="escalator-limiter-") as tmp:
         for kind in ["sqlite"] + (["postgresql"] if args.database else []):
             for label, (platform, config) in CONFIGS.items():
                 for threads in (int(t) for t in args.threads.split(",")):
                     with scratch_database(kind, Path(tmp), args.database) as url:
-                        rate, cpu = run(url, platform, config, threads, args.asks)
+                        rate, cpu = run(url, platform, config, threads, args.asks, args.history)
                     print(f"{kind:<11} {label:<20} {threads:>7} {rate:>9.0f} {cpu:>12.2f}", flush=True)
     return 0
 

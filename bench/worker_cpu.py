@@ -3,6 +3,7 @@
     .venv/bin/python bench/worker_cpu.py [--deliveries 2000] [--database sqlite|postgres|URL]
                                          [--profile] [--shape mixed|outage] [--limiter]
                                          [--pool [--threads 8] [--concurrency 64]]
+                                         [--history 50000]
 
 Fills the inbox with recorded webhook bodies of all three platforms (tests/fixtures; per ticket a
 creation and three updates, as bench/replay.py does), then drains it with the real worker path
@@ -17,7 +18,9 @@ heaviest common decision; `--limiter` keeps the published rate limits on (Jira's
 take a transaction per write). `--pool` drains with the real worker pool, sized by `--threads` and
 `--concurrency` (the config's defaults otherwise): against a fake answering at once it shows what
 handing the interpreter lock between many threads costs, beside the one-by-one figure. User and
-system CPU are printed apart (the lock's hand-overs are system time).
+system CPU are printed apart (the lock's hand-overs are system time). `--history N` stores N
+finished deliveries of the three platforms first, as a desk's inbox holds them for `retention`
+days (50,000 is a week at 300 deliveries an hour): a statement that walks them shows here.
 
 Where the time goes is measured by wrapping the steps in place (thread CPU time around each):
 claim, the ticket's memory read, normalise, judge (the pure decision), render, HTTP client (the
@@ -106,6 +109,20 @@ def fill(engine, deliveries: int, first_ticket: int, shape: str = "mixed") -> No
                                 json.dumps(body).encode(), START))  # fmt: skip
     with writing(engine) as conn:
         store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
+
+
+def fill_history(engine, finished: int) -> None:
+    """`finished` delivered rows (status done) of the three platforms, on 5,000 tickets."""
+    platforms = list(SOURCES)
+    rows = []
+    for n in range(finished):
+        platform = platforms[n % 3]
+        row = new_row(platform, f"history-{n}", "ticket.updated", f"h-{n % 5000}", False, b"{}", START)
+        rows.append({**row, "status": inbox.DONE})
+        if len(rows) == 5000 or n == finished - 1:
+            with writing(engine) as conn:
+                store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
+            rows = []
 
 
 def fill_outages(engine, deliveries: int, first_ticket: int) -> None:
@@ -223,6 +240,8 @@ def run(args, url: str, fake: str):
     how = Drain(args.shape, args.pool, args.threads, args.concurrency)
     profiler = None
     try:
+        if args.history:
+            fill_history(engine, args.history)
         measure(rt, 200, 900_000, how)  # warm-up: imports, sessions, caches, prepared statements
         total = measure(rt, args.deliveries, 0, how)
         split = instrument(rt)
@@ -257,6 +276,7 @@ def main() -> None:
         help="mixed: recorded bodies of 3 platforms; outage: each a new P1 outage on Jira",
     )  # fmt: skip
     parser.add_argument("--limiter", action="store_true", help="keep the published rate limits on")
+    parser.add_argument("--history", type=int, default=0, help="finished deliveries in the inbox first")
     parser.add_argument("--threads", type=int, help="with --pool: worker.threads (default: the config's)")
     parser.add_argument("--concurrency", type=int, help="with --pool: worker.concurrency (the config's)")
     args = parser.parse_args()
@@ -276,8 +296,9 @@ def main() -> None:
     answering = f"in {args.delay * 1000:.0f} ms" if args.delay else "at once"
     shape = "3 platforms" if args.shape == "mixed" else "new P1 outages on Jira"
     limiter = ", rate limiter on" if args.limiter else ""
+    history = f", {args.history:,} finished deliveries in the inbox" if args.history else ""
     print(f"worker CPU per decision, {backend}, {made} decisions, {how} "
-          f"({shape}, fake answering {answering}{limiter})")  # fmt: skip
+          f"({shape}, fake answering {answering}{limiter}{history})")  # fmt: skip
     print(f"  end to end: {total / made * 1000:.2f} ms "
           f"(user {user / made * 1000:.2f}, system {system / made * 1000:.2f})")  # fmt: skip
     wrapped = split_total / split_made * 1000
