@@ -18,6 +18,9 @@ import orjson
 from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType
 
 from connector.errors import StartupError
 
@@ -319,6 +322,28 @@ def database_unavailable(engine: Engine, exc: BaseException) -> bool:
     dbapi = engine.dialect.dbapi
     lost = isinstance(exc, OperationalError)
     return lost or (dbapi is not None and isinstance(exc, dbapi.OperationalError))
+
+
+class few_rows(FunctionElement):  # noqa: N801 (used as a function in statements)
+    """`few_rows(condition)`: the condition, which holds for few of the table's rows (the inbox's
+    unfinished ones among all it keeps). SQLite is told so (`likelihood(condition, 0.001)`): once
+    `ANALYZE` or `PRAGMA optimize` has run, its statistics hold only averages, and it read all of
+    the inbox's rows in ticket order to group the unfinished ones rather than find them by status
+    (45 ms a line read, 21 ms a claim with 50,000 finished rows). Elsewhere the plain condition."""
+
+    type = NullType()
+    inherit_cache = True
+    name = "few_rows"
+
+
+@compiles(few_rows)
+def _few_rows(element: few_rows, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(few_rows, "sqlite")
+def _few_rows_sqlite(element: few_rows, compiler: Any, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.clauses, **kw)}, 0.001)"
 
 
 def placeholder(paramstyle: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Integer, bindparam, exists, false, fu
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from connector.store.db import one_statement, reading, row_insert, writing
+from connector.store.db import few_rows, one_statement, reading, row_insert, writing
 from connector.store.tables import inbox, tickets
 from connector.store.tickets import MEMORY
 
@@ -108,7 +108,7 @@ def accept(engine: Engine, row: dict[str, Any]) -> bool:
 # counts the unjudged ones among them as waiting in line.
 HEADS = (
     select(func.min(inbox.c.id))
-    .where(inbox.c.status.in_((PENDING, PROCESSING)), inbox.c.ticket_id.is_not(None))
+    .where(few_rows(inbox.c.status.in_((PENDING, PROCESSING))), inbox.c.ticket_id.is_not(None))
     .group_by(inbox.c.platform, inbox.c.ticket_id)
 )
 
@@ -145,7 +145,7 @@ _TAKE = (
     .values(status=PROCESSING, attempts=inbox.c.attempts + 1)
     .returning(*_TAKEN)
 )
-_EXPIRED = (inbox.c.status == PROCESSING) & (inbox.c.lease_until < bindparam("b_now"))
+_EXPIRED = few_rows(inbox.c.status == PROCESSING) & (inbox.c.lease_until < bindparam("b_now"))
 _ANY_EXPIRED = select(inbox.c.id).where(_EXPIRED).limit(1)
 _RECOVER = update(inbox).where(_EXPIRED).values(lease_expiries=inbox.c.lease_expiries + 1)
 _UPDATE_ITEM = update(inbox).where(inbox.c.id == bindparam("b_id"))
