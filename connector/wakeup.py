@@ -116,8 +116,8 @@ class Doorbell:
         naming no tickets."""
 
     def ring(self, engine: Engine) -> None:
-        """Outside any transaction of ours (the SLA tick, reconcile, the rate limiter): a signal on
-        its own, naming no tickets."""
+        """Outside any transaction of ours (the SLA tick, reconcile): a signal on its own, naming
+        no tickets."""
         self.rang(None)
 
     def close(self) -> None:
@@ -161,7 +161,7 @@ class _SocketDoorbell(Doorbell):
             if not targets:
                 return
             sock = self._socket()
-            datagrams = [p.encode() for p in payloads(tickets_of(rows))] if rows else [b""]
+            datagrams = [p.encode() for p in payloads(tickets_of(rows or ()))]
             for target in targets:
                 for datagram in datagrams:
                     try:
@@ -228,16 +228,6 @@ def doorbell(engine: Engine) -> Doorbell:
         return _PostgresDoorbell()
     folder = socket_folder(engine) if engine.dialect.name == "sqlite" else None
     return _SocketDoorbell(folder) if folder is not None else Doorbell()
-
-
-def ring(engine: Engine) -> None:
-    """A signal naming no tickets, from a doorbell of its own (the rate limiter's line, where
-    deliveries asleep were made due: seldom). Never raises."""
-    bell = doorbell(engine)
-    try:
-        bell.ring(engine)
-    finally:
-        bell.close()
 
 
 class Listener:

@@ -207,6 +207,7 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
         yield Held(None, platform, {}, windows(rows, peek_of))
         return
     buckets = sorted({bucket for bucket, _ in limit_of})  # the account's and at most one ticket's
+    bell = None  # rung when deliveries asleep in line were made due: a worker takes them now, not at its poll
     with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             # Counts need not wait for the disk (a WAL flush cost 2-3 ms of each grant's 4): every
@@ -243,8 +244,12 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
         if made:  # (rowcount is not kept for an INSERT: the rows it made are counted)
             if len(conn.execute(_MAKE[conn.dialect.name], made).all()) != len(made):
                 raise Raced(f"{platform} windows {[(m['bucket'], m['seconds']) for m in made]}")
-    if held.woke:  # committed: a worker now takes what was made due, not at its next poll
-        wakeup.ring(engine)
+        if held.woke:
+            bell = wakeup.doorbell(engine)
+            bell.in_transaction(conn.connection.dbapi_connection, ())  # PostgreSQL: NOTIFY at the commit
+    if bell is not None:
+        bell.rang(None)  # SQLite: the datagrams, once committed
+        bell.close()
 
 
 # Built once per dialect: a statement holding its rows' values was compiled anew for every grant.
