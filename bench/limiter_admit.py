@@ -32,12 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from connector.config import RateLimitsConfig  # noqa: E402
 from connector.ratelimit import Ask, Limiter  # noqa: E402
-from connector.store import inbox  # noqa: E402
-from connector.store.db import make_engine, migrate, writing  # noqa: E402
+from connector.store.db import make_engine, migrate  # noqa: E402
 from platforms.base import RateLimitHeaders  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
-from worker_support import scratch_database  # noqa: E402
+from worker_support import scratch_database, store_history  # noqa: E402
 
 CONFIGS = {
     "jira (published)": ("jira", RateLimitsConfig()),
@@ -57,25 +56,12 @@ CONFIGS = {
 }
 
 
-def fill_history(engine, platform: str, finished: int) -> None:
-    """`finished` delivered rows (status done) of `platform`, on 5,000 tickets."""
-    at = datetime.now(UTC)
-    for start in range(0, finished, 5000):
-        rows = [
-            {**inbox.new_row(platform, f"h-{n}", "updated", f"h-{n % 5000}", False, b"{}", at),
-             "status": inbox.DONE}
-            for n in range(start, min(finished, start + 5000))
-        ]  # fmt: skip
-        with writing(engine) as conn:
-            inbox.store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
-
-
 def run(url: str, platform: str, config: RateLimitsConfig, threads: int, asks: int,
         history: int = 0) -> tuple[float, float]:  # fmt: skip
     engine = make_engine(url)
     migrate(engine)
     if history:
-        fill_history(engine, platform, history)
+        store_history(engine, history, [platform], datetime.now(UTC))
     limiter = Limiter(engine, config)
     ids = itertools.count(1)
     per_thread = asks // threads

@@ -62,7 +62,7 @@ from connector.worker import WorkerPool, drain  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
 from replay import SOURCES, START, payload  # noqa: E402
-from worker_support import FakeJira, scratch_database  # noqa: E402
+from worker_support import FakeJira, scratch_database, store_history  # noqa: E402
 from worker_support import delivery as outage  # noqa: E402
 
 
@@ -109,20 +109,6 @@ def fill(engine, deliveries: int, first_ticket: int, shape: str = "mixed") -> No
                                 json.dumps(body).encode(), START))  # fmt: skip
     with writing(engine) as conn:
         store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
-
-
-def fill_history(engine, finished: int) -> None:
-    """`finished` delivered rows (status done) of the three platforms, on 5,000 tickets."""
-    platforms = list(SOURCES)
-    rows = []
-    for n in range(finished):
-        platform = platforms[n % 3]
-        row = new_row(platform, f"history-{n}", "ticket.updated", f"h-{n % 5000}", False, b"{}", START)
-        rows.append({**row, "status": inbox.DONE})
-        if len(rows) == 5000 or n == finished - 1:
-            with writing(engine) as conn:
-                store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
-            rows = []
 
 
 def fill_outages(engine, deliveries: int, first_ticket: int) -> None:
@@ -241,7 +227,7 @@ def run(args, url: str, fake: str):
     profiler = None
     try:
         if args.history:
-            fill_history(engine, args.history)
+            store_history(engine, args.history, list(SOURCES), START)
         measure(rt, 200, 900_000, how)  # warm-up: imports, sessions, caches, prepared statements
         total = measure(rt, args.deliveries, 0, how)
         split = instrument(rt)

@@ -1,7 +1,7 @@
 """What the worker benchmarks share: a fake platform that records when each request arrives (and
 may answer slowly; it answers what the Jira, Zendesk and ServiceNow clients read), a scratch database
-(SQLite file or PostgreSQL database), config files, and signed deliveries of one new outage per
-ticket (each is a write: a PUT and a JSM-internal note)."""
+(SQLite file or PostgreSQL database), config files, signed deliveries of one new outage per
+ticket (each is a write: a PUT and a JSM-internal note), and a finished history to store first."""
 
 from __future__ import annotations
 
@@ -157,6 +157,23 @@ class FakeJira:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def store_history(engine, finished: int, platforms: list[str], at: datetime) -> None:
+    """`finished` delivered rows (status done), the platforms in turn, on 5,000 tickets: what the inbox
+    keeps for `retention` days (50,000 is about a week at 300 deliveries an hour)."""
+    from connector.store import inbox
+    from connector.store.db import writing
+
+    for start in range(0, finished, 5000):
+        rows = [
+            {**inbox.new_row(platforms[n % len(platforms)], f"history-{n}", "updated", f"h-{n % 5000}",
+                             False, b"{}", at),
+             "status": inbox.DONE}
+            for n in range(start, min(finished, start + 5000))
+        ]  # fmt: skip
+        with writing(engine) as conn:
+            inbox.store_rows(conn.connection.dbapi_connection, conn.dialect, rows)
 
 
 @contextmanager
