@@ -12,11 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, bindparam, exists, false, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from connector.store.db import few_rows, one_statement, reading, row_insert, writing
+from connector.store.prepared import Prepared
 from connector.store.tables import inbox, tickets
 from connector.store.tickets import MEMORY
 
@@ -106,9 +119,11 @@ def accept(engine: Engine, row: dict[str, Any]) -> bool:
 # The oldest unfinished row of each ticket; only unfinished rows are read, so the cost follows
 # the backlog, never the history (a NOT EXISTS over older rows was O(history²)). The rate limiter
 # counts the unjudged ones among them as waiting in line.
+_UNFINISHED = [literal(PENDING), literal(PROCESSING)]
 HEADS = (
     select(func.min(inbox.c.id))
-    .where(few_rows(inbox.c.status.in_((PENDING, PROCESSING))), inbox.c.ticket_id.is_not(None))
+    # Two plain parameters, not an expanding list (the Core default): the claim runs prepared.
+    .where(few_rows(inbox.c.status.in_(_UNFINISHED)), inbox.c.ticket_id.is_not(None))
     .group_by(inbox.c.platform, inbox.c.ticket_id)
 )
 
@@ -139,7 +154,7 @@ _TAKEN = (
     inbox.c.body, inbox.c.ignored, inbox.c.attempts, inbox.c.confirmed, inbox.c.received_at,
     inbox.c.lease_expiries, inbox.c.in_flight,
 )  # fmt: skip
-_TAKE = (
+_TAKE = Prepared(
     update(inbox)
     .where(inbox.c.id == bindparam("b_id"), inbox.c.status == PENDING)
     .values(status=PROCESSING, attempts=inbox.c.attempts + 1)
@@ -148,11 +163,13 @@ _TAKE = (
 _EXPIRED = few_rows(inbox.c.status == PROCESSING) & (inbox.c.lease_until < bindparam("b_now"))
 _ANY_EXPIRED = select(inbox.c.id).where(_EXPIRED).limit(1)
 _RECOVER = update(inbox).where(_EXPIRED).values(lease_expiries=inbox.c.lease_expiries + 1)
-_UPDATE_ITEM = update(inbox).where(inbox.c.id == bindparam("b_id"))
-_RELEASE_TICKET = update(tickets).where(
-    tickets.c.platform == bindparam("b_platform"),
-    tickets.c.ticket_id == bindparam("b_ticket_id"),
-    tickets.c.lease_owner == bindparam("b_owner"),
+_UPDATE_ITEM = Prepared(update(inbox).where(inbox.c.id == bindparam("b_id")))
+_RELEASE_TICKET = Prepared(
+    update(tickets).where(
+        tickets.c.platform == bindparam("b_platform"),
+        tickets.c.ticket_id == bindparam("b_ticket_id"),
+        tickets.c.lease_owner == bindparam("b_owner"),
+    )
 )
 
 
@@ -215,8 +232,9 @@ def _claim_statement() -> Any:
     )
 
 
-_CLAIM = _claim_statement()
-_LEASE_TICKET = _leasing(sqlite.insert(tickets))  # SQLite's claim: one ticket at a time
+_CLAIM = Prepared(_claim_statement())
+_LEASE_TICKET = Prepared(_leasing(sqlite.insert(tickets)))  # SQLite's claim: one ticket at a time
+_SQLITE_CANDIDATES = Prepared(_CANDIDATES)
 
 
 def holds(engine: Engine, platform: str, delivery_id: str) -> bool:
@@ -244,11 +262,11 @@ def claim(engine: Engine, *, owner: str, now: datetime, lease: timedelta, limit:
         with engine.connect() as conn:
             expired = look_for_expired and conn.execute(_ANY_EXPIRED, {"b_now": now}).first() is not None
             if not expired:
-                candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
+                candidates = _SQLITE_CANDIDATES.rows(conn, {"b_now": now, "b_limit": limit})
         if expired:
             _recover_expired(engine, now)
             with engine.connect() as conn:
-                candidates = conn.execute(_CANDIDATES, {"b_now": now, "b_limit": limit}).all()
+                candidates = _SQLITE_CANDIDATES.rows(conn, {"b_now": now, "b_limit": limit})
         if not candidates:
             return []
         with writing(engine) as conn:  # one transaction for the batch: a writer-lock turn per claim
@@ -304,7 +322,7 @@ def _claim_in_one_statement(
         if look_for_expired:
             _recover(conn, now)
         taken, unused = [], []
-        for row in conn.execute(_CLAIM, params):
+        for row in _CLAIM.rows(conn, params):
             if row.id is None:
                 unused.append(row)
             else:
@@ -325,7 +343,7 @@ def _take(conn: Connection, candidates: list[Any], owner: str, now: datetime, un
             memory = _lease_ticket(conn, row.platform, row.ticket_id, owner, now, until)
             if memory is None:
                 continue
-        item = conn.execute(_TAKE, {"b_id": row.id, "lease_owner": owner, "lease_until": until}).first()
+        item = _TAKE.first(conn, {"b_id": row.id, "lease_owner": owner, "lease_until": until})
         if item is None:
             if row.ticket_id is not None:
                 _release_ticket(conn, row.platform, row.ticket_id, owner)
@@ -354,12 +372,12 @@ def _lease_ticket(
     values = dict(
         platform=platform, ticket_id=ticket_id, priority_pinned=False, lease_owner=owner, lease_until=until
     )
-    return conn.execute(_LEASE_TICKET, {**values, "b_now": now}).first()
+    return _LEASE_TICKET.first(conn, {**values, "b_now": now})
 
 
 def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str) -> None:
     where = {"b_platform": platform, "b_ticket_id": ticket_id, "b_owner": owner}
-    conn.execute(_RELEASE_TICKET, {**where, "lease_owner": None, "lease_until": None})
+    _RELEASE_TICKET.run(conn, {**where, "lease_owner": None, "lease_until": None})
 
 
 _GIVE_BACK = (
@@ -396,9 +414,7 @@ def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str, *, confi
     """Remember, durably and before it is sent, the request about to go out for this item, with the
     requests the platform confirmed so far. One statement (no transaction round trips on PostgreSQL)."""
     with one_statement(engine) as conn:
-        conn.execute(
-            _UPDATE_ITEM, {"b_id": item.id, "in_flight": fingerprint, "confirmed": sorted(confirmed)}
-        )
+        _UPDATE_ITEM.run(conn, {"b_id": item.id, "in_flight": fingerprint, "confirmed": sorted(confirmed)})
 
 
 def finish(
@@ -443,7 +459,7 @@ def _release_item(
     # The SET clause follows the parameter names, so a misspelt column would be skipped silently.
     if unknown := values.keys() - inbox.c.keys():
         raise ValueError(f"not inbox columns: {', '.join(sorted(unknown))}")
-    conn.execute(_UPDATE_ITEM, {"b_id": item.id, "lease_owner": None, "lease_until": None, **values})
+    _UPDATE_ITEM.run(conn, {"b_id": item.id, "lease_owner": None, "lease_until": None, **values})
     if item.ticket_id is not None and not ticket_released:
         _release_ticket(conn, item.platform, item.ticket_id, owner)
 

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.store.db import one_statement, reading
+from connector.store.prepared import Prepared
 from connector.store.tables import channel_threads, outbox
 
 PENDING, SENT, FAILED, DRY_RUN = "pending", "sent", "failed", "dry_run"
@@ -31,15 +32,15 @@ class QueuedMessage:
     created_at: datetime
 
 
-def _insert(conn: Connection):
+def _insert(conn: Connection) -> Prepared:
     return _insert_statement(conn.dialect.name)
 
 
 @functools.cache
-def _insert_statement(dialect_name: str):
+def _insert_statement(dialect_name: str) -> Prepared:
     """Built once per backend: building it per decision cost more than running it."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return Prepared(dialect.insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 def enqueue(conn: Connection, rows: Iterable[Mapping[str, Any]], *, decision_id: str, now: datetime) -> None:
@@ -56,8 +57,7 @@ def enqueue(conn: Connection, rows: Iterable[Mapping[str, Any]], *, decision_id:
         }
         for row in rows
     ]
-    if values:
-        conn.execute(_insert(conn), values)
+    _insert(conn).run_many(conn, values)
 
 
 def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_, bindparam, case, select, tuple_, update
 
 from connector.codec import ticket_from_json, ticket_to_json
 from connector.model import Reply, Ticket, TicketState
+from connector.store.prepared import Prepared
 from connector.store.tables import tickets
 
 
@@ -47,14 +48,17 @@ MEMORY = (
     tickets.c.sla,
     tickets.c.write_windows,
 )
-_LOAD = select(*MEMORY).where(_THIS_TICKET)
-_UPDATE = update(tickets).where(_THIS_TICKET)
+_LOAD = Prepared(select(*MEMORY).where(_THIS_TICKET))
+_UPDATE_ROW = update(tickets).where(_THIS_TICKET)
+_UPDATE = Prepared(_UPDATE_ROW)
 # The same, also freeing the ticket's lease when `b_owner` holds it (as inbox's release does; each
 # CASE reads the row as it was): the decision's record frees its ticket without a statement of its own.
 _MINE = tickets.c.lease_owner == bindparam("b_owner")
-_UPDATE_AND_RELEASE = _UPDATE.values(
-    lease_owner=case((_MINE, None), else_=tickets.c.lease_owner),
-    lease_until=case((_MINE, None), else_=tickets.c.lease_until),
+_UPDATE_AND_RELEASE = Prepared(
+    _UPDATE_ROW.values(
+        lease_owner=case((_MINE, None), else_=tickets.c.lease_owner),
+        lease_until=case((_MINE, None), else_=tickets.c.lease_until),
+    )
 )
 # Keyset pages over the tickets that have SLA clocks, locked until the caller's transaction ends
 # (FOR UPDATE on PostgreSQL; SQLite's writer lock already excludes every other writer).
@@ -69,7 +73,7 @@ _WITH_SLA = (
 
 
 def load(conn: Connection, platform: str, ticket_id: str) -> StoredTicket:
-    return from_row(conn.execute(_LOAD, {"b_platform": platform, "b_ticket_id": ticket_id}).first())
+    return from_row(_LOAD.first(conn, {"b_platform": platform, "b_ticket_id": ticket_id}))
 
 
 def from_row(row: Any) -> StoredTicket:
@@ -174,9 +178,9 @@ def save_snapshot(conn: Connection, platform: str, ticket_id: str, snapshot: Tic
 
 
 def _update(
-    conn: Connection, platform: str, ticket_id: str, values: dict[str, Any], statement: Any = _UPDATE
+    conn: Connection, platform: str, ticket_id: str, values: dict[str, Any], statement: Prepared = _UPDATE
 ) -> None:
     # The SET clause follows the parameter names, so a misspelt column would be skipped silently.
     if unknown := values.keys() - tickets.c.keys() - {"b_owner"}:
         raise ValueError(f"not tickets columns: {', '.join(sorted(unknown))}")
-    conn.execute(statement, {"b_platform": platform, "b_ticket_id": ticket_id, **values})
+    statement.run(conn, {"b_platform": platform, "b_ticket_id": ticket_id, **values})

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert,
 
 from connector.store.db import reading, writing
 from connector.store.inbox import new_row, store_rows
+from connector.store.prepared import Prepared
 from connector.store.tables import timers
 
 TIMER_EVENT_PREFIX = "timer:"
@@ -85,11 +86,13 @@ class FiredTimer:
 
 # reconcile's statements, built once: building them per call cost more than running them.
 # Parameters named b_* select rows; the values written are passed under their column names.
-_EXISTING = select(timers.c.id, timers.c.key, timers.c.due_at).where(
-    timers.c.platform == bindparam("b_platform"), timers.c.ticket_id == bindparam("b_ticket_id")
+_EXISTING = Prepared(
+    select(timers.c.id, timers.c.key, timers.c.due_at).where(
+        timers.c.platform == bindparam("b_platform"), timers.c.ticket_id == bindparam("b_ticket_id")
+    )
 )
-_ARM = insert(timers)
-_REARM = update(timers).where(timers.c.id == bindparam("b_id"))
+_ARM = Prepared(insert(timers))
+_REARM = Prepared(update(timers).where(timers.c.id == bindparam("b_id")))
 _DISARM = delete(timers).where(timers.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
@@ -144,10 +147,8 @@ def reconcile(
             armed.append(dict(platform=platform, ticket_id=ticket_id, key=timer.key, **values))
         elif row.due_at != timer.due:
             rearmed.append(dict(b_id=row.id, fired_at=None, **values))
-    if armed:
-        conn.execute(_ARM, armed)
-    if rearmed:
-        conn.execute(_REARM, rearmed)
+    _ARM.run_many(conn, armed)
+    _REARM.run_many(conn, rearmed)
     gone = [row.id for key, row in existing.items() if key not in keep]
     if gone:
         conn.execute(_DISARM, {"b_ids": gone})
@@ -227,7 +228,7 @@ def delivery_id(timer: FiredTimer) -> str:
 
 def in_place(conn: Connection, platform: str, ticket_id: str) -> dict[str, Row]:
     """The ticket's timers, fired or not: key → row (id, key, due_at)."""
-    rows = conn.execute(_EXISTING, {"b_platform": platform, "b_ticket_id": ticket_id})
+    rows = _EXISTING.rows(conn, {"b_platform": platform, "b_ticket_id": ticket_id})
     return {row.key: row for row in rows}
 
 

@@ -1,0 +1,207 @@
+"""Core statements compiled once per backend and run on the DBAPI cursor: the worker's hot paths.
+
+Every `Connection.execute` of a Core statement builds an execution context, looks the statement up
+in the compiled cache, runs each parameter through the cached processors and wraps the cursor in a
+result with its own row processors: 10-40 µs of Python a statement on this kind of machine, for
+statements whose SQLite or PostgreSQL work is a few µs. A decision runs half a dozen of them. A
+`Prepared` statement is compiled by SQLAlchemy itself (same SQL, same bind and result processors, so
+values are stored and read exactly as through Core), once per backend and set of parameter names,
+and then costs a list comprehension and the cursor call.
+
+Statements whose compilation depends on the values (expanding `IN` lists, literal-rendered
+parameters) or that need Python-side column defaults filled in are refused when first compiled:
+Core handles those. Errors from the driver reach the caller as SQLAlchemy's own exception types.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+
+class NotPreparable(ValueError):
+    """The statement needs something only Core's execute does; run it with conn.execute."""
+
+
+@dataclass
+class _Compiled:
+    sql: str
+    # Per bound value, in the statement's order: (parameter key, None, its bind processor), or for a
+    # constant of the statement's (None, the value as the DBAPI takes it, None).
+    binds: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]
+    names: tuple[str, ...] | None  # pyformat (psycopg): the placeholders' names; positional: None
+    required: frozenset[str]
+    row_keys: tuple[str, ...]  # the result's columns (RETURNING or SELECT), empty for plain DML
+    row_types: tuple[Any, ...]
+    # Built from the first result's cursor.description (PostgreSQL's processors depend on its types).
+    row_processors: tuple[Callable[[Any], Any] | None, ...] | None = None
+    row_class: Any = field(default=None)
+
+    def bound(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        if missing := self.required - params.keys():
+            raise KeyError(f"prepared statement needs parameter(s) {', '.join(sorted(missing))}: {self.sql}")
+        # Every value through its processor, None too, as Core does (a JSON column's None is JSON null).
+        values = [
+            (p(params[key]) if p else params[key]) if key is not None else constant
+            for key, constant, p in self.binds
+        ]
+        return values if self.names is None else dict(zip(self.names, values, strict=True))
+
+
+class Prepared:
+    """One Core statement (INSERT, UPDATE, DELETE, SELECT; with RETURNING or not) for the hot paths.
+
+    As with `conn.execute`, the parameter names given choose the columns an INSERT or UPDATE without
+    explicit `.values()` sets; each set of names is compiled once per backend."""
+
+    def __init__(self, statement: Any):
+        self.statement = statement
+        self._compiled: dict[tuple[Any, ...], _Compiled] = {}
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Execute; the rows the statement matched (the driver's rowcount)."""
+        compiled = self._for(conn.dialect, params)
+        cursor = _cursor(conn)
+        try:
+            _execute(conn, cursor, compiled, params)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def run_many(self, conn: Connection, many: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per parameter set (the driver's executemany); every set names the same keys."""
+        if not many:
+            return
+        compiled = self._for(conn.dialect, many[0])
+        if any(params.keys() != many[0].keys() for params in many):
+            raise ValueError(f"every parameter set must name the same keys as the first: {compiled.sql}")
+        values = [compiled.bound(params) for params in many]
+        cursor = _cursor(conn)
+        try:
+            if conn.dispatch.before_cursor_execute:
+                conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, values, None, True)
+            try:
+                cursor.executemany(compiled.sql, values)
+            except conn.dialect.loaded_dbapi.Error as exc:
+                raise _translated(conn, compiled, values, exc) from exc
+        finally:
+            cursor.close()
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Execute; the result's rows, as named tuples with Core's conversions applied."""
+        compiled = self._for(conn.dialect, params)
+        cursor = _cursor(conn)
+        try:
+            _execute(conn, cursor, compiled, params)
+            raw = cursor.fetchall()
+            if compiled.row_processors is None:
+                _prepare_rows(compiled, conn.dialect, cursor.description)
+        finally:
+            cursor.close()
+        make, processors = compiled.row_class._make, compiled.row_processors
+        if not any(processors):
+            return [make(row) for row in raw]
+        return [
+            make([p(v) if p else v for p, v in zip(processors, row)])  # noqa: B905 (lengths checked)
+            for row in raw
+        ]
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """Execute; the first row, or None."""
+        found = self.rows(conn, params)
+        return found[0] if found else None
+
+    def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
+        key = (dialect.name, dialect.driver, dialect.paramstyle, tuple(params))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = _compile(self.statement, dialect, tuple(params))
+        return compiled
+
+
+def _cursor(conn: Connection) -> Any:
+    if not conn.in_transaction():
+        conn.begin()  # what a Core statement's autobegin would do: the caller's commit() ends it
+    return conn.connection.dbapi_connection.cursor()
+
+
+def _execute(conn: Connection, cursor: Any, compiled: _Compiled, params: Mapping[str, Any]) -> None:
+    values = compiled.bound(params)
+    if conn.dispatch.before_cursor_execute:  # listeners (tests counting statements) see these too
+        conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, values, None, False)
+    try:
+        cursor.execute(compiled.sql, values)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _translated(conn, compiled, values, exc) from exc
+
+
+def _translated(conn: Connection, compiled: _Compiled, values: Any, exc: Exception) -> DBAPIError:
+    """The driver's error as the SQLAlchemy exception Core would raise (IntegrityError, …)."""
+    dbapi = conn.dialect.loaded_dbapi
+    return DBAPIError.instance(compiled.sql, values, exc, dbapi.Error, dialect=conn.dialect)
+
+
+def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        raise NotPreparable(f"values shape this statement's SQL (an expanding IN?): {compiled.string}")
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        columns = ", ".join(c.key for c in [*compiled.insert_prefetch, *compiled.update_prefetch])
+        raise NotPreparable(f"give {columns} explicitly: their Python-side defaults are Core's to fill in")
+    by_name = {name: bind for bind, name in compiled.bind_names.items()}
+    if compiled.positional:
+        order, names = list(compiled.positiontup), None
+    else:
+        order = names = list(dict.fromkeys(_placeholders(compiled.string, by_name)))
+    binds, required = [], set()
+    for name in order:
+        bind = by_name[name]
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if bind.callable is not None:
+            raise NotPreparable(f"{bind.key} is computed per execution (callable_): run it with Core")
+        if bind.key in keys:
+            binds.append((bind.key, None, processor))
+        elif bind.required:
+            required.add(bind.key)
+            binds.append((bind.key, None, processor))
+        else:
+            value = bind.effective_value  # a constant of the statement's: processed once, here
+            binds.append((None, processor(value) if processor else value, None))
+    columns = list(getattr(statement, "exported_columns", ()) or ())
+    row_keys = tuple(column.key for column in columns)
+    if len(set(row_keys)) != len(row_keys):
+        raise NotPreparable(f"the result's columns need distinct names (label them): {row_keys}")
+    return _Compiled(
+        compiled.string,
+        tuple(binds),
+        tuple(names) if names is not None else None,
+        frozenset(required),
+        row_keys,
+        tuple(column.type for column in columns),
+    )
+
+
+def _placeholders(sql: str, by_name: Mapping[str, Any]) -> list[str]:
+    """pyformat's placeholder names in the order they appear (each once in the dict psycopg takes)."""
+    found = []
+    for part in sql.split("%(")[1:]:
+        name = part.split(")s", 1)[0]
+        if name in by_name:
+            found.append(name)
+    return found
+
+
+def _prepare_rows(compiled: _Compiled, dialect: Dialect, description: Any) -> None:
+    if description is None or len(description) != len(compiled.row_keys):
+        raise NotPreparable(f"expected the columns {compiled.row_keys}, the driver described {description}")
+    compiled.row_processors = tuple(
+        kind.dialect_impl(dialect).result_processor(dialect, column[1])
+        for kind, column in zip(compiled.row_types, description, strict=True)
+    )
+    compiled.row_class = namedtuple("Row", compiled.row_keys)  # type: ignore[misc]  # noqa: PYI024

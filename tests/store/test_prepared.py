@@ -1,0 +1,156 @@
+"""Prepared statements store and read values exactly as Core does, on SQLite and PostgreSQL, and refuse
+what only Core's execute can run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import bindparam, event, exc, insert, select, text, update
+
+from connector.store.prepared import NotPreparable, Prepared
+from connector.store.tables import inbox, tickets
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+_INSERT_TICKET = Prepared(insert(tickets))
+_THIS_TICKET = (tickets.c.platform == bindparam("b_platform"), tickets.c.ticket_id == bindparam("b_id"))
+_UPDATE_TICKET = Prepared(update(tickets).where(*_THIS_TICKET))
+_READ_BACK = (
+    tickets.c.ticket_id, tickets.c.sla, tickets.c.priority_pinned, tickets.c.updated_at, tickets.c.snapshot,
+)  # fmt: skip
+_TICKET_BACK = Prepared(
+    select(*_READ_BACK).where(tickets.c.platform == bindparam("b_platform")).order_by(tickets.c.ticket_id)
+)
+
+
+def _ticket(ticket_id: str, **values):
+    return {"platform": "jira", "ticket_id": ticket_id, "priority_pinned": False, **values}
+
+
+def _core_rows(engine, ticket_ids):
+    with engine.connect() as conn:
+        query = select(tickets).where(tickets.c.ticket_id.in_(ticket_ids)).order_by(tickets.c.ticket_id)
+        return [row._asdict() for row in conn.execute(query)]
+
+
+def _stored_text(engine, column, ticket_id):
+    """What the database holds, without SQLAlchemy's conversions."""
+    with engine.connect() as conn:
+        sql = text(f"SELECT CAST({column} AS TEXT) FROM tickets WHERE ticket_id = :t")
+        return conn.execute(sql, {"t": ticket_id}).scalar()
+
+
+def test_values_are_stored_and_read_back_as_core_stores_and_reads_them(engine):
+    values = dict(
+        sla={"started_at": "2026-11-02T09:00:00+00:00", "paused": [1, 2]},
+        snapshot={"summary": "Printer on fire", "labels": ["hw"]},
+        updated_at=datetime(2026, 11, 2, 10, 30, tzinfo=timezone(timedelta(hours=2))),
+        priority_pinned=True,
+    )
+    with engine.begin() as conn:
+        _INSERT_TICKET.run(conn, _ticket("P-1", **values))
+        conn.execute(insert(tickets), _ticket("C-1", **values))
+    prepared, core = _core_rows(engine, ["P-1", "C-1"])[::-1]
+    assert {**prepared, "ticket_id": "C-1"} == core
+    assert prepared["updated_at"] == datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+    for column in ("sla", "snapshot", "updated_at", "priority_pinned"):
+        assert _stored_text(engine, column, "P-1") == _stored_text(engine, column, "C-1")
+
+    with engine.connect() as conn:
+        rows = _TICKET_BACK.rows(conn, {"b_platform": "jira"})
+    assert [row.ticket_id for row in rows] == ["C-1", "P-1"]
+    assert rows[1].sla == values["sla"] and rows[1].snapshot == values["snapshot"]
+    assert rows[1].priority_pinned is True
+    assert rows[1].updated_at == values["updated_at"] and rows[1].updated_at.tzinfo is UTC
+
+
+def test_a_none_goes_through_its_column_as_with_core(engine):
+    """A JSON column's None is JSON null under Core (none_as_null is off): the same here."""
+    with engine.begin() as conn:
+        _INSERT_TICKET.run(conn, _ticket("P-2", sla=None))
+        conn.execute(insert(tickets), _ticket("C-2", sla=None))
+    assert _stored_text(engine, "sla", "P-2") == _stored_text(engine, "sla", "C-2")
+
+
+def test_the_parameters_given_choose_the_columns_set_and_the_rowcount_says_what_matched(engine):
+    with engine.begin() as conn:
+        _INSERT_TICKET.run(conn, _ticket("T-1", tier="L1", priority="P3"))
+        matched = _UPDATE_TICKET.run(conn, {"b_platform": "jira", "b_id": "T-1", "tier": "L2"})
+        missed = _UPDATE_TICKET.run(conn, {"b_platform": "jira", "b_id": "nope", "tier": "L2"})
+    assert (matched, missed) == (1, 0)
+    (row,) = _core_rows(engine, ["T-1"])
+    assert (row["tier"], row["priority"]) == ("L2", "P3")  # priority was not named: left alone
+
+
+def test_returning_rows_carry_the_statements_constants_and_conversions(engine):
+    take = Prepared(
+        update(inbox)
+        .where(inbox.c.id == bindparam("b_id"), inbox.c.status == "pending")
+        .values(status="processing", attempts=inbox.c.attempts + 1)
+        .returning(inbox.c.id, inbox.c.body, inbox.c.ignored, inbox.c.received_at, inbox.c.attempts)
+    )
+    row = dict(platform="jira", delivery_id="d1", event_type="x", ticket_id="T", ignored=False, body=b"{}",
+               received_at=T0, status="pending", attempts=0, next_attempt_at=T0)  # fmt: skip
+    with engine.begin() as conn:
+        (item_id,) = conn.execute(insert(inbox).returning(inbox.c.id), row).one()
+        taken = take.first(conn, {"b_id": item_id})
+        again = take.first(conn, {"b_id": item_id})  # no longer pending: nothing matched
+    assert again is None
+    assert taken == (item_id, b"{}", False, T0, 1)
+    assert taken.received_at.tzinfo is UTC and taken.ignored is False
+    with engine.connect() as conn:
+        assert conn.execute(select(inbox.c.status).where(inbox.c.id == item_id)).scalar() == "processing"
+
+
+def test_a_missing_parameter_is_named(engine):
+    with engine.begin() as conn, pytest.raises(KeyError, match="b_id"):
+        _UPDATE_TICKET.run(conn, {"b_platform": "jira", "tier": "L2"})
+
+
+def test_what_only_core_can_run_is_refused_with_the_reason(engine):
+    ids = bindparam("ids", expanding=True)
+    expanding = Prepared(select(tickets.c.ticket_id).where(tickets.c.ticket_id.in_(ids)))
+    with engine.connect() as conn, pytest.raises(NotPreparable, match="expanding IN"):
+        expanding.rows(conn, {"ids": ["a"]})
+    defaults = Prepared(insert(tickets))  # priority_pinned has a Python-side default
+    with engine.begin() as conn, pytest.raises(NotPreparable, match="priority_pinned explicitly"):
+        defaults.run(conn, {"platform": "jira", "ticket_id": "D-1"})
+    same_ticket = tickets.c.ticket_id == inbox.c.ticket_id
+    twice = Prepared(select(tickets.c.ticket_id, inbox.c.ticket_id).where(same_ticket))
+    with engine.connect() as conn, pytest.raises(NotPreparable, match="distinct names"):
+        twice.rows(conn, {})
+
+
+def test_driver_errors_arrive_as_sqlalchemys_and_the_transaction_rolls_back(engine):
+    with pytest.raises(exc.IntegrityError), engine.begin() as conn:
+        _INSERT_TICKET.run(conn, _ticket("I-1"))
+        _INSERT_TICKET.run(conn, _ticket("I-1"))
+    assert _core_rows(engine, ["I-1"]) == []
+
+
+def test_outside_a_transaction_it_begins_one_the_callers_commit_ends(engine):
+    with engine.connect() as conn:
+        _INSERT_TICKET.run(conn, _ticket("A-1"))
+        assert conn.in_transaction()
+        conn.commit()
+    with engine.connect() as conn:
+        _INSERT_TICKET.run(conn, _ticket("A-2"))  # closed without a commit: rolled back
+    assert [row["ticket_id"] for row in _core_rows(engine, ["A-1", "A-2"])] == ["A-1"]
+
+
+def test_cursor_listeners_see_the_statements(engine):
+    seen: Counter = Counter()
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen[statement.split()[0]] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.begin() as conn:
+            _INSERT_TICKET.run(conn, _ticket("L-1"))
+            _UPDATE_TICKET.run(conn, {"b_platform": "jira", "b_id": "L-1", "tier": "L3"})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert seen == {"INSERT": 1, "UPDATE": 1}
