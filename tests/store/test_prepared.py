@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import bindparam, event, exc, insert, select, text, update
 
+from connector.store.db import database_unavailable, make_engine
 from connector.store.prepared import NotPreparable, Prepared
 from connector.store.tables import inbox, tickets
 
@@ -154,3 +155,24 @@ def test_cursor_listeners_see_the_statements(engine):
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert seen == {"INSERT": 1, "UPDATE": 1}
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_is_the_database_unavailable_and_the_pool_recovers(migrated_postgres_url):
+    """The server ends the connection under a prepared statement: the caller sees what Core would
+    raise (the worker waits for the database), and the next transaction gets a working connection."""
+    engine = make_engine(migrated_postgres_url)
+    killer = make_engine(migrated_postgres_url)
+    try:
+        with pytest.raises(exc.OperationalError) as lost, engine.begin() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with killer.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            _INSERT_TICKET.run(conn, _ticket("K-1"))
+        assert database_unavailable(engine, lost.value)
+        with engine.begin() as conn:
+            _INSERT_TICKET.run(conn, _ticket("K-2"))
+        assert [row["ticket_id"] for row in _core_rows(engine, ["K-1", "K-2"])] == ["K-2"]
+    finally:
+        engine.dispose()
+        killer.dispose()
