@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from connector import wakeup
 from connector.store.db import reading, writing
 from connector.store.inbox import HEADS, PENDING, PROCESSING
+from connector.store.prepared import Prepared
 from connector.store.tables import inbox, rate_windows
 
 if TYPE_CHECKING:
@@ -54,10 +55,12 @@ _ASLEEP = and_(
     _c.platform == bindparam("b_platform"), _c.status == PENDING, _c.rank.is_not(None),
     _c.id != bindparam("b_item"), _c.next_attempt_at > bindparam("b_now"),
 )  # fmt: skip
-_WAITING = select(
-    _RANKED.scalar_subquery(),
-    _UNJUDGED_DUE.scalar_subquery() + _UNJUDGED_TAKEN.scalar_subquery(),
-    exists().where(_ASLEEP),
+_WAITING = Prepared(
+    select(
+        _RANKED.scalar_subquery().label("ranked"),
+        (_UNJUDGED_DUE.scalar_subquery() + _UNJUDGED_TAKEN.scalar_subquery()).label("unjudged"),
+        exists().where(_ASLEEP).label("asleep"),
+    )
 )
 _BEST = (
     select(_c.id)
@@ -69,20 +72,24 @@ _BEST = (
     # this wake had to lock next while it waited for one this wake had locked.
     .with_for_update(skip_locked=True)
 )
-_WAKE = update(inbox).where(_c.id.in_(_BEST.scalar_subquery()), _c.next_attempt_at > bindparam("b_now"))
-_GRANTED = update(inbox).where(_c.id == bindparam("b_id"))
-_WAKE_ASLEEP = update(inbox).where(
-    _c.id.in_(
-        select(_c.id)
-        .where(_ASLEEP)
-        .order_by(_c.rank, _c.received_at, _c.id)
-        .limit(bindparam("b_room", type_=Integer))
-        .with_for_update(skip_locked=True)  # as _BEST: a row being claimed is being taken anyway
-        .scalar_subquery()
-    ),
-    _c.next_attempt_at > bindparam("b_now"),
+_WAKE = Prepared(
+    update(inbox).where(_c.id.in_(_BEST.scalar_subquery()), _c.next_attempt_at > bindparam("b_now"))
 )
-_LOCK = (
+_GRANTED = Prepared(update(inbox).where(_c.id == bindparam("b_id")))
+_WAKE_ASLEEP = Prepared(
+    update(inbox).where(
+        _c.id.in_(
+            select(_c.id)
+            .where(_ASLEEP)
+            .order_by(_c.rank, _c.received_at, _c.id)
+            .limit(bindparam("b_room", type_=Integer))
+            .with_for_update(skip_locked=True)  # as _BEST: a row being claimed is being taken anyway
+            .scalar_subquery()
+        ),
+        _c.next_attempt_at > bindparam("b_now"),
+    )
+)
+_LOCK = Prepared(
     select(rate_windows)
     .where(
         rate_windows.c.platform == bindparam("b_platform"),
@@ -104,7 +111,8 @@ _LOCKED_TICKET = (
     .with_for_update()
     .cte("held")
 )
-_LOCK_AND_PEEK = select(_LOCKED_TICKET).union_all(_PEEK)
+_LOCK_AND_PEEK = Prepared(select(_LOCKED_TICKET).union_all(_PEEK))
+_PEEK_ONLY = Prepared(_PEEK)
 
 
 def _line(ask: Ask) -> dict:
@@ -126,9 +134,7 @@ def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: flo
 
     until = now + timedelta(seconds=horizon)
     with reading(engine) as conn:
-        row = conn.execute(
-            _WAITING, {**_line(ask), "b_platform": platform, "b_now": now, "b_until": until}
-        ).one()
+        row = _WAITING.first(conn, {**_line(ask), "b_platform": platform, "b_now": now, "b_until": until})
     return Waiting(row[0], row[1], bool(row[2]))
 
 
@@ -158,15 +164,15 @@ class Held:
         before it) are due now; how many were."""
         return self._wake(_WAKE_ASLEEP, ask, now, room)
 
-    def _wake(self, statement: Any, ask: Ask, now: datetime, room: int) -> int:
+    def _wake(self, statement: Prepared, ask: Ask, now: datetime, room: int) -> int:
         line = {**_line(ask), "b_platform": self.platform, "b_room": room, "b_now": now}
-        woken = max(0, self.conn.execute(statement, {**line, "next_attempt_at": now}).rowcount)
+        woken = max(0, statement.run(self.conn, {**line, "next_attempt_at": now}))
         self.woke = self.woke or woken > 0
         return woken
 
     def granted(self, item_id: int, rank: int) -> None:
         """The delivery holds its writes: it no longer waits in anyone's line as unjudged."""
-        self.conn.execute(_GRANTED, {"b_id": item_id, "rank": rank})
+        _GRANTED.run(self.conn, {"b_id": item_id, "rank": rank})
 
 
 @contextmanager
@@ -203,7 +209,7 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
             return
         bucket = next(iter(peek_of))[0]
         with reading(engine) as conn:
-            rows = conn.execute(_PEEK, {"b_platform": platform, "b_peek": bucket}).all()
+            rows = _PEEK_ONLY.rows(conn, {"b_platform": platform, "b_peek": bucket})
         yield Held(None, platform, {}, windows(rows, peek_of))
         return
     buckets = sorted({bucket for bucket, _ in limit_of})  # the account's and at most one ticket's
@@ -217,14 +223,14 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
             conn.exec_driver_sql(_COUNTS_NEED_NOT_WAIT)
         if not buckets:
             peeked = {"b_platform": platform, "b_peek": next(iter(peek_of))[0]} if peek_of else None
-            rows = conn.execute(_PEEK, peeked).all() if peeked else []
+            rows = _PEEK_ONLY.rows(conn, peeked) if peeked else []
         elif peek_of:
             assert len(buckets) == 1, "the account's windows are either locked or peeked"
             params = {"b_platform": platform, "b_ticket": buckets[0], "b_peek": next(iter(peek_of))[0]}
-            rows = conn.execute(_LOCK_AND_PEEK, params).all()
+            rows = _LOCK_AND_PEEK.rows(conn, params)
         else:
             params = {"b_platform": platform, "b_account": buckets[0], "b_ticket": buckets[-1]}
-            rows = conn.execute(_LOCK, params).all()
+            rows = _LOCK.rows(conn, params)
         stored = {(row.bucket, row.seconds) for row in rows}
         held = Held(conn, platform, windows(rows, limit_of), windows(rows, peek_of) if peek_of else {})
         before = {key: (w.first_slot, list(w.counts), w.blocked_until) for key, w in held.windows.items()}
@@ -239,8 +245,7 @@ def locked(engine: Engine, platform: str, keys: list[Key], now: datetime, *,
                 changed.append({"b_platform": platform, "b_bucket": bucket, "b_seconds": seconds, **values})
             else:
                 made.append({"platform": platform, "bucket": bucket, "seconds": seconds, **values})
-        if changed:
-            conn.execute(_SAVE, changed)
+        _SAVE.run_many(conn, changed)
         if made:  # (rowcount is not kept for an INSERT: the rows it made are counted)
             if len(conn.execute(_MAKE[conn.dialect.name], made).all()) != len(made):
                 raise Raced(f"{platform} windows {[(m['bucket'], m['seconds']) for m in made]}")
@@ -257,10 +262,12 @@ _MAKE = {
     name: dialect.insert(rate_windows).on_conflict_do_nothing().returning(rate_windows.c.bucket)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-_SAVE = update(rate_windows).where(
-    rate_windows.c.platform == bindparam("b_platform"),
-    rate_windows.c.bucket == bindparam("b_bucket"),
-    rate_windows.c.seconds == bindparam("b_seconds"),
+_SAVE = Prepared(
+    update(rate_windows).where(
+        rate_windows.c.platform == bindparam("b_platform"),
+        rate_windows.c.bucket == bindparam("b_bucket"),
+        rate_windows.c.seconds == bindparam("b_seconds"),
+    )
 )
 
 
