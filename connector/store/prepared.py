@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -39,9 +39,9 @@ class _Compiled:
     required: frozenset[str]
     row_keys: tuple[str, ...]  # the result's columns (RETURNING or SELECT), empty for plain DML
     row_types: tuple[Any, ...]
-    # Built from the first result's cursor.description (PostgreSQL's processors depend on its types).
-    row_processors: tuple[Callable[[Any], Any] | None, ...] | None = None
-    row_class: Any = field(default=None)
+    # Built from the first result's cursor.description (PostgreSQL's processors depend on its types),
+    # and set in one assignment: a thread that finds it set finds it whole.
+    reader: _Reader | None = None
 
     def bound(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         if missing := self.required - params.keys():
@@ -100,12 +100,11 @@ class Prepared:
         try:
             _execute(conn, cursor, compiled, params)
             raw = cursor.fetchall()
-            if compiled.row_processors is None:
-                _prepare_rows(compiled, conn.dialect, cursor.description)
+            reader = compiled.reader or _reader(compiled, conn.dialect, cursor.description)
         finally:
             cursor.close()
-        make, processors = compiled.row_class._make, compiled.row_processors
-        if not any(processors):
+        make, processors = reader.row_class._make, reader.processors
+        if processors is None:
             return [make(row) for row in raw]
         return [
             make([p(v) if p else v for p, v in zip(processors, row)])  # noqa: B905 (lengths checked)
@@ -197,11 +196,19 @@ def _placeholders(sql: str, by_name: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _prepare_rows(compiled: _Compiled, dialect: Dialect, description: Any) -> None:
+@dataclass(frozen=True)
+class _Reader:
+    row_class: Any  # a named tuple of the result's columns
+    processors: tuple[Callable[[Any], Any] | None, ...] | None  # None: every value as the driver gave it
+
+
+def _reader(compiled: _Compiled, dialect: Dialect, description: Any) -> _Reader:
     if description is None or len(description) != len(compiled.row_keys):
         raise NotPreparable(f"expected the columns {compiled.row_keys}, the driver described {description}")
-    compiled.row_processors = tuple(
+    processors = tuple(
         kind.dialect_impl(dialect).result_processor(dialect, column[1])
         for kind, column in zip(compiled.row_types, description, strict=True)
     )
-    compiled.row_class = namedtuple("Row", compiled.row_keys)  # type: ignore[misc]  # noqa: PYI024
+    row_class = namedtuple("Row", compiled.row_keys)  # type: ignore[misc]  # noqa: PYI024
+    compiled.reader = _Reader(row_class, processors if any(processors) else None)
+    return compiled.reader

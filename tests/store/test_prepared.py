@@ -3,15 +3,18 @@ what only Core's execute can run."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, event, exc, insert, select, text, update
 
+from connector.store import prepared
 from connector.store.db import database_unavailable, make_engine
 from connector.store.prepared import NotPreparable, Prepared
 from connector.store.tables import inbox, tickets
+from tests.support.concurrency import run_together
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -176,3 +179,23 @@ def test_a_lost_connection_is_the_database_unavailable_and_the_pool_recovers(mig
     finally:
         engine.dispose()
         killer.dispose()
+
+
+def test_threads_using_a_statement_first_at_once_all_read_whole_rows(engine, monkeypatch):
+    """The worker's threads may be the first to run a statement together: each finds it compiled
+    and its reader set whole, or builds them itself (building is slowed here to widen the window)."""
+    make_row_class = prepared.namedtuple
+    monkeypatch.setattr(prepared, "namedtuple", lambda *a, **k: time.sleep(0.05) or make_row_class(*a, **k))
+    with engine.begin() as conn:
+        _INSERT_TICKET.run(conn, _ticket("R-1", sla={"paused": True}, updated_at=T0))
+    for _ in range(5):
+        fresh = Prepared(select(*_READ_BACK).where(tickets.c.platform == bindparam("b_platform")))
+        seen: list = []
+
+        def read(_k: int, statement=fresh, seen=seen) -> None:
+            with engine.connect() as conn:
+                seen.extend(statement.rows(conn, {"b_platform": "jira"}))
+
+        run_together(read, 8)
+        assert {(row.ticket_id, row.sla["paused"], row.updated_at) for row in seen} == {("R-1", True, T0)}
+        assert len(seen) == 8
