@@ -36,7 +36,6 @@ class _Compiled:
     # constant of the statement's (None, the value as the DBAPI takes it, None).
     binds: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]
     names: tuple[str, ...] | None  # pyformat (psycopg): the placeholders' names; positional: None
-    required: frozenset[str]
     row_keys: tuple[str, ...]  # the result's columns (RETURNING or SELECT), empty for plain DML
     row_types: tuple[Any, ...]
     # Built from the first result's cursor.description (PostgreSQL's processors depend on its types),
@@ -44,9 +43,8 @@ class _Compiled:
     reader: _Reader | None = None
 
     def bound(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        if missing := self.required - params.keys():
-            raise KeyError(f"prepared statement needs parameter(s) {', '.join(sorted(missing))}: {self.sql}")
-        # Every value through its processor, None too, as Core does (a JSON column's None is JSON null).
+        # Compiled for exactly these parameter names, so every key below is among them. Every value
+        # goes through its processor, None too, as Core does (a JSON column's None is JSON null).
         values = [
             (p(params[key]) if p else params[key]) if key is not None else constant
             for key, constant, p in self.binds
@@ -69,7 +67,7 @@ class Prepared:
         compiled = self._for(conn.dialect, params)
         cursor = _cursor(conn)
         try:
-            _execute(conn, cursor, compiled, params)
+            _execute(conn, cursor, compiled, compiled.bound(params))
             return cursor.rowcount
         finally:
             cursor.close()
@@ -81,15 +79,9 @@ class Prepared:
         compiled = self._for(conn.dialect, many[0])
         if any(params.keys() != many[0].keys() for params in many):
             raise ValueError(f"every parameter set must name the same keys as the first: {compiled.sql}")
-        values = [compiled.bound(params) for params in many]
         cursor = _cursor(conn)
         try:
-            if conn.dispatch.before_cursor_execute:
-                conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, values, None, True)
-            try:
-                cursor.executemany(compiled.sql, values)
-            except conn.dialect.loaded_dbapi.Error as exc:
-                raise _translated(conn, compiled, values, exc) from exc
+            _execute(conn, cursor, compiled, [compiled.bound(params) for params in many], many=True)
         finally:
             cursor.close()
 
@@ -98,7 +90,7 @@ class Prepared:
         compiled = self._for(conn.dialect, params)
         cursor = _cursor(conn)
         try:
-            _execute(conn, cursor, compiled, params)
+            _execute(conn, cursor, compiled, compiled.bound(params))
             raw = cursor.fetchall()
             reader = compiled.reader or _reader(compiled, conn.dialect, cursor.description)
         finally:
@@ -130,20 +122,16 @@ def _cursor(conn: Connection) -> Any:
     return conn.connection.dbapi_connection.cursor()
 
 
-def _execute(conn: Connection, cursor: Any, compiled: _Compiled, params: Mapping[str, Any]) -> None:
-    values = compiled.bound(params)
+def _execute(conn: Connection, cursor: Any, compiled: _Compiled, values: Any, *, many: bool = False) -> None:
+    """`values` (bound) sent once, or once per set with `many`; the driver's error raised as the
+    SQLAlchemy exception Core would raise (IntegrityError, OperationalError, …)."""
     if conn.dispatch.before_cursor_execute:  # listeners (tests counting statements) see these too
-        conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, values, None, False)
-    try:
-        cursor.execute(compiled.sql, values)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise _translated(conn, compiled, values, exc) from exc
-
-
-def _translated(conn: Connection, compiled: _Compiled, values: Any, exc: Exception) -> DBAPIError:
-    """The driver's error as the SQLAlchemy exception Core would raise (IntegrityError, …)."""
+        conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, values, None, many)
     dbapi = conn.dialect.loaded_dbapi
-    return DBAPIError.instance(compiled.sql, values, exc, dbapi.Error, dialect=conn.dialect)
+    try:
+        (cursor.executemany if many else cursor.execute)(compiled.sql, values)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(compiled.sql, values, exc, dbapi.Error, dialect=conn.dialect) from exc
 
 
 def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
@@ -154,11 +142,9 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
         columns = ", ".join(c.key for c in [*compiled.insert_prefetch, *compiled.update_prefetch])
         raise NotPreparable(f"give {columns} explicitly: their Python-side defaults are Core's to fill in")
     by_name = {name: bind for bind, name in compiled.bind_names.items()}
-    if compiled.positional:
-        order, names = list(compiled.positiontup), None
-    else:
-        order = names = list(dict.fromkeys(_placeholders(compiled.string, by_name)))
-    binds, required = [], set()
+    # Positional (sqlite3's ?): in the placeholders' order; pyformat (psycopg's %(name)s): by name.
+    order = names = list(compiled.positiontup) if compiled.positional else list(by_name)
+    binds, missing = [], set()
     for name in order:
         bind = by_name[name]
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -167,11 +153,14 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
         if bind.key in keys:
             binds.append((bind.key, None, processor))
         elif bind.required:
-            required.add(bind.key)
-            binds.append((bind.key, None, processor))
+            missing.add(bind.key)
         else:
             value = bind.effective_value  # a constant of the statement's: processed once, here
             binds.append((None, processor(value) if processor else value, None))
+    if missing:  # compiled for these parameter names: every call with them would lack these
+        raise KeyError(
+            f"prepared statement needs parameter(s) {', '.join(sorted(missing))}: {compiled.string}"
+        )
     columns = list(getattr(statement, "exported_columns", ()) or ())
     row_keys = tuple(column.key for column in columns)
     if len(set(row_keys)) != len(row_keys):
@@ -179,21 +168,10 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
     return _Compiled(
         compiled.string,
         tuple(binds),
-        tuple(names) if names is not None else None,
-        frozenset(required),
+        None if compiled.positional else tuple(names),
         row_keys,
         tuple(column.type for column in columns),
     )
-
-
-def _placeholders(sql: str, by_name: Mapping[str, Any]) -> list[str]:
-    """pyformat's placeholder names in the order they appear (each once in the dict psycopg takes)."""
-    found = []
-    for part in sql.split("%(")[1:]:
-        name = part.split(")s", 1)[0]
-        if name in by_name:
-            found.append(name)
-    return found
 
 
 @dataclass(frozen=True)
