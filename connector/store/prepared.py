@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
@@ -56,7 +56,8 @@ class Prepared:
     """One Core statement (INSERT, UPDATE, DELETE, SELECT; with RETURNING or not) for the hot paths.
 
     As with `conn.execute`, the parameter names given choose the columns an INSERT or UPDATE without
-    explicit `.values()` sets; each set of names is compiled once per backend."""
+    explicit `.values()` sets; each set of names is compiled once per backend. Unlike Core, a name
+    that is neither `b_*` (selecting rows) nor a column the statement sets is an error, not skipped."""
 
     def __init__(self, statement: Any):
         self.statement = statement
@@ -161,6 +162,8 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
         raise KeyError(
             f"prepared statement needs parameter(s) {', '.join(sorted(missing))}: {compiled.string}"
         )
+    if misspelt := _not_set(statement, compiled, keys):
+        raise ValueError(f"not {statement.table.name} columns: {', '.join(misspelt)}")
     columns = list(getattr(statement, "exported_columns", ()) or ())
     row_keys = tuple(column.key for column in columns)
     if len(set(row_keys)) != len(row_keys):
@@ -172,6 +175,16 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
         row_keys,
         tuple(column.type for column in columns),
     )
+
+
+def _not_set(statement: Any, compiled: Any, keys: tuple[str, ...]) -> list[str]:
+    """Of an INSERT's or UPDATE's parameter names, those meant as values (not `b_*`, which select
+    rows) that are no column it sets: Core would leave them out of the SET or VALUES clause without
+    a word, so a misspelt column would be skipped silently."""
+    if not isinstance(getattr(statement, "table", None), Table):
+        return []
+    bound = {bind.key for bind in compiled.bind_names}
+    return sorted(key for key in keys if not key.startswith("b_") and key not in bound)
 
 
 @dataclass(frozen=True)

@@ -199,3 +199,16 @@ def test_threads_using_a_statement_first_at_once_all_read_whole_rows(engine, mon
         run_together(read, 8)
         assert {(row.ticket_id, row.sla["paused"], row.updated_at) for row in seen} == {("R-1", True, T0)}
         assert len(seen) == 8
+
+
+def test_a_value_for_no_column_is_refused_and_a_selecting_extra_is_not(engine):
+    """Core leaves a parameter that names no column out of the SET clause without a word; here it is
+    an error (a misspelt column), while an unused `b_*` parameter (selecting rows) is left alone."""
+    with engine.begin() as conn:
+        _INSERT_TICKET.run(conn, _ticket("V-1"))
+        with pytest.raises(ValueError, match="not tickets columns: teir"):
+            _UPDATE_TICKET.run(conn, {"b_platform": "jira", "b_id": "V-1", "teir": "L2"})
+        with pytest.raises(ValueError, match="not tickets columns: teir"):
+            _INSERT_TICKET.run(conn, _ticket("V-2", teir="L2"))
+        selecting = {"b_platform": "jira", "b_id": "V-1", "b_unused": 1}
+        assert _UPDATE_TICKET.run(conn, {**selecting, "tier": "L2"}) == 1
