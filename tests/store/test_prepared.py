@@ -212,3 +212,9 @@ def test_a_value_for_no_column_is_refused_and_a_selecting_extra_is_not(engine):
             _INSERT_TICKET.run(conn, _ticket("V-2", teir="L2"))
         selecting = {"b_platform": "jira", "b_id": "V-1", "b_unused": 1}
         assert _UPDATE_TICKET.run(conn, {**selecting, "tier": "L2"}) == 1
+
+
+def test_parameter_sets_of_one_executemany_must_name_the_same_keys(engine):
+    with engine.begin() as conn, pytest.raises(ValueError, match="same keys as the first"):
+        _INSERT_TICKET.run_many(conn, [_ticket("M-1"), _ticket("M-2", tier="L2")])
+    assert _core_rows(engine, ["M-1", "M-2"]) == []
