@@ -38,6 +38,8 @@ def add_commands(sub) -> None:
     )  # fmt: skip
     config_arg(work)
     work.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by serve: stop when it is gone
+    # Set by serve: the tag of this process's lease owner name, so serve can hand back what it held.
+    work.add_argument("--owner-tag", help=argparse.SUPPRESS)
     work.set_defaults(run=_work)
 
 
@@ -87,7 +89,7 @@ def _serve(args) -> int:
     # threads for the GIL and the acknowledgement latency would follow the worker's load.
     worker = None
     if not args.no_worker and config.worker.threads:
-        worker = WorkerProcess(worker_command(args.config))
+        worker = WorkerProcess(worker_command(args.config), on_end=lambda owner: _hand_back(rt, owner))
     _banner(rt, f"http://{host}:{server.effective_port}", worker)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a service manager's stop: shut down cleanly
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt, worker))
@@ -100,6 +102,16 @@ def _serve(args) -> int:
         if worker is not None:
             worker.stop(config.worker.shutdown_seconds + 10)
     return 0
+
+
+def _hand_back(rt, owner: str) -> None:
+    """What the worker process `owner` held when it ended, free for any worker now (its leases would
+    have run out after worker.lease_seconds)."""
+    from connector.store import leases
+
+    ended = leases.run_out(rt.engine, owner, rt.clock())
+    if ended:
+        logging.getLogger("escalator").warning("handed back what the worker %s held: %s", owner, ended)
 
 
 def listen(app, host: str, port: int, *, threads: int):
@@ -227,6 +239,10 @@ def _work(args) -> int:
     from connector.worker import WorkerPool
 
     rt = _runtime(args, "worker")
+    if args.owner_tag:
+        from connector.runtime import owner_name
+
+        rt.owner = owner_name(os.getpid(), args.owner_tag)
     # The parent may already be gone by the time this process has imported everything.
     parent = args.parent_pid
     if parent is not None and os.getppid() != parent:

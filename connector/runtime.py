@@ -124,6 +124,16 @@ def one_line(exc: Exception) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
+def new_owner_tag() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+def owner_name(pid: int, tag: str) -> str:
+    """The name a process's leases carry: its host, its pid and a tag of its own (a pid is reused).
+    `escalator serve` gives its worker process the tag, so it knows what a dead worker held."""
+    return f"{socket.gethostname()}:{pid}:{tag}"
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -132,7 +142,7 @@ class Runtime:
     installations: dict[str, Installation]
     clock: Clock = utc_now
     metrics: Metrics = field(default_factory=Metrics)
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    owner: str = field(default_factory=lambda: owner_name(os.getpid(), new_owner_tag()))
     intake: Intake = field(init=False)
     audit_keys: AuditKeys = field(init=False)  # signing and pseudonym keys, never in the database
 

@@ -4,6 +4,10 @@ A worker process that ends on its own (it crashed, the kernel killed it for memo
 could not be reached when it started) is started again: otherwise serve would go on acknowledging
 webhooks, healthy by every probe, while nothing decided them. Starts that keep failing are spaced
 out (1 s, doubling to 30 s); one that ran a while is followed at once by the next.
+
+What a worker that ended held (deliveries being decided, their tickets, notifications being sent) is
+handed back at once through `on_end`, rather than after its leases' `worker.lease_seconds`: the
+process is known dead, its owner name known, since serve gave the worker its tag.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+
+from connector.runtime import new_owner_tag, owner_name
 
 log = logging.getLogger("escalator")
 
@@ -27,14 +34,19 @@ def worker_command(config_path: str | None) -> list[str]:
 
 
 class WorkerProcess:
-    """One `escalator work` child, started again when it ends unless `stop` ended it."""
+    """One `escalator work` child, started again when it ends unless `stop` ended it.
 
-    def __init__(self, command: list[str]):
+    With `on_end`, each child is started with `--owner-tag` and `on_end(owner)` is called with the
+    lease owner name of a child that ended without finishing its work (crashed, killed, or killed by
+    `stop` after its time to finish): what that owner held can be handed back at once."""
+
+    def __init__(self, command: list[str], *, on_end: Callable[[str], None] | None = None):
         self._command = command
+        self._on_end = on_end
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.restarts = 0
-        self._process = subprocess.Popen(command)
+        self._process, self._owner = self._start()
         self._watcher = threading.Thread(target=self._watch, name="escalator-worker-watch", daemon=True)
         self._watcher.start()
 
@@ -42,6 +54,22 @@ class WorkerProcess:
     def pid(self) -> int:
         with self._lock:
             return self._process.pid
+
+    def _start(self) -> tuple[subprocess.Popen, str | None]:
+        if self._on_end is None:
+            return subprocess.Popen(self._command), None
+        tag = new_owner_tag()
+        process = subprocess.Popen([*self._command, "--owner-tag", tag])
+        return process, owner_name(process.pid, tag)
+
+    def _ended(self, owner: str | None) -> None:
+        if owner is None or self._on_end is None:
+            return
+        try:
+            self._on_end(owner)
+        except Exception as exc:  # the database is down, say: the leases still run out by themselves
+            log.warning("could not hand back what the worker %s held (%s): it waits for its leases to "
+                        "run out (worker.lease_seconds)", owner, exc)  # fmt: skip
 
     def send_signal(self, signum: int) -> None:
         with self._lock:
@@ -52,19 +80,20 @@ class WorkerProcess:
         """Terminate the worker and wait up to `timeout` seconds for it (then kill it): never left behind."""
         self._stopping.set()
         with self._lock:
-            process = self._process
+            process, owner = self._process, self._owner
         process.terminate()
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+            self._ended(owner)  # killed mid-work: another replica may take it over now
 
     def _watch(self) -> None:
         pause = FIRST_PAUSE
         while True:
             with self._lock:
-                process = self._process
+                process, owner = self._process, self._owner
             started = time.monotonic()
             code = process.wait()
             if self._stopping.is_set():
@@ -76,12 +105,13 @@ class WorkerProcess:
                 "starting another in %.0f s",
                 process.pid, code, pause,
             )  # fmt: skip
+            self._ended(owner)
             if self._stopping.wait(pause):
                 return
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self._process = subprocess.Popen(self._command)
+                self._process, self._owner = self._start()
                 self.restarts += 1
             log.warning("worker process %s started in place of %s", self._process.pid, process.pid)
             pause = min(pause * 2, LONGEST_PAUSE)

@@ -11,11 +11,13 @@ import sqlite3
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy.engine import make_url
 
 import connector.worker_process as worker_process
+from connector.runtime import owner_name
 from connector.worker_process import WorkerProcess
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
@@ -53,6 +55,123 @@ def test_a_worker_stopped_by_serve_is_not_started_again():
     worker.stop(5)
     time.sleep(1.5)
     assert worker.restarts == 0 and worker.pid == pid
+
+
+def test_a_worker_that_ends_is_named_to_on_end_by_the_owner_name_its_leases_carry(tmp_path, monkeypatch):
+    """The child gets its tag on the command line and names itself `host:pid:tag`, as serve does."""
+    monkeypatch.setattr(worker_process, "FIRST_PAUSE", 0.1)
+    seen = tmp_path / "seen"
+    record = f"open({str(seen)!r}, 'a').write(f'{{os.getpid()}} {{sys.argv[-1]}}\\n')"
+    code = f"import os, sys; {record}; sys.exit(3)"
+    ended: list[str] = []
+    worker = WorkerProcess([sys.executable, "-c", code], on_end=ended.append)
+    try:
+        _until(lambda: len(ended) >= 2, 10, "on_end was not called for two ends")
+    finally:
+        worker.stop(5)
+    started = [line.split() for line in seen.read_text().splitlines()]
+    assert ended[:2] == [owner_name(int(pid), tag) for pid, tag in started[:2]]
+    assert started[0][1] != started[1][1]  # each start its own tag
+
+
+def test_stop_hands_back_only_a_worker_it_had_to_kill():
+    ended: list[str] = []
+    graceful = WorkerProcess([sys.executable, "-c", "import time; time.sleep(60)"], on_end=ended.append)
+    time.sleep(0.3)
+    graceful.stop(5)  # SIGTERM ends it: a real worker gives back what it holds itself
+    assert ended == []
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    killed = WorkerProcess([sys.executable, "-c", stubborn], on_end=ended.append)
+    time.sleep(0.5)
+    killed.stop(0.5)
+    assert len(ended) == 1 and ended[0].endswith(f":{killed.pid}:{ended[0].rsplit(':', 1)[1]}")
+
+
+def test_a_failing_hand_back_is_logged_and_the_worker_still_starts_again(monkeypatch, caplog):
+    monkeypatch.setattr(worker_process, "FIRST_PAUSE", 0.1)
+
+    def database_down(owner: str) -> None:
+        raise ConnectionError("the database does not answer")
+
+    worker = WorkerProcess([sys.executable, "-c", "raise SystemExit(3)"], on_end=database_down)
+    try:
+        _until(lambda: worker.restarts >= 1, 10, "never started again")
+    finally:
+        worker.stop(5)
+    assert "could not hand back what the worker" in caplog.text
+    assert "the database does not answer" in caplog.text and "worker.lease_seconds" in caplog.text
+
+
+class _HangingJira(ThreadingHTTPServer):
+    """Takes the first edit and never answers it (the worker is killed meanwhile); answers the rest."""
+
+    def __init__(self):
+        self.hung, self.release = threading.Event(), threading.Event()
+        self.puts = 0
+        super().__init__(("127.0.0.1", 0), _HangingHandler)
+
+
+class _HangingHandler(BaseHTTPRequestHandler):
+    server: _HangingJira
+
+    def _answer(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.puts += 1
+        if self.server.puts == 1:
+            self.server.hung.set()
+            self.server.release.wait(60)
+        self._answer(204)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer(201, b'{"id": "1"}')
+
+    def do_GET(self):
+        self._answer(200, b'{"comments": [], "startAt": 0, "maxResults": 50, "total": 0}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_five_minute_lease(tmp_path):
+    jira = _HangingJira()
+    threading.Thread(target=jira.serve_forever, daemon=True).start()
+    config = tmp_path / "escalator.yaml"
+    config.write_text(  # worker.lease_seconds left at its default: 300
+        f"database: sqlite:///{tmp_path / 'escalator.db'}\n"
+        "dry_run: false\n"
+        "worker: {poll_seconds: 0.1, nice: 0}\n"
+        "platforms:\n"
+        f"  jira: {{url: 'http://127.0.0.1:{jira.server_address[1]}', email: bot@acme.test, api_token: t,\n"
+        f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
+    )
+    proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", own_group=True)
+    try:
+        port = int(wait_for_line(proc, "Escalator listening on").rsplit(":", 1)[1])
+        worker = int(wait_for_line(proc, "workers:").rsplit(" ", 1)[1])
+        assert _deliver(port, 1) == 202
+        assert jira.hung.wait(30), "the worker never sent its edit"
+        os.kill(worker, signal.SIGKILL)  # mid-request, holding the delivery and its ticket
+        line = wait_for_line(proc, "handed back what the worker", timeout=30)
+        assert f":{worker}:" in line and "1 delivery, 1 ticket" in line
+        _until(lambda: _done(tmp_path) == 1, 30, "the killed worker's delivery was not decided again")
+        with sqlite3.connect(tmp_path / "escalator.db") as db:
+            attempts, expiries = db.execute("SELECT attempts, lease_expiries FROM inbox").fetchone()
+        assert (attempts, expiries) == (2, 1)  # counted as its lease's expiry, as if it had run out
+        assert jira.puts == 2
+    finally:
+        jira.release.set()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+        jira.shutdown()
+        jira.server_close()
 
 
 def _deliver(port: int, n: int) -> int:

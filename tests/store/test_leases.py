@@ -1,0 +1,74 @@
+"""A dead worker's leases run out at once (connector/store/leases.py): its deliveries, their tickets
+and its notifications are taken by another worker without waiting for `worker.lease_seconds`, as if
+the leases had run out by themselves; nobody else's lease is touched."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from connector.store import inbox, leases
+from connector.store import outbox as notifications
+from connector.store.tables import tickets
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+
+
+def _accept(engine, delivery_id: str, ticket: str) -> None:
+    inbox.accept(engine, inbox.new_row("jira", delivery_id, "jira:issue_updated", ticket, False, b"{}", T0))
+
+
+def _notification(engine, n: int) -> int:
+    row = {"dedupe_key": f"k{n}", "platform": "jira", "ticket_id": f"T{n}", "channel": "oncall",
+           "kind": "notice", "message": {"text": f"notice {n}"}}  # fmt: skip
+    with engine.begin() as conn:
+        notifications.enqueue(conn, [row], decision_id=f"decision-{n}", now=T0)
+    (queued,) = [m for m in notifications.due(engine, now=T0, limit=10) if m.ticket_id == f"T{n}"]
+    return queued.id
+
+
+def test_what_a_dead_worker_held_is_taken_again_at_once_and_counted_as_an_expiry(engine):
+    _accept(engine, "a1", ticket="A")
+    _accept(engine, "b1", ticket="B")
+    (dead_item,) = inbox.claim(engine, owner="dead", now=T0, lease=LEASE, limit=1)
+    (live_item,) = inbox.claim(engine, owner="alive", now=T0, lease=LEASE, limit=1)
+    inbox.record_in_flight(engine, dead_item, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
+    first, second = _notification(engine, 1), _notification(engine, 2)
+    assert notifications.take_many(engine, [first], owner="dead", now=T0, lease=LEASE) == {first}
+    assert notifications.take_many(engine, [second], owner="alive", now=T0, lease=LEASE) == {second}
+    later = T0 + timedelta(seconds=10)
+
+    ended = leases.run_out(engine, "dead", later)
+
+    assert (ended.deliveries, ended.tickets, ended.notifications) == (1, 1, 1)
+    assert str(ended) == "1 delivery, 1 ticket, 1 notification"
+    # Taken again well inside the five minutes, with what the dead worker had sent or was sending.
+    (again,) = inbox.claim(engine, owner="next", now=later + timedelta(seconds=1), lease=LEASE, limit=10)
+    assert again.id == dead_item.id and again.lease_expiries == 1 and again.attempts == 2
+    assert again.in_flight == "note-fingerprint" and again.confirmed == {"put-fingerprint"}
+    assert notifications.take_many(engine, [first, second], owner="next", now=later, lease=LEASE) == {first}
+    with engine.connect() as conn:
+        held = dict(conn.execute(select(tickets.c.ticket_id, tickets.c.lease_owner)).all())
+    assert held == {"A": "next", "B": "alive"}  # the live worker keeps its ticket and its delivery
+    assert live_item.ticket_id == "B"
+
+
+def test_an_owner_holding_nothing_runs_out_nothing_and_an_ended_lease_keeps_its_end(engine):
+    assert not leases.run_out(engine, "nobody", T0)
+    _accept(engine, "a1", ticket="A")
+    inbox.claim(engine, owner="dead", now=T0, lease=timedelta(seconds=30), limit=1)
+    # Its leases ran out by themselves already: nothing to end, and a claim finds them as it would.
+    assert not leases.run_out(engine, "dead", T0 + timedelta(minutes=1))
+    (again,) = inbox.claim(engine, owner="next", now=T0 + timedelta(minutes=1), lease=LEASE, limit=1)
+    assert again.lease_expiries == 1
+
+
+def test_a_finished_delivery_is_not_run_out(engine):
+    _accept(engine, "a1", ticket="A")
+    (item,) = inbox.claim(engine, owner="dead", now=T0, lease=LEASE, limit=1)
+    with engine.begin() as conn:  # its record was committed just before the worker died
+        inbox.finish(conn, item, status=inbox.DONE, owner="dead", now=T0)
+    ended = leases.run_out(engine, "dead", T0 + timedelta(seconds=1))
+    assert ended.deliveries == 0 and inbox.counts(engine) == {"done": 1}
