@@ -16,10 +16,11 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from connector.plan import note_mark
 from platforms.jira.change_id import change_id
+from tests.support.fake_http import JsonHandler
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
@@ -45,41 +46,28 @@ class SlowJira(ThreadingHTTPServer):
             return sum(len(c) for c in self.comments.values())
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: SlowJira
 
-    def _answer(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _body(self) -> dict:
-        return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-
     def do_PUT(self):
-        self._body()
+        self.body()
         time.sleep(ANSWER_AFTER)
-        self._answer(204)
+        self.answer(204)
 
     def do_POST(self):
         key = self.path.split("/")[-2]
-        comment = self._body()
+        comment = self.body()
         with self.server.lock:  # taken: from now on it is on the issue, whatever happens to the caller
             self.server.comments.setdefault(key, []).append(comment)
         time.sleep(ANSWER_AFTER)
-        self._answer(201, b'{"id": "1"}')
+        self.answer(201, b'{"id": "1"}')
 
     def do_GET(self):
         key = self.path.split("?")[0].split("/")[-2]
         with self.server.lock:
             listed = [{"id": str(n), "properties": c.get("properties", [])}
                       for n, c in enumerate(self.server.comments.get(key, []))]  # fmt: skip
-        self._answer(200, json.dumps({"comments": listed}).encode())
-
-    def log_message(self, *args):
-        pass
+        self.answer(200, json.dumps({"comments": listed}).encode())
 
 
 IDS: dict[int, str] = {}  # delivery number → the delivery id Escalator gives it

@@ -8,10 +8,11 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 import connector.worker_process as worker_process
 from connector.runtime import owner_name
 from connector.worker_process import WorkerProcess
+from tests.support.fake_http import JsonHandler
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
@@ -111,33 +113,23 @@ class _HangingJira(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _HangingHandler)
 
 
-class _HangingHandler(BaseHTTPRequestHandler):
+class _HangingHandler(JsonHandler):
     server: _HangingJira
 
-    def _answer(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_PUT(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.body()
         self.server.puts += 1
         if self.server.puts == 1:
             self.server.hung.set()
             self.server.release.wait(60)
-        self._answer(204)
+        self.answer(204)
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer(201, b'{"id": "1"}')
+        self.body()
+        self.answer(201, b'{"id": "1"}')
 
     def do_GET(self):
-        self._answer(200, b'{"comments": [], "startAt": 0, "maxResults": 50, "total": 0}')
-
-    def log_message(self, *args):
-        pass
+        self.answer(200, b'{"comments": [], "startAt": 0, "maxResults": 50, "total": 0}')
 
 
 def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_five_minute_lease(tmp_path):
@@ -152,10 +144,8 @@ def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_five_minute_
         f"  jira: {{url: 'http://127.0.0.1:{jira.server_address[1]}', email: bot@acme.test, api_token: t,\n"
         f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
     )
-    proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", own_group=True)
+    proc, port, worker = _serve(tmp_path, config)
     try:
-        port = int(wait_for_line(proc, "Escalator listening on").rsplit(":", 1)[1])
-        worker = int(wait_for_line(proc, "workers:").rsplit(" ", 1)[1])
         assert _deliver(port, 1) == 202
         assert jira.hung.wait(30), "the worker never sent its edit"
         os.kill(worker, signal.SIGKILL)  # mid-request, holding the delivery and its ticket
@@ -172,6 +162,18 @@ def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_five_minute_
         proc.communicate(timeout=30)
         jira.shutdown()
         jira.server_close()
+
+
+def _serve(tmp_path, config) -> tuple[subprocess.Popen, int, int]:
+    """A real `escalator serve`: its process, the port it listens on, its worker process's pid."""
+    proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", own_group=True)
+    try:
+        port = int(wait_for_line(proc, "Escalator listening on").rsplit(":", 1)[1])
+        return proc, port, int(wait_for_line(proc, "workers:").rsplit(" ", 1)[1])
+    except BaseException:  # it never came up as expected: not left running
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+        raise
 
 
 def _deliver(port: int, n: int) -> int:
@@ -192,10 +194,8 @@ def test_serve_starts_its_worker_again_after_kill_9_and_the_deliveries_are_decid
         "worker: {poll_seconds: 0.1, nice: 0}\n"
         f"platforms:\n  jira: {{url: 'http://127.0.0.1:9', webhook_secret: {SECRET}}}\n"
     )
-    proc = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", own_group=True)
+    proc, port, worker = _serve(tmp_path, config)
     try:
-        port = int(wait_for_line(proc, "Escalator listening on").rsplit(":", 1)[1])
-        worker = int(wait_for_line(proc, "workers:").rsplit(" ", 1)[1])
         assert _deliver(port, 1) == 202
         _until(lambda: _done(tmp_path) == 1, 30, "the first delivery was not decided")
         os.kill(worker, signal.SIGKILL)
