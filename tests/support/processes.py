@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import queue
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -13,17 +15,28 @@ import pytest
 
 
 def wait_for_line(proc, text: str, timeout: float = 30.0) -> str:
-    """The first line of `proc`'s (text) stdout containing `text`; fails the test with what was seen."""
+    """The first line of `proc`'s (text) stdout containing `text`; fails the test with what was seen
+    once `timeout` seconds have passed, even while the process prints nothing (each line is read in a
+    thread, so a silent process cannot hold the test past its timeout)."""
     deadline = time.monotonic() + timeout
     seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
+    while (left := deadline - time.monotonic()) > 0:
+        line = _next_line(proc, left)
+        if not line:  # the process ended, or printed nothing more in time
             break
         seen.append(line)
         if text in line:
             return line
-    pytest.fail(f"never saw {text!r}; output:\n{''.join(seen)}")
+    pytest.fail(f"never saw {text!r} within {timeout:.0f} s; output:\n{''.join(seen)}")
+
+
+def _next_line(proc, timeout: float) -> str | None:
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return None
 
 
 def start_escalator(cwd, *args: str, own_group: bool = False) -> subprocess.Popen:
