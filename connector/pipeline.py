@@ -79,6 +79,8 @@ class Outcome:
 
 # A ticket that changes under us (Zendesk's 409) is read again and planned again this often.
 MAX_CONFLICT_REREADS = 2
+# The outcome of a delivery whose lease another worker took while this one worked on it.
+TAKEN_OVER = "taken_over"
 
 
 def process(rt: Runtime, item: InboxItem) -> str:
@@ -96,6 +98,8 @@ def process(rt: Runtime, item: InboxItem) -> str:
         return "failed"
     try:
         result = _decide_and_apply(rt, installation, item)
+    except inbox.LeaseLost as exc:  # found before a note went out: the other worker sends it
+        return _taken_over(rt, item, exc)
     except Exception as exc:  # a bug must not lose the event: record it, retry a few times, then fail
         log.exception("unexpected error processing %s delivery %s", item.platform, item.delivery_id)
         detail = f"internal error: {type(exc).__name__}: {exc}"
@@ -106,17 +110,31 @@ def process(rt: Runtime, item: InboxItem) -> str:
             result.retry_at = rt.clock() + timedelta(seconds=_backoff(rt, item, None))
     try:
         _record(rt, item, result)
+    except inbox.LeaseLost as exc:
+        return _taken_over(rt, item, exc)
     except Exception as exc:  # the store refused what this delivery left: it alone ends, as failed
         if database_unavailable(rt.engine, exc):
             raise  # not this delivery's fault: its lease runs out and it is taken again
-        log.exception("could not record %s delivery %s", item.platform, item.delivery_id)
         result = _unrecordable(result, exc)
-        record_failure(rt, item, result.detail)
+        try:
+            record_failure(rt, item, result.detail)
+        except inbox.LeaseLost as lost:  # refused because another worker has recorded it meanwhile
+            return _taken_over(rt, item, lost)
+        log.exception("could not record %s delivery %s", item.platform, item.delivery_id)
     elapsed = time.perf_counter() - started
     rt.metrics.decisions.labels(item.platform, result.outcome).inc()
     rt.metrics.processing_seconds.labels(item.platform).observe(elapsed)
     _log_decision(item, result, elapsed)
     return result.outcome
+
+
+def _taken_over(rt: Runtime, item: InboxItem, lost: inbox.LeaseLost) -> str:
+    """Nothing of this worker's result is stored: the row, the ticket and the audit are the other
+    worker's to write. What it sent the platform stays sent (field changes are idempotent; a note is
+    sent only after its in-flight mark, refused here once the row is no longer ours)."""
+    log.warning("%s: this worker's result is dropped", lost)
+    rt.metrics.decisions.labels(item.platform, TAKEN_OVER).inc()
+    return TAKEN_OVER
 
 
 def _log_decision(item: InboxItem, result: Outcome, elapsed: float) -> None:
@@ -398,7 +416,9 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
                 result.confirmed, result.in_flight_kept = frozenset(confirmed), False
                 continue
             if carries_note:  # a note is not idempotent: say durably that it is going out
-                inbox.record_in_flight(rt.engine, item, fingerprint, confirmed=frozenset(confirmed))
+                inbox.record_in_flight(
+                    rt.engine, item, fingerprint, owner=rt.owner, confirmed=frozenset(confirmed)
+                )
                 result.in_flight_kept = True
             answer = client.send(request)
         except TransientPlatformError as exc:
@@ -560,6 +580,8 @@ def record_failure(rt: Runtime, item: InboxItem, detail: str) -> None:
             inbox.finish(conn, item, status=inbox.FAILED, owner=rt.owner, now=rt.clock(), error=detail)
             audit.append(conn, record, at=rt.clock())  # last: it holds the chain's head until the commit
         return
+    except inbox.LeaseLost:
+        raise
     except Exception as exc:
         if database_unavailable(rt.engine, exc):
             raise

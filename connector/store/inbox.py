@@ -163,7 +163,39 @@ _TAKE = Prepared(
 _EXPIRED = few_rows(inbox.c.status == PROCESSING) & (inbox.c.lease_until < bindparam("b_now"))
 _ANY_EXPIRED = select(inbox.c.id).where(_EXPIRED).limit(1)
 _RECOVER = update(inbox).where(_EXPIRED).values(lease_expiries=inbox.c.lease_expiries + 1)
-_UPDATE_ITEM = Prepared(update(inbox).where(inbox.c.id == bindparam("b_id")))
+# A worker's writes to a row it leased, fenced: they land only while the row is still its own. A
+# worker cut off from the database past its lease (connector/lease_keeper.py) may find its row taken
+# by another worker that has decided it since; its own late result must not overwrite that.
+_UPDATE_MINE = Prepared(
+    update(inbox)
+    .where(
+        inbox.c.id == bindparam("b_id"),
+        inbox.c.status == PROCESSING,
+        inbox.c.lease_owner == bindparam("b_owner"),
+    )
+    .returning(inbox.c.id)
+)
+
+
+class LeaseLost(Exception):
+    """The delivery's lease ran out and another worker took it: this worker's result is dropped
+    (its transaction rolled back); the other worker's decision stands."""
+
+    def __init__(self, item: InboxItem, owner: str):
+        self.item = item
+        super().__init__(
+            f"{item.platform} delivery {item.delivery_id} is no longer {owner}'s: its lease ran out and "
+            "another worker took it (was the database out of reach longer than worker.lease_seconds?)"
+        )
+
+
+def _update_mine(conn: Connection, item: InboxItem, owner: str, values: dict[str, Any]) -> None:
+    # RETURNING, read at once: on PostgreSQL inside a pipelined block this is its last statement, and
+    # reading its row is the round trip the block's end would make anyway.
+    if not _UPDATE_MINE.rows(conn, {"b_id": item.id, "b_owner": owner, **values}):
+        raise LeaseLost(item, owner)
+
+
 _RELEASE_TICKET = Prepared(
     update(tickets).where(
         tickets.c.platform == bindparam("b_platform"),
@@ -410,11 +442,13 @@ def give_back(engine: Engine, items: list[InboxItem], *, owner: str, now: dateti
     return given
 
 
-def record_in_flight(engine: Engine, item: InboxItem, fingerprint: str, *, confirmed: frozenset[str]) -> None:
+def record_in_flight(
+    engine: Engine, item: InboxItem, fingerprint: str, *, owner: str, confirmed: frozenset[str]
+) -> None:
     """Remember, durably and before it is sent, the request about to go out for this item, with the
     requests the platform confirmed so far. One statement (no transaction round trips on PostgreSQL)."""
     with one_statement(engine) as conn:
-        _UPDATE_ITEM.run(conn, {"b_id": item.id, "in_flight": fingerprint, "confirmed": sorted(confirmed)})
+        _update_mine(conn, item, owner, {"in_flight": fingerprint, "confirmed": sorted(confirmed)})
 
 
 def finish(
@@ -457,7 +491,7 @@ def _release_item(
     conn: Connection, item: InboxItem, owner: str, ticket_released: bool = False, **values: Any
 ) -> None:
     # The SET clause follows the parameter names (a misspelt column is refused when compiled).
-    _UPDATE_ITEM.run(conn, {"b_id": item.id, "lease_owner": None, "lease_until": None, **values})
+    _update_mine(conn, item, owner, {"lease_owner": None, "lease_until": None, **values})
     if item.ticket_id is not None and not ticket_released:
         _release_ticket(conn, item.platform, item.ticket_id, owner)
 

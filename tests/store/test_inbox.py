@@ -55,7 +55,9 @@ def test_retry_later_keeps_the_ticket_blocked_and_comes_back_when_due(engine):
 def test_a_dead_workers_lease_expires_and_the_note_in_flight_and_confirmed_requests_survive(engine):
     _accept(engine, "a1", ticket="A")
     (item,) = inbox.claim(engine, owner="dead", now=T0, lease=LEASE, limit=10)
-    inbox.record_in_flight(engine, item, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
+    inbox.record_in_flight(
+        engine, item, "note-fingerprint", owner="dead", confirmed=frozenset({"put-fingerprint"})
+    )
     assert inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=30), lease=LEASE, limit=10) == []
     (again,) = inbox.claim(engine, owner="w2", now=T0 + timedelta(seconds=61), lease=LEASE, limit=10)
     assert again.id == item.id and again.confirmed == {"put-fingerprint"}
@@ -68,7 +70,9 @@ def test_a_delivery_given_back_is_taken_again_at_once_with_its_note_in_flight(en
     _accept(engine, "a1", ticket="A")
     _accept(engine, "b1", ticket="B")
     a, b = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
-    inbox.record_in_flight(engine, a, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
+    inbox.record_in_flight(
+        engine, a, "note-fingerprint", owner="w1", confirmed=frozenset({"put-fingerprint"})
+    )
     with engine.begin() as conn:  # b's record was committed before its connection was lost
         inbox.finish(conn, b, status=inbox.DONE, owner="w1", now=T0)
     assert inbox.give_back(engine, [b], owner="w1", now=T0) == []
@@ -82,7 +86,9 @@ def test_a_delivery_given_back_is_taken_again_at_once_with_its_note_in_flight(en
 def test_a_retry_keeps_what_the_platform_confirmed_and_clears_the_mark_of_a_note_refused(engine):
     _accept(engine, "a1", ticket="A")
     (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=10)
-    inbox.record_in_flight(engine, item, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
+    inbox.record_in_flight(
+        engine, item, "note-fingerprint", owner="w1", confirmed=frozenset({"put-fingerprint"})
+    )
     with engine.begin() as conn:
         inbox.retry_later(conn, item, owner="w1", at=T0 + timedelta(seconds=5), error="429",
                           confirmed=["put-fingerprint"], in_flight=None)  # fmt: skip

@@ -34,7 +34,9 @@ def test_what_a_dead_worker_held_is_taken_again_at_once_and_counted_as_an_expiry
     _accept(engine, "b1", ticket="B")
     (dead_item,) = inbox.claim(engine, owner="dead", now=T0, lease=LEASE, limit=1)
     (live_item,) = inbox.claim(engine, owner="alive", now=T0, lease=LEASE, limit=1)
-    inbox.record_in_flight(engine, dead_item, "note-fingerprint", confirmed=frozenset({"put-fingerprint"}))
+    inbox.record_in_flight(
+        engine, dead_item, "note-fingerprint", owner="dead", confirmed=frozenset({"put-fingerprint"})
+    )
     first, second = _notification(engine, 1), _notification(engine, 2)
     assert notifications.take_many(engine, [first], owner="dead", now=T0, lease=LEASE) == {first}
     assert notifications.take_many(engine, [second], owner="alive", now=T0, lease=LEASE) == {second}
