@@ -233,6 +233,7 @@ def _exit_on_sigterm(_signum, _frame) -> None:
 def _work(args) -> int:
     import os
 
+    from connector.lease_keeper import LeaseKeeper
     from connector.outbox import OutboxSender
     from connector.retarget import Retargeter
     from connector.scheduler import SlaScheduler
@@ -274,6 +275,8 @@ def _work(args) -> int:
             ) from exc
     _freeze_heap()
     pool.start()
+    keeper = LeaseKeeper(rt)  # its leases stay short: a worker that dies is replaced within one
+    keeper.start()
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).
     scheduler = SlaScheduler(rt, on_fired=pool.wake)
     scheduler.start()
@@ -286,6 +289,7 @@ def _work(args) -> int:
         # still on the wire is done again by the next worker, and must not keep this one alive.
         scheduler.stop()
         sender.stop(timeout=1.0)
+        keeper.stop()
     _exit_now_if_stuck()
     return 0
 

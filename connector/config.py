@@ -74,7 +74,11 @@ class WorkerConfig(_Strict):
         "what was cut off is taken again after its lease (a note in flight is looked for first)",
     )  # fmt: skip
     batch: int = Field(20, ge=1, le=1000)
-    lease_seconds: float = Field(300.0, gt=0, description="after this a dead worker's event is taken again")
+    lease_seconds: float = Field(
+        60.0, gt=0,
+        description="a dead worker's deliveries (and their tickets) are taken again after this long; a "
+        "live worker renews its leases every third of it, however long a platform takes to answer",
+    )  # fmt: skip
     backoff_initial_seconds: float = Field(2.0, gt=0)
     backoff_max_seconds: float = Field(900.0, gt=0)
     max_attempts_after_internal_error: int = Field(
@@ -125,7 +129,11 @@ class NotificationsConfig(_Strict):
     poll_seconds: float = Field(0.25, gt=0, description="how often the outbox sender looks for due messages")
     batch: int = Field(50, ge=1, le=1000)
     threads: int = Field(4, ge=1, le=64, description="messages to different tickets or channels sent at once")
-    lease_seconds: float = Field(120.0, gt=0, description="after this a dead sender's message is taken again")
+    lease_seconds: float = Field(
+        60.0, gt=0,
+        description="a dead worker's notification is taken again after this long; a live worker renews "
+        "its leases every third of it (or of worker.lease_seconds, the shorter)",
+    )  # fmt: skip
     backoff_initial_seconds: float = Field(5.0, gt=0)
     backoff_max_seconds: float = Field(300.0, gt=0)
     give_up_after_hours: float = Field(

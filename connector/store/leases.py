@@ -1,13 +1,14 @@
-"""A dead worker's leases, run out at once instead of when their time is up.
+"""A worker's leases: renewed while it lives, run out at once when it is known dead.
 
 A worker leases what it works on: inbox rows (a delivery being decided), tickets (one delivery of a
-ticket at a time) and outbox rows (a notification being sent). When the worker dies, the leases
-run out after `worker.lease_seconds` and another worker takes the work again. When the worker's
-death is known for certain — `escalator serve` saw its own worker process end — waiting is only
-delay: a P1's escalation would sit five minutes behind a crash. `run_out` makes them expired now,
-and everything else happens exactly as when they run out by themselves: the claim takes the rows
-again and counts the expiry (`worker.max_lease_expiries` still stops a delivery that kills every
-worker), a note that was in flight is looked for on the platform before it is sent again.
+ticket at a time) and outbox rows (a notification being sent). While the worker runs it renews them
+(`renew`, from connector/lease_keeper.py), however long a platform takes to answer; when it dies
+they run out within `worker.lease_seconds` (`notifications.lease_seconds` for notifications) and
+another worker takes the work again. When the worker's death is known for certain (`escalator
+serve` saw its own worker process end), even that wait is only delay: `run_out` makes them expired
+now, and everything else happens exactly as when they run out by themselves: the claim takes the
+rows again and counts the expiry (`worker.max_lease_expiries` still stops a delivery that kills
+every worker), a note that was in flight is looked for on the platform before it is sent again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam, select, tuple_, update
 
 from connector.store import inbox as deliveries
 from connector.store import outbox as notifications
@@ -40,9 +41,35 @@ _TICKETS = _ending(tickets)
 _NOTIFICATIONS = _ending(outbox, outbox.c.status == notifications.PENDING)
 
 
+# Renewing: the owner's leases, running or not (one that ran out but was not taken again is still
+# this live worker's work; one taken again has another owner). A ticket's lease is renewed through
+# the delivery that holds it: the tickets table has no index on its lease owner.
+_RENEW_DELIVERIES = Prepared(
+    update(inbox)
+    .where(inbox.c.status == deliveries.PROCESSING, inbox.c.lease_owner == bindparam("b_owner"))
+    .values(lease_until=bindparam("b_until"))
+)
+_HELD = select(inbox.c.platform, inbox.c.ticket_id).where(
+    inbox.c.status == deliveries.PROCESSING, inbox.c.lease_owner == bindparam("b_owner")
+)
+_RENEW_TICKETS = Prepared(
+    update(tickets)
+    .where(
+        tickets.c.lease_owner == bindparam("b_owner"),
+        tuple_(tickets.c.platform, tickets.c.ticket_id).in_(_HELD),
+    )
+    .values(lease_until=bindparam("b_until"))
+)
+_RENEW_NOTIFICATIONS = Prepared(
+    update(outbox)
+    .where(outbox.c.status == notifications.PENDING, outbox.c.lease_owner == bindparam("b_owner"))
+    .values(lease_until=bindparam("b_until"))
+)
+
+
 @dataclass(frozen=True)
 class RunOut:
-    """How many leases of each kind were run out."""
+    """How many leases of each kind were run out (or renewed)."""
 
     deliveries: int
     tickets: int
@@ -66,4 +93,16 @@ def run_out(engine: Engine, owner: str, now: datetime) -> RunOut:
             deliveries=_DELIVERIES.run(conn, params),
             tickets=_TICKETS.run(conn, params),
             notifications=_NOTIFICATIONS.run(conn, params),
+        )
+
+
+def renew(engine: Engine, owner: str, *, deliveries_until: datetime, notifications_until: datetime) -> RunOut:
+    """Extend every lease `owner` holds, in one transaction: its deliveries and their tickets to
+    `deliveries_until`, its notifications to `notifications_until`."""
+    work = {"b_owner": owner, "b_until": deliveries_until}
+    with writing(engine) as conn:
+        return RunOut(
+            deliveries=_RENEW_DELIVERIES.run(conn, work),
+            tickets=_RENEW_TICKETS.run(conn, work),
+            notifications=_RENEW_NOTIFICATIONS.run(conn, {"b_owner": owner, "b_until": notifications_until}),
         )

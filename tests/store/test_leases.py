@@ -74,3 +74,52 @@ def test_a_finished_delivery_is_not_run_out(engine):
         inbox.finish(conn, item, status=inbox.DONE, owner="dead", now=T0)
     ended = leases.run_out(engine, "dead", T0 + timedelta(seconds=1))
     assert ended.deliveries == 0 and inbox.counts(engine) == {"done": 1}
+
+
+def test_a_live_worker_renews_its_deliveries_their_tickets_and_its_notifications_and_nothing_else(engine):
+    _accept(engine, "a1", ticket="A")
+    _accept(engine, "b1", ticket="B")
+    _accept(engine, "c1", ticket="C")
+    (mine,) = inbox.claim(engine, owner="w1", now=T0, lease=timedelta(seconds=60), limit=1)
+    inbox.claim(engine, owner="w2", now=T0, lease=timedelta(seconds=60), limit=1)
+    (finished,) = inbox.claim(engine, owner="w1", now=T0, lease=timedelta(seconds=60), limit=1)
+    with engine.begin() as conn:  # decided: nothing of it is held any more
+        inbox.finish(conn, finished, status=inbox.DONE, owner="w1", now=T0)
+    first, second = _notification(engine, 1), _notification(engine, 2)
+    notifications.take_many(engine, [first], owner="w1", now=T0, lease=timedelta(seconds=60))
+    notifications.take_many(engine, [second], owner="w2", now=T0, lease=timedelta(seconds=60))
+    # Renewed 50 s on: its delivery is still being decided (a slow platform), and stays its own.
+    later = T0 + timedelta(seconds=50)
+    renewed = leases.renew(engine, "w1", deliveries_until=later + timedelta(seconds=60),
+                           notifications_until=later + timedelta(seconds=60))  # fmt: skip
+    assert (renewed.deliveries, renewed.tickets, renewed.notifications) == (1, 1, 1)
+    past_first_lease = T0 + timedelta(seconds=90)
+    # w2 renewed nothing: its delivery and notification are taken again; w1's are not.
+    (taken,) = inbox.claim(engine, owner="w3", now=past_first_lease, lease=LEASE, limit=10)
+    assert taken.id != mine.id and taken.lease_expiries == 1
+    assert notifications.take_many(
+        engine, [first, second], owner="w3", now=past_first_lease, lease=LEASE
+    ) == {second}
+    with engine.connect() as conn:
+        held = dict(conn.execute(select(tickets.c.ticket_id, tickets.c.lease_owner)).all())
+    assert held["A"] == "w1" and held[taken.ticket_id] == "w3"
+    # Once its renewed lease ends too (the worker died after renewing), it is taken again.
+    assert [i.id for i in inbox.claim(engine, owner="w3", now=T0 + timedelta(seconds=111), lease=LEASE,
+                                      limit=10)] == [mine.id]  # fmt: skip
+
+
+def test_renewing_keeps_a_lease_that_ran_out_unnoticed_but_not_one_taken_again(engine):
+    _accept(engine, "a1", ticket="A")
+    _accept(engine, "b1", ticket="B")
+    a, b = inbox.claim(engine, owner="w1", now=T0, lease=timedelta(seconds=10), limit=10)
+    # Both ran out (the worker was cut off from the database); another worker took b meanwhile.
+    with engine.begin() as conn:
+        conn.execute(
+            inbox.inbox.update()
+            .where(inbox.inbox.c.id == b.id)
+            .values(lease_owner="w2", lease_until=T0 + timedelta(seconds=100))
+        )
+    renewed = leases.renew(engine, "w1", deliveries_until=T0 + timedelta(seconds=80),
+                           notifications_until=T0 + timedelta(seconds=80))  # fmt: skip
+    assert renewed.deliveries == 1  # a: nobody took it, it is still being decided by w1
+    assert inbox.claim(engine, owner="w3", now=T0 + timedelta(seconds=30), lease=LEASE, limit=10) == []

@@ -1,0 +1,141 @@
+"""Short leases, renewed while a worker lives (connector/lease_keeper.py), as real processes: a webhook
+receiver (`serve --no-worker`) and two `escalator work` replicas beside it, a Jira that is slow to
+answer, and a lease of 2 s. A live worker keeps its delivery through a 6 s answer; a worker killed
+with `kill -9` (no serve watching it) has its delivery taken by the other within about one lease."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from http.server import ThreadingHTTPServer
+
+import pytest
+
+from tests.support.fake_http import JsonHandler
+from tests.support.fixtures import load_fixture
+from tests.support.harness import SECRET
+from tests.support.marks import ONE_AT_A_TIME
+from tests.support.processes import post_jira, start_escalator, wait_for_line
+
+pytestmark = ONE_AT_A_TIME
+
+LEASE = 2.0
+
+
+class _SlowJira(ThreadingHTTPServer):
+    """Holds the first edit `first_answer_after` seconds (or until released) and answers the rest at once."""
+
+    def __init__(self, first_answer_after: float):
+        self.first_answer_after = first_answer_after
+        self.taken, self.release = threading.Event(), threading.Event()
+        self.puts = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(JsonHandler):
+    server: _SlowJira
+
+    def do_PUT(self):
+        self.body()
+        with self.server.lock:
+            self.server.puts += 1
+            first = self.server.puts == 1
+        if first:
+            self.server.taken.set()
+            self.server.release.wait(self.server.first_answer_after)
+        self.answer(204)
+
+    def do_POST(self):
+        self.body()
+        self.answer(201, b'{"id": "1"}')
+
+    def do_GET(self):
+        self.answer(200, b'{"comments": [], "startAt": 0, "maxResults": 50, "total": 0}')
+
+
+def _row(tmp_path) -> tuple[str, int, int, str | None]:
+    with sqlite3.connect(tmp_path / "escalator.db") as db:
+        return db.execute("SELECT status, attempts, lease_expiries, lease_owner FROM inbox").fetchone()
+
+
+def _until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _run(tmp_path, jira: _SlowJira, scenario) -> None:
+    config = tmp_path / "escalator.yaml"
+    config.write_text(
+        f"database: sqlite:///{tmp_path / 'escalator.db'}\n"
+        "dry_run: false\n"
+        f"worker: {{poll_seconds: 0.1, nice: 0, lease_seconds: {LEASE}}}\n"
+        f"notifications: {{lease_seconds: {LEASE}}}\n"
+        "platforms:\n"
+        f"  jira: {{url: 'http://127.0.0.1:{jira.server_address[1]}', email: bot@acme.test, api_token: t,\n"
+        f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
+    )
+    threading.Thread(target=jira.serve_forever, daemon=True).start()
+    procs = []
+    try:
+        serve = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", "--no-worker",
+                                own_group=True)  # fmt: skip
+        procs.append(serve)
+        port = int(wait_for_line(serve, "Escalator listening on").rsplit(":", 1)[1])
+        workers = {}
+        for _ in range(2):
+            work = start_escalator(tmp_path, "work", "--config", str(config), own_group=True)
+            procs.append(work)
+            wait_for_line(work, "worker started", timeout=60)
+            workers[work.pid] = work
+        payload = load_fixture("jira", "issue_created__outage")
+        payload["issue"]["id"], payload["issue"]["key"] = "81001", "LEASE-1"
+        assert post_jira(port, payload, "lease-1") == 202
+        assert jira.taken.wait(30), "no worker sent the edit"
+        scenario(workers)
+    finally:
+        jira.release.set()
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.communicate(timeout=30)
+        jira.shutdown()
+        jira.server_close()
+
+
+def test_a_live_worker_keeps_its_delivery_through_an_answer_three_leases_long(tmp_path):
+    jira = _SlowJira(first_answer_after=3 * LEASE)
+
+    def scenario(workers):
+        _until(lambda: _row(tmp_path)[0] == "done", 60, "the delivery was not decided")
+
+    _run(tmp_path, jira, scenario)
+    status, attempts, expiries, _ = _row(tmp_path)
+    # Renewed every 2/3 s: the other worker never found it expired, and Jira got one edit.
+    assert (status, attempts, expiries, jira.puts) == ("done", 1, 0, 1)
+
+
+def test_a_killed_workers_delivery_is_taken_by_the_other_within_about_one_lease(tmp_path):
+    jira = _SlowJira(first_answer_after=60)
+
+    def scenario(workers):
+        owner = _row(tmp_path)[3]
+        holder = int(owner.split(":")[1])  # host:pid:tag
+        assert holder in workers
+        killed = time.monotonic()
+        os.killpg(holder, signal.SIGKILL)
+        _until(lambda: _row(tmp_path)[0] == "done", 30, "the other worker did not take the delivery")
+        waited = time.monotonic() - killed
+        # One lease (its last renewal at most a third of it before the kill), the claim's once-a-second
+        # look for expired leases, and the decision; never worker.lease_seconds' old five minutes.
+        assert waited < LEASE + 5, f"taken again {waited:.1f} s after the kill"
+
+    _run(tmp_path, jira, scenario)
+    status, attempts, expiries, _ = _row(tmp_path)
+    assert (status, attempts, expiries, jira.puts) == ("done", 2, 1, 2)
