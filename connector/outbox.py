@@ -293,9 +293,12 @@ class OutboxSender:
     def _record(self, answered: list[_Answered]) -> None:
         """Each send's audit record and its message's new status (and a thread the channel started),
         all in one transaction."""
-        finished = [(a.queued.id, a.status, a.attempts, a.answer, a.at) for a in answered
-                    if a.status != store.PENDING]  # fmt: skip
         with writing(self.rt.engine) as conn:
+            ours = store.still_ours(conn, [a.queued.id for a in answered], owner=self.rt.owner)
+            if len(ours) < len(answered):
+                answered = self._taken_over(answered, ours)
+            finished = [(a.queued.id, a.status, a.attempts, a.answer, a.at) for a in answered
+                        if a.status != store.PENDING]  # fmt: skip
             store.finish_many(conn, finished)
             for a in answered:
                 queued = a.queued
@@ -310,6 +313,16 @@ class OutboxSender:
             audit.append_many(conn, [(a.record, a.at) for a in answered])
         for a in answered:
             self.rt.metrics.platform_requests.labels(f"channel:{a.queued.channel}", "POST", a.outcome).inc()
+
+    def _taken_over(self, answered: list[_Answered], ours: set[int]) -> list[_Answered]:
+        """Those of `answered` this sender still leases; the others were taken by another worker
+        when their lease ran out: their records are its to write (a message may have gone twice)."""
+        for a in answered:
+            if a.queued.id not in ours:
+                log.warning("notification %s to %s is no longer %s's: its lease ran out and another worker "
+                            "took it; this send (%s) is not recorded", a.queued.id, a.queued.channel,
+                            self.rt.owner, a.outcome)  # fmt: skip
+        return [a for a in answered if a.queued.id in ours]
 
     def _channel(self, name: str, settings: Any) -> Channel:
         channel = self._channels.get(name)

@@ -127,6 +127,23 @@ def give_back(engine: Engine, ids: list[int], *, owner: str) -> int:
 # Built once: a statement holding its values was built and looked up in the compiled cache per message.
 _FINISH = update(outbox).where(outbox.c.id == bindparam("b_id"))
 
+_STILL_OURS = (
+    select(outbox.c.id)
+    .where(
+        outbox.c.id.in_(bindparam("b_ids", expanding=True)),
+        outbox.c.status == PENDING,
+        outbox.c.lease_owner == bindparam("b_owner"),
+    )
+    .with_for_update()
+)
+
+
+def still_ours(conn: Connection, ids: list[int], *, owner: str) -> set[int]:
+    """Of the messages `ids`, those `owner` still leases, locked until the transaction ends (on
+    PostgreSQL; SQLite's writer holds the whole file): a sender that lost a lease (cut off from the
+    database past it) records nothing over the worker that took the message since."""
+    return set(conn.execute(_STILL_OURS, {"b_ids": ids, "b_owner": owner}).scalars())
+
 
 def finish_many(conn: Connection, finished: list[tuple[int, str, int, str, datetime]]) -> None:
     """Messages done with, each (id, status, attempts, answer, when): one statement run for all."""

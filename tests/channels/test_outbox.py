@@ -245,6 +245,34 @@ def test_a_message_a_bug_failed_waits_for_its_lease_not_sent_again_each_round(sq
     esc.rt.close()
 
 
+def test_a_sender_whose_lease_another_took_records_nothing_over_the_new_owner(sqlite_url, smtp, api):
+    """A sender cut off from the database past its lease while it sends: another worker takes the
+    messages and sends and records them; the late sender's sends are not recorded on top."""
+    import copy
+
+    esc, story = _paged(sqlite_url, smtp, api)
+    story.open_p1()
+    other_rt = copy.copy(esc.rt)
+    other_rt.owner = "other-worker"
+    other = OutboxSender(other_rt)
+    real_deliver, overtaken = OutboxSender._deliver, []
+
+    def late(self, queued):
+        if self is story.sender and not overtaken:
+            overtaken.append(queued.id)
+            esc.clock.advance(esc.rt.config.notifications.lease_seconds + 1)  # it renewed nothing
+            assert other.send_due() == 2  # the other worker takes both messages, sends, records them
+        return real_deliver(self, queued)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OutboxSender, "_deliver", late)
+        assert story.send() == 2
+    assert [r["outcome"] for r in sends(esc, "oncall")] == ["applied"]  # the other's record, alone
+    assert [r["outcome"] for r in sends(esc, "managers")] == ["applied"]
+    assert len([c for c in api.calls if c.request.url == HOOK_URL]) == 2  # sent by both: the window
+    esc.rt.close()
+
+
 def test_a_message_sent_again_after_a_crash_before_its_record_carries_the_same_id(sqlite_url, smtp, api):
     # The window no outbox can close: the channel accepted the message, the process died before the
     # outbox recorded it, and the restarted sender sends it again. Standard Webhooks receivers and mail
