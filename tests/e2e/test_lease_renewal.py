@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import pytest
 
-from tests.support.fake_http import JsonHandler
+from tests.support.fake_http import SlowJira
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
@@ -23,38 +21,6 @@ from tests.support.processes import post_jira, start_escalator, wait_for_line
 pytestmark = ONE_AT_A_TIME
 
 LEASE = 2.0
-
-
-class _SlowJira(ThreadingHTTPServer):
-    """Holds the first edit `first_answer_after` seconds (or until released) and answers the rest at once."""
-
-    def __init__(self, first_answer_after: float):
-        self.first_answer_after = first_answer_after
-        self.taken, self.release = threading.Event(), threading.Event()
-        self.puts = 0
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class _Handler(JsonHandler):
-    server: _SlowJira
-
-    def do_PUT(self):
-        self.body()
-        with self.server.lock:
-            self.server.puts += 1
-            first = self.server.puts == 1
-        if first:
-            self.server.taken.set()
-            self.server.release.wait(self.server.first_answer_after)
-        self.answer(204)
-
-    def do_POST(self):
-        self.body()
-        self.answer(201, b'{"id": "1"}')
-
-    def do_GET(self):
-        self.answer(200, b'{"comments": [], "startAt": 0, "maxResults": 50, "total": 0}')
 
 
 def _row(tmp_path) -> tuple[str, int, int, str | None]:
@@ -70,7 +36,7 @@ def _until(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _run(tmp_path, jira: _SlowJira, scenario) -> None:
+def _run(tmp_path, jira: SlowJira, scenario) -> None:
     config = tmp_path / "escalator.yaml"
     config.write_text(
         f"database: sqlite:///{tmp_path / 'escalator.db'}\n"
@@ -78,10 +44,9 @@ def _run(tmp_path, jira: _SlowJira, scenario) -> None:
         f"worker: {{poll_seconds: 0.1, nice: 0, lease_seconds: {LEASE}}}\n"
         f"notifications: {{lease_seconds: {LEASE}}}\n"
         "platforms:\n"
-        f"  jira: {{url: 'http://127.0.0.1:{jira.server_address[1]}', email: bot@acme.test, api_token: t,\n"
+        f"  jira: {{url: '{jira.url}', email: bot@acme.test, api_token: t,\n"
         f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
     )
-    threading.Thread(target=jira.serve_forever, daemon=True).start()
     procs = []
     try:
         serve = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", "--no-worker",
@@ -105,12 +70,11 @@ def _run(tmp_path, jira: _SlowJira, scenario) -> None:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
             proc.communicate(timeout=30)
-        jira.shutdown()
-        jira.server_close()
+        jira.close()
 
 
 def test_a_live_worker_keeps_its_delivery_through_an_answer_three_leases_long(tmp_path):
-    jira = _SlowJira(first_answer_after=3 * LEASE)
+    jira = SlowJira(first_answer_after=3 * LEASE)
 
     def scenario(workers):
         _until(lambda: _row(tmp_path)[0] == "done", 60, "the delivery was not decided")
@@ -122,7 +86,7 @@ def test_a_live_worker_keeps_its_delivery_through_an_answer_three_leases_long(tm
 
 
 def test_a_killed_workers_delivery_is_taken_by_the_other_within_about_one_lease(tmp_path):
-    jira = _SlowJira(first_answer_after=60)
+    jira = SlowJira(first_answer_after=60)
 
     def scenario(workers):
         owner = _row(tmp_path)[3]

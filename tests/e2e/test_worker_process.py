@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -20,7 +19,7 @@ from sqlalchemy.engine import make_url
 import connector.worker_process as worker_process
 from connector.runtime import owner_name
 from connector.worker_process import WorkerProcess
-from tests.support.fake_http import JsonHandler
+from tests.support.fake_http import SlowJira
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
@@ -104,50 +103,21 @@ def test_a_failing_hand_back_is_logged_and_the_worker_still_starts_again(monkeyp
     assert "the database does not answer" in caplog.text and "worker.lease_seconds" in caplog.text
 
 
-class _HangingJira(ThreadingHTTPServer):
-    """Takes the first edit and never answers it (the worker is killed meanwhile); answers the rest."""
-
-    def __init__(self):
-        self.hung, self.release = threading.Event(), threading.Event()
-        self.puts = 0
-        super().__init__(("127.0.0.1", 0), _HangingHandler)
-
-
-class _HangingHandler(JsonHandler):
-    server: _HangingJira
-
-    def do_PUT(self):
-        self.body()
-        self.server.puts += 1
-        if self.server.puts == 1:
-            self.server.hung.set()
-            self.server.release.wait(60)
-        self.answer(204)
-
-    def do_POST(self):
-        self.body()
-        self.answer(201, b'{"id": "1"}')
-
-    def do_GET(self):
-        self.answer(200, b'{"comments": [], "startAt": 0, "maxResults": 50, "total": 0}')
-
-
-def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_five_minute_lease(tmp_path):
-    jira = _HangingJira()
-    threading.Thread(target=jira.serve_forever, daemon=True).start()
+def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_lease(tmp_path):
+    jira = SlowJira()
     config = tmp_path / "escalator.yaml"
-    config.write_text(  # worker.lease_seconds left at its default: 300
+    config.write_text(  # worker.lease_seconds left at its default: 60 s, twice the wait below
         f"database: sqlite:///{tmp_path / 'escalator.db'}\n"
         "dry_run: false\n"
         "worker: {poll_seconds: 0.1, nice: 0}\n"
         "platforms:\n"
-        f"  jira: {{url: 'http://127.0.0.1:{jira.server_address[1]}', email: bot@acme.test, api_token: t,\n"
+        f"  jira: {{url: '{jira.url}', email: bot@acme.test, api_token: t,\n"
         f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
     )
     proc, port, worker = _serve(tmp_path, config)
     try:
         assert _deliver(port, 1) == 202
-        assert jira.hung.wait(30), "the worker never sent its edit"
+        assert jira.taken.wait(30), "the worker never sent its edit"
         os.kill(worker, signal.SIGKILL)  # mid-request, holding the delivery and its ticket
         line = wait_for_line(proc, "handed back what the worker", timeout=30)
         assert f":{worker}:" in line and "1 delivery, 1 ticket" in line
@@ -160,8 +130,7 @@ def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_five_minute_
         jira.release.set()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=30)
-        jira.shutdown()
-        jira.server_close()
+        jira.close()
 
 
 def _serve(tmp_path, config) -> tuple[subprocess.Popen, int, int]:
