@@ -10,13 +10,11 @@ import signal
 import sqlite3
 import time
 
-import pytest
-
 from tests.support.fake_http import SlowJira
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
-from tests.support.processes import post_jira, start_escalator, wait_for_line
+from tests.support.processes import post_jira, start_escalator, wait_for_line, wait_until
 
 pytestmark = ONE_AT_A_TIME
 
@@ -26,14 +24,6 @@ LEASE = 2.0
 def _row(tmp_path) -> tuple[str, int, int, str | None]:
     with sqlite3.connect(tmp_path / "escalator.db") as db:
         return db.execute("SELECT status, attempts, lease_expiries, lease_owner FROM inbox").fetchone()
-
-
-def _until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 def _run(tmp_path, jira: SlowJira, scenario) -> None:
@@ -77,7 +67,7 @@ def test_a_live_worker_keeps_its_delivery_through_an_answer_three_leases_long(tm
     jira = SlowJira(first_answer_after=3 * LEASE)
 
     def scenario(workers):
-        _until(lambda: _row(tmp_path)[0] == "done", 60, "the delivery was not decided")
+        wait_until(lambda: _row(tmp_path)[0] == "done", 60, "the delivery was not decided")
 
     _run(tmp_path, jira, scenario)
     status, attempts, expiries, _ = _row(tmp_path)
@@ -94,7 +84,7 @@ def test_a_killed_workers_delivery_is_taken_by_the_other_within_about_one_lease(
         assert holder in workers
         killed = time.monotonic()
         os.killpg(holder, signal.SIGKILL)
-        _until(lambda: _row(tmp_path)[0] == "done", 30, "the other worker did not take the delivery")
+        wait_until(lambda: _row(tmp_path)[0] == "done", 30, "the other worker did not take the delivery")
         waited = time.monotonic() - killed
         # One lease (its last renewal at most a third of it before the kill), the claim's once-a-second
         # look for expired leases, and the decision; never worker.lease_seconds' old five minutes.

@@ -23,17 +23,9 @@ from tests.support.fake_http import SlowJira
 from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
-from tests.support.processes import post_jira, start_escalator, wait_for_line
+from tests.support.processes import post_jira, start_escalator, wait_for_line, wait_until
 
 pytestmark = ONE_AT_A_TIME
-
-
-def _until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 def test_a_worker_that_ends_is_started_again_and_spaced_out_while_it_keeps_failing(monkeypatch):
@@ -41,7 +33,7 @@ def test_a_worker_that_ends_is_started_again_and_spaced_out_while_it_keeps_faili
     started = time.monotonic()
     worker = WorkerProcess([sys.executable, "-c", "raise SystemExit(3)"])  # fails at every start
     try:
-        _until(lambda: worker.restarts >= 3, 10, "never started again three times")
+        wait_until(lambda: worker.restarts >= 3, 10, "never started again three times")
     finally:
         worker.stop(5)
     assert time.monotonic() - started >= 0.1 + 0.2 + 0.4  # backing off between starts, not spinning
@@ -67,7 +59,7 @@ def test_a_worker_that_ends_is_named_to_on_end_by_the_owner_name_its_leases_carr
     ended: list[str] = []
     worker = WorkerProcess([sys.executable, "-c", code], on_end=ended.append)
     try:
-        _until(lambda: len(ended) >= 2, 10, "on_end was not called for two ends")
+        wait_until(lambda: len(ended) >= 2, 10, "on_end was not called for two ends")
     finally:
         worker.stop(5)
     started = [line.split() for line in seen.read_text().splitlines()]
@@ -96,7 +88,7 @@ def test_a_failing_hand_back_is_logged_and_the_worker_still_starts_again(monkeyp
 
     worker = WorkerProcess([sys.executable, "-c", "raise SystemExit(3)"], on_end=database_down)
     try:
-        _until(lambda: worker.restarts >= 1, 10, "never started again")
+        wait_until(lambda: worker.restarts >= 1, 10, "never started again")
     finally:
         worker.stop(5)
     assert "could not hand back what the worker" in caplog.text
@@ -121,7 +113,7 @@ def test_a_killed_workers_delivery_is_decided_at_once_not_after_its_lease(tmp_pa
         os.kill(worker, signal.SIGKILL)  # mid-request, holding the delivery and its ticket
         line = wait_for_line(proc, "handed back what the worker", timeout=30)
         assert f":{worker}:" in line and "1 delivery, 1 ticket" in line
-        _until(lambda: _done(tmp_path) == 1, 30, "the killed worker's delivery was not decided again")
+        wait_until(lambda: _done(tmp_path) == 1, 30, "the killed worker's delivery was not decided again")
         with sqlite3.connect(tmp_path / "escalator.db") as db:
             attempts, expiries = db.execute("SELECT attempts, lease_expiries FROM inbox").fetchone()
         assert (attempts, expiries) == (2, 1)  # counted as its lease's expiry, as if it had run out
@@ -166,12 +158,12 @@ def test_serve_starts_its_worker_again_after_kill_9_and_the_deliveries_are_decid
     proc, port, worker = _serve(tmp_path, config)
     try:
         assert _deliver(port, 1) == 202
-        _until(lambda: _done(tmp_path) == 1, 30, "the first delivery was not decided")
+        wait_until(lambda: _done(tmp_path) == 1, 30, "the first delivery was not decided")
         os.kill(worker, signal.SIGKILL)
         assert _deliver(port, 2) == 202  # accepted while no worker runs
         line = wait_for_line(proc, "started in place of", timeout=30)
         assert f"in place of {worker}" in line
-        _until(lambda: _done(tmp_path) == 2, 30, "the delivery accepted meanwhile was not decided")
+        wait_until(lambda: _done(tmp_path) == 2, 30, "the delivery accepted meanwhile was not decided")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=30)

@@ -30,6 +30,15 @@ def wait_for_line(proc, text: str, timeout: float = 30.0) -> str:
     pytest.fail(f"never saw {text!r} within {timeout:.0f} s; output:\n{''.join(seen)}")
 
 
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail the test saying `what` did not happen in time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def _next_line(proc, timeout: float) -> str | None:
     lines: queue.SimpleQueue[str] = queue.SimpleQueue()
     threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
