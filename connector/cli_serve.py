@@ -275,13 +275,13 @@ def _work(args) -> int:
             ) from exc
     _freeze_heap()
     pool.start()
-    keeper = LeaseKeeper(rt)  # its leases stay short: a worker that dies is replaced within one
-    keeper.start()
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).
     scheduler = SlaScheduler(rt, on_fired=pool.wake)
     scheduler.start()
     sender = OutboxSender(rt)  # notifications: their own loop, so a dead channel never holds up a ticket
     sender.start()
+    keeper = LeaseKeeper(rt, pool.held, sender.held)  # short leases, renewed while their work goes on
+    keeper.start()
     try:
         pool.wait()  # returns within worker.shutdown_seconds of the stop
     finally:

@@ -1,18 +1,24 @@
-"""A worker process's leases, renewed while it runs.
+"""A worker process's leases, renewed while it works on what they hold.
 
 Every delivery, ticket and notification a worker works on is leased to it. A lease must outlast
 the slowest platform answer, or a live worker's work would be taken by another; and it must be short,
 or a worker whose host went down holds its deliveries (and every later event of their tickets) for
 that long. Renewal gives both: the leases are short (`worker.lease_seconds`,
-`notifications.lease_seconds`), and while the process lives this thread extends them every third of
-the shorter one. A worker that dies stops renewing, and its work is taken again within one lease.
+`notifications.lease_seconds`), and this thread extends, every third of the shorter one, the leases
+of what the process is working on right now (`Held`: the worker pool's deliveries in flight, the
+outbox sender's messages being sent). A worker that dies stops renewing, and its work is taken again
+within one lease. What the process no longer works on is not renewed (a delivery it skipped, one
+the database failed under), nor is anything held longer than `RENEWED_AT_MOST` leases: a thread
+stuck on it (a bug, a server that trickles its answer) must not hold its ticket for ever.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,13 +27,61 @@ from connector.store import leases
 
 log = logging.getLogger("escalator")
 
+RENEWED_AT_MOST = 10  # leases' worth of time one delivery or message is kept by renewal
+
+
+class Held:
+    """The rows (by id) a process is working on: since when, and until when each one's lease runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, tuple[float, datetime]] = {}
+
+    def add(self, ids: Iterable[int], until: datetime) -> None:
+        since = time.monotonic()
+        with self._lock:
+            for row_id in ids:
+                self._held[row_id] = (since, until)
+
+    def drop(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            for row_id in ids:
+                self._held.pop(row_id, None)
+
+    def until(self, row_id: int) -> datetime | None:
+        """When the lease on `row_id` runs out, as last taken or renewed; None when not held."""
+        with self._lock:
+            held = self._held.get(row_id)
+        return held[1] if held is not None else None
+
+    def to_renew(self, longest: float) -> list[int]:
+        """The ids held for less than `longest` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            return [row_id for row_id, (since, _) in self._held.items() if now - since < longest]
+
+    def renewed(self, ids: Iterable[int], until: datetime) -> None:
+        with self._lock:
+            for row_id in ids:
+                held = self._held.get(row_id)
+                if held is not None:
+                    self._held[row_id] = (held[0], until)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._held)
+
 
 class LeaseKeeper:
-    def __init__(self, rt: Runtime):
+    """Renews the leases of `deliveries` (the worker pool's) and `notifications` (the outbox
+    sender's) from a thread of its own."""
+
+    def __init__(self, rt: Runtime, deliveries: Held, notifications: Held):
         self.rt = rt
-        self._deliveries = timedelta(seconds=rt.config.worker.lease_seconds)
-        self._notifications = timedelta(seconds=rt.config.notifications.lease_seconds)
-        self.interval = min(self._deliveries, self._notifications).total_seconds() / 3
+        self.deliveries, self.notifications = deliveries, notifications
+        self._delivery_lease = timedelta(seconds=rt.config.worker.lease_seconds)
+        self._notification_lease = timedelta(seconds=rt.config.notifications.lease_seconds)
+        self.interval = min(self._delivery_lease, self._notification_lease).total_seconds() / 3
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
@@ -46,13 +100,21 @@ class LeaseKeeper:
             self.renew()
 
     def renew(self) -> bool:
-        """Extend this process's leases now; False (logged once until it works again) when the
+        """Extend the leases of what is held now; False (logged once until it works again) when the
         database refused: they keep their end, and are renewed at the next turn if still ours."""
+        deliveries = self.deliveries.to_renew(RENEWED_AT_MOST * self._delivery_lease.total_seconds())
+        notifications = self.notifications.to_renew(
+            RENEWED_AT_MOST * self._notification_lease.total_seconds()
+        )
+        if not deliveries and not notifications:
+            return True
         now = self.rt.clock()
+        deliveries_until, notifications_until = now + self._delivery_lease, now + self._notification_lease
         try:
             leases.renew(
                 self.rt.engine, self.rt.owner,
-                deliveries_until=now + self._deliveries, notifications_until=now + self._notifications,
+                deliveries=deliveries, deliveries_until=deliveries_until,
+                notifications=notifications, notifications_until=notifications_until,
             )  # fmt: skip
         except (SQLAlchemyError, OSError) as exc:
             if not self._failing:
@@ -61,6 +123,8 @@ class LeaseKeeper:
                             str(exc).splitlines()[0], self.interval)  # fmt: skip
             self._failing = True
             return False
+        self.deliveries.renewed(deliveries, deliveries_until)
+        self.notifications.renewed(notifications, notifications_until)
         if self._failing:
             log.info("this worker's leases are renewed again")
         self._failing = False

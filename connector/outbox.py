@@ -27,6 +27,7 @@ from channels.errors import ChannelError
 from channels.message import INSTANT_FORMAT
 from channels.registry import CHANNEL_TYPES, TICKET_NOTE, Channel, make_channel
 from connector import audit
+from connector.lease_keeper import Held
 from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
 from connector.retry import Stranded, backoff_seconds
 from connector.runtime import Runtime
@@ -119,6 +120,9 @@ class OutboxSender:
         self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._stranded: Stranded[int] = Stranded()  # ids of messages the database failed under
+        self.held = (
+            Held()
+        )  # the messages being sent now, with their leases' ends: the lease keeper renews them
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -171,10 +175,14 @@ class OutboxSender:
         ids = [q.id for q in due]
         taken = store.take_many(self.rt.engine, ids, owner=self.rt.owner, now=now, lease=lease)
         mine = [q for q in due if q.id in taken]
-        if len(mine) == 1 or cfg.threads == 1:
-            _each(mine, self._send_or_strand)  # one that fails does not leave the rest to their lease
-        else:
-            self._send_side_by_side(mine)
+        self.held.add(taken, now + lease)
+        try:
+            if len(mine) == 1 or cfg.threads == 1:
+                _each(mine, self._send_or_strand)  # one that fails does not leave the rest to their lease
+            else:
+                self._send_side_by_side(mine)
+        finally:
+            self.held.drop(taken)  # recorded, stranded or failed: not renewed any more
         return len(mine)
 
     def _send_or_strand(self, queued: store.QueuedMessage) -> None:

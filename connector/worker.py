@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connector import cpu, wakeup
+from connector.lease_keeper import Held
 from connector.pipeline import process
 from connector.retry import Stranded
 from connector.runtime import Runtime
@@ -125,6 +126,8 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._listener: wakeup.Listener | None = None
         self._stranded: Stranded[InboxItem] = Stranded()
+        # The deliveries claimed and not ended yet, with their leases' ends: what the lease keeper renews.
+        self.held = Held()
 
     def start(self) -> None:
         for installation in self.rt.installations.values():
@@ -262,6 +265,7 @@ class WorkerPool:
             unnamed, named, flying = self._unnamed, self._named, set(self._flying)
         items = inbox.claim(self.rt.engine, owner=self.rt.owner, now=now, lease=lease, limit=limit)
         taken_until = self.rt.clock() + lease
+        self.held.add((item.id for item in items), taken_until)
         with self._lock:
             self._in_flight += len(items)
             for item in items:
@@ -294,7 +298,7 @@ class WorkerPool:
             item, taken_until, unnamed = job
             outcome = None
             try:
-                if self.rt.clock() >= taken_until:
+                if self.rt.clock() >= (self.held.until(item.id) or taken_until):
                     # Our lease ran out before it got a thread: another worker may hold it now.
                     # It is claimed again (with the expiry counted), never handled twice at once.
                     log.warning("lease on %s delivery %s ran out before it was handled",
@@ -316,6 +320,7 @@ class WorkerPool:
         or it failed: `outcome` None), or the dispatcher waits for the slot it frees. Without a
         listener (`worker.listen: false`, an in-memory database) nothing names the tickets with work
         waiting: every end looks."""
+        self.held.drop((item.id,))  # ended, skipped or stranded: not renewed any more
         ticket = (item.platform, item.ticket_id) if item.ticket_id is not None else None
         left_behind = outcome is None or outcome in LEFT_BEHIND
         with self._lock:

@@ -13,6 +13,7 @@ every worker), a note that was in flight is looked for on the platform before it
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,28 +42,30 @@ _TICKETS = _ending(tickets)
 _NOTIFICATIONS = _ending(outbox, outbox.c.status == notifications.PENDING)
 
 
-# Renewing: the owner's leases, running or not (one that ran out but was not taken again is still
-# this live worker's work; one taken again has another owner). A ticket's lease is renewed through
-# the delivery that holds it: the tickets table has no index on its lease owner.
-_RENEW_DELIVERIES = Prepared(
+# Renewing: the rows the worker says it works on, while they are still its own (one that ran out
+# but was not taken again is still this live worker's work; one taken again has another owner). A
+# ticket's lease is renewed through the delivery that holds it: tickets have no index on their owner.
+def _still_mine(table, ids: str):
+    return table.c.id.in_(bindparam(ids, expanding=True)), table.c.lease_owner == bindparam("b_owner")
+
+
+_RENEW_DELIVERIES = (
     update(inbox)
-    .where(inbox.c.status == deliveries.PROCESSING, inbox.c.lease_owner == bindparam("b_owner"))
+    .where(inbox.c.status == deliveries.PROCESSING, *_still_mine(inbox, "b_deliveries"))
     .values(lease_until=bindparam("b_until"))
 )
-_HELD = select(inbox.c.platform, inbox.c.ticket_id).where(
-    inbox.c.status == deliveries.PROCESSING, inbox.c.lease_owner == bindparam("b_owner")
-)
-_RENEW_TICKETS = Prepared(
+_HELD_TICKETS = select(inbox.c.platform, inbox.c.ticket_id).where(*_still_mine(inbox, "b_deliveries"))
+_RENEW_TICKETS = (
     update(tickets)
     .where(
         tickets.c.lease_owner == bindparam("b_owner"),
-        tuple_(tickets.c.platform, tickets.c.ticket_id).in_(_HELD),
+        tuple_(tickets.c.platform, tickets.c.ticket_id).in_(_HELD_TICKETS),
     )
     .values(lease_until=bindparam("b_until"))
 )
-_RENEW_NOTIFICATIONS = Prepared(
+_RENEW_NOTIFICATIONS = (
     update(outbox)
-    .where(outbox.c.status == notifications.PENDING, outbox.c.lease_owner == bindparam("b_owner"))
+    .where(outbox.c.status == notifications.PENDING, *_still_mine(outbox, "b_notifications"))
     .values(lease_until=bindparam("b_until"))
 )
 
@@ -96,13 +99,25 @@ def run_out(engine: Engine, owner: str, now: datetime) -> RunOut:
         )
 
 
-def renew(engine: Engine, owner: str, *, deliveries_until: datetime, notifications_until: datetime) -> RunOut:
-    """Extend every lease `owner` holds, in one transaction: its deliveries and their tickets to
-    `deliveries_until`, its notifications to `notifications_until`."""
-    work = {"b_owner": owner, "b_until": deliveries_until}
+def renew(
+    engine: Engine,
+    owner: str,
+    *,
+    deliveries: Collection[int] = (),
+    deliveries_until: datetime,
+    notifications: Collection[int] = (),
+    notifications_until: datetime,
+) -> RunOut:
+    """Extend, in one transaction, the leases `owner` still holds on the inbox rows `deliveries` and
+    their tickets (to `deliveries_until`) and on the outbox rows `notifications` (to
+    `notifications_until`); how many of each."""
+    counts = {"deliveries": 0, "tickets": 0, "notifications": 0}
     with writing(engine) as conn:
-        return RunOut(
-            deliveries=_RENEW_DELIVERIES.run(conn, work),
-            tickets=_RENEW_TICKETS.run(conn, work),
-            notifications=_RENEW_NOTIFICATIONS.run(conn, {"b_owner": owner, "b_until": notifications_until}),
-        )
+        if deliveries:
+            held = {"b_owner": owner, "b_deliveries": list(deliveries), "b_until": deliveries_until}
+            counts["deliveries"] = conn.execute(_RENEW_DELIVERIES, held).rowcount
+            counts["tickets"] = conn.execute(_RENEW_TICKETS, held).rowcount
+        if notifications:
+            held = {"b_owner": owner, "b_notifications": list(notifications), "b_until": notifications_until}
+            counts["notifications"] = conn.execute(_RENEW_NOTIFICATIONS, held).rowcount
+    return RunOut(**counts)
