@@ -21,9 +21,14 @@ from sqlalchemy import Engine, bindparam, select, tuple_, update
 
 from connector.store import inbox as deliveries
 from connector.store import outbox as notifications
-from connector.store.db import writing
+from connector.store.db import one_statement
 from connector.store.prepared import Prepared
 from connector.store.tables import inbox, outbox, tickets
+
+# _LOCK_ORDER: a decision's record locks its ticket's row, then its delivery's; a renewal (or a
+# hand-back) in one transaction locked deliveries, then their tickets, and on PostgreSQL the two
+# deadlocked under load. Each statement here runs alone (autocommit; one writer on SQLite anyway),
+# so none holds one kind of row while it waits for the other.
 
 # The claims compare `lease_until < now`: a lease that ended a second ago is expired for any clock
 # that reads now or later, a test's frozen one too.
@@ -88,10 +93,10 @@ class RunOut:
 
 
 def run_out(engine: Engine, owner: str, now: datetime) -> RunOut:
-    """End now every lease `owner` holds, in one transaction. Only for an owner known to be dead:
+    """End now every lease `owner` holds. Only for an owner known to be dead:
     a live worker would find its work taken by another (safe — its record is refused — but wasted)."""
     params = {"b_owner": owner, "b_ended": now - _ENDED}
-    with writing(engine) as conn:
+    with one_statement(engine) as conn:  # each statement alone: see _LOCK_ORDER
         return RunOut(
             deliveries=_DELIVERIES.run(conn, params),
             tickets=_TICKETS.run(conn, params),
@@ -108,11 +113,11 @@ def renew(
     notifications: Collection[int] = (),
     notifications_until: datetime,
 ) -> RunOut:
-    """Extend, in one transaction, the leases `owner` still holds on the inbox rows `deliveries` and
+    """Extend the leases `owner` still holds on the inbox rows `deliveries` and
     their tickets (to `deliveries_until`) and on the outbox rows `notifications` (to
     `notifications_until`); how many of each."""
     counts = {"deliveries": 0, "tickets": 0, "notifications": 0}
-    with writing(engine) as conn:
+    with one_statement(engine) as conn:  # each statement alone: see _LOCK_ORDER
         if deliveries:
             held = {"b_owner": owner, "b_deliveries": list(deliveries), "b_until": deliveries_until}
             counts["deliveries"] = conn.execute(_RENEW_DELIVERIES, held).rowcount

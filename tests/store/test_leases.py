@@ -4,12 +4,16 @@ the leases had run out by themselves; nobody else's lease is touched."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
 from connector.store import inbox, leases
 from connector.store import outbox as notifications
+from connector.store.db import make_engine
 from connector.store.tables import tickets
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -131,3 +135,33 @@ def test_renewing_keeps_a_lease_that_ran_out_unnoticed_but_not_one_taken_again(e
                            notifications_until=T0 + timedelta(seconds=80))  # fmt: skip
     assert renewed.deliveries == 1  # a: nobody took it, it is still being decided by w1
     assert inbox.claim(engine, owner="w3", now=T0 + timedelta(seconds=30), lease=LEASE, limit=10) == []
+
+
+@pytest.mark.postgres
+def test_renewing_never_deadlocks_with_a_record_locking_its_ticket_then_its_delivery(migrated_postgres_url):
+    """Found in a real run: a decision's record locks its ticket, then its delivery; a renewal of
+    both in one transaction, in the other order, deadlocked with it under load."""
+    engine = make_engine(migrated_postgres_url)
+    try:
+        _accept(engine, "a1", ticket="A")
+        (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=1)
+        failures: list[BaseException] = []
+        with engine.connect() as record:  # the record's transaction, under way
+            record.execute(update(tickets).where(tickets.c.ticket_id == "A").values(priority="P1"))
+
+            def renew() -> None:
+                try:
+                    leases.renew(engine, "w1", deliveries=[item.id], deliveries_until=T0 + LEASE,
+                                 notifications_until=T0 + LEASE)  # fmt: skip
+                except BaseException as exc:
+                    failures.append(exc)
+
+            renewing = threading.Thread(target=renew)
+            renewing.start()
+            time.sleep(0.5)  # the renewal has its delivery's row and waits for the ticket's
+            record.execute(update(inbox.inbox).where(inbox.inbox.c.id == item.id).values(last_error=None))
+            record.commit()
+        renewing.join(30)
+        assert not renewing.is_alive() and failures == []
+    finally:
+        engine.dispose()
