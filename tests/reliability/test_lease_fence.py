@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select, update
 
 from connector import pipeline
 from connector.store import inbox
 from connector.store.db import pipelined, writing
+from connector.store.tables import tickets
 from tests.conformance.drivers import Spec, post
 from tests.reliability.test_exactly_once import NotePlatform
 
@@ -47,9 +49,15 @@ def test_writes_to_a_row_no_longer_ours_are_refused_and_roll_back_their_transact
     (mine,) = inbox.claim(esc.rt.engine, owner="w1", now=esc.clock(), lease=lease, limit=1)
     with pytest.raises(inbox.LeaseLost, match="no longer w2's"):
         inbox.record_in_flight(esc.rt.engine, mine, "fp", owner="w2", confirmed=frozenset())
-    with pytest.raises(inbox.LeaseLost), writing(esc.rt.engine) as conn:
+    # As a record does it: other writes first (here the ticket's memory), the delivery's row last, in a
+    # pipelined block on PostgreSQL. Refused, the whole transaction is rolled back, the ticket's too.
+    with pytest.raises(inbox.LeaseLost), writing(esc.rt.engine) as conn, pipelined(conn):
+        conn.execute(update(tickets).where(tickets.c.ticket_id == mine.ticket_id).values(priority="P1"))
         inbox.finish(conn, mine, status=inbox.DONE, owner="w2", now=esc.clock())
     assert inbox.counts(esc.rt.engine) == {"processing": 1}
+    with esc.rt.engine.connect() as conn:  # and the pool's connection is fit for the next transaction
+        priority = conn.execute(select(tickets.c.priority).where(tickets.c.ticket_id == mine.ticket_id))
+        assert priority.scalar_one() is None
     # The owner's own writes land (on PostgreSQL, inside a pipelined block too).
     inbox.record_in_flight(esc.rt.engine, mine, "fp", owner="w1", confirmed=frozenset())
     with writing(esc.rt.engine) as conn, pipelined(conn):
