@@ -120,9 +120,8 @@ class OutboxSender:
         self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._stranded: Stranded[int] = Stranded()  # ids of messages the database failed under
-        self.held = (
-            Held()
-        )  # the messages being sent now, with their leases' ends: the lease keeper renews them
+        # The messages being sent now, with their leases' ends: what the lease keeper renews.
+        self.held = Held()
 
     # --- the loop -----------------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ class WorkerPool:
         self._short_of_room = False  # the last look claimed nothing for want of a slot or the CPU
         self._stop = threading.Event()
         self._wake = threading.Event()  # new work may be due: stored, fired, or a slot freed
-        self._work: queue.SimpleQueue[tuple[InboxItem, datetime, int] | None] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[tuple[InboxItem, int] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards the counts below
         self._in_flight = 0
         self._flying: Counter[wakeup.Ticket] = Counter()  # the tickets of the deliveries in flight
@@ -264,8 +264,7 @@ class WorkerPool:
         with self._lock:  # signals from here on, and ends, may have come after the claim's snapshot
             unnamed, named, flying = self._unnamed, self._named, set(self._flying)
         items = inbox.claim(self.rt.engine, owner=self.rt.owner, now=now, lease=lease, limit=limit)
-        taken_until = self.rt.clock() + lease
-        self.held.add((item.id for item in items), taken_until)
+        self.held.add((item.id for item in items), self.rt.clock() + lease)
         with self._lock:
             self._in_flight += len(items)
             for item in items:
@@ -277,7 +276,7 @@ class WorkerPool:
             if len(items) < limit:
                 self._forget_owed(named, flying)
         for item in items:
-            self._work.put((item, taken_until, unnamed))
+            self._work.put((item, unnamed))
         return len(items)
 
     def _forget_owed(self, named: int, flying: set[wakeup.Ticket]) -> None:
@@ -295,10 +294,11 @@ class WorkerPool:
             job = self._work.get()
             if job is None:
                 return
-            item, taken_until, unnamed = job
+            item, unnamed = job
             outcome = None
             try:
-                if self.rt.clock() >= (self.held.until(item.id) or taken_until):
+                until = self.held.until(item.id)  # as claimed, or as the lease keeper renewed it
+                if until is None or self.rt.clock() >= until:
                     # Our lease ran out before it got a thread: another worker may hold it now.
                     # It is claimed again (with the expiry counted), never handled twice at once.
                     log.warning("lease on %s delivery %s ran out before it was handled",

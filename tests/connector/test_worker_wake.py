@@ -301,14 +301,14 @@ def test_two_rows_of_one_ticket_signalled_together_each_send_the_dispatcher_look
         assert pool._claim(4) == 2  # one row of each ticket
         taken = {}
         for _ in range(2):
-            item, _, unnamed = pool._work.get_nowait()
+            item, unnamed = pool._work.get_nowait()
             taken[item.ticket_id] = (item, unnamed)
         assert pool._ended(*taken["T-2"], "failed") is False  # nothing owed to T-2
         for item, _ in taken.values():
             worker.process(rt, item)  # recorded (as unreadable): the ticket's lease ends
         assert pool._ended(*taken["T-1"], "failed") is True  # T-1's second row waits for it
         assert pool._claim(4) == 1
-        item, _, unnamed = pool._work.get_nowait()
+        item, unnamed = pool._work.get_nowait()
         assert pool._ended(item, unnamed, "failed") is False
         assert pool._ended(item, unnamed - 1, "failed") is True  # a signal naming no tickets came
         assert pool._ended(item, unnamed, "retrying") is True  # it comes due again on its own
@@ -350,7 +350,7 @@ def test_a_successor_signalled_while_its_ticket_ends_during_a_claim_is_still_owe
         store(0)
         pool.wake(Counter({ticket: 1}))
         assert pool._claim(4) == 1
-        first, _, unnamed = pool._work.get_nowait()
+        first, unnamed = pool._work.get_nowait()
         for n in (1, 2):
             store(n)
         pool.wake(Counter({ticket: 2}))  # two successors, while the first is in flight
@@ -366,7 +366,7 @@ def test_a_successor_signalled_while_its_ticket_ends_during_a_claim_is_still_owe
         assert pool._claim(4) == 0
         monkeypatch.setattr(inbox, "claim", claim)
         assert pool._claim(4) == 1
-        second, _, unnamed = pool._work.get_nowait()
+        second, unnamed = pool._work.get_nowait()
         worker.process(rt, second)
         assert pool._ended(second, unnamed, "failed") is True  # the third is still owed
     finally:
@@ -386,12 +386,12 @@ def test_rows_stored_while_nobody_listened_are_taken_one_after_the_other(db_url)
     pool._hears = True  # as with a listener that heard none of it
     try:
         assert pool._claim(4) == 1
-        first, _, unnamed = pool._work.get_nowait()
+        first, unnamed = pool._work.get_nowait()
         assert first.behind
         worker.process(rt, first)
         assert pool._ended(first, unnamed, "failed") is True
         assert pool._claim(4) == 1
-        last, _, unnamed = pool._work.get_nowait()
+        last, unnamed = pool._work.get_nowait()
         assert not last.behind
         worker.process(rt, last)
         assert pool._ended(last, unnamed, "failed") is False
