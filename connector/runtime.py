@@ -20,6 +20,7 @@ from connector.config import Config, ConfigError
 from connector.metrics import Metrics
 from connector.store.db import make_engine, migrate
 from connector.store.intake import Intake
+from connector.store.tables import inbox
 from platforms.base import PlatformClient, Provider
 from platforms.registry import PLATFORMS
 from policies import Policy, PolicyError, load_policy
@@ -130,8 +131,10 @@ def new_owner_tag() -> str:
 
 def owner_name(pid: int, tag: str) -> str:
     """The name a process's leases carry: its host, its pid and a tag of its own (a pid is reused).
-    `escalator serve` gives its worker process the tag, so it knows what a dead worker held."""
-    return f"{socket.gethostname()}:{pid}:{tag}"
+    `escalator serve` gives its worker process the tag, so it knows what a dead worker held. A long
+    host name (a pod's, an FQDN) is cut to fit the lease columns; the pid and tag stay whole."""
+    own = f":{pid}:{tag}"
+    return socket.gethostname()[: inbox.c.lease_owner.type.length - len(own)] + own
 
 
 @dataclass

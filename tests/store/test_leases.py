@@ -165,3 +165,17 @@ def test_renewing_never_deadlocks_with_a_record_locking_its_ticket_then_its_deli
         assert not renewing.is_alive() and failures == []
     finally:
         engine.dispose()
+
+
+def test_a_long_host_name_still_makes_an_owner_name_the_lease_columns_hold(engine, monkeypatch):
+    """Kubernetes pod names, FQDNs: a host name may be 63 characters or more; the lease columns hold
+    64. The name keeps its pid and tag whole (serve finds a dead worker by them)."""
+    from connector import runtime
+    from connector.store.tables import inbox as inbox_table
+
+    monkeypatch.setattr(runtime.socket, "gethostname", lambda: "escalator-worker-" + "x" * 80 + ".svc.local")
+    owner = runtime.owner_name(4194303, "a1b2c3")
+    assert len(owner) <= inbox_table.c.lease_owner.type.length and owner.endswith(":4194303:a1b2c3")
+    _accept(engine, "a1", ticket="A")
+    (item,) = inbox.claim(engine, owner=owner, now=T0, lease=LEASE, limit=1)
+    assert leases.run_out(engine, owner, T0).deliveries == 1
