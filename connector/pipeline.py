@@ -37,7 +37,7 @@ from connector.plan import note_mark, with_note_mark
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
 from connector.store import inbox, tickets, timers
-from connector.store.db import database_unavailable, pipelined, reading, writing
+from connector.store.db import database_unavailable, pipelined_writing, reading, writing
 from connector.store.inbox import InboxItem
 from platforms.base import CAP_LABELS, Delivery, OutboundRequest, SentRequest
 from platforms.errors import (
@@ -510,39 +510,40 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     released = rt.owner if remember and claimed_with_it else None
     if released is not None:
         sent["ticket_released"] = True
-    with writing(rt.engine) as conn:
-        existing = None  # read before the pipeline below, which sends writes without waiting and reads none
+    # On PostgreSQL its statements go out together: a record is two or three round trips. A re-arm
+    # (rare) reads the ticket's timers through SQLAlchemy, which cannot read in pipeline mode.
+    with pipelined_writing(rt.engine, unless=result.rearm is not None) as conn:
+        existing = None
         if remember and rearm_timers:
             # A ticket whose memory holds no SLA state was never recorded, so no timer of it is armed.
             never_armed = claimed_with_it and item.memory.sla is None
             existing = {} if never_armed else timers.in_place(conn, item.platform, event.ticket.ref.id)
-        with pipelined(conn, unless=result.rearm is not None):  # a re-arm reads the ticket's timers
-            outbox.queue(conn, notices, decision_id=record_id, now=now)  # with its decision, or not at all
-            if remember:
-                ticket = event.ticket
-                tickets.save(
-                    conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
-                    priority=_priority_value(result.decision),
-                    requester_id=ticket.requester.id if ticket.requester else None, now=now,
-                    snapshot=result.snapshot, sla={**clocks.to_json(), timers.ARMED_KEY: armed},
-                    release_lease_of=released,
-                    write_windows=windows if windows_counted else tickets.UNCHANGED,
-                )  # fmt: skip
-                windows_counted = False
-                if existing is not None:  # else they are the ones armed last time: nothing to write
-                    timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now,
-                                     existing=existing)  # fmt: skip
-            elif result.outcome == "echo" and event is not None and result.snapshot is not None:
-                tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
-            elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
-                retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
-            if windows_counted:  # writes went out and nothing else of the memory is saved (a retry, say)
-                tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
-            if result.outcome == "retrying":
-                inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "", **sent)
-            else:
-                status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
-                inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error, **sent)
+        outbox.queue(conn, notices, decision_id=record_id, now=now)  # with its decision, or not at all
+        if remember:
+            ticket = event.ticket
+            tickets.save(
+                conn, item.platform, ticket.ref.id, key=ticket.ref.key, state=result.state,
+                priority=_priority_value(result.decision),
+                requester_id=ticket.requester.id if ticket.requester else None, now=now,
+                snapshot=result.snapshot, sla={**clocks.to_json(), timers.ARMED_KEY: armed},
+                release_lease_of=released,
+                write_windows=windows if windows_counted else tickets.UNCHANGED,
+            )  # fmt: skip
+            windows_counted = False
+            if existing is not None:  # else they are the ones armed last time: nothing to write
+                timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now,
+                                 existing=existing)  # fmt: skip
+        elif result.outcome == "echo" and event is not None and result.snapshot is not None:
+            tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
+        elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
+            retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
+        if windows_counted:  # writes went out and nothing else of the memory is saved (a retry, say)
+            tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
+        if result.outcome == "retrying":
+            inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "", **sent)
+        else:
+            status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
+            inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error, **sent)
         # Last: appending locks the chain's head until the commit, so every other appender waits
         # only for this append, not for the rest of this transaction.
         audit.append(conn, record, at=now, keys=rt.audit_keys, record_id=record_id)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.audit.keys import AuditKeys
 from connector.store.db import placeholder
+from connector.store.prepared import Prepared
 from connector.store.tables import audit_people
 
 
@@ -237,9 +238,13 @@ def seen_again_sql(paramstyle: str, count: int, seq: str | None = None) -> str:
 def _upsert(
     conn: Connection, people: list[Someone], keys: AuditKeys, *, seq: int, now: datetime
 ) -> dict[tuple[str, str], str]:
-    """One statement: each person's pseudonym, their row created or its last sighting moved on."""
-    rows = [
-        {
+    """Each person's pseudonym, their row created or its last sighting moved on: a statement each,
+    read through the DBAPI cursor (a record is written in PostgreSQL's pipeline mode, where
+    SQLAlchemy's own results cannot be read). Only people this process does not know come here."""
+    upsert = _upsert_statement(conn.dialect.name)
+    names = {}
+    for who in people:
+        row = {
             "pseudonym": "psn:" + secrets.token_hex(12),
             "platform": who.platform,
             "lookup": keys.lookup(who.platform, who.id),
@@ -248,30 +253,15 @@ def _upsert(
             "first_seen": now,
             "last_seen_seq": seq,
         }
-        for who in people
-    ]
-    if len(rows) == 1:  # the statement for one row is cheaper than the many-rows form
-        [row] = rows
-        return {
-            (row["platform"], row["person_id"]): conn.execute(
-                _upsert_statement(conn.dialect.name), row
-            ).scalar_one()
-        }
-    answered = conn.execute(_upsert_statement(conn.dialect.name, many=True), rows).all()
-    return {
-        (row["platform"], row["person_id"]): pseudonym
-        for row, (pseudonym,) in zip(rows, answered, strict=True)
-    }
+        names[(who.platform, who.id)] = upsert.first(conn, row).pseudonym
+    return names
 
 
 @functools.cache
-def _upsert_statement(dialect_name: str, *, many: bool = False):
-    """Built once per backend: building it per person cost more than running it. `many`: for a
-    list of rows, answering in their order (SQLAlchemy sends them as one INSERT … VALUES)."""
+def _upsert_statement(dialect_name: str) -> Prepared:
+    """Built once per backend: building it per person cost more than running it."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    insert = dialect.insert(audit_people)
-    if not many:
-        insert = insert.values({column: bindparam(column) for column in _COLUMNS})
+    insert = dialect.insert(audit_people).values({column: bindparam(column) for column in _COLUMNS})
     upsert = insert.on_conflict_do_update(
         index_elements=[audit_people.c.platform, audit_people.c.lookup],
         set_={
@@ -279,7 +269,7 @@ def _upsert_statement(dialect_name: str, *, many: bool = False):
             "name": func.coalesce(insert.excluded.name, audit_people.c.name),
         },
     )
-    return upsert.returning(audit_people.c.pseudonym, sort_by_parameter_order=many)
+    return Prepared(upsert.returning(audit_people.c.pseudonym))
 
 
 _COLUMNS = ("pseudonym", "platform", "lookup", "person_id", "name", "first_seen", "last_seen_seq")

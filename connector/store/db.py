@@ -272,17 +272,44 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
-def pipelined(conn: Connection, *, unless: bool = False) -> Iterator[Connection]:
-    """On PostgreSQL, the block's statements sent without waiting for each one's answer (psycopg's
-    pipeline mode; the transaction's BEGIN too, when none was sent yet), all answered at the block's
-    end: one round trip for the lot. SQLAlchemy cannot read rows in it (a result has no columns
-    until its answer came): only writes whose rows are not read, and whose errors may surface at the
-    block's end, where the whole transaction fails anyway. Elsewhere, or `unless`, a plain block."""
-    if unless or conn.dialect.name != "postgresql":
-        yield conn
+def pipelined_writing(engine: Engine, *, unless: bool = False) -> Iterator[Connection]:
+    """A write transaction, as writing(); on PostgreSQL sent in as few round trips as its reads allow.
+
+    psycopg sends a transaction's BEGIN as a round trip of its own, and its COMMIT as another, also
+    in pipeline mode. Here the connection runs in autocommit and in pipeline mode for the whole
+    block: BEGIN is queued first and COMMIT last, and the statements between go out without waiting
+    for each answer. A read (RETURNING or SELECT through `Prepared` or the DBAPI cursor) is one round
+    trip for everything queued before it; the block's end is one more. A statement refused surfaces
+    at the next read or at the end, the transaction is rolled back and the connection goes on
+    working. SQLAlchemy's own results find no columns in pipeline mode: a block that reads through
+    `conn.execute` passes `unless` (a plain writing() block then)."""
+    if unless or engine.dialect.name != "postgresql":
+        with writing(engine) as conn:
+            yield conn
         return
-    with conn.connection.dbapi_connection.pipeline():
-        yield conn
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        raw = conn.connection.dbapi_connection
+        try:
+            with raw.pipeline():
+                raw.execute(_BEGIN[raw.isolation_level])
+                yield conn
+                raw.execute(b"COMMIT")
+        except BaseException:
+            if not raw.closed and raw.info.transaction_status != _IDLE:
+                raw.rollback()  # the transaction we began (psycopg sends ROLLBACK in autocommit too)
+            raise
+
+
+# psycopg's `isolation_level` (None: the server's default) → the BEGIN it would send itself.
+_BEGIN = {
+    None: b"BEGIN",
+    1: b"BEGIN ISOLATION LEVEL READ UNCOMMITTED",
+    2: b"BEGIN ISOLATION LEVEL READ COMMITTED",
+    3: b"BEGIN ISOLATION LEVEL REPEATABLE READ",
+    4: b"BEGIN ISOLATION LEVEL SERIALIZABLE",
+}
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 def reading(engine: Engine) -> AbstractContextManager[Connection]:

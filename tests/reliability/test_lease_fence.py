@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from connector import pipeline
 from connector.store import inbox
-from connector.store.db import pipelined, writing
+from connector.store.db import pipelined_writing
 from connector.store.tables import tickets
 from tests.conformance.drivers import Spec, post
 from tests.reliability.test_exactly_once import NotePlatform
@@ -51,7 +51,7 @@ def test_writes_to_a_row_no_longer_ours_are_refused_and_roll_back_their_transact
         inbox.record_in_flight(esc.rt.engine, mine, "fp", owner="w2", confirmed=frozenset())
     # As a record does it: other writes first (here the ticket's memory), the delivery's row last, in a
     # pipelined block on PostgreSQL. Refused, the whole transaction is rolled back, the ticket's too.
-    with pytest.raises(inbox.LeaseLost), writing(esc.rt.engine) as conn, pipelined(conn):
+    with pytest.raises(inbox.LeaseLost), pipelined_writing(esc.rt.engine) as conn:
         conn.execute(update(tickets).where(tickets.c.ticket_id == mine.ticket_id).values(priority="P1"))
         inbox.finish(conn, mine, status=inbox.DONE, owner="w2", now=esc.clock())
     assert inbox.counts(esc.rt.engine) == {"processing": 1}
@@ -60,6 +60,6 @@ def test_writes_to_a_row_no_longer_ours_are_refused_and_roll_back_their_transact
         assert priority.scalar_one() is None
     # The owner's own writes land (on PostgreSQL, inside a pipelined block too).
     inbox.record_in_flight(esc.rt.engine, mine, "fp", owner="w1", confirmed=frozenset())
-    with writing(esc.rt.engine) as conn, pipelined(conn):
+    with pipelined_writing(esc.rt.engine) as conn:
         inbox.finish(conn, mine, status=inbox.DONE, owner="w1", now=esc.clock())
     assert inbox.counts(esc.rt.engine) == {"done": 1}

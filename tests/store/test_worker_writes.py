@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 from connector import audit
 from connector.model import EventKind, Ticket, TicketRef, TicketState
 from connector.store import inbox, tickets, timers
-from connector.store.db import make_engine, pipelined, writing
+from connector.store.db import make_engine, pipelined_writing, writing
 from connector.store.tables import inbox as inbox_table
 from connector.store.tables import tickets as tickets_table
 from connector.store.tables import timers as timers_table
@@ -257,14 +257,14 @@ def test_pipelined_writes_land_together_or_not_at_all(engine):
     at the block's end and takes the whole transaction with it, and the connection goes on working."""
     row = dict(platform="jira", ticket_id="P-1", priority_pinned=False)
     with pytest.raises(Exception) as refused:
-        with writing(engine) as conn, pipelined(conn):
+        with pipelined_writing(engine) as conn:
             if engine.dialect.name == "postgresql":  # what the block is for: statements not waited on
                 assert conn.connection.dbapi_connection.pgconn.pipeline_status != 0
             conn.execute(tickets_table.insert(), {**row, "ticket_id": "P-0"})
             conn.execute(tickets_table.insert(), row)
             conn.execute(tickets_table.insert(), row)  # the same key again: refused
     assert "unique" in str(refused.value).lower() or "duplicate" in str(refused.value).lower()
-    with writing(engine) as conn, pipelined(conn):
+    with pipelined_writing(engine) as conn:
         conn.execute(tickets_table.insert(), {**row, "ticket_id": "P-2"})
     with engine.connect() as conn:
         assert conn.execute(select(tickets_table.c.ticket_id)).scalars().all() == ["P-2"]
