@@ -120,9 +120,10 @@ def _copied(value: Any, places: list[tuple[Any, Any, Someone]], odd: list[Any]) 
     """`value` itself when it holds nobody; else a copy of it (dicts and lists, tuples become lists)
     in which each Someone is still in place and noted in `places` as (container, key, person).
     Values of other types, and floats Python writes with an exponent (or nan, inf), go to `odd`."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is dict or (kind not in _SEQUENCES and isinstance(value, Mapping)):
         pairs, copy = value.items(), dict
-    elif isinstance(value, list | tuple):
+    elif kind in _SEQUENCES or isinstance(value, list | tuple):
         pairs, copy = enumerate(value), list
     else:
         return value
@@ -131,22 +132,27 @@ def _copied(value: Any, places: list[tuple[Any, Any, Someone]], odd: list[Any]) 
         kind = type(item)
         if kind in _PLAIN:
             continue
-        if kind is float:
+        if kind is dict or kind in _SEQUENCES or (kind is not Someone and isinstance(item, _CONTAINERS)):
+            new = _copied(item, places, odd)
+            if new is not item:
+                if out is None:
+                    out = copy(value)
+                out[key] = new
+        elif kind is float:
             if not 1e-4 <= abs(item) < 1e16 and item != 0.0:
                 odd.append(item)
         elif isinstance(item, Someone):
             if out is None:
                 out = copy(value)
             places.append((out, key, item))
-        elif isinstance(item, Mapping | list | tuple):
-            new = _copied(item, places, odd)
-            if new is not item:
-                if out is None:
-                    out = copy(value)
-                out[key] = new
         else:
             odd.append(item)
     return value if out is None else out
+
+
+# Told apart by their exact type first: an isinstance check against Mapping (an ABC) costs more.
+_SEQUENCES = frozenset({list, tuple})
+_CONTAINERS = (Mapping, list, tuple)
 
 
 # Pseudonyms this process has written or read, per database and pseudonym key: (platform, person

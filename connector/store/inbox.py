@@ -190,8 +190,8 @@ class LeaseLost(Exception):
 
 
 def _update_mine(conn: Connection, item: InboxItem, owner: str, values: dict[str, Any]) -> None:
-    # RETURNING, read at once: on PostgreSQL inside a pipelined block this is its last statement, and
-    # reading its row is the round trip the block's end would make anyway.
+    # RETURNING, read at once: in a pipelined transaction (db.pipelined_writing) that read is one round
+    # trip for everything queued before it.
     if not _UPDATE_MINE.rows(conn, {"b_id": item.id, "b_owner": owner, **values}):
         raise LeaseLost(item, owner)
 

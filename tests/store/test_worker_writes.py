@@ -270,6 +270,89 @@ def test_pipelined_writes_land_together_or_not_at_all(engine):
         assert conn.execute(select(tickets_table.c.ticket_id)).scalars().all() == ["P-2"]
 
 
+@pytest.mark.postgres
+def test_a_pipelined_transaction_waits_only_for_its_reads_and_its_end(migrated_postgres_url):
+    """BEGIN goes with the first statements and COMMIT with the end: four writes and a read that
+    returns rows are two waits for the server, where psycopg's own transaction handling made four."""
+    engine = make_engine(migrated_postgres_url)
+    try:
+        _accept(engine, "w1", "W")
+        (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=1)
+        with pipelined_writing(engine) as conn:
+            pgconn = conn.connection.dbapi_connection.pgconn
+            waits = _count_waits(pgconn)
+            for n in range(3):
+                conn.execute(
+                    tickets_table.insert(), dict(platform="jira", ticket_id=f"Q-{n}", priority_pinned=False)
+                )
+            inbox.finish(conn, item, status=inbox.DONE, owner="w1", now=T0)  # its RETURNING is read
+            tickets.save_write_windows(conn, "jira", "Q-0", {"account": []})
+        assert waits() == 2
+        assert inbox.counts(engine) == {"done": 1}
+        with engine.connect() as conn:
+            assert conn.execute(select(tickets_table.c.write_windows).where(
+                tickets_table.c.ticket_id == "Q-0")).scalar_one() == {"account": []}  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def _count_waits(pgconn):
+    """How many times the client waited for the server: in the connection's protocol trace, the turns
+    from messages sent (F) to messages received (B)."""
+    import tempfile
+
+    trace = tempfile.TemporaryFile()
+    pgconn.trace(trace.fileno())
+    pgconn.set_trace_flags(0)
+
+    def waits() -> int:
+        pgconn.untrace()
+        trace.seek(0)
+        sides = [line.split(b"\t")[1] for line in trace.read().splitlines()]
+        trace.close()
+        return sum(1 for sent, then in zip(sides, sides[1:]) if sent == b"F" and then == b"B")
+
+    return waits
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_in_a_pipelined_transaction_is_the_database_unavailable(migrated_postgres_url):
+    """The server ends the connection mid-transaction: nothing of the block is kept, the caller sees
+    what the worker treats as the database unavailable, and the next transaction gets a working
+    connection from the pool."""
+    from sqlalchemy import text
+
+    from connector.store.db import database_unavailable
+
+    engine = make_engine(migrated_postgres_url)
+    killer = make_engine(migrated_postgres_url)
+    try:
+        with pytest.raises(Exception) as lost:
+            with pipelined_writing(engine) as conn:
+                conn.execute(
+                    tickets_table.insert(), dict(platform="jira", ticket_id="L-1", priority_pinned=False)
+                )
+                pid = conn.connection.dbapi_connection.info.backend_pid
+                with killer.connect() as other:
+                    other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                time.sleep(0.2)
+                tickets.save_write_windows(conn, "jira", "L-1", None)
+        assert database_unavailable(engine, lost.value), repr(lost.value)
+        for n in range(3):  # every pooled connection, the one the server ended included, works again
+            with pipelined_writing(engine) as conn:
+                conn.execute(
+                    tickets_table.insert(),
+                    dict(platform="jira", ticket_id=f"L-{n + 2}", priority_pinned=False),
+                )
+        with engine.connect() as conn:
+            assert conn.execute(
+                select(tickets_table.c.ticket_id).order_by(tickets_table.c.ticket_id)
+            ).scalars().all() == ["L-2", "L-3", "L-4"]
+    finally:
+        engine.dispose()
+        killer.dispose()
+
+
 def test_a_new_tickets_record_arms_its_timers_without_reading_for_them(db_url):
     """A ticket no record was made for yet has no timers: its first record writes them unread."""
     import responses
