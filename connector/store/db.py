@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,27 +288,25 @@ def pipelined_writing(engine: Engine, *, unless: bool = False) -> Iterator[Conne
             yield conn
         return
     with engine.connect() as conn:
+        # The isolation a transaction of writing() runs at (the server's default, as SQLAlchemy read it).
+        begin = f"BEGIN ISOLATION LEVEL {conn.default_isolation_level}"
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         raw = conn.connection.dbapi_connection
         try:
             with raw.pipeline():
-                raw.execute(_BEGIN[raw.isolation_level])
+                raw.execute(begin)
                 yield conn
                 raw.execute(b"COMMIT")
         except BaseException:
             if not raw.closed and raw.info.transaction_status != _IDLE:
-                raw.rollback()  # the transaction we began (psycopg sends ROLLBACK in autocommit too)
+                # The transaction we began (psycopg sends ROLLBACK in autocommit too). On a lost
+                # connection this fails as well: the block's own error is the one to raise, and the
+                # pool drops the connection when its reset fails.
+                with suppress(Exception):
+                    raw.rollback()
             raise
 
 
-# psycopg's `isolation_level` (None: the server's default) → the BEGIN it would send itself.
-_BEGIN = {
-    None: b"BEGIN",
-    1: b"BEGIN ISOLATION LEVEL READ UNCOMMITTED",
-    2: b"BEGIN ISOLATION LEVEL READ COMMITTED",
-    3: b"BEGIN ISOLATION LEVEL REPEATABLE READ",
-    4: b"BEGIN ISOLATION LEVEL SERIALIZABLE",
-}
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 

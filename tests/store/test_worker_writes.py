@@ -3,6 +3,7 @@ statement per kind of change, audit appends from racing writers, ticket leases a
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -310,7 +311,7 @@ def _count_waits(pgconn):
         trace.seek(0)
         sides = [line.split(b"\t")[1] for line in trace.read().splitlines()]
         trace.close()
-        return sum(1 for sent, then in zip(sides, sides[1:]) if sent == b"F" and then == b"B")
+        return sum(1 for sent, then in itertools.pairwise(sides) if sent == b"F" and then == b"B")
 
     return waits
 
