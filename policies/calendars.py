@@ -284,6 +284,8 @@ def _instant(day: date, minute: int, tz: ZoneInfo, *, later: bool = False) -> da
 
 def utc(at: datetime) -> datetime:
     """An aware datetime in UTC; naive datetimes are refused (their time zone would be a guess)."""
+    if at.tzinfo is UTC:  # most are already (a few calls per decision each)
+        return at
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"a time zone aware datetime is needed (got naive {at.isoformat()})")
     return at.astimezone(UTC)

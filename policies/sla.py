@@ -21,6 +21,7 @@ no clock runs; a clock resumes with the time it had left.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -58,6 +59,7 @@ class Timer:
         return timer_key(self.metric, self.kind, self.percent)
 
 
+@functools.lru_cache(maxsize=256)  # a policy has a handful (metrics × warnings); a decision asks often
 def timer_key(metric: str, kind: EventKind, percent: int) -> str:
     return f"{metric}:{kind.value}:{percent}"
 
