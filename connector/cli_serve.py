@@ -233,17 +233,17 @@ def _exit_on_sigterm(_signum, _frame) -> None:
 def _work(args) -> int:
     import os
 
-    from connector.lease_keeper import LeaseKeeper
+    from connector.lease_keeper import DeadOwners, LeaseKeeper
     from connector.outbox import OutboxSender
     from connector.retarget import Retargeter
+    from connector.runtime import owner_name
     from connector.scheduler import SlaScheduler
+    from connector.store import liveness
     from connector.worker import WorkerPool
 
     rt = _runtime(args, "worker")
-    if args.owner_tag:
-        from connector.runtime import owner_name
-
-        rt.owner = owner_name(os.getpid(), args.owner_tag)
+    # Named by serve (it hands back what a worker it started held when it ends), or by itself.
+    rt.owner = owner_name(os.getpid(), args.owner_tag or liveness.new_tag())
     # The parent may already be gone by the time this process has imported everything.
     parent = args.parent_pid
     if parent is not None and os.getppid() != parent:
@@ -273,6 +273,9 @@ def _work(args) -> int:
                 f"the worker's metrics port {port} on {host} cannot be opened ({exc.strerror}): "
                 "another process uses it? Choose another worker.metrics_port"
             ) from exc
+    # Held before anything is claimed: every other worker can tell from now on whether this one lives.
+    alive = liveness.Alive(rt.engine, rt.owner)
+    alive.hold()
     _freeze_heap()
     pool.start()
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).
@@ -282,14 +285,20 @@ def _work(args) -> int:
     sender.start()
     keeper = LeaseKeeper(rt, pool.held, sender.held)  # short leases, renewed while their work goes on
     keeper.start()
+    dead = DeadOwners(rt, alive, on_handed_back=pool.wake)  # other workers' work, when they are gone
+    dead.start()
+    finished = False
     try:
-        pool.wait()  # returns within worker.shutdown_seconds of the stop
+        finished = pool.wait()  # returns within worker.shutdown_seconds of the stop
     finally:
         # The clock's and the sender's threads get a second each: a reconcile job or a message
         # still on the wire is done again by the next worker, and must not keep this one alive.
         scheduler.stop()
         sender.stop(timeout=1.0)
         keeper.stop()
+        dead.stop()
+        if finished:  # else deliveries still run in their threads: the lock goes with the process
+            alive.release()
     _exit_now_if_stuck()
     return 0
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.runtime import Runtime
-from connector.store import leases
+from connector.store import leases, liveness
 
 log = logging.getLogger("escalator")
 
@@ -129,3 +129,61 @@ class LeaseKeeper:
             log.info("this worker's leases are renewed again")
         self._failing = False
         return True
+
+
+class DeadOwners:
+    """Looks every `interval` seconds for leases whose owner's process is gone (its liveness lock is
+    free, connector/store/liveness.py) and runs them out at once, instead of leaving them to run out
+    by themselves within a lease: a replica killed on another host, a worker killed with no serve
+    watching it. `on_handed_back()` is called after any were (the worker pool looks for work then).
+
+    It also holds this process's own lock (`alive`), taking it again when the database lost it (a
+    PostgreSQL restart ends every session): until then, another worker may find this one gone and
+    take its work, whose records are then refused (the lease fence), as after a lease ran out."""
+
+    def __init__(self, rt: Runtime, alive: liveness.Alive, *, on_handed_back=None, interval: float = 2.0):
+        self.rt, self.alive = rt, alive
+        self.on_handed_back = on_handed_back or (lambda: None)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="escalator-dead-owners", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.look()
+
+    def look(self) -> list[str]:
+        """One look: the owners found gone (their leases run out now)."""
+        try:
+            if not self.alive.held():
+                self.alive.hold()
+                log.warning("this worker's liveness lock was lost (did the database restart?); held again")
+            owners = liveness.lease_owners(self.rt.engine, self.rt.clock()) - {self.rt.owner}
+            found = liveness.gone(self.rt.engine, owners)
+            for owner in found:
+                ended = leases.run_out(self.rt.engine, owner, self.rt.clock())
+                liveness.forget(self.rt.engine, owner)
+                if ended:
+                    log.warning("worker %s is gone (its process ended): handed back what it held: %s",
+                                owner, ended)  # fmt: skip
+            liveness.sweep(self.rt.engine)
+        except Exception as exc:  # the database away (the driver's own errors too): the next look tries again
+            if not self._failing:
+                log.warning("could not look for workers that are gone (%s): trying again in %.0f s",
+                            str(exc).splitlines()[0], self.interval)  # fmt: skip
+            self._failing = True
+            return []
+        self._failing = False
+        if found:
+            self.on_handed_back()
+        return found

@@ -20,7 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from connector.runtime import new_owner_tag, owner_name
+from connector.runtime import owner_name
+from connector.store import liveness
 
 log = logging.getLogger("escalator")
 
@@ -58,7 +59,7 @@ class WorkerProcess:
     def _start(self) -> tuple[subprocess.Popen, str | None]:
         if self._on_end is None:
             return subprocess.Popen(self._command), None
-        tag = new_owner_tag()
+        tag = liveness.new_tag()
         process = subprocess.Popen([*self._command, "--owner-tag", tag])
         return process, owner_name(process.pid, tag)
 
