@@ -89,7 +89,10 @@ def _serve(args) -> int:
     # threads for the GIL and the acknowledgement latency would follow the worker's load.
     worker = None
     if not args.no_worker and config.worker.threads:
-        worker = WorkerProcess(worker_command(args.config), on_end=lambda owner: _hand_back(rt, owner))
+        worker = WorkerProcess(
+            worker_command(args.config), on_end=lambda owner: _hand_back(rt, owner),
+            liveness_lock=config.worker.liveness,
+        )  # fmt: skip
     _banner(rt, f"http://{host}:{server.effective_port}", worker)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a service manager's stop: shut down cleanly
     signal.signal(signal.SIGHUP, lambda *_: _reload_policy(rt, worker))
@@ -236,14 +239,16 @@ def _work(args) -> int:
     from connector.lease_keeper import DeadOwners, LeaseKeeper
     from connector.outbox import OutboxSender
     from connector.retarget import Retargeter
-    from connector.runtime import owner_name
+    from connector.runtime import new_owner_tag, owner_name
     from connector.scheduler import SlaScheduler
     from connector.store import liveness
     from connector.worker import WorkerPool
 
     rt = _runtime(args, "worker")
-    # Named by serve (it hands back what a worker it started held when it ends), or by itself.
-    rt.owner = owner_name(os.getpid(), args.owner_tag or liveness.new_tag())
+    # Named by serve (it hands back what a worker it started held when it ends), or by itself; with
+    # worker.liveness off, by a tag without liveness's mark, so no other worker looks for its lock.
+    tag = args.owner_tag or (liveness.new_tag() if rt.config.worker.liveness else new_owner_tag())
+    rt.owner = owner_name(os.getpid(), tag)
     # The parent may already be gone by the time this process has imported everything.
     parent = args.parent_pid
     if parent is not None and os.getppid() != parent:
@@ -274,8 +279,9 @@ def _work(args) -> int:
                 "another process uses it? Choose another worker.metrics_port"
             ) from exc
     # Held before anything is claimed: every other worker can tell from now on whether this one lives.
-    alive = liveness.Alive(rt.engine, rt.owner)
-    alive.hold()
+    alive = liveness.Alive(rt.engine, rt.owner) if liveness.holds_lock(rt.owner) else None
+    if alive is not None:
+        alive.hold()
     _freeze_heap()
     pool.start()
     # The SLA clock runs beside the workers: what it fires, they process (woken at once).
@@ -286,7 +292,8 @@ def _work(args) -> int:
     keeper = LeaseKeeper(rt, pool.held, sender.held)  # short leases, renewed while their work goes on
     keeper.start()
     dead = DeadOwners(rt, alive, on_handed_back=pool.wake)  # other workers' work, when they are gone
-    dead.start()
+    if alive is not None:
+        dead.start()
     finished = False
     try:
         finished = pool.wait()  # returns within worker.shutdown_seconds of the stop
@@ -297,7 +304,7 @@ def _work(args) -> int:
         sender.stop(timeout=1.0)
         keeper.stop()
         dead.stop()
-        if finished:  # else deliveries still run in their threads: the lock goes with the process
+        if finished and alive is not None:  # else deliveries still run: the lock goes with the process
             alive.release()
     _exit_now_if_stuck()
     return 0

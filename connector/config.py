@@ -63,6 +63,12 @@ class WorkerConfig(_Strict):
         description="learn of new work at once: PostgreSQL LISTEN/NOTIFY, or a Unix socket beside the SQLite "
         "file. false: poll only (e.g. PostgreSQL behind PgBouncer in transaction mode, where LISTEN is lost)",
     )
+    liveness: bool = Field(
+        True,
+        description="hold a lock for as long as this worker process lives, so the others hand back its "
+        "work within seconds when it dies (not after lease_seconds). false behind PgBouncer in "
+        "transaction mode: the lock needs a session of its own",
+    )
     poll_seconds: float = Field(
         1.0, gt=0,
         description="how often an idle worker looks for due events even when not woken: the safety net "

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from connector.runtime import owner_name
+from connector.runtime import new_owner_tag, owner_name
 from connector.store import liveness
 
 log = logging.getLogger("escalator")
@@ -39,11 +39,15 @@ class WorkerProcess:
 
     With `on_end`, each child is started with `--owner-tag` and `on_end(owner)` is called with the
     lease owner name of a child that ended without finishing its work (crashed, killed, or killed by
-    `stop` after its time to finish): what that owner held can be handed back at once."""
+    `stop` after its time to finish): what that owner held can be handed back at once. The tag says
+    whether the child holds a liveness lock (`liveness_lock`, the config's worker.liveness)."""
 
-    def __init__(self, command: list[str], *, on_end: Callable[[str], None] | None = None):
+    def __init__(
+        self, command: list[str], *, on_end: Callable[[str], None] | None = None, liveness_lock: bool = True
+    ):
         self._command = command
         self._on_end = on_end
+        self._new_tag = liveness.new_tag if liveness_lock else new_owner_tag  # worker.liveness
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.restarts = 0
@@ -59,7 +63,7 @@ class WorkerProcess:
     def _start(self) -> tuple[subprocess.Popen, str | None]:
         if self._on_end is None:
             return subprocess.Popen(self._command), None
-        tag = liveness.new_tag()
+        tag = self._new_tag()
         process = subprocess.Popen([*self._command, "--owner-tag", tag])
         return process, owner_name(process.pid, tag)
 

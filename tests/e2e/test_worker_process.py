@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 import connector.worker_process as worker_process
 from connector.runtime import owner_name
+from connector.store import liveness
 from connector.worker_process import WorkerProcess
 from tests.support.fake_http import SlowJira
 from tests.support.fixtures import load_fixture
@@ -65,6 +66,20 @@ def test_a_worker_that_ends_is_named_to_on_end_by_the_owner_name_its_leases_carr
     started = [line.split() for line in seen.read_text().splitlines()]
     assert ended[:2] == [owner_name(int(pid), tag) for pid, tag in started[:2]]
     assert started[0][1] != started[1][1]  # each start its own tag
+    assert all(liveness.holds_lock(owner) for owner in ended)  # the child holds a liveness lock
+
+
+def test_with_worker_liveness_off_the_child_is_named_as_one_that_holds_no_lock(tmp_path):
+    """worker.liveness: false (behind PgBouncer in transaction mode): no other worker looks for its lock."""
+    ended: list[str] = []
+    worker = WorkerProcess(
+        [sys.executable, "-c", "raise SystemExit(3)"], on_end=ended.append, liveness_lock=False
+    )
+    try:
+        wait_until(lambda: ended, 10, "on_end was not called")
+    finally:
+        worker.stop(5)
+    assert not liveness.holds_lock(ended[0])
 
 
 def test_stop_hands_back_only_a_worker_it_had_to_kill():
