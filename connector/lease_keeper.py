@@ -173,6 +173,7 @@ class DeadOwners:
             for owner in found:
                 ended = leases.run_out(self.rt.engine, owner, self.rt.clock())
                 liveness.forget(self.rt.engine, owner)
+                self.rt.metrics.workers_gone.inc()
                 if ended:
                     log.warning("worker %s is gone (its process ended): handed back what it held: %s",
                                 owner, ended)  # fmt: skip

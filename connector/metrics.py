@@ -37,6 +37,12 @@ class Metrics:
             ["platform", "method", "status"],
             registry=self.worker_registry,
         )
+        self.workers_gone = Counter(
+            "escalator_workers_gone_total",
+            "Other worker processes this one found gone (their liveness lock free) and handed back what "
+            "they held at once. Each is a worker that died: a crash, kill -9, the OOM killer.",
+            registry=self.worker_registry,
+        )
         self.timers_fired = Counter(
             "escalator_timers_fired_total",
             "SLA timers fired by platform, kind (sla.warning, sla.breached, update.due) and timeliness.",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from connector.lease_keeper import DeadOwners
+from connector.metrics import Metrics
 from connector.store import inbox, liveness
 from connector.store.db import make_engine
 from tests.support.processes import wait_for_line, wait_until
@@ -104,6 +105,7 @@ class _Rt:
     def __init__(self, engine, owner):
         self.engine, self.owner = engine, owner
         self.clock = lambda: T0 + timedelta(seconds=5)
+        self.metrics = Metrics()
 
 
 def test_the_leases_of_a_gone_worker_are_run_out_and_no_one_elses(db_url):
@@ -125,6 +127,7 @@ def test_the_leases_of_a_gone_worker_are_run_out_and_no_one_elses(db_url):
         watch = DeadOwners(_Rt(engine, me), alive, on_handed_back=lambda: handed_back.append(True))
         wait_until(lambda: watch.look() == [dead], 10, "the dead worker was not found")
         assert handed_back == [True]
+        assert watch.rt.metrics.workers_gone._value.get() == 1  # escalator_workers_gone_total
         assert watch.look() == []  # its leases ran out: nothing of it is left to look at
     finally:
         _kill(living)
