@@ -72,22 +72,18 @@ class Held:
             return len(self._held)
 
 
-class LeaseKeeper:
-    """Renews the leases of `deliveries` (the worker pool's) and `notifications` (the outbox
-    sender's) from a thread of its own."""
+class _EveryFewSeconds:
+    """A daemon thread of its own that runs `step()` every `interval` seconds until stopped."""
 
-    def __init__(self, rt: Runtime, deliveries: Held, notifications: Held):
-        self.rt = rt
-        self.deliveries, self.notifications = deliveries, notifications
-        self._delivery_lease = timedelta(seconds=rt.config.worker.lease_seconds)
-        self._notification_lease = timedelta(seconds=rt.config.notifications.lease_seconds)
-        self.interval = min(self._delivery_lease, self._notification_lease).total_seconds() / 3
+    thread_name = "escalator-periodic"
+    interval: float
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failing = False
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="escalator-leases", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -97,7 +93,29 @@ class LeaseKeeper:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.renew()
+            self.step()
+
+    def step(self) -> object:
+        raise NotImplementedError
+
+
+class LeaseKeeper(_EveryFewSeconds):
+    """Renews the leases of `deliveries` (the worker pool's) and `notifications` (the outbox
+    sender's) from a thread of its own."""
+
+    thread_name = "escalator-leases"
+
+    def __init__(self, rt: Runtime, deliveries: Held, notifications: Held):
+        super().__init__()
+        self.rt = rt
+        self.deliveries, self.notifications = deliveries, notifications
+        self._delivery_lease = timedelta(seconds=rt.config.worker.lease_seconds)
+        self._notification_lease = timedelta(seconds=rt.config.notifications.lease_seconds)
+        self.interval = min(self._delivery_lease, self._notification_lease).total_seconds() / 3
+        self._failing = False
+
+    def step(self) -> bool:
+        return self.renew()
 
     def renew(self) -> bool:
         """Extend the leases of what is held now; False (logged once until it works again) when the
@@ -131,7 +149,7 @@ class LeaseKeeper:
         return True
 
 
-class DeadOwners:
+class DeadOwners(_EveryFewSeconds):
     """Looks every `interval` seconds for leases whose owner's process is gone (its liveness lock is
     free, connector/store/liveness.py) and runs them out at once, instead of leaving them to run out
     by themselves within a lease: a replica killed on another host, a worker killed with no serve
@@ -141,26 +159,17 @@ class DeadOwners:
     PostgreSQL restart ends every session): until then, another worker may find this one gone and
     take its work, whose records are then refused (the lease fence), as after a lease ran out."""
 
+    thread_name = "escalator-dead-owners"
+
     def __init__(self, rt: Runtime, alive: liveness.Alive, *, on_handed_back=None, interval: float = 2.0):
+        super().__init__()
         self.rt, self.alive = rt, alive
         self.on_handed_back = on_handed_back or (lambda: None)
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._failing = False
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="escalator-dead-owners", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 1.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.look()
+    def step(self) -> list[str]:
+        return self.look()
 
     def look(self) -> list[str]:
         """One look: the owners found gone (their leases run out now)."""

@@ -14,9 +14,9 @@ from connector.store.db import make_engine
 from connector.store.tables import inbox
 from tests.support.fake_http import SlowJira
 from tests.support.fixtures import load_fixture
-from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
-from tests.support.processes import post_jira, start_escalator, wait_for_line, wait_until
+from tests.support.processes import post_jira, wait_for_line, wait_until
+from tests.support.replicas import receiver_and_two_workers
 
 pytestmark = ONE_AT_A_TIME
 
@@ -32,48 +32,24 @@ def test_a_killed_workers_delivery_is_taken_by_the_other_in_seconds(tmp_path, db
             query = select(inbox.c.status, inbox.c.attempts, inbox.c.lease_expiries, inbox.c.lease_owner)
             return conn.execute(query).one()
 
-    config = tmp_path / "escalator.yaml"
-    config.write_text(
-        f"database: {db_url}\n"
-        "dry_run: false\n"
-        f"worker: {{poll_seconds: 0.1, nice: 0, lease_seconds: {LEASE}}}\n"
-        f"notifications: {{lease_seconds: {LEASE}}}\n"
-        "platforms:\n"
-        f"  jira: {{url: '{jira.url}', email: bot@acme.test, api_token: t,\n"
-        f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
-    )
-    procs = []
     try:
-        serve = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", "--no-worker",
-                                own_group=True)  # fmt: skip
-        procs.append(serve)
-        port = int(wait_for_line(serve, "Escalator listening on").rsplit(":", 1)[1])
-        workers = {}
-        for _ in range(2):
-            work = start_escalator(tmp_path, "work", "--config", str(config), own_group=True)
-            procs.append(work)
-            wait_for_line(work, "worker started", timeout=60)
-            workers[work.pid] = work
-        payload = load_fixture("jira", "issue_created__outage")
-        payload["issue"]["id"], payload["issue"]["key"] = "82001", "GONE-1"
-        assert post_jira(port, payload, "gone-1") == 202
-        assert jira.taken.wait(30), "no worker sent the edit"
-        holder = int(row().lease_owner.split(":")[1])  # host:pid:tag
-        survivor = workers[next(pid for pid in workers if pid != holder)]
-        killed = time.monotonic()
-        os.killpg(holder, signal.SIGKILL)
-        wait_until(lambda: row().status == "done", 30, "the other worker did not take the delivery")
-        waited = time.monotonic() - killed
-        jira.release.set()
-        wait_for_line(
-            survivor, "is gone (its process ended): handed back what it held: 1 delivery", timeout=5
-        )
+        with receiver_and_two_workers(tmp_path, db_url, jira.url, LEASE) as replicas:
+            payload = load_fixture("jira", "issue_created__outage")
+            payload["issue"]["id"], payload["issue"]["key"] = "82001", "GONE-1"
+            assert post_jira(replicas.port, payload, "gone-1") == 202
+            try:
+                assert jira.taken.wait(30), "no worker sent the edit"
+                holder = int(row().lease_owner.split(":")[1])  # host:pid:tag
+                survivor = replicas.workers[next(pid for pid in replicas.workers if pid != holder)]
+                killed = time.monotonic()
+                os.killpg(holder, signal.SIGKILL)
+                wait_until(lambda: row().status == "done", 30, "the other worker did not take the delivery")
+                waited = time.monotonic() - killed
+                said = "is gone (its process ended): handed back what it held: 1 delivery"
+                wait_for_line(survivor, said, timeout=5)
+            finally:
+                jira.release.set()  # before the workers are stopped
     finally:
-        jira.release.set()
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.communicate(timeout=30)
         jira.close()
     # A look every 2 s, the claim's once-a-second look for expired leases, and the decision: seconds,
     # where the lease alone would have kept it a minute.

@@ -12,9 +12,9 @@ import time
 
 from tests.support.fake_http import SlowJira
 from tests.support.fixtures import load_fixture
-from tests.support.harness import SECRET
 from tests.support.marks import ONE_AT_A_TIME
-from tests.support.processes import post_jira, start_escalator, wait_for_line, wait_until
+from tests.support.processes import post_jira, wait_until
+from tests.support.replicas import receiver_and_two_workers
 
 pytestmark = ONE_AT_A_TIME
 
@@ -27,39 +27,18 @@ def _row(tmp_path) -> tuple[str, int, int, str | None]:
 
 
 def _run(tmp_path, jira: SlowJira, scenario) -> None:
-    config = tmp_path / "escalator.yaml"
-    config.write_text(
-        f"database: sqlite:///{tmp_path / 'escalator.db'}\n"
-        "dry_run: false\n"
-        f"worker: {{poll_seconds: 0.1, nice: 0, lease_seconds: {LEASE}}}\n"
-        f"notifications: {{lease_seconds: {LEASE}}}\n"
-        "platforms:\n"
-        f"  jira: {{url: '{jira.url}', email: bot@acme.test, api_token: t,\n"
-        f"         webhook_secret: {SECRET}, account_id: escalator-bot}}\n"
-    )
-    procs = []
     try:
-        serve = start_escalator(tmp_path, "serve", "--config", str(config), "--port", "0", "--no-worker",
-                                own_group=True)  # fmt: skip
-        procs.append(serve)
-        port = int(wait_for_line(serve, "Escalator listening on").rsplit(":", 1)[1])
-        workers = {}
-        for _ in range(2):
-            work = start_escalator(tmp_path, "work", "--config", str(config), own_group=True)
-            procs.append(work)
-            wait_for_line(work, "worker started", timeout=60)
-            workers[work.pid] = work
-        payload = load_fixture("jira", "issue_created__outage")
-        payload["issue"]["id"], payload["issue"]["key"] = "81001", "LEASE-1"
-        assert post_jira(port, payload, "lease-1") == 202
-        assert jira.taken.wait(30), "no worker sent the edit"
-        scenario(workers)
+        database = f"sqlite:///{tmp_path / 'escalator.db'}"
+        with receiver_and_two_workers(tmp_path, database, jira.url, LEASE) as replicas:
+            payload = load_fixture("jira", "issue_created__outage")
+            payload["issue"]["id"], payload["issue"]["key"] = "81001", "LEASE-1"
+            assert post_jira(replicas.port, payload, "lease-1") == 202
+            try:
+                assert jira.taken.wait(30), "no worker sent the edit"
+                scenario(replicas.workers)
+            finally:
+                jira.release.set()  # before the workers are stopped
     finally:
-        jira.release.set()
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.communicate(timeout=30)
         jira.close()
 
 
