@@ -167,18 +167,26 @@ class DeadOwners(_EveryFewSeconds):
         self.on_handed_back = on_handed_back or (lambda: None)
         self.interval = interval
         self._failing = False
+        self._free_since: dict[str, float] = {}  # owners whose lock was free at the last look: since when
 
     def step(self) -> list[str]:
         return self.look()
 
     def look(self) -> list[str]:
-        """One look: the owners found gone (their leases run out now)."""
+        """One look: the owners found gone (their leases run out now).
+
+        An owner is gone when its lock was free at two looks at least one interval apart: a database
+        that restarted ended every worker's session, and each takes its lock again at its own next
+        look. For the same reason a look that had to take this worker's own lock again hands back
+        nothing: the others are most likely taking theirs again too."""
         try:
             if not self.alive.held():
                 self.alive.hold()
+                self._free_since.clear()
                 log.warning("this worker's liveness lock was lost (did the database restart?); held again")
+                return []
             owners = liveness.lease_owners(self.rt.engine, self.rt.clock()) - {self.rt.owner}
-            found = liveness.gone(self.rt.engine, owners)
+            found = self._still_free(liveness.gone(self.rt.engine, owners))
             for owner in found:
                 ended = leases.run_out(self.rt.engine, owner, self.rt.clock())
                 liveness.forget(self.rt.engine, owner)
@@ -186,14 +194,22 @@ class DeadOwners(_EveryFewSeconds):
                 if ended:
                     log.warning("worker %s is gone (its process ended): handed back what it held: %s",
                                 owner, ended)  # fmt: skip
-            liveness.sweep(self.rt.engine)
+            liveness.sweep(self.rt.engine, leasing=owners)
         except Exception as exc:  # the database away (the driver's own errors too): the next look tries again
             if not self._failing:
                 log.warning("could not look for workers that are gone (%s): trying again in %.0f s",
                             str(exc).splitlines()[0], self.interval)  # fmt: skip
             self._failing = True
+            self._free_since.clear()
             return []
         self._failing = False
         if found:
             self.on_handed_back()
         return found
+
+    def _still_free(self, free: list[str]) -> list[str]:
+        """Of the owners whose lock is free now, those found free a whole interval ago too."""
+        now = time.monotonic()
+        since = {owner: self._free_since.get(owner, now) for owner in free}
+        self._free_since = since
+        return [owner for owner, first in since.items() if now - first >= self.interval]

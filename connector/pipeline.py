@@ -101,6 +101,8 @@ def process(rt: Runtime, item: InboxItem) -> str:
     except inbox.LeaseLost as exc:  # found before a note went out: the other worker sends it
         return _taken_over(rt, item, exc)
     except Exception as exc:  # a bug must not lose the event: record it, retry a few times, then fail
+        if database_unavailable(rt.engine, exc):
+            raise  # the database, not this delivery: given back when it answers (or its lease runs out)
         log.exception("unexpected error processing %s delivery %s", item.platform, item.delivery_id)
         detail = f"internal error: {type(exc).__name__}: {exc}"
         if item.attempts >= rt.config.worker.max_attempts_after_internal_error:

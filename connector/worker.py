@@ -31,6 +31,7 @@ from connector.pipeline import process
 from connector.retry import Stranded
 from connector.runtime import Runtime
 from connector.store import inbox
+from connector.store.db import database_unavailable
 from connector.store.inbox import InboxItem
 
 log = logging.getLogger("escalator.worker")
@@ -56,9 +57,19 @@ def run_once(rt: Runtime, *, limit: int | None = None) -> int:
             break
         try:
             process(rt, item)
-        except Exception:  # the database failed under it: its lease runs out and it is taken again
-            log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
+        except Exception as exc:  # the database failed under it: its lease runs out and it is taken again
+            _failed_under(rt, item, exc)
     return len(items)
+
+
+def _failed_under(rt: Runtime, item: InboxItem, exc: Exception) -> None:
+    """Log a delivery whose processing raised: the database going away is one line (it is taken
+    again when the database answers), anything else a traceback."""
+    if database_unavailable(rt.engine, exc):
+        log.warning("the database failed under %s delivery %s (%s); it is taken again once it answers",
+                    item.platform, item.delivery_id, str(exc).splitlines()[0])  # fmt: skip
+    else:
+        log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
 
 
 def drain(rt: Runtime, *, max_rounds: int = 1000) -> int:
@@ -306,8 +317,8 @@ class WorkerPool:
                     continue
                 with self.turns.turn():
                     outcome = process(self.rt, item)
-            except Exception:  # the database failed under it: given back once it answers again
-                log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
+            except Exception as exc:  # the database failed under it: given back once it answers again
+                _failed_under(self.rt, item, exc)
                 self._stranded.add(item)
             finally:
                 if self._ended(item, unnamed, outcome):

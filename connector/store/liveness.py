@@ -145,13 +145,15 @@ def forget(engine: Engine, owner: str) -> None:
         _file_free(folder / _file_name(owner), remove=True)
 
 
-def sweep(engine: Engine) -> int:
-    """SQLite: remove the lock files of processes that ended holding no lease (stopped cleanly with work
-    in flight, killed between claims). How many went."""
+def sweep(engine: Engine, *, leasing: Iterable[str] = ()) -> int:
+    """SQLite: remove the lock files of processes that ended holding no lease (stopped with work in
+    flight, killed between claims); those of `leasing` (owners of running leases) stay, to be found
+    gone by `gone`. How many went."""
     folder = _folder(engine)
     if folder is None or engine.dialect.name == "postgresql" or not folder.is_dir():
         return 0
-    return sum(_file_free(path, remove=True) for path in folder.glob("*.lock"))
+    kept = {_file_name(owner) for owner in leasing}
+    return sum(_file_free(path, remove=True) for path in folder.glob("*.lock") if path.name not in kept)
 
 
 _LEASE_OWNERS = union(

@@ -109,3 +109,34 @@ def test_a_crash_between_send_and_record_then_restart_the_note_exists_once(esc, 
     record = esc.audit()[-1]
     assert record["outcome"] == "applied" and record["recovered"], record
     assert inbox.counts(esc.rt.engine) == {"done": 1}
+
+
+def test_the_database_failing_under_a_decision_is_no_internal_error(esc, driver, api, monkeypatch, caplog):
+    """The database went away while a note's in-flight mark was written, before the note went out:
+    that is the database, not a bug in the decision. No 'internal error' record and no 'unexpected
+    error' traceback: the delivery waits for the database (here for its lease), then is decided once."""
+    if esc.rt.engine.dialect.name != "sqlite" or driver.platform != "jira":
+        pytest.skip("the worker's handling is the same for every platform and database")
+    from sqlalchemy.exc import OperationalError
+
+    platform = NotePlatform(api, driver.platform)
+    real, failed = inbox.record_in_flight, []
+
+    def database_gone_once(*args, **kwargs):
+        if not failed:
+            failed.append(True)
+            raise OperationalError(
+                "UPDATE inbox …", {}, Exception("server closed the connection unexpectedly")
+            )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "record_in_flight", database_gone_once)
+    assert post(esc, driver, driver.created(Spec(62, labels=("outage",)), esc.clock())).status_code == 202
+    esc.work()
+    assert failed and not platform.notes and inbox.counts(esc.rt.engine) == {"processing": 1}
+    esc.clock.advance(esc.rt.config.worker.lease_seconds + 1)
+    esc.work()
+
+    assert len(platform.notes) == 1
+    assert [r["outcome"] for r in esc.audit()] == ["applied"]
+    assert "unexpected error" not in caplog.text

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,22 +141,61 @@ def test_the_leases_of_a_gone_worker_are_run_out_and_no_one_elses(db_url):
     engine.dispose()
 
 
-def test_a_lock_the_database_lost_is_held_again_at_the_next_look(migrated_postgres_url):
-    """A PostgreSQL restart ends every session, and the lock with it: the next look takes it again."""
+def test_an_owner_whose_lock_was_free_at_one_look_only_keeps_its_work(db_url):
+    """Free at one look and held again by the next (its session was cut and it took the lock again):
+    not gone. Only a lock free for a whole interval, seen at two looks, says the process ended."""
+    engine = make_engine(db_url)
+    me, other = _owner(6), _owner(7)
+    theirs = _lease(engine, other, "d6", "F")
+    alive = liveness.Alive(engine, me)
+    alive.hold()
+    watch = DeadOwners(_Rt(engine, me), alive, interval=0.5)
+    holder = None
+    try:
+        assert watch.look() == []  # free now (nobody holds it yet): noted, not handed back
+        holder = _holder(db_url, other)  # its lock is held again
+        time.sleep(0.6)
+        assert watch.look() == []
+        _kill(holder)
+        holder = None
+        assert watch.look() == []  # free again: from now on
+        time.sleep(0.6)
+        assert watch.look() == [other]
+    finally:
+        if holder is not None:
+            _kill(holder)
+        alive.release()
+    (taken,) = inbox.claim(engine, owner=me, now=T0 + timedelta(seconds=6), lease=LEASE, limit=10)
+    assert taken.id == theirs.id
+    engine.dispose()
+
+
+def test_a_lock_the_database_lost_is_held_again_at_the_next_look_which_hands_back_nothing(
+    migrated_postgres_url,
+):
+    """A PostgreSQL restart ends every session, and every worker's lock with it: the next look takes
+    this worker's lock again and hands back no one's work, since the others are taking theirs again."""
     from sqlalchemy import text
 
     engine = make_engine(migrated_postgres_url)
-    me = _owner(5)
+    me, other = _owner(5), _owner(8)
+    _lease(engine, other, "d8", "G")  # its lock free all along (as if it had not taken it again yet)
     alive = liveness.Alive(engine, me)
     alive.hold()
+    watch = DeadOwners(_Rt(engine, me), alive, interval=0.5)
     try:
+        assert watch.look() == []  # the other's lock free: noted
         pid = alive._connection.dbapi_connection.info.backend_pid
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         wait_until(lambda: not alive.held(), 10, "the ended session was not noticed")
-        assert liveness.gone(engine, [me]) == [me]  # meanwhile others would find it gone
-        DeadOwners(_Rt(engine, me), alive).look()
+        assert liveness.gone(engine, [me]) == [me]  # meanwhile others would find it free
+        time.sleep(0.6)
+        assert watch.look() == []  # held again; what was noted is forgotten
         assert alive.held() and liveness.gone(engine, [me]) == []
+        assert watch.look() == []  # the other's lock free again: noted anew
+        time.sleep(0.6)
+        assert watch.look() == [other]
     finally:
         alive.release()
         engine.dispose()
