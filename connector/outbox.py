@@ -147,8 +147,12 @@ class OutboxSender:
         while not self._stop.is_set():
             try:
                 handled = self.send_due()
-            except Exception:  # the database may be briefly unavailable; never let the thread die
-                log.exception("outbox round failed; retrying in %.1fs", poll)
+            except Exception as exc:  # the database may be briefly unavailable; never let the thread die
+                if database_unavailable(self.rt.engine, exc):
+                    log.warning("outbox round failed, the database is away (%s); retrying in %.1fs",
+                                str(exc).splitlines()[0], poll)  # fmt: skip
+                else:
+                    log.exception("outbox round failed; retrying in %.1fs", poll)
                 handled = 0
             if not handled:
                 self._wake.wait(poll)
