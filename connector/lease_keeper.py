@@ -10,6 +10,10 @@ outbox sender's messages being sent). A worker that dies stops renewing, and its
 within one lease. What the process no longer works on is not renewed (a delivery it skipped, one
 the database failed under), nor is anything held longer than `RENEWED_AT_MOST` leases: a thread
 stuck on it (a bug, a server that trickles its answer) must not hold its ticket for ever.
+
+A worker that dies is also noticed sooner than its leases run out: `DeadOwners` looks every 2 s for
+owners of running leases whose process is gone (connector/store/liveness.py) and hands back what
+they held at once.
 """
 
 from __future__ import annotations
@@ -155,9 +159,10 @@ class DeadOwners(_EveryFewSeconds):
     by themselves within a lease: a replica killed on another host, a worker killed with no serve
     watching it. `on_handed_back()` is called after any were (the worker pool looks for work then).
 
-    It also holds this process's own lock (`alive`), taking it again when the database lost it (a
-    PostgreSQL restart ends every session): until then, another worker may find this one gone and
-    take its work, whose records are then refused (the lease fence), as after a lease ran out."""
+    It also keeps this process's own lock (`alive`), taking it again when the database lost it (a
+    PostgreSQL restart ends every session). Others find an owner gone only when its lock was free at
+    two of their looks, an interval apart, which leaves it the time to; should one still take its
+    work, its records are refused (the lease fence), as after a lease ran out."""
 
     thread_name = "escalator-dead-owners"
 

@@ -7,7 +7,8 @@ process (or of its database session) lets go: on PostgreSQL a session advisory l
 its own, which the server drops with the session, so replicas on other hosts see it too; on SQLite an
 OS lock on a file beside the database, which the kernel drops with the process. Every worker looks
 every few seconds whether the owners of running leases still hold theirs (connector/lease_keeper.py,
-`DeadOwners`); one that does not is gone, and its leases are run out at once.
+`DeadOwners`); one whose lock is free at two looks in a row is gone, and its leases are run out at
+once.
 
 Only owners that say they hold such a lock are looked at: their lease owner name's tag starts with
 `MARK` (`host:pid:Lxxxxx`). A process of an earlier version, or a one-off command that claims work
