@@ -195,8 +195,8 @@ class DeadOwners(_EveryFewSeconds):
             for owner in found:
                 ended = leases.run_out(self.rt.engine, owner, self.rt.clock())
                 liveness.forget(self.rt.engine, owner)
-                self.rt.metrics.workers_gone.inc()
-                if ended:
+                if ended:  # else serve (its parent) or another worker handed it back first
+                    self.rt.metrics.workers_gone.inc()
                     log.warning("worker %s is gone (its process ended): handed back what it held: %s",
                                 owner, ended)  # fmt: skip
             liveness.sweep(self.rt.engine, leasing=owners)
