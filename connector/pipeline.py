@@ -512,8 +512,9 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     released = rt.owner if remember and claimed_with_it else None
     if released is not None:
         sent["ticket_released"] = True
-    # On PostgreSQL its statements go out together: a record is two or three round trips. A re-arm
-    # (rare) reads the ticket's timers through SQLAlchemy, which cannot read in pipeline mode.
+    # On PostgreSQL its statements go out together: a record is two round trips (three when the
+    # ticket's timers are read first). A re-arm (rare) reads the ticket's timers through SQLAlchemy,
+    # which cannot read in pipeline mode.
     with pipelined_writing(rt.engine, unless=result.rearm is not None) as conn:
         existing = None
         if remember and rearm_timers:
@@ -541,14 +542,19 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
         if windows_counted:  # writes went out and nothing else of the memory is saved (a retry, say)
             tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
+        # The lease fence's answer is read after the append's first read, with it (one round trip less
+        # on PostgreSQL), and before the commit: a row no longer ours rolls everything back.
         if result.outcome == "retrying":
-            inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "", **sent)
+            fence = inbox.retry_later(conn, item, owner=rt.owner, at=result.retry_at, error=error or "",
+                                      fence_later=True, **sent)  # fmt: skip
         else:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
-            inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error, **sent)
+            fence = inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error,
+                                 fence_later=True, **sent)  # fmt: skip
         # Last: appending locks the chain's head until the commit, so every other appender waits
         # only for this append, not for the rest of this transaction.
         audit.append(conn, record, at=now, keys=rt.audit_keys, record_id=record_id)
+        fence()
 
 
 def _unrecordable(result: Outcome, exc: BaseException) -> Outcome:

@@ -8,6 +8,7 @@ a worker that dies mid-way leaves an expired lease, and the row is claimed again
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -189,11 +190,30 @@ class LeaseLost(Exception):
         )
 
 
-def _update_mine(conn: Connection, item: InboxItem, owner: str, values: dict[str, Any]) -> None:
-    # RETURNING, read at once: in a pipelined transaction (db.pipelined_writing) that read is one round
-    # trip for everything queued before it.
-    if not _UPDATE_MINE.rows(conn, {"b_id": item.id, "b_owner": owner, **values}):
-        raise LeaseLost(item, owner)
+Fence = Callable[[], None]  # raises LeaseLost when the row was not the caller's any more
+
+
+def _passed() -> None:
+    """A fence already read."""
+
+
+def _update_mine(
+    conn: Connection, item: InboxItem, owner: str, values: dict[str, Any], *, later: bool = False
+) -> Fence:
+    """The row's update, refused (LeaseLost) when the row is no longer `owner`'s. With `later`, the
+    answer is read when the caller calls the fence returned (before its commit): in a pipelined
+    transaction (db.pipelined_writing) it then comes with the caller's next read, not a round trip
+    of its own. Otherwise it is read here, and the fence returned is already passed."""
+    read = _UPDATE_MINE.rows_later(conn, {"b_id": item.id, "b_owner": owner, **values})
+
+    def fence() -> None:
+        if not read():
+            raise LeaseLost(item, owner)
+
+    if later:
+        return fence
+    fence()
+    return _passed
 
 
 _RELEASE_TICKET = Prepared(
@@ -460,22 +480,32 @@ def finish(
     now: datetime,
     error: str | None = None,
     ticket_released: bool = False,
+    fence_later: bool = False,
     **sent: Any,
-) -> None:
+) -> Fence:
     """Close the item (inside the caller's transaction, with its audit record) and free its ticket
     (`ticket_released`: the caller did, tickets.save(release_lease_of=…)). `sent`: `confirmed`
-    (sorted fingerprints) and `in_flight` to store with it, when they changed."""
-    _release_item(
-        conn, item, owner, ticket_released, status=status, finished_at=now, last_error=error, **sent
-    )
+    (sorted fingerprints) and `in_flight` to store with it, when they changed. `fence_later`: the
+    lease fence is checked when the caller calls the fence returned, which it must before committing."""
+    values = dict(status=status, finished_at=now, last_error=error, **sent)
+    return _release_item(conn, item, owner, ticket_released, later=fence_later, **values)
 
 
 def retry_later(
-    conn: Connection, item: InboxItem, *, owner: str, at: datetime, error: str, **sent: Any
-) -> None:
+    conn: Connection,
+    item: InboxItem,
+    *,
+    owner: str,
+    at: datetime,
+    error: str,
+    fence_later: bool = False,
+    **sent: Any,
+) -> Fence:
     """Put the item back to pending until `at`; its ticket stays blocked for later events (order).
-    `sent`: as for finish(), what the platform confirmed so far is kept for the next attempt."""
-    _release_item(conn, item, owner, status=PENDING, next_attempt_at=at, last_error=error, **sent)
+    `sent`: as for finish(), what the platform confirmed so far is kept for the next attempt;
+    `fence_later` as for finish()."""
+    values = dict(status=PENDING, next_attempt_at=at, last_error=error, **sent)
+    return _release_item(conn, item, owner, later=fence_later, **values)
 
 
 def defer(conn: Connection, item: InboxItem, *, owner: str, at: datetime, rank: int, why: str) -> None:
@@ -488,12 +518,14 @@ def defer(conn: Connection, item: InboxItem, *, owner: str, at: datetime, rank: 
 
 
 def _release_item(
-    conn: Connection, item: InboxItem, owner: str, ticket_released: bool = False, **values: Any
-) -> None:
+    conn: Connection, item: InboxItem, owner: str, ticket_released: bool = False, *, later: bool = False,
+    **values: Any,
+) -> Fence:  # fmt: skip
     # The SET clause follows the parameter names (a misspelt column is refused when compiled).
-    _update_mine(conn, item, owner, {"lease_owner": None, "lease_until": None, **values})
+    fence = _update_mine(conn, item, owner, {"lease_owner": None, "lease_until": None, **values}, later=later)
     if item.ticket_id is not None and not ticket_released:
         _release_ticket(conn, item.platform, item.ticket_id, owner)
+    return fence
 
 
 def counts(engine: Engine) -> dict[str, int]:

@@ -88,21 +88,28 @@ class Prepared:
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute; the result's rows, as named tuples with Core's conversions applied."""
+        return self.rows_later(conn, params)()
+
+    def rows_later(self, conn: Connection, params: Mapping[str, Any]) -> Callable[[], list[Any]]:
+        """Execute now; the rows when the function returned is called (once). In PostgreSQL's pipeline
+        mode the statement's answer then comes with the next read's round trip, not one of its own."""
         compiled = self._for(conn.dialect, params)
         cursor = _cursor(conn)
         try:
             _execute(conn, cursor, compiled, compiled.bound(params))
-            raw = cursor.fetchall()
-            reader = compiled.reader or _reader(compiled, conn.dialect, cursor.description)
-        finally:
+        except BaseException:
             cursor.close()
-        make, processors = reader.row_class._make, reader.processors
-        if processors is None:
-            return [make(row) for row in raw]
-        return [
-            make([p(v) if p else v for p, v in zip(processors, row)])  # noqa: B905 (lengths checked)
-            for row in raw
-        ]
+            raise
+
+        def read() -> list[Any]:
+            try:
+                raw = cursor.fetchall()
+                reader = compiled.reader or _reader(compiled, conn.dialect, cursor.description)
+            finally:
+                cursor.close()
+            return _made(reader, raw)
+
+        return read
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Execute; the first row, or None."""
@@ -115,6 +122,17 @@ class Prepared:
         if compiled is None:
             compiled = self._compiled[key] = _compile(self.statement, dialect, tuple(params))
         return compiled
+
+
+def _made(reader: _Reader, raw: list[Any]) -> list[Any]:
+    """The driver's rows as named tuples, each value through its result processor."""
+    make, processors = reader.row_class._make, reader.processors
+    if processors is None:
+        return [make(row) for row in raw]
+    return [
+        make([p(v) if p else v for p, v in zip(processors, row)])  # noqa: B905 (lengths checked)
+        for row in raw
+    ]
 
 
 def _cursor(conn: Connection) -> Any:

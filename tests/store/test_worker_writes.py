@@ -297,6 +297,41 @@ def test_a_pipelined_transaction_waits_only_for_its_reads_and_its_end(migrated_p
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_a_decisions_record_waits_twice_its_fence_read_with_the_chains_bump(migrated_postgres_url):
+    """As the worker records a decision: the delivery's row (its lease fence read later), the audit
+    append, then the fence: the fence's answer comes with the bump's, and the end is the other wait."""
+    engine = make_engine(migrated_postgres_url)
+    try:
+        _accept(engine, "f1", "F")
+        (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=1)
+        with pipelined_writing(engine) as conn:
+            waits = _count_waits(conn.connection.dbapi_connection.pgconn)
+            fence = inbox.finish(conn, item, status=inbox.DONE, owner="w1", now=T0, fence_later=True)
+            audit.append(conn, {"platform": "jira", "ticket": {"id": "F"}, "outcome": "applied"}, at=T0)
+            fence()
+        assert waits() == 2
+        assert inbox.counts(engine) == {"done": 1} and audit.verify(engine).checked == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_fence_read_late_still_refuses_and_takes_the_audit_record_with_it(engine):
+    """Read after the append, the fence of a row no longer ours still refuses before the commit: the
+    row, the ticket's lease and the audit record all stay as they were."""
+    _accept(engine, "f2", "G")
+    (item,) = inbox.claim(engine, owner="w1", now=T0, lease=LEASE, limit=1)
+    with pytest.raises(inbox.LeaseLost, match="no longer w2's"), pipelined_writing(engine) as conn:
+        fence = inbox.finish(conn, item, status=inbox.DONE, owner="w2", now=T0, fence_later=True)
+        audit.append(conn, {"platform": "jira", "ticket": {"id": "G"}, "outcome": "applied"}, at=T0)
+        fence()
+    assert inbox.counts(engine) == {"processing": 1}
+    assert audit.verify(engine).checked == 0
+    with engine.connect() as conn:
+        owner = conn.execute(select(tickets_table.c.lease_owner).where(tickets_table.c.ticket_id == "G"))
+        assert owner.scalar_one() == "w1"
+
+
 def _count_waits(pgconn):
     """How many times the client waited for the server: in the connection's protocol trace, the turns
     from messages sent (F) to messages received (B)."""
