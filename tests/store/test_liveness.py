@@ -158,6 +158,7 @@ def test_an_owner_whose_lock_was_free_at_one_look_only_keeps_its_work(db_url):
         assert watch.look() == []
         _kill(holder)
         holder = None
+        wait_until(lambda: liveness.gone(engine, [other]) == [other], 10, "the killed holder's lock stayed")
         assert watch.look() == []  # free again: from now on
         time.sleep(0.6)
         assert watch.look() == [other]
