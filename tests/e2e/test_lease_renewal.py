@@ -11,10 +11,9 @@ import sqlite3
 import time
 
 from tests.support.fake_http import SlowJira
-from tests.support.fixtures import load_fixture
 from tests.support.marks import ONE_AT_A_TIME
-from tests.support.processes import post_jira, wait_until
-from tests.support.replicas import receiver_and_two_workers
+from tests.support.processes import wait_until
+from tests.support.replicas import an_edit_held_by_a_worker
 
 pytestmark = ONE_AT_A_TIME
 
@@ -27,19 +26,10 @@ def _row(tmp_path) -> tuple[str, int, int, str | None]:
 
 
 def _run(tmp_path, jira: SlowJira, scenario) -> None:
-    try:
-        database = f"sqlite:///{tmp_path / 'escalator.db'}"
-        with receiver_and_two_workers(tmp_path, database, jira.url, LEASE) as replicas:
-            payload = load_fixture("jira", "issue_created__outage")
-            payload["issue"]["id"], payload["issue"]["key"] = "81001", "LEASE-1"
-            assert post_jira(replicas.port, payload, "lease-1") == 202
-            try:
-                assert jira.taken.wait(30), "no worker sent the edit"
-                scenario(replicas.workers)
-            finally:
-                jira.release.set()  # before the workers are stopped
-    finally:
-        jira.close()
+    database = f"sqlite:///{tmp_path / 'escalator.db'}"
+    held = an_edit_held_by_a_worker(tmp_path, database, jira, LEASE, issue_id="81001", key="LEASE-1")
+    with held as replicas:
+        scenario(replicas.workers)
 
 
 def test_a_live_worker_keeps_its_delivery_through_an_answer_three_leases_long(tmp_path):

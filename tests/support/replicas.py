@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
 
+from tests.support.fake_http import SlowJira
+from tests.support.fixtures import load_fixture
 from tests.support.harness import SECRET
-from tests.support.processes import start_escalator, wait_for_line
+from tests.support.processes import post_jira, start_escalator, wait_for_line
 
 
 @dataclass
@@ -54,3 +56,24 @@ def receiver_and_two_workers(
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
             proc.communicate(timeout=30)
+
+
+@contextmanager
+def an_edit_held_by_a_worker(
+    tmp_path: Path, database: str, jira: SlowJira, lease: float, *, issue_id: str, key: str
+) -> Iterator[Replicas]:
+    """The receiver and two workers, a new outage on `key` sent to the receiver, and the block entered
+    once a worker sent its edit, which `jira` holds (SlowJira). Jira answers before the workers are
+    stopped, and is closed after."""
+    try:
+        with receiver_and_two_workers(tmp_path, database, jira.url, lease) as replicas:
+            payload = load_fixture("jira", "issue_created__outage")
+            payload["issue"]["id"], payload["issue"]["key"] = issue_id, key
+            assert post_jira(replicas.port, payload, f"{key.lower()}-delivery") == 202
+            try:
+                assert jira.taken.wait(30), "no worker sent the edit"
+                yield replicas
+            finally:
+                jira.release.set()
+    finally:
+        jira.close()
