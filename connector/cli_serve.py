@@ -239,7 +239,7 @@ def _work(args) -> int:
     from connector.lease_keeper import DeadOwners, LeaseKeeper
     from connector.outbox import OutboxSender
     from connector.retarget import Retargeter
-    from connector.runtime import new_owner_tag, owner_name
+    from connector.runtime import owner_name
     from connector.scheduler import SlaScheduler
     from connector.store import liveness
     from connector.worker import WorkerPool
@@ -247,7 +247,7 @@ def _work(args) -> int:
     rt = _runtime(args, "worker")
     # Named by serve (it hands back what a worker it started held when it ends), or by itself; with
     # worker.liveness off, by a tag without liveness's mark, so no other worker looks for its lock.
-    tag = args.owner_tag or (liveness.new_tag() if rt.config.worker.liveness else new_owner_tag())
+    tag = args.owner_tag or liveness.new_tag(lock=rt.config.worker.liveness)
     rt.owner = owner_name(os.getpid(), tag)
     # The parent may already be gone by the time this process has imported everything.
     parent = args.parent_pid

@@ -6,7 +6,6 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from connector.audit.chain import use_keys
 from connector.audit.keys import AuditKeyError, AuditKeys
 from connector.config import Config, ConfigError
 from connector.metrics import Metrics
+from connector.store import liveness
 from connector.store.db import make_engine, migrate
 from connector.store.intake import Intake
 from connector.store.tables import inbox
@@ -125,10 +125,6 @@ def one_line(exc: Exception) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
-def new_owner_tag() -> str:
-    return uuid.uuid4().hex[:6]
-
-
 def owner_name(pid: int, tag: str) -> str:
     """The name a process's leases carry: its host, its pid and a tag of its own (a pid is reused).
     `escalator serve` gives its worker process the tag, so it knows what a dead worker held. A long
@@ -145,7 +141,8 @@ class Runtime:
     installations: dict[str, Installation]
     clock: Clock = utc_now
     metrics: Metrics = field(default_factory=Metrics)
-    owner: str = field(default_factory=lambda: owner_name(os.getpid(), new_owner_tag()))
+    # A one-off command's or a test's: no liveness lock (`escalator work` names itself with one).
+    owner: str = field(default_factory=lambda: owner_name(os.getpid(), liveness.new_tag(lock=False)))
     intake: Intake = field(init=False)
     audit_keys: AuditKeys = field(init=False)  # signing and pseudonym keys, never in the database
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from connector.runtime import new_owner_tag, owner_name
+from connector.runtime import owner_name
 from connector.store import liveness
 
 log = logging.getLogger("escalator")
@@ -47,7 +47,7 @@ class WorkerProcess:
     ):
         self._command = command
         self._on_end = on_end
-        self._new_tag = liveness.new_tag if liveness_lock else new_owner_tag  # worker.liveness
+        self._liveness_lock = liveness_lock  # worker.liveness: the tag says whether it holds one
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.restarts = 0
@@ -63,7 +63,7 @@ class WorkerProcess:
     def _start(self) -> tuple[subprocess.Popen, str | None]:
         if self._on_end is None:
             return subprocess.Popen(self._command), None
-        tag = self._new_tag()
+        tag = liveness.new_tag(lock=self._liveness_lock)
         process = subprocess.Popen([*self._command, "--owner-tag", tag])
         return process, owner_name(process.pid, tag)
 

@@ -39,9 +39,11 @@ log = logging.getLogger("escalator.liveness")
 MARK = "L"
 
 
-def new_tag() -> str:
-    """The tag of a process that holds a liveness lock (see `Alive`)."""
-    return MARK + uuid.uuid4().hex[:5]
+def new_tag(*, lock: bool = True) -> str:
+    """A lease owner's tag of its own: with `lock`, one that says its process holds a liveness lock
+    (see `Alive`); without, six hex digits, which never start with MARK."""
+    token = uuid.uuid4().hex
+    return MARK + token[:5] if lock else token[:6]
 
 
 def holds_lock(owner: str) -> bool:
