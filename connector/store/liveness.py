@@ -125,20 +125,25 @@ def gone(engine: Engine, owners: Iterable[str]) -> list[str]:
     if not candidates:
         return []
     if engine.dialect.name == "postgresql":
-        # Taken for an instant and let go in one statement: free means nobody's session holds it.
-        free = "SELECT CASE WHEN pg_try_advisory_lock(%(k)s) THEN pg_advisory_unlock(%(k)s) ELSE false END"
+        # Each taken for an instant and let go, all in one statement: free means nobody's session holds it.
+        keys = {_key(owner): owner for owner in candidates}
         with reading(engine) as conn:
             cursor = conn.connection.dbapi_connection.cursor()
             try:
-                return [
-                    owner for owner in candidates if cursor.execute(free, {"k": _key(owner)}).fetchone()[0]
-                ]
+                cursor.execute(_FREE, {"keys": list(keys)})
+                return [keys[key] for (key,) in cursor.fetchall()]
             finally:
                 cursor.close()
     folder = _folder(engine)
     if folder is None:
         return []
     return [owner for owner in candidates if _file_free(folder / _file_name(owner), remove=False)]
+
+
+_FREE = (
+    "SELECT k FROM unnest(%(keys)s::bigint[]) AS k "
+    "WHERE CASE WHEN pg_try_advisory_lock(k) THEN pg_advisory_unlock(k) ELSE false END"
+)
 
 
 def forget(engine: Engine, owner: str) -> None:
