@@ -24,6 +24,7 @@ import requests
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 
+from platforms.adapter import HostAdapter
 from platforms.base import RateLimitHeaders
 from platforms.errors import (
     PlatformError,
@@ -40,9 +41,20 @@ KEEP_CONNECTIONS = 256
 
 
 def keep_connections(session: requests.Session, size: int = KEEP_CONNECTIONS) -> requests.Session:
-    """Let `session` keep up to `size` connections per host, its adapters' other settings unchanged."""
-    for adapter in session.adapters.values():
-        if isinstance(adapter, requests.adapters.HTTPAdapter):
+    """Let `session` keep up to `size` connections per host, its adapters' other settings unchanged.
+
+    A plain HTTPAdapter (what the libraries mount) becomes a HostAdapter with the same settings: it
+    remembers what does not change between requests to the platform (platforms/adapter.py)."""
+    for prefix, adapter in list(session.adapters.items()):
+        if type(adapter) is requests.adapters.HTTPAdapter:
+            replacement = HostAdapter(
+                pool_connections=adapter._pool_connections,
+                pool_maxsize=size,
+                max_retries=adapter.max_retries,
+                pool_block=adapter._pool_block,
+            )
+            session.mount(prefix, replacement)
+        elif isinstance(adapter, requests.adapters.HTTPAdapter):
             adapter.init_poolmanager(adapter._pool_connections, size, block=adapter._pool_block)
     return session
 
