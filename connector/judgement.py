@@ -55,7 +55,8 @@ def judge(
         # A person chose this priority; raise_only leaves it alone from now on.
         state = replace(state, priority_pinned=True)
     decision = follow_the_sun_reason(evaluate(policy, event, state, now), mapping, now)
-    state = replace(state, tier=decision.tier_after or state.tier)
+    if decision.tier_after and decision.tier_after != state.tier:
+        state = replace(state, tier=decision.tier_after)
     priority = decision.priority_after or event.ticket.priority
     stored_clocks = SlaState.from_json(stored.sla)
     clocks = sla.advance(policy, stored_clocks, event, priority, now) if advance_clocks else stored_clocks

@@ -9,12 +9,19 @@ keeps that whole subtree, so what a condition can reach is exactly what it would
 
 The list is proved at load: every condition gives the same answer on the pruned zero sample as
 on the full one, else the policy keeps full activations (`Reads.everything`).
+
+Each place that runs conditions converts only what its own conditions read (`PolicyReads`): an
+event's evaluation those of the priority, `pick_calendar` and the rules `on` its kind; the scope
+and the SLA clock conditions theirs, a couple of ticket fields instead of the dozen every
+condition together reads. Each condition is proved on its own, so any group of them may be cut
+to what its conditions name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import cel
@@ -36,12 +43,7 @@ class Reads:
     def of(cls, conditions: Iterable[Condition], sample: Mapping[str, Any]) -> Reads:
         """The paths `conditions` name, proved on `sample` (every variable at its zero value)."""
         conditions = list(conditions)
-        tree: Tree = {}
-        for condition in conditions:
-            scan = scan_expression(condition.source)
-            for path in scan.paths:  # a macro's bound name (`l` in `labels.exists(l, …)`) adds a key
-                _add(tree, path)  # no variable has, which costs nothing
-        reads = cls(tree)
+        reads = cls(_named(conditions))
         pruned = reads.select(sample)
         for condition in conditions:
             if _answer(condition, sample) != _answer(condition, pruned):
@@ -66,14 +68,63 @@ class Reads:
         """A CEL context of the variables the conditions read, converted once."""
         return cel.Context(self.select(variables))
 
-    def set(self, context: cel.Context, name: str, value: Mapping[str, Any]) -> None:
-        """Set variable `name` in `context`; a variable no condition reads is not converted at all
-        (each change makes the context rebuild its CEL environment)."""
+    def seen(self, name: str, value: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """What the conditions see of variable `name` set to `value`; None when none reads it."""
         if self.tree is None:
-            context.add_variable(name, value)
-        elif name in self.tree:
-            below = self.tree[name]
-            context.add_variable(name, value if below is WHOLE else _select(value, below))
+            return value
+        if name not in self.tree:
+            return None
+        below = self.tree[name]
+        return value if below is WHOLE else _select(value, below)
+
+
+EVERYTHING = Reads(None)
+
+
+@dataclass(frozen=True)
+class PolicyReads:
+    """What each place that runs a policy's conditions reads: the evaluation of an event (by its kind),
+    the scope, the SLA clock conditions."""
+
+    kinds: Mapping[str, Reads]
+    scope: Reads = EVERYTHING
+    clocks: Reads = EVERYTHING
+
+    @classmethod
+    def of(
+        cls,
+        kinds: Mapping[str, Iterable[Condition]],
+        scope: Iterable[Condition],
+        clocks: Iterable[Condition],
+        sample: Mapping[str, Any],
+    ) -> PolicyReads:
+        """Each group's paths; a group with a condition whose proof on `sample` fails reads everything."""
+        proved: dict[Condition, bool] = {}  # each condition is proved once, however many groups hold it
+
+        def reads(conditions: Iterable[Condition]) -> Reads:
+            conditions = list(conditions)
+            for condition in conditions:
+                if condition not in proved:
+                    proved[condition] = not Reads.of([condition], sample).everything
+            return Reads(_named(conditions)) if all(proved[c] for c in conditions) else EVERYTHING
+
+        by_kind = MappingProxyType({kind: reads(group) for kind, group in kinds.items()})
+        return cls(by_kind, reads(scope), reads(clocks))
+
+    def event(self, kind: str) -> Reads:
+        """What the evaluation of an event of `kind` reads (all, for a kind the policy does not know)."""
+        return self.kinds.get(kind, EVERYTHING)
+
+
+def _named(conditions: Iterable[Condition]) -> Tree:
+    """The tree of every path `conditions` name."""
+    tree: Tree = {}
+    for condition in conditions:
+        for path in scan_expression(condition.source).paths:
+            # a macro's bound name (`l` in `labels.exists(l, …)`) adds a key no variable has, which
+            # costs nothing
+            _add(tree, path)
+    return tree
 
 
 def _add(tree: Tree, path: tuple[str, ...]) -> None:

@@ -51,7 +51,8 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         "sla": sla_variables(event.sla, _timezone(policy, event)),
         "last_reply": last_reply_variables(event, state.last_reply),
     }
-    reads = policy.reads
+    kind = str(getattr(event.kind, "value", event.kind))
+    reads = policy.reads.event(kind)
     context = reads.context(variables)  # converted to CEL values once, shared by every condition
     reasons: list[str] = []
     if event.sla is not None:
@@ -63,11 +64,21 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
     urgency = _choose("urgency", prio.urgency, context, reasons)
     computed = prio.matrix[impact][urgency]
     why = [f"impact {impact} × urgency {urgency} → {computed.value}"]
-    reads.set(
-        context,
-        "decision",
-        {"priority": computed.value, "impact": impact, "urgency": urgency, "priority_from": "matrix"},
-    )
+    seen: Mapping[str, Any] | None = None  # `decision` as the conditions see it
+
+    def decide(priority: str, priority_from: str) -> None:
+        # Set again only when what the conditions read of it changed: each change makes the context
+        # convert it and rebuild its CEL environment.
+        nonlocal seen
+        now_seen = reads.seen(
+            "decision",
+            {"priority": priority, "impact": impact, "urgency": urgency, "priority_from": priority_from},
+        )
+        if now_seen is not None and now_seen != seen:
+            context.add_variable("decision", now_seen)
+            seen = now_seen
+
+    decide(computed.value, "matrix")
     for entry in prio.raises:
         if entry.when.test(context, reasons):
             raised = computed.raised(entry.by)
@@ -96,15 +107,7 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
     source = _source(keep, target, ticket.priority, computed)
 
     # 3. rules in file order
-    def set_decision() -> None:
-        reads.set(
-            context,
-            "decision",
-            {"priority": _name(target), "impact": impact, "urgency": urgency, "priority_from": source},
-        )
-
-    set_decision()
-    kind = str(getattr(event.kind, "value", event.kind))
+    decide(_name(target), source)
     fired: list[str] = []
     escalations: list[str] = []
     steps: list[tuple[str, Any]] = []
@@ -118,7 +121,7 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
                 new = _rule_priority(policy.mode, keep, target, step.priority, rule.name, why)
                 if new != target:
                     target, source = new, "rule"
-                    set_decision()
+                    decide(_name(target), source)
             elif isinstance(step, Escalate):
                 escalations.append(step.tier)
             else:
@@ -137,23 +140,27 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
         actions.append(SetPriority(target))
     if tier_after != tier_before:
         actions.append(AssignTier(tier_after))
-    occurred = event.occurred_at or (event.sla.fired_at if event.sla else None)
-    note_context = {
-        **variables,
-        "event": {**variables["event"], "at": occurred.isoformat() if occurred else ""},
-        "decision": {
-            "priority": _name(target),
-            "priority_before": _name(ticket.priority),
-            "tier": tier_after,
-            "tier_before": tier_before,
-            "impact": impact,
-            "urgency": urgency,
-            "priority_from": source,
-        },
-        "policy": {"name": policy.name, "version": policy.version},
-    }
-    zone = _timezone(policy, event) if event.sla is not None else _ticket_timezone(policy, target, context)
-    reader = Reader(policy.default_language, ticket.requester.language if ticket.requester else "", zone)
+    # What the rules' texts read: built only when a rule writes one.
+    note_context: dict[str, Any] = {}
+    reader = Reader(policy.default_language, "", "UTC")
+    if any(isinstance(step, NoteTemplate | NotifyTemplate) for _, step in steps):
+        occurred = event.occurred_at or (event.sla.fired_at if event.sla else None)
+        note_context = {
+            **variables,
+            "event": {**variables["event"], "at": occurred.isoformat() if occurred else ""},
+            "decision": {
+                "priority": _name(target),
+                "priority_before": _name(ticket.priority),
+                "tier": tier_after,
+                "tier_before": tier_before,
+                "impact": impact,
+                "urgency": urgency,
+                "priority_from": source,
+            },
+            "policy": {"name": policy.name, "version": policy.version},
+        }
+        zone = _ticket_timezone(policy, target, context) if event.sla is None else _timezone(policy, event)
+        reader = Reader(policy.default_language, ticket.requester.language if ticket.requester else "", zone)
     notifications: list[Notify] = []
     rendered: dict[tuple[int, str, str], str] = {}  # a text several channels share is rendered once
     for rule_name, step in steps:
@@ -246,6 +253,8 @@ def _source(keep: str | None, target: Priority | None, current: Priority | None,
 
 def _escalate(tiers: tuple[str, ...], current: str, targets: list[str]) -> str:
     """The highest of the current tier and every target; `next` is one above the current (capped)."""
+    if not targets:
+        return current  # most events escalate nothing
     rank = {tier: i for i, tier in enumerate(tiers)}
     here = rank.get(current, -1)
     resolved = [tiers[min(here + 1, len(tiers) - 1)] if t == NEXT_TIER else t for t in targets]

@@ -10,7 +10,7 @@ from jinja2 import Template
 
 from connector.model import AddLabel, AssignGroup, AssignUser, EventKind, Priority, RemoveLabel, SetPriority
 
-from .activation import Reads
+from .activation import PolicyReads
 from .calendars import Calendar
 from .conditions import Condition, scan_expression
 from .mapping import PlatformMapping
@@ -164,15 +164,30 @@ class Policy:
     languages: tuple[str, ...] = ("en",)  # every language a text is given in (the default first)
     channels: Mapping[str, int] = field(default_factory=dict)  # each channel a rule notifies → its first line
     source: str = field(default="", repr=False, compare=False)  # the text that was loaded (its hash: sha256)
-    # What the conditions read: each evaluation converts only that to CEL (policies/activation.py).
-    reads: Reads = field(init=False, compare=False, repr=False)
+    # What the conditions of each place read: each converts only that to CEL (policies/activation.py).
+    reads: PolicyReads = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "reads", self._reads())
+
+    def _reads(self) -> PolicyReads:
+        """What each place that runs conditions reads: an event's evaluation runs the priority's
+        conditions, pick_calendar's (the zone of its texts) and those of the rules `on` its kind."""
         sample = {
             **zero_sample(self.fields),
             "decision": {"priority": "", "impact": "", "urgency": "", "priority_from": ""},
         }
-        object.__setattr__(self, "reads", Reads.of(self.conditions(), sample))
+        prio = self.priority
+        always = [level.when for level in (*prio.impact, *prio.urgency) if level.when is not None]
+        always += [entry.when for entry in prio.raises] + self._calendar_conditions()
+        kinds = {
+            kind: always + [rule.when for rule in self.rules if kind in rule.on and rule.when is not None]
+            for kind in EVENT_KINDS
+        }
+        pause = self.sla.pause_when if self.sla is not None else None
+        clocks = self._calendar_conditions() + ([pause] if pause is not None else [])
+        scope = [self.scope] if self.scope is not None else []
+        return PolicyReads.of(kinds, scope, clocks, sample)
 
     def kinds_reading(self, root: str) -> frozenset[str]:
         """The event kinds whose decision may read variable `root` (e.g. `last_reply`, which the
@@ -198,9 +213,14 @@ class Policy:
         found += [entry.when for entry in prio.raises]
         found += [rule.when for rule in self.rules if rule.when is not None]
         if self.sla is not None:
-            found += [choice.when for choice in self.sla.pick if choice.when is not None]
+            found += self._calendar_conditions()
             found += [self.sla.pause_when] if self.sla.pause_when is not None else []
         return found + ([self.scope] if self.scope is not None else [])
+
+    def _calendar_conditions(self) -> list[Condition]:
+        """The conditions of `pick_calendar`."""
+        pick = self.sla.pick if self.sla is not None else ()
+        return [choice.when for choice in pick if choice.when is not None]
 
     def channel_problems(self, configured: Collection[str]) -> list[Problem]:
         """The channels this policy notifies that the config does not have (FILE:LINE each)."""

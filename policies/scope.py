@@ -21,7 +21,7 @@ def out_of_scope(policy: Policy, event: TicketEvent) -> str | None:
     ticket = ticket_variables(event, "", policy.fields, mapping.fields if mapping else {})
     del ticket["tier"]  # a ticket condition, like the SLA clock conditions
     try:
-        governed = policy.scope.program.execute(policy.reads.context({"ticket": ticket})) is True
+        governed = policy.scope.program.execute(policy.reads.scope.context({"ticket": ticket})) is True
     except CEL_RUNTIME_ERRORS as exc:
         why = f"{type(exc).__name__}: {exc}"
         return f"scope could not be evaluated on this ticket ({why}): {policy.scope.source}"

@@ -351,7 +351,7 @@ def _clock_variables(policy: Policy, event: TicketEvent) -> cel.Context | None:
     mapping = policy.platforms.get(event.ticket.ref.platform)
     ticket = ticket_variables(event, "", policy.fields, mapping.fields if mapping else {})
     del ticket["tier"]  # the clocks do not know the tier; the loader refuses conditions reading it
-    return policy.reads.context({"ticket": ticket})
+    return policy.reads.clocks.context({"ticket": ticket})
 
 
 def _pick_calendar(sla: SlaPolicy, variables: cel.Context | None) -> str:
