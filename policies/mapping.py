@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -65,11 +66,17 @@ class PlatformMapping:
         """The policy priority for the platform's priority name (case-insensitive), None when unmapped."""
         if platform_value is None:
             return None
-        wanted = platform_value.strip().casefold()
+        return self._by_name.get(platform_value.strip().casefold())
+
+    @functools.cached_property
+    def _by_name(self) -> Mapping[str, Priority]:
+        """Each platform name (casefolded) → the first priority, in the policy's order, that reads from it:
+        looked up on every event, built once (the mapping is immutable)."""
+        found: dict[str, Priority] = {}
         for priority in self.priorities:
-            if any(name.casefold() == wanted for name in self.names_of(priority)):
-                return priority
-        return None
+            for name in self.names_of(priority):
+                found.setdefault(name.casefold(), priority)
+        return found
 
     def priority_of_ticket(self, ticket: Ticket) -> Priority | None:
         """The ticket's policy priority: by its priority name, or (ServiceNow) by the fields that make it.

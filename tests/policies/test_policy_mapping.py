@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 
 import pytest
@@ -72,6 +73,31 @@ def test_priority_of_is_case_insensitive(example: Policy) -> None:
 def test_priority_of_skips_structured_values() -> None:
     snow = PlatformMapping("servicenow", {Priority.P1: {"impact": 1, "urgency": 1}, Priority.P2: "2"})
     assert snow.priority_of("2") is Priority.P2 and snow.priority_of("1") is None
+
+
+def test_priority_of_finds_what_a_scan_of_every_level_finds(example: Policy) -> None:
+    """The name → level lookup built once per mapping answers as asking each level in order does."""
+    shared = PlatformMapping(
+        "jira", {Priority.P1: "Highest", Priority.P2: "High", Priority.P3: "Medium", Priority.P4: "Low"},
+        names={Priority.P1: ("Highest", "Blocker"), Priority.P2: ("High", "blocker")},
+    )  # fmt: skip
+    mappings = [*example.platforms.values(), shared]
+    for mapping in mappings:
+        names = {n for p in Priority for n in mapping.names_of(p)} | {"", "nope", " HIGH ", "BLOCKER", "5"}
+        for name in [*names, *(n.upper() for n in names)]:
+            wanted = name.strip().casefold()
+            reading = [p for p in mapping.priorities if wanted in [n.casefold() for n in mapping.names_of(p)]]
+            first = reading[0] if reading else None
+            assert mapping.priority_of(name) is first, (mapping.platform, name)
+    assert shared.priority_of("blocker") is Priority.P1  # the first level listing a name keeps it
+
+
+def test_a_changed_mapping_looks_names_up_in_its_own_names(example: Policy) -> None:
+    jira = example.platforms["jira"]
+    assert jira.priority_of("Highest") is Priority.P1  # builds the lookup of this mapping
+    renamed = dataclasses.replace(jira, priorities={**jira.priorities, Priority.P1: "Critical"}, names={})
+    assert renamed.priority_of("Critical") is Priority.P1 and renamed.priority_of("Highest") is None
+    assert jira.priority_of("Critical") is None
 
 
 def test_tier_of_picks_the_highest_matching_tier() -> None:
