@@ -513,9 +513,8 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     if released is not None:
         sent["ticket_released"] = True
     # On PostgreSQL its statements go out together: a record is two round trips (three when the
-    # ticket's timers are read first). A re-arm (rare) reads the ticket's timers through SQLAlchemy,
-    # which cannot read in pipeline mode.
-    with pipelined_writing(rt.engine, unless=result.rearm is not None) as conn:
+    # ticket's timers are read first).
+    with pipelined_writing(rt.engine) as conn:
         existing = None
         if remember and rearm_timers:
             # A ticket whose memory holds no SLA state was never recorded, so no timer of it is armed.

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Dialect, Engine
 from connector.audit import people
 from connector.audit.keys import AuditKeys
 from connector.store.db import RowInsert, placeholder, row_insert
+from connector.store.prepared import dbapi_cursor
 from connector.store.tables import audit_log
 from connector.version import VERSION
 
@@ -176,7 +177,7 @@ def append(
     if not conn.in_transaction():
         conn.begin()  # what a Core statement's autobegin would do: the caller's commit() ends it
     statements = _statements(conn.dialect)
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = dbapi_cursor(conn)
     try:
         return _append(conn, cursor, statements, record, at, keys, record_id)
     finally:
@@ -230,7 +231,7 @@ def append_many(
     if not conn.in_transaction():
         conn.begin()
     statements = _statements(conn.dialect)
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = dbapi_cursor(conn)
     try:
         cursor.execute(statements.bump_by, [len(entries)])
         last, prev_hash = _one(cursor)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.audit.keys import AuditKeys
 from connector.store.db import placeholder
-from connector.store.prepared import Prepared
+from connector.store.prepared import Prepared, dbapi_cursor
 from connector.store.tables import audit_people
 
 
@@ -210,7 +210,7 @@ def _seen_again(
     """One UPDATE: the rows of `people` (by their known pseudonyms) seen at `seq`, each name as the
     upsert sets it (the given one, else the row's). How many rows it found. Run on the DBAPI
     cursor (plain texts and a number: nothing for SQLAlchemy to convert), as append's statements."""
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = dbapi_cursor(conn)
     try:
         cursor.execute(
             seen_again_sql(conn.dialect.paramstyle, len(people)), [seq, *seen_again_values(people, names)]

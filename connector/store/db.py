@@ -23,6 +23,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
 from connector.errors import StartupError
+from connector.store.pgpipeline import PIPELINE, Pipeline, PipelineCursor
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -67,10 +68,15 @@ def make_engine(url: str) -> Engine:
             f"database: {scheme!r} is not a database Escalator supports: use {SUPPORTED}"
         )
     try:
-        engine = create_engine(url, pool_size=10, max_overflow=10, **_JSON_CODEC)
+        # psycopg's own statement preparation off: after a rollback it deallocates every statement
+        # on the connection, ours (pgpipeline's, prepared for the hot paths) with its own.
+        engine = create_engine(
+            url, pool_size=10, max_overflow=10, connect_args={"prepare_threshold": None}, **_JSON_CODEC
+        )
     except ArgumentError as exc:
         raise DatabaseUnavailable(f"database: {redact(url)} is not a valid URL: use {SUPPORTED}") from exc
     event.listen(engine.pool, "checkin", _idle_from_now)
+    event.listen(engine, "before_cursor_execute", _settle_pipeline)
     dialect = engine.dialect
     event.listen(engine.pool, "checkout", lambda conn, record, _proxy: _ping_if_idle(dialect, conn, record))
     return engine
@@ -272,18 +278,19 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
-def pipelined_writing(engine: Engine, *, unless: bool = False) -> Iterator[Connection]:
+def pipelined_writing(engine: Engine) -> Iterator[Connection]:
     """A write transaction, as writing(); on PostgreSQL sent in as few round trips as its reads allow.
 
-    psycopg sends a transaction's BEGIN as a round trip of its own, and its COMMIT as another, also
-    in pipeline mode. Here the connection runs in autocommit and in pipeline mode for the whole
-    block: BEGIN is queued first and COMMIT last, and the statements between go out without waiting
-    for each answer. A read (RETURNING or SELECT through `Prepared` or the DBAPI cursor) is one round
-    trip for everything queued before it; the block's end is one more. A statement refused surfaces
-    at the next read or at the end, the transaction is rolled back and the connection goes on
-    working. SQLAlchemy's own results find no columns in pipeline mode: a block that reads through
-    `conn.execute` passes `unless` (a plain writing() block then)."""
-    if unless or engine.dialect.name != "postgresql":
+    psycopg sends a transaction's BEGIN as a round trip of its own and its COMMIT as another, also in
+    its pipeline mode, and its cursor costs ~100 µs of Python a statement. Here the connection runs in
+    autocommit and the block's statements go through a `Pipeline` (libpq's pipeline mode, driven
+    directly): BEGIN is queued first and COMMIT last, and the statements between go out without
+    waiting for each answer. A read (RETURNING or SELECT through `Prepared` or `dbapi_cursor`) is
+    one round trip for everything queued before it; the block's end is one more. A Core statement
+    (`conn.execute`) first waits for everything queued, then runs as usual. A statement refused
+    surfaces at the next read or at the end, the transaction is rolled back and the connection goes
+    on working."""
+    if engine.dialect.name != "postgresql":
         with writing(engine) as conn:
             yield conn
         return
@@ -291,20 +298,41 @@ def pipelined_writing(engine: Engine, *, unless: bool = False) -> Iterator[Conne
         # The isolation a transaction of writing() runs at (the server's default, as SQLAlchemy read it).
         begin = f"BEGIN ISOLATION LEVEL {conn.default_isolation_level}"
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        raw = conn.connection.dbapi_connection
-        try:
-            with raw.pipeline():
-                raw.execute(begin)
-                yield conn
-                raw.execute(b"COMMIT")
-        except BaseException:
-            if not raw.closed and raw.info.transaction_status != _IDLE:
-                # The transaction we began (psycopg sends ROLLBACK in autocommit too). On a lost
-                # connection this fails as well: the block's own error is the one to raise, and the
-                # pool drops the connection when its reset fails.
-                with suppress(Exception):
-                    raw.rollback()
-            raise
+        with _piped(conn, begin):
+            yield conn
+
+
+@contextmanager
+def _piped(conn: Connection, begin: str | None) -> Iterator[None]:
+    """`conn`'s Prepared statements (and dbapi_cursor's) sent through a Pipeline for the block: in a
+    transaction that `begin` opens and the block's end commits, or (None) in autocommit."""
+    raw = conn.connection.dbapi_connection
+    info = conn.connection.info
+    info[PIPELINE] = pipeline = Pipeline(raw, conn.dialect, begin)
+    try:
+        yield
+        pipeline.finish("COMMIT" if begin else None)
+    except BaseException:
+        with suppress(Exception):  # a lost connection fails here too: the block's error is the one
+            pipeline.abandon()
+        if begin and not raw.closed and raw.info.transaction_status != _IDLE:
+            # The transaction we began (psycopg sends ROLLBACK in autocommit too). On a lost
+            # connection this fails as well, and the pool drops the connection when its reset fails.
+            with suppress(Exception):
+                raw.rollback()
+        raise
+    finally:
+        info.pop(PIPELINE, None)  # (a lost connection may have taken the pool record's info with it)
+
+
+def _settle_pipeline(conn: Connection, cursor: Any, *_: Any) -> None:
+    """Before psycopg's own cursor sends a statement (a Core one) where a Pipeline is open: its
+    answers read first and pipeline mode left, so the statement's answer is the next one."""
+    if isinstance(cursor, PipelineCursor):
+        return
+    pipeline = conn.connection.info.get(PIPELINE)
+    if pipeline is not None:
+        pipeline.settle()
 
 
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE

@@ -429,7 +429,7 @@ def _lease_ticket(
 
 def _release_ticket(conn: Connection, platform: str, ticket_id: str, owner: str) -> None:
     where = {"b_platform": platform, "b_ticket_id": ticket_id, "b_owner": owner}
-    _RELEASE_TICKET.run(conn, {**where, "lease_owner": None, "lease_until": None})
+    _RELEASE_TICKET.send(conn, {**where, "lease_owner": None, "lease_until": None})
 
 
 _GIVE_BACK = (

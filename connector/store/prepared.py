@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+from connector.store.pgpipeline import PIPELINE
+
 
 class NotPreparable(ValueError):
     """The statement needs something only Core's execute does; run it with conn.execute."""
@@ -64,12 +66,22 @@ class Prepared:
         self._compiled: dict[tuple[Any, ...], _Compiled] = {}
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
-        """Execute; the rows the statement matched (the driver's rowcount)."""
+        """Execute; the rows the statement matched (the driver's rowcount: its answer is waited for)."""
         compiled = self._for(conn.dialect, params)
         cursor = _cursor(conn)
         try:
             _execute(conn, cursor, compiled, compiled.bound(params))
             return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def send(self, conn: Connection, params: Mapping[str, Any]) -> None:
+        """Execute, its answer not read: in a db.pipelined_writing block on PostgreSQL it is not waited
+        for (a refusal still surfaces at the block's next read or end)."""
+        compiled = self._for(conn.dialect, params)
+        cursor = _cursor(conn)
+        try:
+            _execute(conn, cursor, compiled, compiled.bound(params))
         finally:
             cursor.close()
 
@@ -138,7 +150,15 @@ def _made(reader: _Reader, raw: list[Any]) -> list[Any]:
 def _cursor(conn: Connection) -> Any:
     if not conn.in_transaction():
         conn.begin()  # what a Core statement's autobegin would do: the caller's commit() ends it
-    return conn.connection.dbapi_connection.cursor()
+    return dbapi_cursor(conn)
+
+
+def dbapi_cursor(conn: Connection) -> Any:
+    """A cursor on `conn`'s DBAPI connection; inside db.pipelined_writing on PostgreSQL, the open
+    Pipeline's (its statements sent at once, their answers read when asked for)."""
+    fairy = conn.connection
+    pipeline = fairy.info.get(PIPELINE)
+    return pipeline.cursor() if pipeline is not None else fairy.dbapi_connection.cursor()
 
 
 def _execute(conn: Connection, cursor: Any, compiled: _Compiled, values: Any, *, many: bool = False) -> None:

@@ -181,4 +181,4 @@ def _update(
     conn: Connection, platform: str, ticket_id: str, values: dict[str, Any], statement: Prepared = _UPDATE
 ) -> None:
     # The SET clause follows the parameter names (a misspelt column is refused when compiled).
-    statement.run(conn, {"b_platform": platform, "b_ticket_id": ticket_id, **values})
+    statement.send(conn, {"b_platform": platform, "b_ticket_id": ticket_id, **values})

@@ -17,6 +17,7 @@ from connector import audit
 from connector.model import EventKind, Ticket, TicketRef, TicketState
 from connector.store import inbox, tickets, timers
 from connector.store.db import make_engine, pipelined_writing, writing
+from connector.store.prepared import Prepared
 from connector.store.tables import inbox as inbox_table
 from connector.store.tables import tickets as tickets_table
 from connector.store.tables import timers as timers_table
@@ -259,16 +260,19 @@ def test_pipelined_writes_land_together_or_not_at_all(engine):
     row = dict(platform="jira", ticket_id="P-1", priority_pinned=False)
     with pytest.raises(Exception) as refused:
         with pipelined_writing(engine) as conn:
+            _INSERT_TICKET.send(conn, {**row, "ticket_id": "P-0"})
             if engine.dialect.name == "postgresql":  # what the block is for: statements not waited on
                 assert conn.connection.dbapi_connection.pgconn.pipeline_status != 0
-            conn.execute(tickets_table.insert(), {**row, "ticket_id": "P-0"})
-            conn.execute(tickets_table.insert(), row)
-            conn.execute(tickets_table.insert(), row)  # the same key again: refused
+            _INSERT_TICKET.send(conn, row)
+            _INSERT_TICKET.send(conn, row)  # the same key again: refused
     assert "unique" in str(refused.value).lower() or "duplicate" in str(refused.value).lower()
     with pipelined_writing(engine) as conn:
-        conn.execute(tickets_table.insert(), {**row, "ticket_id": "P-2"})
+        _INSERT_TICKET.send(conn, {**row, "ticket_id": "P-2"})
     with engine.connect() as conn:
         assert conn.execute(select(tickets_table.c.ticket_id)).scalars().all() == ["P-2"]
+
+
+_INSERT_TICKET = Prepared(tickets_table.insert())
 
 
 @pytest.mark.postgres
@@ -283,9 +287,7 @@ def test_a_pipelined_transaction_waits_only_for_its_reads_and_its_end(migrated_p
             pgconn = conn.connection.dbapi_connection.pgconn
             waits = _count_waits(pgconn)
             for n in range(3):
-                conn.execute(
-                    tickets_table.insert(), dict(platform="jira", ticket_id=f"Q-{n}", priority_pinned=False)
-                )
+                _INSERT_TICKET.send(conn, dict(platform="jira", ticket_id=f"Q-{n}", priority_pinned=False))
             inbox.finish(conn, item, status=inbox.DONE, owner="w1", now=T0)  # its RETURNING is read
             tickets.save_write_windows(conn, "jira", "Q-0", {"account": []})
         assert waits() == 2
