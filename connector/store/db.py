@@ -359,14 +359,17 @@ def _autocommit_on_postgresql(
     engine: Engine, *, otherwise: Callable[[], AbstractContextManager[Connection]]
 ) -> Iterator[Connection]:
     """On PostgreSQL a pooled connection whose every statement commits alone (psycopg's autocommit:
-    no BEGIN, COMMIT or ROLLBACK of ours; the pool puts the default isolation back when it returns);
-    elsewhere what `otherwise()` gives."""
+    no BEGIN, COMMIT or ROLLBACK of ours; the pool puts the default isolation back when it returns),
+    its Prepared statements sent through a Pipeline (statements sent together before a read commit
+    together); elsewhere what `otherwise()` gives."""
     if engine.dialect.name != "postgresql":
         with otherwise() as conn:
             yield conn
         return
     with engine.connect() as conn:
-        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with _piped(conn, None):
+            yield conn
 
 
 def database_unavailable(engine: Engine, exc: BaseException) -> bool:

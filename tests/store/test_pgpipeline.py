@@ -9,10 +9,11 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, bindparam, select, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from connector.store.db import make_engine, pipelined_writing
+from connector.store.db import make_engine, one_statement, pipelined_writing, reading
 from connector.store.pgpipeline import _numbered
 from connector.store.prepared import Prepared, dbapi_cursor
 from connector.store.tables import tickets
@@ -152,3 +153,21 @@ def test_psycopg_placeholders_become_numbered_ones():
     assert _numbered("UPDATE t SET x = %s WHERE y = %s") == (b"UPDATE t SET x = $1 WHERE y = $2", ())
     with pytest.raises(ValueError, match="both named and positional"):
         _numbered("SELECT %(a)s, %s")
+
+
+def test_outside_a_transaction_what_was_sent_commits_at_each_read_and_at_the_end(engine):
+    def stored() -> list[str]:
+        with engine.connect() as other:
+            return sorted(other.execute(select(tickets.c.ticket_id)).scalars())
+
+    with one_statement(engine) as conn:
+        _INSERT.send(conn, _row("G1"))
+        assert _READ.first(conn, {"b_id": "G1"}).tier == "L2"
+        assert conn.connection.dbapi_connection.info.transaction_status == TransactionStatus.IDLE
+        assert stored() == ["G1"]  # committed at the read
+        _INSERT.send(conn, _row("G2"))  # not read: committed at the block's end
+    assert stored() == ["G1", "G2"]
+    with pytest.raises(IntegrityError), reading(engine) as conn:
+        _INSERT.send(conn, _row("G2"))
+    with reading(engine) as conn:  # the connection that was refused works again
+        assert _READ.first(conn, {"b_id": "G2"}).ticket_id == "G2"
