@@ -23,7 +23,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
 from connector.errors import StartupError
-from connector.store.pgpipeline import PIPELINE, Pipeline, PipelineCursor
+from connector.store.pgpipeline import PIPELINE, Pipeline
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -76,7 +76,9 @@ def make_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise DatabaseUnavailable(f"database: {redact(url)} is not a valid URL: use {SUPPORTED}") from exc
     event.listen(engine.pool, "checkin", _idle_from_now)
-    event.listen(engine, "before_cursor_execute", _settle_pipeline)
+    # Core's executions only (the dialect's events): Prepared statements reach the cursor directly.
+    for execution in ("do_execute", "do_executemany", "do_execute_no_params"):
+        event.listen(engine, execution, _settle_pipeline)
     dialect = engine.dialect
     event.listen(engine.pool, "checkout", lambda conn, record, _proxy: _ping_if_idle(dialect, conn, record))
     return engine
@@ -325,12 +327,15 @@ def _piped(conn: Connection, begin: str | None) -> Iterator[None]:
         info.pop(PIPELINE, None)  # (a lost connection may have taken the pool record's info with it)
 
 
-def _settle_pipeline(conn: Connection, cursor: Any, *_: Any) -> None:
-    """Before psycopg's own cursor sends a statement (a Core one) where a Pipeline is open: its
-    answers read first and pipeline mode left, so the statement's answer is the next one."""
-    if isinstance(cursor, PipelineCursor):
+def _settle_pipeline(cursor: Any, statement: str, *args: Any) -> None:
+    """Before psycopg's own cursor sends a Core statement where a Pipeline is open: its answers read
+    first and pipeline mode left, so the statement's answer is the next one. (Returns None: SQLAlchemy
+    then executes the statement itself.)"""
+    try:
+        info = args[-1].root_connection.connection.info  # args[-1]: the execution context
+    except NotImplementedError:  # the dialect's first look at a new connection: no pool record yet
         return
-    pipeline = conn.connection.info.get(PIPELINE)
+    pipeline = info.get(PIPELINE)
     if pipeline is not None:
         pipeline.settle()
 
