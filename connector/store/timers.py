@@ -93,7 +93,9 @@ _EXISTING = Prepared(
 )
 _ARM = Prepared(insert(timers))
 _REARM = Prepared(update(timers).where(timers.c.id == bindparam("b_id")))
-_DISARM = delete(timers).where(timers.c.id.in_(bindparam("b_ids", expanding=True)))
+# One row each (executemany), not `id IN (…)`: an expanding IN is compiled per call, so it would be a
+# Core statement, which in a pipelined record waits for every answer queued before it.
+_DISARM = Prepared(delete(timers).where(timers.c.id == bindparam("b_id")))
 
 
 def digest(wanted: Iterable[ArmedTimer]) -> str:
@@ -149,9 +151,8 @@ def reconcile(
             rearmed.append(dict(b_id=row.id, fired_at=None, **values))
     _ARM.run_many(conn, armed)
     _REARM.run_many(conn, rearmed)
-    gone = [row.id for key, row in existing.items() if key not in keep]
-    if gone:
-        conn.execute(_DISARM, {"b_ids": gone})
+    gone = [{"b_id": row.id} for key, row in existing.items() if key not in keep]
+    _DISARM.run_many(conn, gone)
     return len(armed) + len(rearmed) + len(gone)
 
 

@@ -80,7 +80,7 @@ def test_reconcile_arms_rearms_and_removes_in_one_statement_each(engine):
         ("SELECT timers.id,", False): 1,
         ("INSERT INTO", True): 1,
         ("UPDATE timers", True): 1,
-        ("DELETE FROM", False): 1,
+        ("DELETE FROM", True): 1,
     }
 
     after = _timer_rows(engine, "A")
