@@ -64,7 +64,7 @@ class Answer:
 
 
 class _Preparing:
-    """In the queue: a statement's preparation, whose name is kept for the connection once it worked."""
+    """In the queue: a statement's preparation; its name is forgotten for the connection if it failed."""
 
     __slots__ = ("key", "name")
 
