@@ -166,7 +166,10 @@ class Pipeline:
                 self._pg.exit_pipeline_mode()
                 self._on = False
         if self._failed is not None:
-            raise self._failed
+            failed = self._failed
+            if not self._transaction:  # autocommit: that group is over, the next statement starts afresh
+                self._failed = None
+            raise failed
 
     def finish(self, end: str | None) -> None:
         """Send `end` (COMMIT) after everything, wait for every answer, leave pipeline mode."""

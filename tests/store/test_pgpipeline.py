@@ -169,5 +169,10 @@ def test_outside_a_transaction_what_was_sent_commits_at_each_read_and_at_the_end
     assert stored() == ["G1", "G2"]
     with pytest.raises(IntegrityError), reading(engine) as conn:
         _INSERT.send(conn, _row("G2"))
+    with one_statement(engine) as conn:  # a refusal caught, the block goes on (as psycopg's autocommit)
+        with pytest.raises(IntegrityError):
+            _INSERT.run(conn, _row("G1"))
+        _INSERT.send(conn, _row("G3"))
+    assert stored() == ["G1", "G2", "G3"]
     with reading(engine) as conn:  # the connection that was refused works again
         assert _READ.first(conn, {"b_id": "G2"}).ticket_id == "G2"
