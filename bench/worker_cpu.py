@@ -3,7 +3,7 @@
     .venv/bin/python bench/worker_cpu.py [--deliveries 2000] [--database sqlite|postgres|URL]
                                          [--profile] [--shape mixed|outage] [--limiter]
                                          [--pool [--threads 8] [--concurrency 64]]
-                                         [--history 50000]
+                                         [--history 50000] [--old-code COMMIT [--rounds 5]]
 
 Fills the inbox with recorded webhook bodies of all three platforms (tests/fixtures; per ticket a
 creation and three updates, as bench/replay.py does), then drains it with the real worker path
@@ -22,6 +22,10 @@ system CPU are printed apart (the lock's hand-overs are system time). `--history
 finished deliveries of the three platforms first, as a desk's inbox holds them for `retention`
 days (50,000 is a week at 300 deliveries an hour): a statement that walks them shows here.
 
+`--old-code COMMIT` runs the same benchmark as separate processes, the code at COMMIT and this code
+in turn, `--rounds` times each, and prints the median and the best of each and their ratio: on a
+machine whose speed drifts, figures from one alternating run are the ones that compare.
+
 Where the time goes is measured by wrapping the steps in place (thread CPU time around each):
 claim, the ticket's memory read, normalise, judge (the pure decision), render, HTTP client (the
 `send` of each platform client), the note's in-flight mark, and the audit record with the
@@ -35,6 +39,9 @@ import argparse
 import dataclasses
 import json
 import os
+import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -62,7 +69,7 @@ from connector.worker import WorkerPool, drain  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
 from replay import SOURCES, START, payload  # noqa: E402
-from worker_support import FakeJira, scratch_database, store_history  # noqa: E402
+from worker_support import FakeJira, old_tree, scratch_database, store_history  # noqa: E402
 from worker_support import delivery as outage  # noqa: E402
 
 
@@ -246,6 +253,45 @@ def run(args, url: str, fake: str):
     return outcomes, total, split, split_total, split_made, profiler
 
 
+def alternate(args: argparse.Namespace) -> None:
+    """`--old-code`: this benchmark run as separate processes, the code at the commit and this code in
+    turn, `--rounds` times each, and the end-to-end figures side by side. This machine's speed drifts
+    by 10-30 % from one minute to the next: only rounds run alternately compare, and the median and
+    the best of each are printed with their ratio."""
+    own = _without(sys.argv[1:], ("--old-code", "--rounds"))
+    figures: dict[str, list[float]] = {"old": [], "new": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"old": old_tree(args.old_code, Path(tmp)), "new": ROOT}
+        for n in range(args.rounds):
+            for which, tree in trees.items():
+                done = subprocess.run([sys.executable, "bench/worker_cpu.py", *own], cwd=tree, check=True,
+                                      capture_output=True, text=True)  # fmt: skip
+                found = re.search(r"end to end: ([0-9.]+) ms", done.stdout)
+                if found is None:
+                    raise SystemExit(f"no figure from the {which} code:\n{done.stdout}{done.stderr}")
+                figures[which].append(float(found[1]))
+                print(f"round {n + 1}: {which} code {figures[which][-1]:.2f} ms", flush=True)
+    old, new = figures["old"], figures["new"]
+    print(f"worker CPU per decision, {args.rounds} alternating rounds ({' '.join(own)}):")
+    for label, seen in ((f"code at {args.old_code[:10]}", old), ("this code", new)):
+        print(f"  {label + ':':<20} median {statistics.median(seen):.2f} ms, best {min(seen):.2f}")
+    print(f"  ratio: {statistics.median(new) / statistics.median(old):.2f} (median), "
+          f"{min(new) / min(old):.2f} (best)")  # fmt: skip
+
+
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """`argv` without `options` and their values (`--option value` or `--option=value`)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in options)):
+            kept.append(arg)
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=2000)
@@ -265,7 +311,12 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=0, help="finished deliveries in the inbox first")
     parser.add_argument("--threads", type=int, help="with --pool: worker.threads (default: the config's)")
     parser.add_argument("--concurrency", type=int, help="with --pool: worker.concurrency (the config's)")
+    parser.add_argument("--old-code", metavar="COMMIT", help="alternate with the code at COMMIT")
+    parser.add_argument("--rounds", type=int, default=5, help="with --old-code: alternating rounds of each")
     args = parser.parse_args()
+    if args.old_code:
+        alternate(args)
+        return
     with tempfile.TemporaryDirectory() as tmp, database(args.database, tmp) as url:
         platforms = FakeJira(Path(tmp), delay=args.delay)  # answers as Jira, Zendesk and ServiceNow do
         try:
