@@ -16,8 +16,10 @@ it), and the order: how many P4s were written before the last P1.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import shutil
 import sys
 import tempfile
 import threading
@@ -145,6 +147,7 @@ def run(database: str, tickets: int, limit: int, window: float, limited: bool, t
     finally:
         fake.stop()
         rt.close()
+        shutil.rmtree(folder, ignore_errors=True)
     order = [p for _, _, p in fake.writes]
     last_p1 = max((i for i, p in enumerate(order) if p == "P1"), default=-1)
     return {
@@ -194,7 +197,9 @@ def main() -> int:
     for backend, pg in backends:
         for label, limited in sides:
             if pg is None:
-                database, drop = f"sqlite:///{tempfile.mkdtemp(prefix='escalator-burst-db-')}/burst.db", None
+                folder = tempfile.mkdtemp(prefix="escalator-burst-db-")
+                database = f"sqlite:///{folder}/burst.db"
+                drop = functools.partial(shutil.rmtree, folder, ignore_errors=True)
             else:
                 database, drop = fresh_postgres(pg)
             try:
