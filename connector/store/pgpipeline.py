@@ -153,18 +153,7 @@ class Pipeline:
         own cursor talks to the connection."""
         if self._begin is not None:  # nothing sent yet: the transaction begins before that statement
             self._start()
-        if not self._on:
-            return
-        self._pg.pipeline_sync()
-        self._flush()
-        try:
-            while True:
-                if self._read_one(until_sync=True):
-                    break
-        finally:
-            if self._pg.pipeline_status != pq.PipelineStatus.OFF and not self._queue:
-                self._pg.exit_pipeline_mode()
-                self._on = False
+        self._sync()
         if self._failed is not None:
             failed = self._failed
             if not self._transaction:  # autocommit: that group is over, the next statement starts afresh
@@ -183,17 +172,26 @@ class Pipeline:
 
     def abandon(self) -> None:
         """After a failure: skip what is left, leave pipeline mode (the caller rolls back)."""
-        if not self._on or self._pg.status != pq.ConnStatus.OK:
+        if self._pg.status != pq.ConnStatus.OK:
             return
         self._failed = self._failed or _Abandoned()
+        self._sync()
+
+    def _sync(self) -> None:
+        """A sync after everything sent, every answer up to it read, pipeline mode left."""
+        if not self._on:
+            return
         self._pg.pipeline_sync()
         self._flush()
-        while not self._read_one(until_sync=True):
-            pass
-        self._pg.exit_pipeline_mode()
-        self._on = False
+        try:
+            while not self._read_one():
+                pass
+        finally:
+            if self._pg.pipeline_status != pq.PipelineStatus.OFF and not self._queue:
+                self._pg.exit_pipeline_mode()
+                self._on = False
 
-    def _read_one(self, *, until_sync: bool = False) -> bool:
+    def _read_one(self) -> bool:
         """Take the next answer off the wire; True when it was the sync."""
         result = self._next_result()
         while result is None:  # the end of one statement's results: the next one's come next
