@@ -177,25 +177,19 @@ class Policy:
             **zero_sample(self.fields),
             "decision": {"priority": "", "impact": "", "urgency": "", "priority_from": ""},
         }
-        prio = self.priority
-        always = [level.when for level in (*prio.impact, *prio.urgency) if level.when is not None]
-        always += [entry.when for entry in prio.raises] + self._calendar_conditions()
+        always = self._priority_conditions() + self._calendar_conditions()
         kinds = {
             kind: always + [rule.when for rule in self.rules if kind in rule.on and rule.when is not None]
             for kind in EVENT_KINDS
         }
-        pause = self.sla.pause_when if self.sla is not None else None
-        clocks = self._calendar_conditions() + ([pause] if pause is not None else [])
         scope = [self.scope] if self.scope is not None else []
-        return PolicyReads.of(kinds, scope, clocks, sample)
+        return PolicyReads.of(kinds, scope, self._clock_conditions(), sample)
 
     def kinds_reading(self, root: str) -> frozenset[str]:
         """The event kinds whose decision may read variable `root` (e.g. `last_reply`, which the
         worker remembers and a replay does not): in a rule's condition or texts, or anywhere in
         the priority conditions (every kind)."""
-        prio = self.priority
-        levels = [e.when for e in (*prio.impact, *prio.urgency, *prio.raises) if e.when is not None]
-        if any(_reads(c, root) for c in levels):
+        if any(_reads(c, root) for c in self._priority_conditions()):
             return EVENT_KINDS
         kinds: set[str] = set()
         for rule in self.rules:
@@ -208,19 +202,24 @@ class Policy:
 
     def conditions(self) -> list[Condition]:
         """Every condition of the policy, wherever it sits."""
-        prio = self.priority
-        found = [level.when for level in (*prio.impact, *prio.urgency) if level.when is not None]
-        found += [entry.when for entry in prio.raises]
-        found += [rule.when for rule in self.rules if rule.when is not None]
-        if self.sla is not None:
-            found += self._calendar_conditions()
-            found += [self.sla.pause_when] if self.sla.pause_when is not None else []
+        found = self._priority_conditions() + [rule.when for rule in self.rules if rule.when is not None]
+        found += self._clock_conditions()
         return found + ([self.scope] if self.scope is not None else [])
+
+    def _priority_conditions(self) -> list[Condition]:
+        """The conditions of the impact and urgency levels and of the raises, in that order."""
+        prio = self.priority
+        return [e.when for e in (*prio.impact, *prio.urgency, *prio.raises) if e.when is not None]
 
     def _calendar_conditions(self) -> list[Condition]:
         """The conditions of `pick_calendar`."""
         pick = self.sla.pick if self.sla is not None else ()
         return [choice.when for choice in pick if choice.when is not None]
+
+    def _clock_conditions(self) -> list[Condition]:
+        """What the SLA clocks run: `pick_calendar`'s conditions and the pause condition."""
+        pause = self.sla.pause_when if self.sla is not None else None
+        return self._calendar_conditions() + ([pause] if pause is not None else [])
 
     def channel_problems(self, configured: Collection[str]) -> list[Problem]:
         """The channels this policy notifies that the config does not have (FILE:LINE each)."""
