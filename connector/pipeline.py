@@ -14,11 +14,13 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from sqlalchemy import Connection
 
 from connector import audit, handover, outbox, ratelimit, retarget
 from connector.codec import after_plan
@@ -37,7 +39,8 @@ from connector.plan import note_mark, with_note_mark
 from connector.retry import backoff_seconds
 from connector.runtime import Installation, Runtime
 from connector.store import inbox, tickets, timers
-from connector.store.db import database_unavailable, pipelined_writing, reading, writing
+from connector.store.db import database_unavailable, reading, writing
+from connector.store.group_commit import Write
 from connector.store.inbox import InboxItem
 from platforms.base import CAP_LABELS, Delivery, OutboundRequest, SentRequest
 from platforms.errors import (
@@ -467,7 +470,8 @@ def _backoff(rt: Runtime, item: InboxItem, retry_after: float | None) -> float:
 
 
 def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
-    """Audit record, ticket memory, SLA timers and the inbox row's status: one transaction.
+    """Audit record, ticket memory, SLA timers and the inbox row's status: one transaction (shared with
+    the records of deliveries that finish meanwhile: connector/store/group_commit.py).
 
     Everything that is pure computation happens before the transaction: on SQLite the
     webhook intake waits for the same writer lock, so the lock is held only for the writes.
@@ -477,10 +481,13 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     windows_counted = result.windows is not None and result.windows.changed
     windows = result.windows.to_json(now) if windows_counted else None
     if result.outcome == "deferred":  # waits for a write slot: not an attempt, nothing to audit yet
-        with writing(rt.engine) as conn:
+
+        def defer(conn: Connection) -> None:
             if windows_counted:  # an earlier round of this attempt wrote (a conflict, then the wait)
                 tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
             inbox.defer(conn, item, owner=rt.owner, at=result.retry_at, rank=result.rank, why=result.detail)
+
+        rt.records.write(Write(defer))
         return
     record = audit_record(rt, item, result)
     event = result.event
@@ -512,15 +519,18 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     released = rt.owner if remember and claimed_with_it else None
     if released is not None:
         sent["ticket_released"] = True
+    fences: list[Callable[[], None]] = []  # the inbox row's lease fence, read after the append
+
     # On PostgreSQL its statements go out together: a record is two round trips (three when the
     # ticket's timers are read first).
-    with pipelined_writing(rt.engine) as conn:
+    def stage(conn: Connection) -> None:
         existing = None
         if remember and rearm_timers:
             # A ticket whose memory holds no SLA state was never recorded, so no timer of it is armed.
             never_armed = claimed_with_it and item.memory.sla is None
             existing = {} if never_armed else timers.in_place(conn, item.platform, event.ticket.ref.id)
         outbox.queue(conn, notices, decision_id=record_id, now=now)  # with its decision, or not at all
+        memory_saved = False
         if remember:
             ticket = event.ticket
             tickets.save(
@@ -531,7 +541,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
                 release_lease_of=released,
                 write_windows=windows if windows_counted else tickets.UNCHANGED,
             )  # fmt: skip
-            windows_counted = False
+            memory_saved = True
             if existing is not None:  # else they are the ones armed last time: nothing to write
                 timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now,
                                  existing=existing)  # fmt: skip
@@ -539,7 +549,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
             retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
-        if windows_counted:  # writes went out and nothing else of the memory is saved (a retry, say)
+        if windows_counted and not memory_saved:  # writes went out, nothing else of the memory is saved
             tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
         # The lease fence's answer is read after the append's first read, with it (one round trip less
         # on PostgreSQL), and before the commit: a row no longer ours rolls everything back.
@@ -550,10 +560,15 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
             fence = inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error,
                                  fence_later=True, **sent)  # fmt: skip
+        fences[:] = [fence]
+
+    def seal(conn: Connection) -> None:
         # Last: appending locks the chain's head until the commit, so every other appender waits
         # only for this append, not for the rest of this transaction.
         audit.append(conn, record, at=now, keys=rt.audit_keys, record_id=record_id)
-        fence()
+        fences[0]()
+
+    rt.records.write(Write(stage, seal))
 
 
 def _unrecordable(result: Outcome, exc: BaseException) -> Outcome:

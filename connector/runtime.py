@@ -13,12 +13,14 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from connector import cpu
 from connector.audit.chain import use_keys
 from connector.audit.keys import AuditKeyError, AuditKeys
 from connector.config import Config, ConfigError
 from connector.metrics import Metrics
 from connector.store import liveness
 from connector.store.db import make_engine, migrate
+from connector.store.group_commit import GroupCommit
 from connector.store.intake import Intake
 from connector.store.tables import inbox
 from platforms.base import PlatformClient, Provider
@@ -144,6 +146,7 @@ class Runtime:
     # A one-off command's or a test's: no liveness lock (`escalator work` names itself with one).
     owner: str = field(default_factory=lambda: owner_name(os.getpid(), liveness.new_tag(lock=False)))
     intake: Intake = field(init=False)
+    records: GroupCommit = field(init=False)  # the worker's decision records, committed together under load
     audit_keys: AuditKeys = field(init=False)  # signing and pseudonym keys, never in the database
 
     def __post_init__(self) -> None:
@@ -153,6 +156,8 @@ class Runtime:
             raise ConfigError(f"audit: {exc}") from exc
         use_keys(self.engine, self.audit_keys)
         self.intake = Intake(self.engine)
+        # A delivery waiting for another's transaction to take its record gives its CPU turn away.
+        self.records = GroupCommit(self.engine, waiting=cpu.waiting)
 
     @property
     def dry_run(self) -> bool:

@@ -1,0 +1,147 @@
+"""Group commit for the worker's decision records (leader/follower, as the webhook intake's).
+
+A decision's record is written in two steps of one transaction: `stage` (the ticket's memory, its
+timers, the outbox, the inbox row) and `seal` (the audit append, which holds the chain's head until
+the commit, then the lease fence). The worker handles many deliveries at once (`worker.threads`
+computing): those that finish while another's record is being written queue up, and the next
+leader writes them in ONE transaction — every stage first, then every seal, so the chain's head is
+taken last, as in a record alone (ticket rows, then the head: the order of every other writer).
+With no load every record is its own leader and its own transaction, as before; under load N
+records share a BEGIN, a COMMIT, the writer lock and a pooled connection.
+
+Each record still commits with everything it needs or not at all: when a shared transaction fails
+(a value the store refuses, a lease another worker took, a conflict), it is rolled back and its
+records are written again one by one, each in its own transaction, so only the one at fault fails
+and every other commits. `write` returns once the record is committed and raises what the record's
+own transaction raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from connector.store.db import pipelined_writing
+
+log = logging.getLogger("escalator.records")
+
+
+def _nothing(_conn: Connection) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One record's statements. Both steps may run twice (in a shared transaction that was rolled
+    back, then alone): they compute nothing that changes between runs, only send statements."""
+
+    stage: Callable[[Connection], None]
+    seal: Callable[[Connection], None] = _nothing
+
+
+class _Pending:
+    """A queued record. A follower waits on a lock taken at birth and released by its leader."""
+
+    __slots__ = ("write", "done", "error")
+
+    def __init__(self, write: Write) -> None:
+        self.write = write
+        self.done: threading.Lock | None = None
+        self.error: BaseException | None = None
+
+    def follow(self) -> None:
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def finish(self) -> None:
+        if self.done is not None:
+            self.done.release()
+
+
+class GroupCommit:
+    """`write(Write(stage, seal))` from any thread; records queued meanwhile share a transaction.
+
+    `waiting`: a context a follower waits in (the worker's `cpu.waiting`, which gives its turn at the
+    CPU away meanwhile); `most`: records in one transaction at most."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        most: int = 32,
+        waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> None:
+        self.engine = engine
+        self.most = most
+        self._waiting = waiting
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._leading = False
+        self.transactions = 0  # shared or alone, committed or not: what a test or a benchmark counts
+        self.written_again = 0  # records written alone after their shared transaction failed
+
+    def write(self, write: Write) -> None:
+        pending = _Pending(write)
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+            else:  # made under the lock, so the leader that takes this record sees the latch
+                pending.follow()
+        if lead:
+            self._lead()
+        else:
+            assert pending.done is not None
+            with self._waiting():
+                pending.done.acquire()  # its leader always releases it, whatever the transaction did
+        if pending.error is not None:
+            raise pending.error
+
+    def _lead(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue[: self.most], self._queue[self.most :]
+                if not batch:
+                    self._leading = False
+                    return
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # (KeyboardInterrupt, say): nobody is left waiting, then it ends
+                with self._lock:
+                    rest, self._queue, self._leading = self._queue, [], False
+                for p in (*batch, *rest):
+                    p.error = p.error or exc
+                    p.finish()
+                raise
+            for p in batch:
+                p.finish()
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        if len(batch) > 1:
+            try:
+                self._transaction([p.write for p in batch])
+                return
+            except Exception as exc:  # (a database gone fails each alone at once, as it failed here)
+                first = (str(exc).splitlines() or [""])[0][:200]
+                log.info("%d decision records could not be committed together (%s: %s); each is written "
+                         "alone", len(batch), type(exc).__name__, first)  # fmt: skip
+                self.written_again += len(batch)
+        for p in batch:
+            try:
+                self._transaction([p.write])
+            except Exception as exc:
+                p.error = exc
+
+    def _transaction(self, writes: list[Write]) -> None:
+        self.transactions += 1
+        with pipelined_writing(self.engine) as conn:
+            for write in writes:
+                write.stage(conn)
+            for write in writes:  # last: the chain's head is held from the first seal to the commit
+                write.seal(conn)
