@@ -421,9 +421,8 @@ def _apply(rt: Runtime, item: InboxItem, client, done: Outcome) -> Outcome:
                 result.confirmed, result.in_flight_kept = frozenset(confirmed), False
                 continue
             if carries_note:  # a note is not idempotent: say durably that it is going out
-                inbox.record_in_flight(
-                    rt.engine, item, fingerprint, owner=rt.owner, confirmed=frozenset(confirmed)
-                )
+                inbox.record_in_flight(rt.engine, item, fingerprint, owner=rt.owner,
+                                       confirmed=frozenset(confirmed), records=rt.records)  # fmt: skip
                 result.in_flight_kept = True
             answer = client.send(request)
         except TransientPlatformError as exc:

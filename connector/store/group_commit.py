@@ -7,7 +7,8 @@ computing): those that finish while another's record is being written queue up, 
 leader writes them in ONE transaction — every stage first, then every seal, so the chain's head is
 taken last, as in a record alone (ticket rows, then the head: the order of every other writer).
 With no load every record is its own leader and its own transaction, as before; under load N
-records share a BEGIN, a COMMIT, the writer lock and a pooled connection.
+records share a BEGIN, a COMMIT, the writer lock and a pooled connection. A note's in-flight mark
+(written, durably, before the note goes out) is a record with a stage alone.
 
 Each record still commits with everything it needs or not at all: when a shared transaction fails
 (a value the store refuses, a lease another worker took, a conflict), it is rolled back and its

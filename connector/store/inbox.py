@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from connector.store.db import few_rows, one_statement, reading, row_insert, writing
+from connector.store.group_commit import GroupCommit, Write
 from connector.store.prepared import Prepared
 from connector.store.tables import inbox, tickets
 from connector.store.tickets import MEMORY
@@ -463,12 +464,24 @@ def give_back(engine: Engine, items: list[InboxItem], *, owner: str, now: dateti
 
 
 def record_in_flight(
-    engine: Engine, item: InboxItem, fingerprint: str, *, owner: str, confirmed: frozenset[str]
+    engine: Engine,
+    item: InboxItem,
+    fingerprint: str,
+    *,
+    owner: str,
+    confirmed: frozenset[str],
+    records: GroupCommit | None = None,
 ) -> None:
     """Remember, durably and before it is sent, the request about to go out for this item, with the
-    requests the platform confirmed so far. One statement (no transaction round trips on PostgreSQL)."""
+    requests the platform confirmed so far. One statement (no transaction round trips on PostgreSQL);
+    with `records`, the worker's group commit, in a transaction shared with the records and marks of
+    other deliveries written meanwhile (committed before this returns all the same)."""
+    values = {"in_flight": fingerprint, "confirmed": sorted(confirmed)}
+    if records is not None:
+        records.write(Write(lambda conn: _update_mine(conn, item, owner, values)))
+        return
     with one_statement(engine) as conn:
-        _update_mine(conn, item, owner, {"in_flight": fingerprint, "confirmed": sorted(confirmed)})
+        _update_mine(conn, item, owner, values)
 
 
 def finish(

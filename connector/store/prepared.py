@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
-from connector.store.pgpipeline import PIPELINE
+from connector.store.pgpipeline import PIPELINE, PipelineCursor
 
 
 class NotPreparable(ValueError):
@@ -104,7 +104,9 @@ class Prepared:
 
     def rows_later(self, conn: Connection, params: Mapping[str, Any]) -> Callable[[], list[Any]]:
         """Execute now; the rows when the function returned is called (once). In PostgreSQL's pipeline
-        mode the statement's answer then comes with the next read's round trip, not one of its own."""
+        mode the statement's answer then comes with the next read's round trip, not one of its own.
+        Elsewhere there is no round trip to save: the rows are read at once, so the statement is done
+        with before anything else (SQLite will not commit, nor reuse it, while one is left unread)."""
         compiled = self._for(conn.dialect, params)
         cursor = _cursor(conn)
         try:
@@ -121,6 +123,9 @@ class Prepared:
                 cursor.close()
             return _made(reader, raw)
 
+        if not isinstance(cursor, PipelineCursor):
+            rows = read()
+            return lambda: rows
         return read
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
