@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
-from connector.store.db import pipelined_writing
+from connector.store.db import one_statement, pipelined_writing
 
 log = logging.getLogger("escalator.records")
 
@@ -43,6 +43,9 @@ class Write:
 
     stage: Callable[[Connection], None]
     seal: Callable[[Connection], None] = _nothing
+    # The stage is one statement and no seal, atomic alone: written alone, it needs no transaction of
+    # its own (on PostgreSQL it commits by itself, one round trip; db.one_statement).
+    one_statement: bool = False
 
 
 class _Pending:
@@ -141,7 +144,8 @@ class GroupCommit:
 
     def _transaction(self, writes: list[Write]) -> None:
         self.transactions += 1
-        with pipelined_writing(self.engine) as conn:
+        alone = len(writes) == 1 and writes[0].one_statement
+        with (one_statement if alone else pipelined_writing)(self.engine) as conn:
             for write in writes:
                 write.stage(conn)
             for write in writes:  # last: the chain's head is held from the first seal to the commit

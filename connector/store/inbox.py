@@ -478,7 +478,7 @@ def record_in_flight(
     other deliveries written meanwhile (committed before this returns all the same)."""
     values = {"in_flight": fingerprint, "confirmed": sorted(confirmed)}
     if records is not None:
-        records.write(Write(lambda conn: _update_mine(conn, item, owner, values)))
+        records.write(Write(lambda conn: _update_mine(conn, item, owner, values), one_statement=True))
         return
     with one_statement(engine) as conn:
         _update_mine(conn, item, owner, values)
