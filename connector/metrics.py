@@ -62,6 +62,13 @@ class Metrics:
             ["platform"],
             registry=self.registry,
         )
+        self.records_per_commit = Histogram(
+            "escalator_records_per_commit",
+            "Decision records (and notes' in-flight marks) per transaction: deliveries that finish while "
+            "another's record is written share the next commit (connector/store/group_commit.py).",
+            buckets=(1, 2, 4, 8, 16, 32),
+            registry=self.worker_registry,
+        )
         self.processing_seconds = Histogram(
             "escalator_event_processing_seconds",
             "From claim to audit record, per event.",

@@ -157,7 +157,9 @@ class Runtime:
         use_keys(self.engine, self.audit_keys)
         self.intake = Intake(self.engine)
         # A delivery waiting for another's transaction to take its record gives its CPU turn away.
-        self.records = GroupCommit(self.engine, waiting=cpu.waiting)
+        self.records = GroupCommit(
+            self.engine, waiting=cpu.waiting, committed=self.metrics.records_per_commit.observe
+        )
 
     @property
     def dry_run(self) -> bool:

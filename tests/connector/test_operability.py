@@ -121,10 +121,12 @@ def test_json_logs_a_decision_line_and_a_refused_reload_once_per_process(tmp_pat
         assert "escalator_policy_reload_failures_total 1.0" in metrics
         assert "escalator_webhooks_total" in metrics
         worker_only = ("escalator_decisions_total", "escalator_platform_requests_total",
-                       "escalator_timers_fired_total", "escalator_event_processing_seconds")  # fmt: skip
+                       "escalator_timers_fired_total", "escalator_event_processing_seconds",
+                       "escalator_records_per_commit")  # fmt: skip
         assert not [family for family in worker_only if family in metrics]
         worker = _get(worker_port, "/metrics").decode()  # the worker's own port lists them, not webhooks
         assert 'escalator_decisions_total{outcome="dry_run",platform="jira"} 1.0' in worker
+        assert "escalator_records_per_commit_count 1.0" in worker  # the decision's record, alone
         assert "escalator_policy_reload_failures_total 1.0" in worker
         assert "escalator_webhooks_total" not in worker
 

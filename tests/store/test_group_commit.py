@@ -113,7 +113,8 @@ def _audited(engine) -> list[str]:
 
 def test_records_that_finish_meanwhile_share_one_transaction_stages_first(engine):
     items = _claimed(engine, 6)
-    records = GroupCommit(engine)
+    sizes: list[int] = []
+    records = GroupCommit(engine, committed=sizes.append)
     holding = Holding(records, 5)
     steps: list = []
     writes = [_record(item, steps, stage_first=holding if n == 0 else None) for n, item in enumerate(items)]
@@ -121,7 +122,7 @@ def test_records_that_finish_meanwhile_share_one_transaction_stages_first(engine
     assert _write_together(records, writes, holding) == dict.fromkeys(range(6))
 
     # The first alone (it led before the rest came), then the five that queued behind it in one.
-    assert records.transactions == 2 and records.written_again == 0
+    assert records.transactions == 2 and records.written_again == 0 and sizes == [1, 5]
     assert steps[:2] == [("stage", "gc-0"), ("seal", "gc-0")]
     shared = steps[2:]
     assert [s for s, _ in shared] == ["stage"] * 5 + ["seal"] * 5  # the chain's head is taken last
