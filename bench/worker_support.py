@@ -31,8 +31,9 @@ NO_PACING = {"rate_limits": {"enabled": False}}  # today's defaults, the rate li
 
 # Answers PUT 204, POST 201, PATCH 200 and GET 200 (the bodies each platform's client reads) after
 # `delay` seconds; one line per request: "<arrival> <method> <path>". A Jira comment's properties are
-# kept and listed back, so a note in flight across a crash is found where it landed. Exits when the
-# benchmark that started it is gone.
+# kept and listed back, so a note in flight across a crash is found where it landed; a request whose
+# body never arrived whole (its sender killed between the headers and the body) is not taken, as a
+# platform would not. Exits when the benchmark that started it is gone.
 FAKE_JIRA = textwrap.dedent(
     """
     import json, os, sys, threading, time
@@ -52,7 +53,11 @@ FAKE_JIRA = textwrap.dedent(
 
         def _answer(self, status, body=b"", answer=None):
             arrived = time.time()
-            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = int(self.headers.get("Content-Length") or 0)
+            sent = self.rfile.read(length)
+            if len(sent) < length:  # the sender died mid-request: a platform takes no half a body
+                self.close_connection = True
+                return
             with lock:
                 log.write(f"{arrived:.6f} {self.command} {self.path}\\n")
                 if answer is not None:  # taken now, even if the answer is lost on the way back
