@@ -20,7 +20,6 @@ own transaction raised.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 
 from connector.store.db import one_statement, pipelined_writing
+from connector.store.leading import LeaderQueue, Queued
 
 log = logging.getLogger("escalator.records")
 
@@ -48,23 +48,12 @@ class Write:
     one_statement: bool = False
 
 
-class _Pending:
-    """A queued record. A follower waits on a lock taken at birth and released by its leader."""
-
-    __slots__ = ("write", "done", "error")
+class _Pending(Queued):
+    __slots__ = ("write",)
 
     def __init__(self, write: Write) -> None:
+        super().__init__()
         self.write = write
-        self.done: threading.Lock | None = None
-        self.error: BaseException | None = None
-
-    def follow(self) -> None:
-        self.done = threading.Lock()
-        self.done.acquire()
-
-    def finish(self) -> None:
-        if self.done is not None:
-            self.done.release()
 
 
 class GroupCommit:
@@ -86,43 +75,26 @@ class GroupCommit:
         self.most = most
         self._waiting = waiting
         self._committed = committed  # told how many records each transaction that committed held
-        self._lock = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._leading = False
+        self._queue: LeaderQueue[_Pending] = LeaderQueue()
         self.transactions = 0  # shared or alone, committed or not: what a test or a benchmark counts
         self.written_again = 0  # records written alone after their shared transaction failed
 
     def write(self, write: Write) -> None:
         pending = _Pending(write)
-        with self._lock:
-            self._queue.append(pending)
-            lead = not self._leading
-            if lead:
-                self._leading = True
-            else:  # made under the lock, so the leader that takes this record sees the latch
-                pending.follow()
-        if lead:
+        if self._queue.join(pending):
             self._lead()
         else:
-            assert pending.done is not None
             with self._waiting():
-                pending.done.acquire()  # its leader always releases it, whatever the transaction did
+                pending.wait()  # its leader always finishes it, whatever the transaction did
         if pending.error is not None:
             raise pending.error
 
     def _lead(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue[: self.most], self._queue[self.most :]
-                if not batch:
-                    self._leading = False
-                    return
+        while batch := self._queue.take(self.most):
             try:
                 self._commit(batch)
             except BaseException as exc:  # (KeyboardInterrupt, say): nobody is left waiting, then it ends
-                with self._lock:
-                    rest, self._queue, self._leading = self._queue, [], False
-                for p in (*batch, *rest):
+                for p in (*batch, *self._queue.drop_all()):
                     p.error = p.error or exc
                     p.finish()
                 raise

@@ -1,4 +1,4 @@
-"""Group commit for the webhook path (leader/follower).
+"""Group commit for the webhook path (leader/follower: connector/store/leading.py).
 
 Each request thread queues its delivery. If no one is writing, it becomes the leader: it
 stores everything queued so far in ONE transaction, wakes the followers whose deliveries it
@@ -17,7 +17,6 @@ have their answer. Nothing about it can fail or hold up an acknowledgement.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from sqlalchemy import Engine
@@ -25,6 +24,7 @@ from sqlalchemy import Engine
 from connector import wakeup
 from connector.store.db import write_lock
 from connector.store.inbox import store_rows
+from connector.store.leading import LeaderQueue, Queued
 
 log = logging.getLogger("escalator.intake")
 
@@ -37,29 +37,15 @@ class IntakeRefused(Exception):
     """The database refuses this delivery's row itself (a value it cannot hold): retrying cannot help."""
 
 
-class _Pending:
-    """One request's delivery in the queue. Only a follower gets a latch to wait on: a leader
-    stores its own delivery. The latch is a lock taken at birth and released by the leader:
-    one C-level wait, where threading.Event's Condition costs several Python-level locks."""
+class _Pending(Queued):
+    """One request's delivery in the queue."""
 
-    __slots__ = ("row", "done", "stored", "error")
+    __slots__ = ("row", "stored")
 
     def __init__(self, row: dict):
+        super().__init__()
         self.row = row
-        self.done: threading.Lock | None = None
         self.stored = False
-        self.error: BaseException | None = None
-
-    def follow(self) -> None:
-        self.done = threading.Lock()
-        self.done.acquire()
-
-    def wait(self, timeout: float) -> bool:
-        return self.done is None or self.done.acquire(timeout=timeout)
-
-    def finish(self) -> None:
-        if self.done is not None:
-            self.done.release()
 
 
 # A database that cannot be reached (restarting, failing over) is waited for this long before the
@@ -76,23 +62,14 @@ class Intake:
         self.max_batch = max_batch
         self.timeout = timeout
         self.hold_seconds = min(hold_seconds, timeout / 2)
-        self._lock = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._leading = False
+        self._queue: LeaderQueue[_Pending] = LeaderQueue()
         self._connection = None  # SQLAlchemy's proxy of the one DBAPI connection the leader writes on
         self._doorbell = wakeup.doorbell(engine)
 
     def accept(self, row: dict) -> bool:
         """Store a new_row() durably; False when it was stored before. Raises IntakeUnavailable."""
         pending = _Pending(row)
-        with self._lock:
-            self._queue.append(pending)
-            lead = not self._leading
-            if lead:
-                self._leading = True
-            else:  # made under the lock, so the leader that takes this row sees the latch
-                pending.follow()
-        if lead:
+        if self._queue.join(pending):
             self._lead()
         elif not pending.wait(self.timeout):
             raise IntakeUnavailable(f"the database did not store the delivery within {self.timeout:.0f}s")
@@ -105,12 +82,7 @@ class Intake:
         return pending.stored
 
     def _lead(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                if not batch:
-                    self._leading = False
-                    return
+        while batch := self._queue.take(self.max_batch):
             try:
                 results = self._store_holding(batch)
             except Exception as exc:
@@ -207,10 +179,9 @@ class Intake:
 
     def close(self) -> None:
         self._doorbell.close()
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def _stored_rows(batch: list[_Pending], stored: list[bool]) -> list[dict]:

@@ -1,0 +1,74 @@
+"""The leader/follower queue behind the store's group commits (the webhook intake, the worker's
+records): threads queue their item; the first to find nobody writing leads — it writes what is
+queued in batches until the queue is empty — and the others wait for a leader to finish theirs.
+
+A follower waits on a lock taken at birth and released by its leader: one C-level wait, where
+threading.Event's Condition costs several Python-level locks.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Generic, TypeVar
+
+
+class Queued:
+    """One thread's item in the queue. Only a follower gets a latch: a leader writes its own item."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done: threading.Lock | None = None
+        self.error: BaseException | None = None
+
+    def wait(self, timeout: float = -1) -> bool:
+        """For a follower's leader to finish it; False when `timeout` seconds passed first."""
+        return self.done is None or self.done.acquire(timeout=timeout)
+
+    def finish(self) -> None:
+        if self.done is not None:
+            self.done.release()
+
+
+Q = TypeVar("Q", bound=Queued)
+
+
+class LeaderQueue(Generic[Q]):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[Q] = []
+        self._leading = False
+
+    def join(self, item: Q) -> bool:
+        """Queue `item`; True when the caller leads now (and must `take` until it gets nothing)."""
+        with self._lock:
+            self._queue.append(item)
+            if not self._leading:
+                self._leading = True
+                return True
+            # Made under the lock, so the leader that takes this item sees the latch.
+            item.done = threading.Lock()
+            item.done.acquire()
+            return False
+
+    def take(self, most: int) -> list[Q]:
+        """The leader's next batch (at most `most`); empty when nothing is queued, and then the
+        leading is over: the next item queued leads."""
+        with self._lock:
+            batch, self._queue = self._queue[:most], self._queue[most:]
+            if not batch:
+                self._leading = False
+            return batch
+
+    def drop_all(self) -> list[Q]:
+        """Everything queued, and the leading over: a leader stopped by an interrupt hands them back."""
+        with self._lock:
+            rest, self._queue, self._leading = self._queue, [], False
+            return rest
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def leading(self) -> bool:
+        return self._leading
