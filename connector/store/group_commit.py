@@ -4,7 +4,8 @@ A decision's record is written in two steps of one transaction: `stage` (the tic
 timers, the outbox, the inbox row) and `seal` (the audit append, which holds the chain's head until
 the commit, then the lease fence). The worker handles many deliveries at once (`worker.threads`
 computing): those that finish while another's record is being written queue up, and the next
-leader writes them in ONE transaction — every stage first, then every seal, so the chain's head is
+leader (the first of them: a leader writes one batch, its own record first, then hands the lead
+on) writes them in ONE transaction — every stage first, then every seal, so the chain's head is
 taken last, as in a record alone (ticket rows, then the head: the order of every other writer).
 With no load every record is its own leader and its own transaction, as before; under load N
 records share a BEGIN, a COMMIT, the writer lock and a pooled connection. A note's in-flight mark
@@ -81,25 +82,30 @@ class GroupCommit:
 
     def write(self, write: Write) -> None:
         pending = _Pending(write)
-        if self._queue.join(pending):
-            self._lead()
-        else:
+        lead = self._queue.join(pending)
+        if not lead:
             with self._waiting():
-                pending.wait()  # its leader always finishes it, whatever the transaction did
+                pending.wait()  # its leader finishes it, whatever the transaction did, or hands it the lead
+            lead = pending.leads
+        if lead:
+            self._lead()
         if pending.error is not None:
             raise pending.error
 
     def _lead(self) -> None:
-        while batch := self._queue.take(self.most):
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # (KeyboardInterrupt, say): nobody is left waiting, then it ends
-                for p in (*batch, *self._queue.drop_all()):
-                    p.error = p.error or exc
-                    p.finish()
-                raise
-            for p in batch:
+        """One batch, this thread's own record first, then the lead goes on to the next record
+        waiting: a delivery's thread does not write the others' records for as long as they come."""
+        batch = self._queue.take(self.most)
+        try:
+            self._commit(batch)
+        except BaseException as exc:  # (KeyboardInterrupt, say): nobody is left waiting, then it ends
+            for p in (*batch, *self._queue.drop_all()):
+                p.error = p.error or exc
                 p.finish()
+            raise
+        for p in batch:
+            p.finish()
+        self._queue.hand_on()
 
     def _commit(self, batch: list[_Pending]) -> None:
         if len(batch) > 1:

@@ -1,6 +1,7 @@
 """The leader/follower queue behind the store's group commits (the webhook intake, the worker's
 records): threads queue their item; the first to find nobody writing leads — it writes what is
-queued in batches until the queue is empty — and the others wait for a leader to finish theirs.
+queued in batches until the queue is empty, or one batch and then hands the lead to the first
+thread still waiting — and the others wait for a leader to finish theirs.
 
 A follower waits on a lock taken at birth and released by its leader: one C-level wait, where
 threading.Event's Condition costs several Python-level locks.
@@ -15,11 +16,12 @@ from typing import Generic, TypeVar
 class Queued:
     """One thread's item in the queue. Only a follower gets a latch: a leader writes its own item."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("done", "error", "leads")
 
     def __init__(self) -> None:
         self.done: threading.Lock | None = None
         self.error: BaseException | None = None
+        self.leads = False  # woken to lead (hand_on), not finished
 
     def wait(self, timeout: float = -1) -> bool:
         """For a follower's leader to finish it; False when `timeout` seconds passed first."""
@@ -59,6 +61,20 @@ class LeaderQueue(Generic[Q]):
             if not batch:
                 self._leading = False
             return batch
+
+    def hand_on(self) -> None:
+        """After a leader's batch: the first item still queued leads next (its thread is woken to
+        `take`, its own item first), or, nothing queued, the leading is over. A leader that hands on
+        after each batch writes its own and returns: none leads for as long as the load lasts."""
+        with self._lock:
+            if not self._queue:
+                self._leading = False
+                return
+            first = self._queue[0]
+            first.leads = True
+            latch, first.done = first.done, None  # its finish() after its batch is a no-op
+        assert latch is not None, "a queued item behind a leader always has its latch"
+        latch.release()
 
     def drop_all(self) -> list[Q]:
         """Everything queued, and the leading over: a leader stopped by an interrupt hands them back."""

@@ -133,6 +133,32 @@ def test_records_that_finish_meanwhile_share_one_transaction_stages_first(engine
     assert audit.verify(engine).ok
 
 
+def test_a_leader_writes_one_batch_then_hands_the_lead_to_the_first_waiting(engine):
+    items = _claimed(engine, 4)
+    records = GroupCommit(engine)
+    holding = Holding(records, 3)
+    staged_on: dict[str, int] = {}
+
+    def noting(item: InboxItem, first=None) -> Write:
+        write = _record(item, stage_first=first)
+
+        def stage(conn) -> None:
+            staged_on[item.delivery_id] = threading.get_ident()
+            write.stage(conn)
+
+        return Write(stage, write.seal)
+
+    writes = [noting(item, holding if n == 0 else None) for n, item in enumerate(items)]
+    assert _write_together(records, writes, holding) == dict.fromkeys(range(4))
+
+    # The first leader wrote its own record alone and returned; the three that had queued meanwhile
+    # were written together by one of their own threads, not by the first leader's.
+    followers = {staged_on[f"gc-{n}"] for n in (1, 2, 3)}
+    assert len(followers) == 1 and staged_on["gc-0"] not in followers
+    assert records.transactions == 2
+    assert sorted(_audited(engine)) == [f"gc-{n}" for n in range(4)]
+
+
 def test_a_record_whose_lease_was_taken_fails_alone_and_the_others_commit(engine):
     items = _claimed(engine, 4)
     with writing(engine) as conn:  # another worker took gc-2 meanwhile (this one's lease ran out)
