@@ -253,3 +253,26 @@ def test_records_written_one_after_another_are_each_their_own_transaction(engine
         records.write(_record(item))
     assert records.transactions == count and records.written_again == 0
     assert sorted(_audited(engine)) == [f"gc-{n}" for n in range(count)]
+
+
+def test_two_workers_batching_side_by_side_append_one_intact_chain(db_url):
+    """Two worker processes' group commits (two engines) writing at once: their shared transactions
+    take ticket rows, then the chain's head, in the same order, so neither waits on the other for
+    ever; every record lands once and the chain stays linear."""
+    engines = [make_engine(db_url), make_engine(db_url)]
+    try:
+        items = _claimed(engines[0], 24)
+        groups = [GroupCommit(engine) for engine in engines]
+
+        def run(k: int) -> None:  # 12 threads, 6 a worker, 2 records each
+            for item in items[2 * k : 2 * k + 2]:
+                groups[k % 2].write(_record(item))
+
+        run_together(run, 12, timeout=60)
+        assert sorted(_audited(engines[0])) == sorted(item.delivery_id for item in items)
+        assert set(_state(engines[0])[0].values()) == {"done"}
+        assert audit.verify(engines[0]).ok
+        assert sum(g.written_again for g in groups) == 0  # nothing failed, so nothing was written again
+    finally:
+        for engine in engines:
+            engine.dispose()
