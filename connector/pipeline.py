@@ -518,18 +518,18 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
     released = rt.owner if remember and claimed_with_it else None
     if released is not None:
         sent["ticket_released"] = True
-    fences: list[Callable[[], None]] = []  # the inbox row's lease fence, read after the append
+    fence: Callable[[], None]  # the inbox row's lease fence (stage sends it, seal reads it)
 
     # On PostgreSQL its statements go out together: a record is two round trips (three when the
     # ticket's timers are read first).
     def stage(conn: Connection) -> None:
+        nonlocal fence
         existing = None
         if remember and rearm_timers:
             # A ticket whose memory holds no SLA state was never recorded, so no timer of it is armed.
             never_armed = claimed_with_it and item.memory.sla is None
             existing = {} if never_armed else timers.in_place(conn, item.platform, event.ticket.ref.id)
         outbox.queue(conn, notices, decision_id=record_id, now=now)  # with its decision, or not at all
-        memory_saved = False
         if remember:
             ticket = event.ticket
             tickets.save(
@@ -540,7 +540,6 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
                 release_lease_of=released,
                 write_windows=windows if windows_counted else tickets.UNCHANGED,
             )  # fmt: skip
-            memory_saved = True
             if existing is not None:  # else they are the ones armed last time: nothing to write
                 timers.reconcile(conn, item.platform, ticket.ref.id, wanted_timers, now,
                                  existing=existing)  # fmt: skip
@@ -548,7 +547,7 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             tickets.save_snapshot(conn, item.platform, event.ticket.ref.id, result.snapshot, now)
         elif result.rearm is not None and item.ticket_id:  # rare: computed under the lock
             retarget.rearm(conn, rt.policy.current, item.platform, item.ticket_id, result.rearm, now)
-        if windows_counted and not memory_saved:  # writes went out, nothing else of the memory is saved
+        if windows_counted and not remember:  # writes went out, nothing else of the memory is saved
             tickets.save_write_windows(conn, item.platform, item.ticket_id, windows)
         # The lease fence's answer is read after the append's first read, with it (one round trip less
         # on PostgreSQL), and before the commit: a row no longer ours rolls everything back.
@@ -559,13 +558,12 @@ def _record(rt: Runtime, item: InboxItem, result: Outcome) -> None:
             status = {"ignored": inbox.IGNORED, "failed": inbox.FAILED}.get(result.outcome, inbox.DONE)
             fence = inbox.finish(conn, item, status=status, owner=rt.owner, now=now, error=error,
                                  fence_later=True, **sent)  # fmt: skip
-        fences[:] = [fence]
 
     def seal(conn: Connection) -> None:
         # Last: appending locks the chain's head until the commit, so every other appender waits
         # only for this append, not for the rest of this transaction.
         audit.append(conn, record, at=now, keys=rt.audit_keys, record_id=record_id)
-        fences[0]()
+        fence()
 
     rt.records.write(Write(stage, seal))
 

@@ -42,7 +42,9 @@ class LeaderQueue(Generic[Q]):
         self._leading = False
 
     def join(self, item: Q) -> bool:
-        """Queue `item`; True when the caller leads now (and must `take` until it gets nothing)."""
+        """Queue `item`; True when the caller leads now: it `take`s a batch (its own item first), and
+        after it either `take`s again until it gets nothing or `hand_on`s. False: a follower, which
+        `wait`s until its leader finishes it or hands it the lead (`leads`)."""
         with self._lock:
             self._queue.append(item)
             if not self._leading:
@@ -84,7 +86,3 @@ class LeaderQueue(Generic[Q]):
 
     def __len__(self) -> int:
         return len(self._queue)
-
-    @property
-    def leading(self) -> bool:
-        return self._leading
