@@ -82,14 +82,14 @@ class HostAdapter(HTTPAdapter):
         response.raw = resp
         response.reason = resp.reason
         response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
-        if _sets_cookies(response.headers):
+        if sets_cookies(response.headers):
             extract_cookies_to_jar(response.cookies, req, resp)
         response.request = req
         response.connection = self
         return response
 
 
-def _sets_cookies(headers: CaseInsensitiveDict) -> bool:
+def sets_cookies(headers: CaseInsensitiveDict) -> bool:
     """Whether an answer's headers carry a cookie for the jar (the only headers it reads)."""
     return "set-cookie" in headers or "set-cookie2" in headers
 

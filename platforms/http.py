@@ -13,18 +13,22 @@ import functools
 import math
 import os
 import re
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.auth import HTTPBasicAuth
+from requests.cookies import extract_cookies_to_jar
+from requests.hooks import dispatch_hook
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 
-from platforms.adapter import HostAdapter
+from platforms.adapter import HostAdapter, sets_cookies
 from platforms.base import RateLimitHeaders
 from platforms.errors import (
     PlatformError,
@@ -92,10 +96,11 @@ def send(
     cookies into it (several runtime Protocol checks each, costly on Python 3.11), then merges
     the environment settings: about a third of the client's CPU per write. Here the session's
     headers merged with `headers` are validated once and copied per request, and the rest is done
-    by the same PreparedRequest steps `Session.prepare_request` runs, in its order: the request
-    that reaches `session.send` (and so the HTTPAdapter, redirects, cookies extracted from the
-    answer) is the one `session.request` would have sent. A session that reads the environment
-    or carries default params goes the ordinary way.
+    by the same PreparedRequest steps `Session.prepare_request` runs, in its order; the request
+    then goes through `_send_prepared` (what `Session.send` does with it). The request that
+    reaches the HTTPAdapter, the redirects it follows and the cookies kept from the answer are
+    those `session.request` would have. A session that reads the environment or carries default
+    params goes the ordinary way.
     """
     if session.trust_env or session.params:
         return session.request(method, url, data=data, json=json, headers=headers, timeout=timeout)
@@ -110,13 +115,71 @@ def send(
     else:
         prepared._cookies = jar  # an empty jar adds no Cookie header (what prepare_cookies would find)
     prepared.prepare_body(data or {}, None, json)
-    prepared.prepare_auth(session.auth, url)
+    basic = _basic_authorization(session.auth)
+    if basic is not None:  # what HTTPBasicAuth sets, worked out once per user and token
+        prepared.headers["Authorization"] = basic
+    else:
+        prepared.prepare_auth(session.auth, url)
     prepared.prepare_hooks(session.hooks)
     proxies = {scheme: proxy for scheme, proxy in session.proxies.items() if proxy is not None}
-    return session.send(
-        prepared, timeout=timeout, allow_redirects=True, proxies=proxies,
-        stream=session.stream, verify=session.verify, cert=session.cert,
-    )  # fmt: skip
+    return _send_prepared(session, prepared, timeout, proxies)
+
+
+def _send_prepared(
+    session: requests.Session, prepared: requests.PreparedRequest, timeout: float, proxies: dict[str, str]
+) -> requests.Response:
+    """`session.send(prepared, timeout=…, allow_redirects=True, proxies=…)` for a session that does not
+    read the environment, without the steps whose answer is known before the request goes out.
+
+    `Session.send` gives every answer to the session's cookie jar (a mock request and answer, the
+    answer's headers searched twice, the jar's lock) and starts the redirect generator, which
+    first asks whether the answer is a redirect: ~10 % of the client's CPU per write. Here the
+    jar is given the answers that set a cookie (an answer without Set-Cookie or Set-Cookie2 leaves
+    any jar as it was), redirects are resolved by the session's own `resolve_redirects` when the
+    answer is one, and the response hooks run when the session has any. The adapter's `send` is
+    called as `Session.send` calls it (the `responses` test library patches it there).
+    """
+    kwargs: dict[str, Any] = {"stream": session.stream, "timeout": timeout, "verify": session.verify,
+                              "cert": session.cert, "proxies": proxies}  # fmt: skip
+    adapter = session.get_adapter(url=prepared.url)
+    start = time.perf_counter()
+    response = adapter.send(prepared, **kwargs)
+    response.elapsed = timedelta(seconds=time.perf_counter() - start)
+    if prepared.hooks.get("response"):
+        response = dispatch_hook("response", prepared.hooks, response, **kwargs)
+        for earlier in response.history:  # hooks that made history: their cookies are kept too
+            extract_cookies_to_jar(session.cookies, earlier.request, earlier.raw)
+    if sets_cookies(response.headers):
+        extract_cookies_to_jar(session.cookies, prepared, response.raw)
+    if response.is_redirect:
+        history = [response, *session.resolve_redirects(response, prepared, **kwargs)]
+        response = history.pop()
+        response.history = history
+    if not session.stream:
+        response.content  # noqa: B018  # read now: the connection goes back to the pool
+    return response
+
+
+@functools.lru_cache(maxsize=64)
+def _basic_header(username: str | bytes, password: str | bytes) -> str:
+    blank = requests.PreparedRequest()
+    blank.headers = CaseInsensitiveDict()
+    return HTTPBasicAuth(username, password)(blank).headers["Authorization"]
+
+
+def _basic_authorization(auth: Any) -> str | None:
+    """The Authorization header `prepare_auth` would set for basic auth (a (user, password) pair or an
+    HTTPBasicAuth); None for any other auth, which runs per request as before."""
+    if isinstance(auth, tuple) and len(auth) == 2:
+        user, password = auth
+    elif type(auth) is HTTPBasicAuth:
+        user, password = auth.username, auth.password
+    else:
+        return None
+    try:
+        return _basic_header(user, password)
+    except TypeError:  # unhashable (never for strings): worked out per request
+        return None
 
 
 @functools.lru_cache(maxsize=4096)

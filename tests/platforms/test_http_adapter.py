@@ -211,3 +211,54 @@ def test_responses_still_answers_instead_of_the_network():
 def test_a_pickled_session_still_sends(platform):
     session = pickle.loads(pickle.dumps(_session(platform.url)))
     assert _get(session, f"{platform.url}/echo").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/old", "/login", "/echo"], ids=["redirect", "sets-a-cookie", "plain"])
+def test_send_returns_what_session_request_returns(platform, path):
+    """Answer, history, the answer's and the session's cookies, as `session.request` leaves them."""
+    ours_session, theirs_session = _session(platform.url), _session(platform.url)
+    ours = send(ours_session, "GET", f"{platform.url}{path}", timeout=5)
+    theirs = theirs_session.request("GET", f"{platform.url}{path}", timeout=5)
+    assert (ours.status_code, ours.url, ours.content) == (theirs.status_code, theirs.url, theirs.content)
+    assert [(r.status_code, r.url) for r in ours.history] == [(r.status_code, r.url) for r in theirs.history]
+    assert ours.cookies.get_dict() == theirs.cookies.get_dict()
+    assert ours_session.cookies.get_dict() == theirs_session.cookies.get_dict()
+    assert ours.raw.closed or ours.raw.isclosed()  # read whole: its connection went back to the pool
+    assert ours.elapsed.total_seconds() > 0
+
+
+def test_the_session_s_response_hooks_run_on_each_answer(platform):
+    session = _session(platform.url)
+    seen = []
+    session.hooks["response"].append(lambda answer, **kw: seen.append((answer.status_code, kw["timeout"])))
+    send(session, "GET", f"{platform.url}/old", timeout=5)
+    assert seen == [(302, 5), (200, 5)]  # the redirect's answer too, as Session.send runs them
+
+
+@pytest.mark.parametrize("auth", [("bot@acme.test", "tökén"), requests.auth.HTTPBasicAuth("bot", "p")])
+@responses.activate
+def test_basic_auth_is_the_header_requests_would_set(auth):
+    responses.put("https://acme.test/a", json={})
+    session = _session("https://acme.test")
+    session.auth = auth
+    send(session, "PUT", "https://acme.test/a", timeout=3, data="{}")
+    session.request("PUT", "https://acme.test/a", timeout=3, data="{}")
+    ours, theirs = (c.request.headers for c in responses.calls)
+    assert ours["Authorization"] == theirs["Authorization"] and ours["Authorization"].startswith("Basic ")
+
+
+@responses.activate
+def test_any_other_auth_still_runs_on_each_request():
+    responses.get("https://acme.test/a", json={})
+    session = _session("https://acme.test")
+    counted = []
+
+    def bearer(request):
+        counted.append(1)
+        request.headers["Authorization"] = f"Bearer {len(counted)}"
+        return request
+
+    session.auth = bearer
+    for _ in range(2):
+        send(session, "GET", "https://acme.test/a", timeout=3)
+    assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer 1", "Bearer 2"]

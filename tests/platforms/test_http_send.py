@@ -1,6 +1,7 @@
 """platforms/http.py `send`: each client's request reaches the session's HTTPAdapter exactly as
 `session.request` (what the clients called before) would have sent it: method, URL, headers
-(auth, content type, cookies the platform set), body, and timeout, verify, proxies, stream, cert."""
+(auth, content type, cookies the platform set), body, and timeout, verify, proxies, stream, cert;
+and what comes back is what `Session.send` would return: hooks run, cookies kept, redirects followed."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def _servicenow():
     )
 
 
-SETTINGS = ("timeout", "verify", "proxies", "stream", "cert", "allow_redirects")
+SETTINGS = ("timeout", "verify", "proxies", "stream", "cert")
 
 
 def _seen(request: requests.PreparedRequest, kwargs: dict[str, Any]) -> tuple:
@@ -62,13 +63,13 @@ def _seen(request: requests.PreparedRequest, kwargs: dict[str, Any]) -> tuple:
 def test_a_request_reaches_the_adapter_as_session_request_would_send_it(case, monkeypatch):
     client, request, before = case()
     seen: list[tuple] = []
-    real = requests.Session.send
+    real = requests.adapters.HTTPAdapter.send  # (as `responses` patched it)
 
     def spy(self, prepared, **kwargs):
         seen.append(_seen(prepared, kwargs))
         return real(self, prepared, **kwargs)
 
-    monkeypatch.setattr(requests.Session, "send", spy)
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", spy)
     answer = {"result": {"sys_id": "0123abcd"}} if case is _servicenow else {}
     responses.add(request.method, request.url, json=answer, headers={"Set-Cookie": "token=abc; Path=/"})
     client.send(request)  # the session's jar is empty: no Cookie header

@@ -353,13 +353,13 @@ def test_timeout_is_transient(error):
 @responses.activate
 def test_the_configured_timeout_is_passed_on(monkeypatch):
     seen: dict[str, Any] = {}
-    real = requests.Session.send  # what every request goes through, to the HTTPAdapter
+    real = requests.adapters.HTTPAdapter.send  # what every request goes through (as `responses` patched it)
 
     def spy(self, request, **kwargs):
         seen.update(kwargs)
         return real(self, request, **kwargs)
 
-    monkeypatch.setattr(requests.Session, "send", spy)
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", spy)
     responses.put(TICKET_URL, status=200, json={})
     client(timeout=4.5).send(OutboundRequest("PUT", TICKET_URL, {"ticket": {"priority": "high"}}))
     assert seen["timeout"] == 4.5
