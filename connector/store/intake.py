@@ -1,10 +1,14 @@
 """Group commit for the webhook path (leader/follower: connector/store/leading.py).
 
 Each request thread queues its delivery. If no one is writing, it becomes the leader: it
-stores everything queued so far in ONE transaction, wakes the followers whose deliveries it
-committed, and repeats until the queue is empty. Otherwise it waits for a leader to commit
-its delivery. A 202 therefore still means "durably stored"; with no load every request is
-its own leader (no thread hop at all), and under load N deliveries share one commit.
+stores everything queued so far (its own first) in ONE transaction, wakes the followers whose
+deliveries it committed, and hands the lead to the first request still waiting, which stores the
+next batch. Otherwise it waits for a leader to commit its delivery, or to hand it the lead. A 202
+therefore still means "durably stored"; with no load every request is its own leader (no thread
+hop at all), under load N deliveries share one commit, and no request's answer waits while its
+thread writes batch after batch of others' for as long as the load lasts. A request that waited
+too long (`timeout`) leaves the queue before it is answered 503: it is neither stored after that
+answer nor handed a lead it is no longer there to take.
 
 The leader writes on one DBAPI connection kept for the intake's lifetime: a pool checkout,
 transaction bookkeeping and reset per request cost more than the insert itself.
@@ -69,10 +73,15 @@ class Intake:
     def accept(self, row: dict) -> bool:
         """Store a new_row() durably; False when it was stored before. Raises IntakeUnavailable."""
         pending = _Pending(row)
-        if self._queue.join(pending):
+        lead = self._queue.join(pending)
+        if not lead:
+            # Given up on: it leaves the queue, or a leader has it (stored later, or not); handed the
+            # lead just as it gave up, it stores the next batch after all.
+            if not pending.wait(self.timeout) and (self._queue.leave(pending) or not pending.leads):
+                raise IntakeUnavailable(f"the database did not store the delivery within {self.timeout:.0f}s")
+            lead = pending.leads
+        if lead:
             self._lead()
-        elif not pending.wait(self.timeout):
-            raise IntakeUnavailable(f"the database did not store the delivery within {self.timeout:.0f}s")
         if pending.error is not None:
             if self._refuses_row(pending.error):
                 raise IntakeRefused(
@@ -82,22 +91,33 @@ class Intake:
         return pending.stored
 
     def _lead(self) -> None:
-        while batch := self._queue.take(self.max_batch):
-            try:
-                results = self._store_holding(batch)
-            except Exception as exc:
-                if len(batch) > 1 and self._refuses_row(exc):
-                    # One row the database cannot hold must not fail its group: store each alone,
-                    # so only that row's sender hears the refusal.
-                    self._store_each(batch)
-                    continue
-                self._fail(batch, exc)
-                continue
-            for p, stored in zip(batch, results, strict=True):
-                p.stored = stored
+        """One batch, this request's own delivery first; then the lead goes to the next request waiting."""
+        batch = self._queue.take(self.max_batch)
+        try:
+            self._write(batch)
+        except BaseException as exc:  # (KeyboardInterrupt, a worker's SystemExit): nobody is left waiting
+            for p in (*batch, *self._queue.drop_all()):
+                p.error = p.error or exc
                 p.finish()
-            if any(results):
-                self._doorbell.rang(_stored_rows(batch, results))
+            raise
+        self._queue.hand_on()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            results = self._store_holding(batch)
+        except Exception as exc:
+            if len(batch) > 1 and self._refuses_row(exc):
+                # One row the database cannot hold must not fail its group: store each alone,
+                # so only that row's sender hears the refusal.
+                self._store_each(batch)
+                return
+            self._fail(batch, exc)
+            return
+        for p, stored in zip(batch, results, strict=True):
+            p.stored = stored
+            p.finish()
+        if any(results):
+            self._doorbell.rang(_stored_rows(batch, results))
 
     def _store_each(self, batch: list[_Pending]) -> None:
         for n, p in enumerate(batch):

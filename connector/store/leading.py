@@ -78,6 +78,19 @@ class LeaderQueue(Generic[Q]):
         assert latch is not None, "a queued item behind a leader always has its latch"
         latch.release()
 
+    def leave(self, item: Q) -> bool:
+        """A follower that stops waiting (its caller gave up on it): True when it left the queue, never
+        to be written nor handed the lead. False when it cannot leave: a leader took it into a batch
+        (written, or being written), or handed it the lead at that moment, which it must then take."""
+        with self._lock:
+            if item.leads:
+                return False
+            for n, queued in enumerate(self._queue):
+                if queued is item:
+                    del self._queue[n]
+                    return True
+            return False
+
     def drop_all(self) -> list[Q]:
         """Everything queued, and the leading over: a leader stopped by an interrupt hands them back."""
         with self._lock:

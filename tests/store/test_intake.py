@@ -175,3 +175,89 @@ def test_a_database_unreachable_longer_than_the_hold_is_503(engine, monkeypatch)
     finally:
         intake.close()
     assert time.monotonic() - started < 2.0
+
+
+def _held_first(monkeypatch) -> tuple[threading.Event, threading.Event, list[tuple[int, list[str]]]]:
+    """The first batch's commit waits for `release` (`entered` says it began); each batch is noted
+    with the thread that stored it and its delivery ids."""
+    entered, release = threading.Event(), threading.Event()
+    batches: list[tuple[int, list[str]]] = []
+    real = intake_module.store_rows
+
+    def store(dbapi, dialect, rows):
+        batches.append((threading.get_ident(), [r["delivery_id"] for r in rows]))
+        if len(batches) == 1:
+            entered.set()
+            release.wait(5)
+        return real(dbapi, dialect, rows)
+
+    monkeypatch.setattr(intake_module, "store_rows", store)
+    return entered, release, batches
+
+
+def _accepting(intake: Intake, delivery_id: str, answers: dict[str, object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            answers[delivery_id] = intake.accept(_row(delivery_id))
+        except IntakeUnavailable as exc:
+            answers[delivery_id] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _queued(intake: Intake, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(intake._queue) < count:
+        assert time.monotonic() < deadline, f"{len(intake._queue)} requests queued, not {count}"
+        time.sleep(0.005)
+
+
+def test_a_leader_stores_one_batch_then_hands_the_lead_to_the_first_request_waiting(engine, monkeypatch):
+    entered, release, batches = _held_first(monkeypatch)
+    intake = Intake(engine)
+    answers: dict[str, object] = {}
+    first = _accepting(intake, "first", answers)
+    try:
+        assert entered.wait(5)
+        waiting = [_accepting(intake, f"then-{n}", answers) for n in range(3)]
+        _queued(intake, 3)
+        release.set()
+        for thread in (first, *waiting):
+            thread.join(5)
+    finally:
+        release.set()
+        intake.close()
+    assert answers == {"first": True, "then-0": True, "then-1": True, "then-2": True}
+    # The first leader stored its own delivery alone and answered; the three that had queued meanwhile
+    # were stored together by one of their own threads, not by the first request's.
+    (first_thread, first_ids), (second_thread, second_ids) = batches
+    assert first_ids == ["first"] and sorted(second_ids) == ["then-0", "then-1", "then-2"]
+    assert second_thread != first_thread
+    assert inbox.counts(engine) == {"pending": 4}
+
+
+def test_a_request_that_gave_up_leaves_the_queue_and_is_never_handed_the_lead(engine, monkeypatch):
+    """It was answered 503: it is not stored after that answer, and the lead, handed on after the
+    batch before it, goes to a request still there (a lead handed to it would be lost: every later
+    request would wait behind a leader that never comes)."""
+    entered, release, batches = _held_first(monkeypatch)
+    intake = Intake(engine, timeout=0.3)
+    answers: dict[str, object] = {}
+    first = _accepting(intake, "first", answers)
+    try:
+        assert entered.wait(5)
+        gave_up = _accepting(intake, "gave-up", answers)
+        gave_up.join(5)
+        assert isinstance(answers["gave-up"], IntakeUnavailable)
+        assert len(intake._queue) == 0  # it left
+        release.set()
+        first.join(5)
+        assert intake.accept(_row("next")) is True  # leads at once: nobody holds a lost lead
+    finally:
+        release.set()
+        intake.close()
+    assert answers["first"] is True
+    assert [ids for _, ids in batches] == [["first"], ["next"]]
+    assert inbox.counts(engine) == {"pending": 2}
