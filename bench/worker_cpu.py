@@ -71,7 +71,7 @@ from connector.worker import WorkerPool, drain  # noqa: E402
 
 sys.path.insert(1, str(ROOT / "bench"))
 from replay import SOURCES, START, payload  # noqa: E402
-from worker_support import FakeJira, old_tree, scratch_database, store_history  # noqa: E402
+from worker_support import FakeJira, machine_speed, old_tree, scratch_database, store_history  # noqa: E402
 from worker_support import delivery as outage  # noqa: E402
 
 
@@ -276,7 +276,7 @@ def alternate(args: argparse.Namespace) -> None:
                 figures[which].append(float(found[1]))
                 print(f"round {n + 1}: {which} code {figures[which][-1]:.2f} ms", flush=True)
     old, new = figures["old"], figures["new"]
-    print(f"worker CPU per decision, {args.rounds} alternating rounds ({' '.join(own)}):")
+    print(f"worker CPU per decision, {args.rounds} alternating rounds ({' '.join(own)}); {machine_speed()}:")
     for label, seen in ((f"code at {args.old_code[:10]}", old), ("this code", new)):
         print(f"  {label + ':':<20} median {statistics.median(seen):.2f} ms, best {min(seen):.2f}")
     print(f"  ratio: {statistics.median(new) / statistics.median(old):.2f} (median), "
@@ -351,6 +351,7 @@ def main() -> None:
     other = (split_total - measured) / split_made * 1000
     print(f"    {'other (worker loop, pipeline glue, logs)':<42} {other:6.3f} ms")
     print(f"  outcomes: {dict(outcomes)}")
+    print(f"  {machine_speed()}")
     if profiler is not None:
         print(profiler.output_text(unicode=False, color=False))
 

@@ -38,6 +38,7 @@ from worker_support import (
     children,
     delivery,
     free_port,
+    machine_speed,
     old_tree,
     percentile,
     postgres_server_pids,
@@ -72,7 +73,7 @@ def main() -> int:
     rates = [float(r) for r in args.rates.split(",")]
     kinds = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.database else [])
     print(f"webhook → write request at a fake Jira answering at once; {args.seconds:g} s per rate; "
-          "each delivery a new ticket (a write)")  # fmt: skip
+          f"each delivery a new ticket (a write); {machine_speed()}")  # fmt: skip
     print(f"{'database':<11} {'worker':<28} {'rate/s':>6} {'sent':>5} {'written':>7} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   CPU ms per delivery")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="escalator-bench-") as tmp:
