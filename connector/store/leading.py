@@ -1,7 +1,8 @@
 """The leader/follower queue behind the store's group commits (the webhook intake, the worker's
-records): threads queue their item; the first to find nobody writing leads — it writes what is
-queued in batches until the queue is empty, or one batch and then hands the lead to the first
-thread still waiting — and the others wait for a leader to finish theirs.
+records): threads queue their item; the first to find nobody writing leads — it writes one batch
+(its own item first) and hands the lead to the first thread still waiting (or writes batches until
+the queue is empty) — and the others wait for a leader to finish theirs. A follower that stops
+waiting leaves the queue, unless a leader took its item or handed it the lead.
 
 A follower waits on a lock taken at birth and released by its leader: one C-level wait, where
 threading.Event's Condition costs several Python-level locks.
