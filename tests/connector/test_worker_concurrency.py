@@ -276,6 +276,10 @@ def test_a_worker_stuck_in_a_platform_request_stops_within_its_bound(sqlite_url)
         hang.kill()
         hang.wait()
         hang.stdout.close()
+    # The thread left behind ends once its request fails: not later, inside another test's fakes.
+    for thread in pool._threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in pool._threads)
 
 
 def _slow(config: Config, timeout: float):
