@@ -12,8 +12,9 @@ worker's settings before this change (`poll_seconds` 0.25, no wake-up, 2 at a ti
 today's defaults, on SQLite and, with --database, on a scratch PostgreSQL database.
 
 Beside the latencies it prints the CPU each part spent per delivery over the run (the receiving
-`serve` process, its worker process, and the PostgreSQL server): at a rate the two cores cannot
-carry, their sum times the rate exceeds 2,000 ms a second, and the worker falls behind.
+`serve` process, its worker process, the PostgreSQL server, and the load: this process's senders
+and the fake Jira) and how busy the machine's cores were, whoever used them: at a rate the two
+cores cannot carry, the sum times the rate nears 2,000 ms a second, and the worker falls behind.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from worker_support import (
     CpuMeter,
     FakeJira,
     children,
+    cores_busy,
     delivery,
     free_port,
     machine_speed,
@@ -174,8 +176,10 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float,
         }
         if database.startswith("postgresql"):
             groups["postgres"] = postgres_server_pids
+        groups["load"] = lambda: [os.getpid(), jira.proc.pid]  # the senders and the fake Jira
         meter = CpuMeter(groups)
         meter.start()
+        busy_before, all_before = cores_busy()
         threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
         for t in threads:
             t.start()
@@ -183,8 +187,10 @@ def run(workdir: Path, jira: FakeJira, database: str, worker: dict, rate: float,
             t.join()
         arrived = _wait_for(jira, set(sent_at), timeout=30 + seconds)
         spent = meter.stop()
+        busy_after, all_after = cores_busy()
         per_delivery = max(1, len(sent_at))
         cpu = ", ".join(f"{name} {seconds / per_delivery * 1000:.1f}" for name, seconds in spent.items())
+        cpu += f"; cores {100 * (busy_after - busy_before) / max(1, all_after - all_before):.0f} % busy"
         latencies = [(arrived[key] - at) * 1000 for key, at in sent_at.items() if key in arrived]
         return {
             "sent": len(sent_at),

@@ -315,6 +315,15 @@ def postgres_server_pids() -> list[int]:
     return _pids(lambda other: Path(f"/proc/{other}/comm").read_text().strip() == "postgres")
 
 
+def cores_busy() -> tuple[int, int]:
+    """This machine's CPU time so far, busy and in all, in clock ticks summed over its cores (Linux
+    /proc/stat): two readings give the share of the cores that was busy between them, whoever used it."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])  # (guest time is counted in user already)
+
+
 class CpuMeter:
     """CPU seconds spent by named groups of processes between start() and stop(): a process found
     only at stop() counts from zero (a backend that connected meanwhile), one gone by then is lost."""
