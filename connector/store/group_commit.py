@@ -95,17 +95,7 @@ class GroupCommit:
     def _lead(self) -> None:
         """One batch, this thread's own record first, then the lead goes on to the next record
         waiting: a delivery's thread does not write the others' records for as long as they come."""
-        batch = self._queue.take(self.most)
-        try:
-            self._commit(batch)
-        except BaseException as exc:  # (KeyboardInterrupt, say): nobody is left waiting, then it ends
-            for p in (*batch, *self._queue.drop_all()):
-                p.error = p.error or exc
-                p.finish()
-            raise
-        for p in batch:
-            p.finish()
-        self._queue.hand_on()
+        self._queue.lead(self.most, self._commit)
 
     def _commit(self, batch: list[_Pending]) -> None:
         if len(batch) > 1:

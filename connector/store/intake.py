@@ -92,15 +92,7 @@ class Intake:
 
     def _lead(self) -> None:
         """One batch, this request's own delivery first; then the lead goes to the next request waiting."""
-        batch = self._queue.take(self.max_batch)
-        try:
-            self._write(batch)
-        except BaseException as exc:  # (KeyboardInterrupt, a worker's SystemExit): nobody is left waiting
-            for p in (*batch, *self._queue.drop_all()):
-                p.error = p.error or exc
-                p.finish()
-            raise
-        self._queue.hand_on()
+        self._queue.lead(self.max_batch, self._write)
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
@@ -115,7 +107,6 @@ class Intake:
             return
         for p, stored in zip(batch, results, strict=True):
             p.stored = stored
-            p.finish()
         if any(results):
             self._doorbell.rang(_stored_rows(batch, results))
 
@@ -129,17 +120,15 @@ class Intake:
                     break
                 log.warning("the database refused one webhook delivery: %s", exc)
                 p.error = exc
-            p.finish()
         if any(p.stored for p in batch):
             self._doorbell.rang(_stored_rows(batch, [p.stored for p in batch]))
 
     def _fail(self, batch: list[_Pending], exc: Exception) -> None:
-        """Every waiter learns its batch failed; none is left hanging."""
+        """Every waiter of the batch learns it failed (told when the leader finishes the batch)."""
         log.error("could not store %d webhook deliveries", len(batch), exc_info=exc)
         self._discard_connection()
         for p in batch:
             p.error = exc
-            p.finish()
 
     def _refuses_row(self, exc: BaseException) -> bool:
         """True when `exc` is the database refusing a value of the row (too long, NUL, a broken

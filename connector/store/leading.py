@@ -1,7 +1,7 @@
 """The leader/follower queue behind the store's group commits (the webhook intake, the worker's
 records): threads queue their item; the first to find nobody writing leads — it writes one batch
-(its own item first) and hands the lead to the first thread still waiting (or writes batches until
-the queue is empty) — and the others wait for a leader to finish theirs. A follower that stops
+(its own item first), finishes it and hands the lead to the first thread still waiting (`lead`) —
+and the others wait for a leader to finish theirs, or to hand them the lead. A follower that stops
 waiting leaves the queue, unless a leader took its item or handed it the lead.
 
 A follower waits on a lock taken at birth and released by its leader: one C-level wait, where
@@ -11,6 +11,7 @@ threading.Event's Condition costs several Python-level locks.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 
@@ -43,9 +44,8 @@ class LeaderQueue(Generic[Q]):
         self._leading = False
 
     def join(self, item: Q) -> bool:
-        """Queue `item`; True when the caller leads now: it `take`s a batch (its own item first), and
-        after it either `take`s again until it gets nothing or `hand_on`s. False: a follower, which
-        `wait`s until its leader finishes it or hands it the lead (`leads`)."""
+        """Queue `item`; True when the caller leads now (`lead`). False: a follower, which `wait`s until
+        its leader finishes it or hands it the lead (`leads`), and then leads."""
         with self._lock:
             self._queue.append(item)
             if not self._leading:
@@ -56,19 +56,33 @@ class LeaderQueue(Generic[Q]):
             item.done.acquire()
             return False
 
+    def lead(self, most: int, write: Callable[[list[Q]], None]) -> None:
+        """The leader's turn: its batch (at most `most`, its own item first) to `write`, which sets each
+        item's outcome (`error`, or its own fields); then every item of it is finished and the lead
+        handed on. A leader that writes one batch and returns: none leads for as long as the load
+        lasts. Stopped by an interrupt (KeyboardInterrupt, a server's SystemExit), it hands every item
+        queued back with that error: nobody is left waiting behind a leader that is gone."""
+        batch = self.take(most)
+        try:
+            write(batch)
+        except BaseException as exc:
+            for item in (*batch, *self.drop_all()):
+                item.error = item.error or exc
+                item.finish()
+            raise
+        for item in batch:
+            item.finish()
+        self.hand_on()
+
     def take(self, most: int) -> list[Q]:
-        """The leader's next batch (at most `most`); empty when nothing is queued, and then the
-        leading is over: the next item queued leads."""
+        """The leader's batch: the first `most` items queued (its own is first)."""
         with self._lock:
             batch, self._queue = self._queue[:most], self._queue[most:]
-            if not batch:
-                self._leading = False
             return batch
 
     def hand_on(self) -> None:
         """After a leader's batch: the first item still queued leads next (its thread is woken to
-        `take`, its own item first), or, nothing queued, the leading is over. A leader that hands on
-        after each batch writes its own and returns: none leads for as long as the load lasts."""
+        `lead`, its own item first), or, nothing queued, the leading is over."""
         with self._lock:
             if not self._queue:
                 self._leading = False
