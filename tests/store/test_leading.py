@@ -45,3 +45,24 @@ def test_the_last_to_leave_leaves_nobody_leading_when_the_leader_hands_on():
     assert queue.leave(follower) is True
     queue.hand_on()  # nothing queued: the leading is over
     assert queue.join(Queued()) is True
+
+
+def test_lead_finishes_its_batch_and_hands_on_and_an_interrupt_fails_everyone_queued():
+    queue, (leader, follower, behind) = _queue_of(3)
+    written: list[list[Queued]] = []
+    queue.lead(2, written.append)
+    assert written == [[leader, follower]]
+    assert follower.wait(0) is True and not follower.leads  # finished, not promoted
+    assert behind.leads  # the lead went to the first still waiting
+
+    def interrupted(batch: list[Queued]) -> None:
+        raise KeyboardInterrupt
+
+    queue.join(late := Queued())  # queued behind the new leader
+    try:
+        queue.lead(1, interrupted)
+    except KeyboardInterrupt:
+        pass
+    assert isinstance(behind.error, KeyboardInterrupt) and isinstance(late.error, KeyboardInterrupt)
+    assert late.wait(0) is True  # finished: nobody left waiting
+    assert queue.join(Queued()) is True  # and the next to come leads
