@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Dialect, Engine
 
 from connector.audit import people
 from connector.audit.keys import AuditKeys
-from connector.store.db import RowInsert, placeholder, row_insert
+from connector.store.db import RowInsert, placeholder, read_before_commit, row_insert, transaction_memo
 from connector.store.prepared import dbapi_cursor
 from connector.store.tables import audit_log
 from connector.version import VERSION
@@ -116,6 +116,9 @@ class _Statements:
 
 
 _STATEMENTS: dict[tuple[str, str, str], _Statements] = {}
+# In a transaction's memo (db.transaction_memo): the chain's head (seq, hash) as its last append left
+# it. Bumping the head locked its row until the commit, so no other appender moves it meanwhile.
+_HEAD = "audit.head"
 
 
 def _statements(dialect: Dialect) -> _Statements:
@@ -135,7 +138,12 @@ def _build_statements(dialect: Dialect) -> _Statements:
     bump_by = f"UPDATE audit_head SET seq = seq + {mark} WHERE id = 1 RETURNING seq, hash"
     if dialect.name == "postgresql":
         # The INSERT in a WITH runs once, to completion, whether or not the UPDATE reads it.
-        with_head = f"WITH appended AS ({insert} RETURNING seq) {set_head}"
+        # The head's seq is set too: a transaction that has read the head appends its next records
+        # without bumping it again (see _append), and the bump's own record sets it to what it is.
+        with_head = (
+            f"WITH appended AS ({insert} RETURNING seq) "
+            f"UPDATE audit_head SET seq = (SELECT seq FROM appended), hash = {mark} WHERE id = 1"
+        )
         return _Statements(bump, bump_by, set_head, with_head, True, row, _bump_and_seen)
     return _Statements(bump, bump_by, set_head, insert, False, row)
 
@@ -186,6 +194,15 @@ def append(
 
 def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, record_id) -> dict[str, Any]:
     marked = people.mark(record)
+    memo = transaction_memo(conn)  # PostgreSQL, pipelined: the head, once this transaction read it
+    held = memo.get(_HEAD) if memo is not None else None
+    if held is not None:
+        seq, names = held[0] + 1, _held_head_names(conn, marked.people, keys, held[0] + 1, at)
+        digest, values, out = _sealed(statements, marked.placed(names), marked.plain, seq, held[1], at, keys,
+                                      record_id)  # fmt: skip
+        cursor.execute(statements.insert, [*values, digest])
+        memo[_HEAD] = (seq, digest)
+        return out
     # PostgreSQL can move known people's last sightings on in the head's bump; SQLite asks later.
     known = marked.people and statements.bump_and_seen
     names = people.known_pseudonyms(conn, keys, marked.people) if known else None
@@ -210,7 +227,25 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
     else:
         cursor.execute(statements.insert, values)
         cursor.execute(statements.set_head, [digest])
+    if memo is not None:
+        memo[_HEAD] = (seq, digest)
     return out
+
+
+def _held_head_names(
+    conn: Connection, who: list[people.Someone], keys: AuditKeys, seq: int, at: datetime
+) -> dict[tuple[str, str], str]:
+    """The pseudonyms of a record appended under a head its transaction holds. People this process
+    knows are seen again by a statement whose count is checked before the commit (no round trip of its
+    own); a row gone meanwhile fails the transaction (people.SeenNoMore), so the record is written
+    again, alone, and its people through the upsert."""
+    if not who:
+        return {}
+    names = people.known_pseudonyms(conn, keys, who)
+    if names is None:
+        return people.pseudonymise_people(conn, who, keys, seq=seq, now=at)
+    read_before_commit(conn, people.seen_again_later(conn, who, names, seq, keys))
+    return names
 
 
 def append_many(
@@ -247,6 +282,9 @@ def append_many(
         cursor.execute(statements.set_head, [prev_hash])
     finally:
         cursor.close()
+    memo = transaction_memo(conn)
+    if memo is not None:
+        memo[_HEAD] = (last, prev_hash)
     return appended
 
 

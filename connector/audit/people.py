@@ -15,7 +15,7 @@ import functools
 import secrets
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -208,16 +208,59 @@ def _seen_again(
     conn: Connection, people: list[Someone], names: Mapping[tuple[str, str], str], seq: int
 ) -> int:
     """One UPDATE: the rows of `people` (by their known pseudonyms) seen at `seq`, each name as the
-    upsert sets it (the given one, else the row's). How many rows it found. Run on the DBAPI
-    cursor (plain texts and a number: nothing for SQLAlchemy to convert), as append's statements."""
+    upsert sets it (the given one, else the row's). How many rows it found."""
+    return _seen_again_sent(conn, people, names, seq)()
+
+
+def _seen_again_sent(
+    conn: Connection, people: list[Someone], names: Mapping[tuple[str, str], str], seq: int
+) -> Callable[[], int]:
+    """_seen_again's UPDATE sent; its count when the function returned is called (once). Run on the
+    DBAPI cursor (plain texts and a number: nothing for SQLAlchemy to convert), as append's statements;
+    in a pipelined transaction the count comes with the next read's round trip."""
     cursor = dbapi_cursor(conn)
     try:
         cursor.execute(
             seen_again_sql(conn.dialect.paramstyle, len(people)), [seq, *seen_again_values(people, names)]
         )
-        return cursor.rowcount
-    finally:
+    except BaseException:
         cursor.close()
+        raise
+
+    def count() -> int:
+        try:
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    return count
+
+
+class SeenNoMore(Exception):
+    """A person this process knew by a pseudonym has no row any more (erased by `audit forget`, pruned,
+    or never committed): the record that named them must be written again, its people through the
+    upsert."""
+
+
+def seen_again_later(
+    conn: Connection, people: list[Someone], names: Mapping[tuple[str, str], str], seq: int, keys: AuditKeys
+) -> Callable[[], None]:
+    """_seen_again sent now; the check returned (to call before the commit) raises SeenNoMore when it
+    found fewer rows than people, after forgetting their pseudonyms here."""
+    count = _seen_again_sent(conn, people, names, seq)
+
+    def check() -> None:
+        found = count()
+        if found != len(people):
+            known = _known(conn, keys)
+            for who in people:
+                known.pop((who.platform, who.id), None)
+            raise SeenNoMore(
+                f"the audit record at seq {seq} named {len(people)} known people, {found} of whom still "
+                "have a row (erased or pruned meanwhile): it is written again"
+            )
+
+    return check
 
 
 def seen_again_values(people: list[Someone], names: Mapping[tuple[str, str], str]) -> list[Any]:

@@ -327,6 +327,25 @@ def _piped(conn: Connection, begin: str | None) -> Iterator[None]:
         info.pop(PIPELINE, None)  # (a lost connection may have taken the pool record's info with it)
 
 
+def transaction_memo(conn: Connection) -> dict[str, Any] | None:
+    """Inside db.pipelined_writing on PostgreSQL, a dict that lives as long as the transaction: for
+    what its statements learned and it holds until it ends (the audit chain's head, once bumped and
+    read, is this transaction's until the commit). None elsewhere."""
+    pipeline = conn.connection.info.get(PIPELINE)
+    return pipeline.memo if pipeline is not None and pipeline.in_transaction else None
+
+
+def read_before_commit(conn: Connection, read: Callable[[], None]) -> None:
+    """Call `read` (an answer's check, which may raise and so fail the transaction) before the commit.
+    Inside db.pipelined_writing on PostgreSQL, right before it, where the first such read is one
+    round trip for every statement sent; elsewhere at once."""
+    pipeline = conn.connection.info.get(PIPELINE)
+    if pipeline is not None and pipeline.in_transaction:
+        pipeline.read_before_end(read)
+    else:
+        read()
+
+
 def _settle_pipeline(cursor: Any, statement: str, *args: Any) -> None:
     """Before psycopg's own cursor sends a Core statement where a Pipeline is open: its answers read
     first and pipeline mode left, so the statement's answer is the next one. (Returns None: SQLAlchemy

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from connector.store.db import few_rows, one_statement, reading, row_insert, writing
+from connector.store.db import few_rows, one_statement, read_before_commit, reading, row_insert, writing
 from connector.store.group_commit import GroupCommit, Write
 from connector.store.prepared import Prepared
 from connector.store.tables import inbox, tickets
@@ -478,10 +478,16 @@ def record_in_flight(
     other deliveries written meanwhile (committed before this returns all the same)."""
     values = {"in_flight": fingerprint, "confirmed": sorted(confirmed)}
     if records is not None:
-        records.write(Write(lambda conn: _update_mine(conn, item, owner, values), one_statement=True))
+        # Its fence is read before the commit: in a shared transaction with the others' answers.
+        write = Write(lambda conn: _fenced_before_commit(conn, item, owner, values), one_statement=True)
+        records.write(write)
         return
     with one_statement(engine) as conn:
         _update_mine(conn, item, owner, values)
+
+
+def _fenced_before_commit(conn: Connection, item: InboxItem, owner: str, values: dict[str, Any]) -> None:
+    read_before_commit(conn, _update_mine(conn, item, owner, values, later=True))
 
 
 def finish(

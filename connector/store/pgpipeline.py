@@ -23,7 +23,7 @@ import re
 import select
 import weakref
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from psycopg import errors, pq
@@ -87,6 +87,15 @@ class Pipeline:
         self._begin = begin.encode() if begin else None
         self._transaction = begin is not None
         self._on = False
+        # What the transaction's statements learned and holds until it ends (a row it locked and
+        # read, by the reader's key): see db.transaction_memo.
+        self.memo: dict[str, Any] = {}
+        self._before_end: list[Callable[[], None]] = []
+
+    @property
+    def in_transaction(self) -> bool:
+        """Its statements run in one transaction (`begin` was given), not each committed alone."""
+        return self._transaction
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -160,8 +169,21 @@ class Pipeline:
                 self._failed = None
             raise failed
 
+    def read_before_end(self, read: Callable[[], None]) -> None:
+        """Call `read` (which reads answers and may raise, failing the transaction) before `end` is sent:
+        the first of those reads is one round trip for everything sent, the others come with it."""
+        self._before_end.append(read)
+
     def finish(self, end: str | None) -> None:
         """Send `end` (COMMIT) after everything, wait for every answer, leave pipeline mode."""
+        reads, self._before_end = self._before_end, []
+        if reads and self._on and self._queue:  # every answer due in one round trip, then the reads
+            self._pg.send_flush_request()
+            self._flush()
+            while self._queue:
+                self._read_one()
+        for read in reads:
+            read()
         if self._begin is not None or not (self._on or self._transaction):
             return  # nothing was sent, or (autocommit) everything sent was answered: nothing to end
         if end is not None:
