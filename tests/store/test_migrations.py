@@ -118,3 +118,52 @@ def test_processes_starting_together_on_a_new_database_migrate_it_once(empty_db_
             assert len(conn.execute(text("SELECT version_num FROM alembic_version")).all()) == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_compresses_the_large_values_with_lz4_and_reads_them_back(migrated_postgres_url):
+    """Migration 0012: a webhook body (a recorded Jira event, ~9 KB, compressible) is stored with lz4
+    by the server, and reads back byte for byte; the other large columns are set alike."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from sqlalchemy import insert, select
+
+    from connector.store import inbox
+    from connector.store.db import make_engine
+    from connector.store.tables import inbox as inbox_table
+
+    body = (
+        Path(__file__).parents[1] / "fixtures/jira/thirdparty/mm__webhook-issue-updated-reopened.json"
+    ).read_bytes()
+    engine = make_engine(migrated_postgres_url)
+    try:
+        with engine.begin() as conn:
+            available = conn.execute(
+                text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+            ).scalar()
+            if not available:
+                pytest.skip("this PostgreSQL has no lz4: the migration leaves pglz")
+            row = inbox.new_row("jira", "lz4-1", "jira:issue_updated", "1", False, body,
+                                datetime(2026, 12, 2, tzinfo=UTC))  # fmt: skip
+            conn.execute(insert(inbox_table), [row])
+        with engine.connect() as conn:
+            how = conn.execute(text("SELECT pg_column_compression(body) FROM inbox")).scalar()
+            back = conn.execute(select(inbox_table.c.body)).scalar()
+            methods = dict(
+                conn.execute(
+                    text(
+                        "SELECT c.relname || '.' || a.attname, a.attcompression FROM pg_attribute a "
+                        "JOIN pg_class c ON c.oid = a.attrelid WHERE a.attcompression <> ''"
+                    )
+                ).all()
+            )
+        assert how == "lz4" and back == body
+        assert methods == {
+            "inbox.body": "l",
+            "audit_log.record": "l",
+            "outbox.message": "l",
+            "tickets.snapshot": "l",
+        }
+    finally:
+        engine.dispose()
