@@ -21,7 +21,8 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -342,11 +343,13 @@ class Limiter:
                 if drop:
                     leases.drop(ask.platform)
 
+        if leased is not None and lease is None:  # nothing to lock or count: the account's block read
+            holding = _leases_of(self.engine).blocks.peek(self.engine, ask.platform, account, now)
+        else:
+            holding = ratewindows.locked(self.engine, ask.platform, [] if leased is not None else ticket, now,
+                                         peek=account, writes=lease is not None)  # fmt: skip
         try:
-            with ratewindows.locked(
-                self.engine, ask.platform, [] if leased is not None else ticket, now, peek=account,
-                writes=lease is not None,
-            ) as held:  # fmt: skip
+            with holding as held:
                 own = leased if leased is not None else list(held.windows.values())
                 blocked = max((w.blocked_at(now) for w in [*own, *held.peeked.values()]), default=now)
                 own_at = max((w.room_at(ask.cost, now) for w in own), default=now)
@@ -490,6 +493,8 @@ class Limiter:
         except BaseException:
             leases.owe(platform, owed)
             raise
+        finally:
+            leases.blocks.forget(platform)  # what it stored holds for this process's next write at once
 
     @staticmethod
     def _learn(windows: list[SlidingWindow], headers: RateLimitHeaders | None, now: datetime,
@@ -548,12 +553,51 @@ class _Lease:
         return cls(tuple(keys), slots, start, until, size)
 
 
+# How long this process goes by the account's block (a Retry-After the platform gave any replica) as
+# it read it, for a write that locks nothing: reading it again for each such write (Jira's, whose
+# per-issue windows the worker holds with the ticket's lease) was a round trip to the database a
+# write, ~8 % of the worker's CPU at 100 new outages a second. A block this process stores itself
+# holds at once; one another replica stored, within this long.
+BLOCK_READ_SECONDS = 1.0
+
+
+class _Blocks:
+    """The account's block windows of each platform as this process last read them, and when."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: dict[str, tuple[datetime, dict]] = {}
+
+    @contextmanager
+    def peek(self, engine: Engine, platform: str, account: list, now: datetime) -> Iterator[Any]:
+        """ratewindows.locked with nothing to lock, only `account` peeked: from memory when read within
+        BLOCK_READ_SECONDS (by `now`)."""
+        from connector.store import ratewindows
+
+        with self._lock:
+            read = self._read.get(platform)
+        if read is not None and read[0] <= now < read[0] + timedelta(seconds=BLOCK_READ_SECONDS):
+            yield ratewindows.Held(None, platform, {}, read[1])
+            return
+        with ratewindows.locked(engine, platform, [], now, peek=account) as held:
+            with self._lock:
+                self._read[platform] = (now, held.peeked)
+            yield held
+
+    def forget(self, platform: str) -> None:
+        """This process stored a block (or the end of one): the next write reads it."""
+        with self._lock:
+            self._read.pop(platform, None)
+
+
 class _Leases:
     """One process's leases on one database: per platform the current one, and the ended ones
-    whose unused slots go back to the windows with the next ask that locks them."""
+    whose unused slots go back to the windows with the next ask that locks them; and the account
+    blocks it read (`blocks`)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
+        self.blocks = _Blocks()
         self._lock = threading.Lock()
         self._current: dict[str, _Lease] = {}
         self._owed: dict[str, list[_Lease]] = {}

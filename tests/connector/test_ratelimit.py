@@ -323,6 +323,41 @@ def test_a_platform_without_an_account_limit_counts_no_account_window(engine):
     )
 
 
+def test_a_write_that_locks_nothing_reads_the_account_block_at_most_once_a_second(engine, db_url):
+    """Jira: the issue's windows are held with the ticket's lease and the account has no limit of ours,
+    so a write locks nothing; the account's block (a Retry-After any replica was given) is read from the
+    database once within BLOCK_READ_SECONDS, not once a write. A block this process stores holds at
+    once; one another replica stored, from the next read on (within the second)."""
+    from sqlalchemy import event
+
+    from connector.ratelimit import BLOCK_READ_SECONDS
+
+    reads: list[str] = []
+    event.listen(
+        engine, "before_cursor_execute", lambda *a: reads.append(a[2]) if "rate_windows" in a[2] else None
+    )
+    limiter = Limiter(engine, RateLimitsConfig())  # Jira's published per-issue windows
+
+    def write(n: int, at: datetime):
+        return limiter.admit(Ask("jira", f"B-{n}", 66_000 + n, 40, T0, 1, LeasedWindows(None)), at)
+
+    for n in range(20):
+        assert write(n, T0 + timedelta(seconds=n * 0.01)) is None
+    assert len(reads) == 1  # twenty writes, one read of the block
+    other = make_engine(db_url)
+    try:  # another replica is told to wait 30 s
+        Limiter(other, RateLimitsConfig()).refused("jira", "B-x", 30.0, None, T0 + timedelta(seconds=0.5))
+    finally:
+        other.dispose()
+    assert write(21, T0 + timedelta(seconds=0.6)) is None  # not read yet: within the second
+    later = T0 + timedelta(seconds=BLOCK_READ_SECONDS + 0.01)
+    wait = write(22, later)  # read again: the block holds here too
+    assert wait is not None and wait.at == T0 + timedelta(seconds=30.5) and len(reads) == 2
+    limiter.refused("jira", "B-y", 60.0, None, later)  # this process's own 429 holds at once
+    wait = write(23, later + timedelta(seconds=0.01))
+    assert wait is not None and wait.at == later + timedelta(seconds=60)
+
+
 def _both_asking_at_once(postgres_url: str, requests: int, used: int, rounds: int = 40) -> list[str]:
     """Two workers (engines of their own) ask at the same moment to write to each of `rounds` tickets
     whose Jira window allows `requests` writes, `used` of them counted already: the tickets granted,
