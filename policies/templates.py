@@ -46,6 +46,8 @@ def _localtime(context: Any, value: Any, add: str | None = None) -> str:
     at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
+    # No format Babel writes holds a fraction of a second: instants within one second are one entry.
+    at = at.replace(microsecond=0)
     return _local(at, add or "", context.get(TIMEZONE) or "UTC", context.get(LANGUAGE) or "en")
 
 
