@@ -116,10 +116,15 @@ def test_queued_messages_survive_a_restart(db_url, slack, smtp, api):  # SQLite 
     esc.rt.close()
 
     again = Escalator(build_runtime(esc.rt.config, clock=clock), clock)
-    assert OutboxSender(again.rt).send_due() == 2
-    assert len(slack.posts) == 1 and len(smtp.mails) == 1
-    assert OutboxSender(again.rt).send_due() == 0
-    again.rt.close()
+    first, second = OutboxSender(again.rt), OutboxSender(again.rt)
+    try:
+        assert first.send_due() == 2
+        assert len(slack.posts) == 1 and len(smtp.mails) == 1
+        assert second.send_due() == 0
+    finally:
+        first.stop()  # (their send threads, idle, end with them)
+        second.stop()
+        again.rt.close()
 
 
 def test_the_same_decision_processed_twice_sends_once(db_url, slack, smtp, api):  # SQLite and PostgreSQL
@@ -270,6 +275,7 @@ def test_a_sender_whose_lease_another_took_records_nothing_over_the_new_owner(sq
     assert [r["outcome"] for r in sends(esc, "oncall")] == ["applied"]  # the other's record, alone
     assert [r["outcome"] for r in sends(esc, "managers")] == ["applied"]
     assert len([c for c in api.calls if c.request.url == HOOK_URL]) == 2  # sent by both: the window
+    other.stop()
     esc.rt.close()
 
 
@@ -297,6 +303,7 @@ def test_a_message_sent_again_after_a_crash_before_its_record_carries_the_same_i
             while dying:
                 with pytest.raises(Crash):
                     story.send()
+                story.sender.stop()  # (the dead one's idle send threads)
                 story.sender = OutboxSender(esc.rt)  # the restarted process
                 assert story.send() == 0  # the dead sender's lease still holds its messages
                 esc.clock.advance(lease + 1)
