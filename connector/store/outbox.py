@@ -3,17 +3,15 @@ ticket and channel (a thread's first message goes before its replies), and each 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.store.db import one_statement, reading
-from connector.store.prepared import Prepared
+from connector.store.prepared import InsertRows
 from connector.store.tables import channel_threads, outbox
 
 PENDING, SENT, FAILED, DRY_RUN = "pending", "sent", "failed", "dry_run"
@@ -32,15 +30,9 @@ class QueuedMessage:
     created_at: datetime
 
 
-def _insert(conn: Connection) -> Prepared:
-    return _insert_statement(conn.dialect.name)
-
-
-@functools.cache
-def _insert_statement(dialect_name: str) -> Prepared:
-    """Built once per backend: building it per decision cost more than running it."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return Prepared(dialect.insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+# A decision's messages in one statement on PostgreSQL; one queued before (the same delivery decided
+# again) is left as it is.
+_QUEUE = InsertRows(outbox, lambda insert: insert.on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 def enqueue(conn: Connection, rows: Iterable[Mapping[str, Any]], *, decision_id: str, now: datetime) -> None:
@@ -57,7 +49,7 @@ def enqueue(conn: Connection, rows: Iterable[Mapping[str, Any]], *, decision_id:
         }
         for row in rows
     ]
-    _insert(conn).run_many(conn, values)
+    _QUEUE.send(conn, values)
 
 
 def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:

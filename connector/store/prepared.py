@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
@@ -139,6 +140,52 @@ class Prepared:
         if compiled is None:
             compiled = self._compiled[key] = _compile(self.statement, dialect, tuple(params))
         return compiled
+
+
+# Rows one multi-row INSERT holds at most; more go in further statements.
+ROWS_A_STATEMENT = 64
+
+
+class InsertRows:
+    """Many rows of one table inserted by the hot paths (a ticket's new SLA timers, a decision's
+    messages). On PostgreSQL one statement, `VALUES (…), (…), …`, for up to ROWS_A_STATEMENT rows: the
+    driver's executemany sends a statement a row, each parsed, bound and executed on the server and
+    dumped on the client. Elsewhere (SQLite runs in-process: a statement costs little) the one-row
+    INSERT, executed once per row. `finish` is given the backend's insert() of the table and returns
+    the statement to run (an ON CONFLICT clause added, say). The rows are sent, not read back."""
+
+    def __init__(self, table: Table, finish: Callable[[Any], Any] = lambda statement: statement):
+        self.table = table
+        self._finish = finish
+        self._built: dict[tuple[str, tuple[str, ...], int], Prepared] = {}
+
+    def send(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        if any(row.keys() != rows[0].keys() for row in rows):
+            raise ValueError(f"every row must name the same columns as the first: {columns}")
+        if conn.dialect.name != "postgresql":
+            self._statement(conn.dialect.name, columns, 1).run_many(conn, rows)
+            return
+        for start in range(0, len(rows), ROWS_A_STATEMENT):
+            chunk = rows[start : start + ROWS_A_STATEMENT]
+            values = {f"r{n}_{column}": row[column] for n, row in enumerate(chunk) for column in columns}
+            self._statement("postgresql", columns, len(chunk)).send(conn, values)
+
+    def _statement(self, dialect_name: str, columns: tuple[str, ...], count: int) -> Prepared:
+        key = (dialect_name, columns, count)
+        found = self._built.get(key)
+        if found is None:
+            insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(self.table)
+            if dialect_name == "postgresql":  # each value typed as its column, as Core's own rows
+                types = {column: self.table.c[column].type for column in columns}
+                insert = insert.values([
+                    {column: bindparam(f"r{n}_{column}", type_=types[column]) for column in columns}
+                    for n in range(count)
+                ])  # fmt: skip
+            found = self._built[key] = Prepared(self._finish(insert))
+        return found
 
 
 def _made(reader: _Reader, raw: list[Any]) -> list[Any]:

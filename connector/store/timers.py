@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, select, update
 
 from connector.store.db import reading, writing
 from connector.store.inbox import new_row, store_rows
-from connector.store.prepared import Prepared
+from connector.store.prepared import InsertRows, Prepared
 from connector.store.tables import timers
 
 TIMER_EVENT_PREFIX = "timer:"
@@ -91,7 +91,7 @@ _EXISTING = Prepared(
         timers.c.platform == bindparam("b_platform"), timers.c.ticket_id == bindparam("b_ticket_id")
     )
 )
-_ARM = Prepared(insert(timers))
+_ARM = InsertRows(timers)  # a ticket's new timers in one statement on PostgreSQL
 _REARM = Prepared(update(timers).where(timers.c.id == bindparam("b_id")))
 # One row each (executemany), not `id IN (…)`: an expanding IN is compiled per call, so it would be a
 # Core statement, which in a pipelined record waits for every answer queued before it.
@@ -149,7 +149,7 @@ def reconcile(
             armed.append(dict(platform=platform, ticket_id=ticket_id, key=timer.key, **values))
         elif row.due_at != timer.due:
             rearmed.append(dict(b_id=row.id, fired_at=None, **values))
-    _ARM.run_many(conn, armed)
+    _ARM.send(conn, armed)
     _REARM.run_many(conn, rearmed)
     gone = [{"b_id": row.id} for key, row in existing.items() if key not in keep]
     _DISARM.run_many(conn, gone)

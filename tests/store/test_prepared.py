@@ -218,3 +218,43 @@ def test_parameter_sets_of_one_executemany_must_name_the_same_keys(engine):
     with engine.begin() as conn, pytest.raises(ValueError, match="same keys as the first"):
         _INSERT_TICKET.run_many(conn, [_ticket("M-1"), _ticket("M-2", tier="L2")])
     assert _core_rows(engine, ["M-1", "M-2"]) == []
+
+
+def test_many_rows_in_one_statement_store_what_core_stores(engine):
+    """InsertRows: on PostgreSQL one multi-row INSERT per ROWS_A_STATEMENT rows (not a statement a row),
+    each value typed as its column (JSON, an aware datetime, a boolean) and stored as Core stores it;
+    on SQLite the one-row INSERT run for each. An ON CONFLICT clause holds for every row."""
+    values = dict(
+        sla={"started_at": "2026-11-02T09:00:00+00:00", "paused": [1, 2]},
+        snapshot={"summary": "Printer on fire", "labels": ["hw"]},
+        updated_at=datetime(2026, 11, 2, 10, 30, tzinfo=timezone(timedelta(hours=2))),
+        priority_pinned=True,
+    )
+    count = prepared.ROWS_A_STATEMENT * 2 + 3
+    rows = [_ticket(f"M-{n:03}", **values) for n in range(count)]
+    many = prepared.InsertRows(tickets, lambda insert: insert.on_conflict_do_nothing())
+    seen: list[tuple[str, bool]] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: seen.append((a[2].split(" (")[0], a[5])))
+    with engine.begin() as conn:
+        many.send(conn, rows)
+        conn.execute(insert(tickets), _ticket("C-1", **values))
+    one = ("INSERT INTO tickets", False)  # (statement, run as executemany)
+    assert seen[:-1] == (
+        [one] * 3 if engine.dialect.name == "postgresql" else [("INSERT INTO tickets", True)]
+    )
+    stored = _core_rows(engine, [r["ticket_id"] for r in rows] + ["C-1"])
+    core = stored.pop(0)  # (C before M)
+    assert [r["ticket_id"] for r in stored] == [r["ticket_id"] for r in rows]
+    assert all({**r, "ticket_id": "C-1"} == core for r in stored)
+    for column in ("sla", "snapshot", "updated_at", "priority_pinned"):
+        assert _stored_text(engine, column, "M-130") == _stored_text(engine, column, "C-1")
+
+    with engine.begin() as conn:  # again, with one new: the rows stored before are left alone
+        many.send(conn, [_ticket("M-000", priority_pinned=False), _ticket("M-new", priority_pinned=False)])
+    again = {r["ticket_id"]: r["priority_pinned"] for r in _core_rows(engine, ["M-000", "M-new"])}
+    assert again == {"M-000": True, "M-new": False}
+
+
+def test_many_rows_must_name_the_same_columns(engine):
+    with engine.begin() as conn, pytest.raises(ValueError, match="same columns"):
+        prepared.InsertRows(tickets).send(conn, [_ticket("A"), _ticket("B", tier="L2")])
