@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 
 from connector.store.db import one_statement, reading
-from connector.store.prepared import InsertRows
+from connector.store.prepared import InsertRows, Prepared
 from connector.store.tables import channel_threads, outbox
 
 PENDING, SENT, FAILED, DRY_RUN = "pending", "sent", "failed", "dry_run"
@@ -52,14 +52,30 @@ def enqueue(conn: Connection, rows: Iterable[Mapping[str, Any]], *, decision_id:
     _QUEUE.send(conn, values)
 
 
+# The worker's outbox statements, compiled once (connector/store/prepared.py): a Core statement cost
+# more Python than the sender's work on a message. One message each, not `id IN (…)`: an expanding IN
+# is compiled per call; sent together, their answers come in one round trip.
+_PENDING = Prepared(
+    select(outbox.c.id, outbox.c.platform, outbox.c.ticket_id, outbox.c.channel, outbox.c.next_attempt_at,
+           outbox.c.lease_until)
+    .where(outbox.c.status == PENDING).order_by(outbox.c.id).limit(bindparam("b_limit"))
+)  # fmt: skip
+_MESSAGE = Prepared(select(outbox).where(outbox.c.id == bindparam("b_id")))
+_TAKE = Prepared(
+    update(outbox)
+    .where(
+        outbox.c.id == bindparam("b_id"),
+        outbox.c.status == PENDING,
+        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= bindparam("b_now")),
+    )
+    .returning(outbox.c.id)
+)
+
+
 def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:
     """The oldest pending message of each ticket and channel, when it is due and nobody holds it."""
     with reading(engine) as conn:
-        rows = conn.execute(
-            select(outbox.c.id, outbox.c.platform, outbox.c.ticket_id, outbox.c.channel,
-                   outbox.c.next_attempt_at, outbox.c.lease_until)
-            .where(outbox.c.status == PENDING).order_by(outbox.c.id).limit(limit * 20)
-        ).all()  # fmt: skip
+        rows = _PENDING.rows(conn, {"b_limit": limit * 20})
         seen: set[tuple[str, str, str]] = set()
         chosen: list[int] = []
         for row in rows:
@@ -71,31 +87,17 @@ def due(engine: Engine, *, now: datetime, limit: int) -> list[QueuedMessage]:
                 chosen.append(row.id)
                 if len(chosen) >= limit:
                     break
-        if not chosen:
-            return []
-        full = conn.execute(select(outbox).where(outbox.c.id.in_(chosen)).order_by(outbox.c.id)).all()
-    return [_queued(row) for row in full]
-
-
-_TAKE_MANY = (
-    update(outbox)
-    .where(
-        outbox.c.id.in_(bindparam("b_ids", expanding=True)),
-        outbox.c.status == PENDING,
-        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= bindparam("b_now")),
-    )
-    .returning(outbox.c.id)
-)
+        reads = [_MESSAGE.rows_later(conn, {"b_id": message_id}) for message_id in chosen]
+        return [_queued(row) for read in reads for row in read()]
 
 
 def take_many(engine: Engine, ids: list[int], *, owner: str, now: datetime, lease: timedelta) -> set[int]:
-    """Lease several messages in one statement (atomic alone: no transaction round trips on
-    PostgreSQL); the ids this sender won."""
+    """Lease several messages, in the order of their ids, all committed together (PostgreSQL: sent
+    in one round trip without a transaction's own); the ids this sender won."""
+    values = {"b_now": now, "lease_owner": owner, "lease_until": now + lease}
     with one_statement(engine) as conn:
-        result = conn.execute(
-            _TAKE_MANY, {"b_ids": ids, "b_now": now, "lease_owner": owner, "lease_until": now + lease}
-        )
-        return {row.id for row in result}
+        reads = [_TAKE.rows_later(conn, {"b_id": message_id, **values}) for message_id in sorted(ids)]
+        return {row.id for read in reads for row in read()}
 
 
 _GIVE_BACK = update(outbox).where(
@@ -117,12 +119,14 @@ def give_back(engine: Engine, ids: list[int], *, owner: str) -> int:
 
 
 # Built once: a statement holding its values was built and looked up in the compiled cache per message.
-_FINISH = update(outbox).where(outbox.c.id == bindparam("b_id"))
+_FINISH = Prepared(update(outbox).where(outbox.c.id == bindparam("b_id")))
 
-_STILL_OURS = (
+# One message each, not `id IN (…)`: an expanding IN is compiled per call, so it would be a Core
+# statement, which in a pipelined transaction waits for every answer queued before it.
+_STILL_OURS = Prepared(
     select(outbox.c.id)
     .where(
-        outbox.c.id.in_(bindparam("b_ids", expanding=True)),
+        outbox.c.id == bindparam("b_id"),
         outbox.c.status == PENDING,
         outbox.c.lease_owner == bindparam("b_owner"),
     )
@@ -132,19 +136,22 @@ _STILL_OURS = (
 
 def still_ours(conn: Connection, ids: list[int], *, owner: str) -> set[int]:
     """Of the messages `ids`, those `owner` still leases, locked until the transaction ends (on
-    PostgreSQL; SQLite's writer holds the whole file): a sender that lost a lease (cut off from the
-    database past it) records nothing over the worker that took the message since."""
-    return set(conn.execute(_STILL_OURS, {"b_ids": ids, "b_owner": owner}).scalars())
+    PostgreSQL, in the order of their ids, as every sender locks them; SQLite's writer holds the whole
+    file): a sender that lost a lease (cut off from the database past it) records nothing over the
+    worker that took the message since. In a pipelined transaction the answers come in one round trip."""
+    reads = [
+        _STILL_OURS.rows_later(conn, {"b_id": message_id, "b_owner": owner}) for message_id in sorted(ids)
+    ]
+    return {row.id for read in reads for row in read()}
 
 
 def finish_many(conn: Connection, finished: list[tuple[int, str, int, str, datetime]]) -> None:
     """Messages done with, each (id, status, attempts, answer, when): one statement run for all."""
-    if finished:
-        conn.execute(_FINISH, [
-            dict(b_id=message_id, status=status, attempts=attempts, answer=answer, lease_owner=None,
-                 lease_until=None, sent_at=at if status == SENT else None)
-            for message_id, status, attempts, answer, at in finished
-        ])  # fmt: skip
+    _FINISH.run_many(conn, [
+        dict(b_id=message_id, status=status, attempts=attempts, answer=answer, lease_owner=None,
+             lease_until=None, sent_at=at if status == SENT else None)
+        for message_id, status, attempts, answer, at in finished
+    ])  # fmt: skip
 
 
 def retry_later(conn: Connection, message_id: int, *, attempts: int, answer: str, at: datetime) -> None:

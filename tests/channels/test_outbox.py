@@ -346,12 +346,23 @@ def _side_by_side(db_url: str, smtp, api) -> tuple[Escalator, Story]:
     return esc, Story(esc, api)
 
 
-def _transactions(engine) -> list[int]:
-    """A list that grows by one at each commit on `engine`."""
+def _transactions(engine, monkeypatch) -> list[int]:
+    """A list that grows by one at each commit on `engine`: SQLAlchemy's, and those a PostgreSQL
+    pipeline sends itself (db.pipelined_writing)."""
     from sqlalchemy import event
+
+    from connector.store.pgpipeline import Pipeline
 
     commits: list[int] = []
     event.listen(engine, "commit", lambda conn: commits.append(1))
+    finish = Pipeline.finish
+
+    def finishing(pipeline, end):
+        if end == "COMMIT":
+            commits.append(1)
+        return finish(pipeline, end)
+
+    monkeypatch.setattr(Pipeline, "finish", finishing)
     return commits
 
 
@@ -395,7 +406,7 @@ def test_side_by_side_sends_answered_together_are_recorded_in_one_transaction(db
     esc, story = _side_by_side(db_url, smtp, api)
     story.open_p1()
     _answered_together(monkeypatch)
-    commits = _transactions(esc.rt.engine)
+    commits = _transactions(esc.rt.engine, monkeypatch)
     assert story.send() == 2
     take = 0 if esc.rt.engine.dialect.name == "postgresql" else 1  # PostgreSQL takes in autocommit
     assert len(commits) == take + 1  # both records in one transaction
