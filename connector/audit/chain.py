@@ -196,30 +196,11 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
     marked = people.mark(record)
     memo = transaction_memo(conn)  # PostgreSQL, pipelined: the head, once this transaction read it
     held = memo.get(_HEAD) if memo is not None else None
-    if held is not None:
-        seq, names = held[0] + 1, _held_head_names(conn, marked.people, keys, held[0] + 1, at)
-        digest, values, out = _sealed(statements, marked.placed(names), marked.plain, seq, held[1], at, keys,
-                                      record_id)  # fmt: skip
-        cursor.execute(statements.insert, [*values, digest])
-        memo[_HEAD] = (seq, digest)
-        return out
-    # PostgreSQL can move known people's last sightings on in the head's bump; SQLite asks later.
-    known = marked.people and statements.bump_and_seen
-    names = people.known_pseudonyms(conn, keys, marked.people) if known else None
-    if names:
-        # PostgreSQL, everyone known: their last sightings move on in the bump's statement.
-        cursor.execute(
-            statements.bump_and_seen(len(marked.people)), people.seen_again_values(marked.people, names)
-        )
-        seq, prev_hash, seen = _one(cursor)
-        if seen != len(marked.people):  # a row erased, pruned or never committed: the upsert
-            names = people.settle(conn, marked.people, keys, seq=seq, now=at)
+    if held is not None:  # this transaction holds the head: the record goes on from what it left
+        seq, prev_hash = held[0] + 1, held[1]
+        names = _held_head_names(conn, marked.people, keys, seq, at)
     else:
-        cursor.execute(statements.bump)
-        seq, prev_hash = _one(cursor)
-        names = (
-            people.pseudonymise_people(conn, marked.people, keys, seq=seq, now=at) if marked.people else {}
-        )
+        seq, prev_hash, names = _bump(conn, cursor, statements, marked.people, keys, at)
     digest, values, out = _sealed(statements, marked.placed(names), marked.plain, seq, prev_hash, at, keys,
                                   record_id)  # fmt: skip
     if statements.insert_sets_head:
@@ -230,6 +211,25 @@ def _append(conn, cursor, statements: _Statements, record, at, keys: AuditKeys, 
     if memo is not None:
         memo[_HEAD] = (seq, digest)
     return out
+
+
+def _bump(conn, cursor, statements: _Statements, who: list[people.Someone], keys: AuditKeys,
+          at: datetime) -> tuple[int, str, dict[tuple[str, str], str]]:  # fmt: skip
+    """The head bumped (its lock taken until the commit): the record's seq, the previous hash and the
+    pseudonyms of the people it names."""
+    # PostgreSQL can move known people's last sightings on in the head's bump; SQLite asks later.
+    known = who and statements.bump_and_seen
+    names = people.known_pseudonyms(conn, keys, who) if known else None
+    if names:
+        # PostgreSQL, everyone known: their last sightings move on in the bump's statement.
+        cursor.execute(statements.bump_and_seen(len(who)), people.seen_again_values(who, names))
+        seq, prev_hash, seen = _one(cursor)
+        if seen != len(who):  # a row erased, pruned or never committed: the upsert
+            names = people.settle(conn, who, keys, seq=seq, now=at)
+        return seq, prev_hash, names
+    cursor.execute(statements.bump)
+    seq, prev_hash = _one(cursor)
+    return seq, prev_hash, people.pseudonymise_people(conn, who, keys, seq=seq, now=at) if who else {}
 
 
 def _held_head_names(

@@ -177,11 +177,8 @@ class Pipeline:
     def finish(self, end: str | None) -> None:
         """Send `end` (COMMIT) after everything, wait for every answer, leave pipeline mode."""
         reads, self._before_end = self._before_end, []
-        if reads and self._on and self._queue:  # every answer due in one round trip, then the reads
-            self._pg.send_flush_request()
-            self._flush()
-            while self._queue:
-                self._read_one()
+        if reads and self._queue:  # every answer due in one round trip (the last one's), then the reads
+            self.answer(self._queue[-1])
         for read in reads:
             read()
         if self._begin is not None or not (self._on or self._transaction):
