@@ -121,9 +121,10 @@ def test_processes_starting_together_on_a_new_database_migrate_it_once(empty_db_
 
 
 @pytest.mark.postgres
-def test_postgresql_compresses_the_large_values_with_lz4_and_reads_them_back(migrated_postgres_url):
+def test_postgresql_compresses_large_values_with_lz4_reads_them_back_and_downgrades(migrated_postgres_url):
     """Migration 0012: a webhook body (a recorded Jira event, ~9 KB, compressible) is stored with lz4
-    by the server, and reads back byte for byte; the other large columns are set alike."""
+    by the server, and reads back byte for byte; the other large columns are set alike. Downgraded,
+    the columns go back to the server's default and the lz4 value still reads; upgraded again, lz4."""
     from datetime import UTC, datetime
     from pathlib import Path
 
@@ -150,20 +151,42 @@ def test_postgresql_compresses_the_large_values_with_lz4_and_reads_them_back(mig
         with engine.connect() as conn:
             how = conn.execute(text("SELECT pg_column_compression(body) FROM inbox")).scalar()
             back = conn.execute(select(inbox_table.c.body)).scalar()
-            methods = dict(
-                conn.execute(
-                    text(
-                        "SELECT c.relname || '.' || a.attname, a.attcompression FROM pg_attribute a "
-                        "JOIN pg_class c ON c.oid = a.attrelid WHERE a.attcompression <> ''"
-                    )
-                ).all()
-            )
         assert how == "lz4" and back == body
-        assert methods == {
+        assert _compression(engine) == {
             "inbox.body": "l",
             "audit_log.record": "l",
             "outbox.message": "l",
             "tickets.snapshot": "l",
         }
+
+        _alembic(engine, "downgrade", "0011")  # back to the server's default; what lz4 wrote still reads
+        assert _compression(engine) == {}
+        with engine.connect() as conn:
+            assert conn.execute(select(inbox_table.c.body)).scalar() == body
+        migrate(engine)
+        assert set(_compression(engine).values()) == {"l"}
     finally:
         engine.dispose()
+
+
+def _compression(engine) -> dict[str, str]:
+    """PostgreSQL's columns with a compression method of their own: table.column → its letter."""
+    with engine.connect() as conn:
+        query = text(
+            "SELECT c.relname || '.' || a.attname, a.attcompression FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid WHERE a.attcompression <> ''"
+        )
+        return dict(conn.execute(query).all())
+
+
+def _alembic(engine, command_name: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from connector.store.db import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, command_name)(cfg, revision)
