@@ -259,14 +259,19 @@ def machine_speed() -> str:
     (ten million additions to a local), the best of three, in CPU seconds. Machines of the same kind
     have run plain Python 30-60 % apart from one hour to the next: a CPU figure compares only with
     figures taken beside a similar reading (or in one alternating run)."""
+    return f"machine: a 10M-addition Python loop takes {loop_seconds():.2f} s of CPU"
+
+
+def loop_seconds(tries: int = 3) -> float:
+    """machine_speed()'s reading: CPU seconds of ten million additions to a local, the best of `tries`."""
     best = float("inf")
-    for _ in range(3):
+    for _ in range(tries):
         started = time.process_time()
         total = 0
         for n in range(10_000_000):
             total += n
         best = min(best, time.process_time() - started)
-    return f"machine: a 10M-addition Python loop takes {best:.2f} s of CPU"
+    return best
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -318,10 +323,21 @@ def postgres_server_pids() -> list[int]:
 def cores_busy() -> tuple[int, int]:
     """This machine's CPU time so far, busy and in all, in clock ticks summed over its cores (Linux
     /proc/stat): two readings give the share of the cores that was busy between them, whoever used it."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
+    fields = _cpu_ticks()
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
     return sum(fields[:8]) - idle, sum(fields[:8])  # (guest time is counted in user already)
+
+
+def stolen() -> tuple[int, int]:
+    """Ticks the hypervisor gave this machine's cores to others (`steal` in /proc/stat), and all
+    ticks: two readings give the share of the run the machine was not running, though busy."""
+    fields = _cpu_ticks()
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def _cpu_ticks() -> list[int]:
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:]]
 
 
 class CpuMeter:
