@@ -61,6 +61,14 @@ from worker_support import (
     write_config,
 )
 
+# The variants `--variants` picks from: the worker's settings before it was woken (the baseline),
+# today's defaults, and today's with the rate limiter off.
+STANDING = {
+    "before": ("before (poll 0.25 s, 2)", BASELINE, ROOT),
+    "now": ("now (defaults)", DEFAULTS, ROOT),
+    "limiter-off": ("now, rate limiter off", NO_PACING, ROOT),
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(
@@ -89,6 +97,9 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1, help="run every variant this many times, in turn")
     args = parser.parse_args()
+    chosen = [v for v in args.variants.split(",") if v]
+    if unknown := set(chosen) - set(STANDING):
+        parser.error(f"--variants: unknown {', '.join(sorted(unknown))} (known: {', '.join(STANDING)})")
     rates = [float(r) for r in args.rates.split(",")]
     kinds = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.database else [])
     print(f"webhook → write request at a fake Jira answering at once; {args.seconds:g} s per rate; "
@@ -99,15 +110,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="escalator-bench-") as tmp:
         workdir = Path(tmp)
         jira = FakeJira(workdir, delay=0.0)
-        variants = [
-            variant
-            for key, variant in (
-                ("before", ("before (poll 0.25 s, 2)", BASELINE, ROOT)),
-                ("now", ("now (defaults)", DEFAULTS, ROOT)),
-                ("limiter-off", ("now, rate limiter off", NO_PACING, ROOT)),
-            )
-            if key in args.variants.split(",")
-        ]
+        variants = [variant for key, variant in STANDING.items() if key in chosen]
         for extra in args.also:
             pairs = (p.split("=") for p in extra.split(","))
             variants.append((extra, {k: float(v) if "." in v else int(v) for k, v in pairs}, ROOT))
