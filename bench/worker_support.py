@@ -329,8 +329,8 @@ def cores_busy() -> tuple[int, int]:
 
 
 def stolen() -> tuple[int, int]:
-    """Ticks the hypervisor gave this machine's cores to others (`steal` in /proc/stat), and all
-    ticks: two readings give the share of the run the machine was not running, though busy."""
+    """Ticks the hypervisor gave this machine's cores to other machines (`steal` in /proc/stat), and
+    all ticks: two readings give the share of the cores' time between them that was taken away."""
     fields = _cpu_ticks()
     return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
