@@ -308,11 +308,23 @@ def pipelined_writing(engine: Engine) -> Iterator[Connection]:
 def _piped(conn: Connection, begin: str | None) -> Iterator[None]:
     """`conn`'s Prepared statements (and dbapi_cursor's) sent through a Pipeline for the block: in a
     transaction that `begin` opens and the block's end commits, or (None) in autocommit."""
-    raw = conn.connection.dbapi_connection
     info = conn.connection.info
-    info[PIPELINE] = pipeline = Pipeline(raw, conn.dialect, begin)
     try:
-        yield
+        with piped(conn.connection.dbapi_connection, conn.dialect, begin) as pipeline:
+            info[PIPELINE] = pipeline
+            yield
+    finally:
+        info.pop(PIPELINE, None)  # (a lost connection may have taken the pool record's info with it)
+
+
+@contextmanager
+def piped(raw: Any, dialect: Dialect, begin: str | None) -> Iterator[Pipeline]:
+    """A Pipeline on `raw` (a psycopg connection in autocommit that nothing else uses meanwhile) for
+    the block: in a transaction that `begin` opens and the block's end commits, or (None) each
+    statement committed alone. On an error the pipeline is given up and the transaction rolled back."""
+    pipeline = Pipeline(raw, dialect, begin)
+    try:
+        yield pipeline
         pipeline.finish("COMMIT" if begin else None)
     except BaseException:
         with suppress(Exception):  # a lost connection fails here too: the block's error is the one
@@ -323,8 +335,6 @@ def _piped(conn: Connection, begin: str | None) -> Iterator[None]:
             with suppress(Exception):
                 raw.rollback()
         raise
-    finally:
-        info.pop(PIPELINE, None)  # (a lost connection may have taken the pool record's info with it)
 
 
 def transaction_memo(conn: Connection) -> dict[str, Any] | None:

@@ -93,19 +93,22 @@ _ROW_COLUMNS = (
 def store_rows(dbapi_connection: Any, dialect: Dialect, rows: list[dict[str, Any]]) -> list[bool]:
     """Insert new_row()s in the DBAPI connection's open transaction; False for each id already stored.
 
-    This is the webhook hot path, so it runs one prepared statement on the DBAPI cursor
-    (connector/store/db.py `row_insert`)."""
+    This is the webhook hot path, so it runs one statement text on DBAPI cursors (connector/store/db.py
+    `row_insert`): a cursor a row, every row sent before any count is read, so through a Pipeline
+    (connector/store/pgpipeline.py, the webhook intake's on PostgreSQL) the batch is one round trip."""
     insert = row_insert(dialect, inbox, _ROW_COLUMNS)
     sql = insert.sql + " ON CONFLICT (platform, delivery_id) DO NOTHING"
-    cursor = dbapi_connection.cursor()
+    cursors = []
     try:
-        stored = []
         for row in rows:
+            cursor = dbapi_connection.cursor()
+            cursors.append(cursor)
             cursor.execute(sql, insert.bound([row[name] for name in _ROW_COLUMNS]))
-            stored.append(cursor.rowcount == 1)
-        return stored
+        counts = [cursor.rowcount for cursor in reversed(cursors)]  # the last read first: one wait
+        return [count == 1 for count in reversed(counts)]
     finally:
-        cursor.close()
+        for cursor in cursors:
+            cursor.close()
 
 
 def accept(engine: Engine, row: dict[str, Any]) -> bool:

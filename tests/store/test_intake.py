@@ -138,6 +138,38 @@ def test_a_connection_the_server_closed_is_replaced_and_the_delivery_stored(migr
         other.dispose()
 
 
+@pytest.mark.postgres
+def test_on_postgresql_a_batch_goes_through_the_pipeline_its_insert_prepared_once(migrated_postgres_url):
+    """The intake's statements go through libpq's pipeline mode: the INSERT is prepared on the server
+    once for the connection (not parsed per webhook), each batch is one transaction with its NOTIFY,
+    a redelivery is told apart, and the connection goes back to the pool as it came."""
+    import psycopg
+
+    from connector.store.db import make_engine
+
+    engine = make_engine(migrated_postgres_url)
+    listener = psycopg.connect(migrated_postgres_url.replace("+psycopg", ""), autocommit=True)
+    listener.execute(f"LISTEN {intake_module.wakeup.CHANNEL}")
+    intake = Intake(engine)
+    try:
+        assert [intake.accept(_row(f"p{k}")) for k in range(3)] == [True, True, True]
+        assert intake.accept(_row("p1")) is False  # stored before: no row, no signal
+        raw = intake._connection.dbapi_connection
+        prepared = [s for (s,) in raw.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
+        assert len([s for s in prepared if s.startswith("INSERT INTO inbox")]) == 1
+        signals = list(listener.notifies(timeout=1.0, stop_after=4))
+        assert len(signals) == 3  # one a stored batch, none for the redelivery
+        with engine.connect() as conn:
+            stored = conn.execute(inbox.inbox.select().with_only_columns(inbox.inbox.c.delivery_id)).scalars()
+            assert sorted(stored) == ["p0", "p1", "p2"]
+    finally:
+        intake.close()
+        listener.close()
+    with engine.connect() as conn:  # the pool's connection (the intake's, given back) is not in autocommit
+        assert conn.connection.dbapi_connection.autocommit is False
+    engine.dispose()
+
+
 def _unreachable_for(engine, monkeypatch, failures: int) -> list[float]:
     """The engine cannot connect for its next `failures` attempts (a restart): when each was made."""
     real, attempts = engine.raw_connection, []
