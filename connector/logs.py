@@ -57,12 +57,30 @@ def _plain(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+class LostConnectionReset(logging.Filter):
+    """SQLAlchemy's pool logs an ERROR with a traceback when a connection it is given back fails its
+    rollback: after a database restart or a proxy's cut, every pooled connection does, once. The
+    pool then drops it and makes a new one, so it is one warning line here; a reset that failed for
+    another reason keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("sqlalchemy.pool") and record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            if any(kind.__name__ == "OperationalError" for kind in type(exc).__mro__):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.msg = "a pooled database connection was lost (%s); it is dropped and a new one made"
+                record.args = ((str(exc).splitlines() or [type(exc).__name__])[0],)
+                record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(fmt: str, process: str) -> None:
     """Log at INFO to stderr in `fmt` ("text" or "json"), naming `process` in every line."""
     global _process, _json
     _process, _json = process, fmt == "json"
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(LostConnectionReset())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     # APScheduler logs two INFO lines per tick (~170,000 a day); our own tick logs what it fired.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

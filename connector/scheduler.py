@@ -21,6 +21,7 @@ from connector import reconcile, wakeup
 from connector.audit import schedule as audit_schedule
 from connector.runtime import Runtime
 from connector.store import retention, timers
+from connector.store.db import log_round_failed
 
 log = logging.getLogger("escalator.scheduler")
 
@@ -97,8 +98,8 @@ class SlaScheduler:
     def _checkpoint(self) -> None:
         try:
             audit_schedule.tick(self.rt)
-        except Exception:  # the database may be briefly unavailable; the next tick tries again
-            log.exception("audit checkpoint tick failed; trying again next tick")
+        except Exception as exc:  # the database may be briefly unavailable; the next tick tries again
+            log_round_failed(log, self.rt.engine, exc, "audit checkpoint tick failed; trying again next tick")
 
     def _prune(self) -> None:
         days = self.rt.config.inbox.retention_days
@@ -107,8 +108,8 @@ class SlaScheduler:
             done = retention.tidy(
                 self.rt.engine, now=self.rt.clock(), retention_days=days, longest_window=longest
             )
-        except Exception:  # the database may be briefly unavailable; the next hour tries again
-            log.exception("pruning the inbox failed; trying again in an hour")
+        except Exception as exc:  # the database may be briefly unavailable; the next hour tries again
+            log_round_failed(log, self.rt.engine, exc, "pruning the inbox failed; trying again in an hour")
             return
         if done.pruned:
             log.info("pruned %d deliveries finished more than %g days ago", done.pruned, days)
@@ -119,8 +120,8 @@ class SlaScheduler:
     def _run(self) -> None:
         try:
             fired = tick(self.rt)
-        except Exception:  # the database may be briefly unavailable; the next tick tries again
-            log.exception("SLA tick failed; trying again next tick")
+        except Exception as exc:  # the database may be briefly unavailable; the next tick tries again
+            log_round_failed(log, self.rt.engine, exc, "SLA tick failed; trying again next tick")
             return
         if fired:
             log.info("fired %d SLA timer(s)", fired)

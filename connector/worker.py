@@ -31,7 +31,7 @@ from connector.pipeline import process
 from connector.retry import Stranded
 from connector.runtime import Runtime
 from connector.store import inbox
-from connector.store.db import database_unavailable
+from connector.store.db import database_unavailable, log_round_failed
 from connector.store.inbox import InboxItem
 
 log = logging.getLogger("escalator.worker")
@@ -218,8 +218,9 @@ class WorkerPool:
                 wanted = min(room, w.batch)
                 try:
                     claimed = self._claim(wanted)
-                except Exception:  # the database may be briefly unavailable; never let the thread die
-                    log.exception("claiming work failed; retrying in %.1fs", w.poll_seconds)
+                except Exception as exc:  # the database may be briefly unavailable; never let the thread die
+                    log_round_failed(log, self.rt.engine, exc, "claiming work failed; retrying in %.1fs",
+                                     w.poll_seconds)  # fmt: skip
             if claimed and claimed == wanted:
                 continue  # there may be more due, and slots for it
             if not wanted:  # no room: a delivery that ends wakes us

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -412,6 +413,19 @@ def database_unavailable(engine: Engine, exc: BaseException) -> bool:
     dbapi = engine.dialect.dbapi
     lost = isinstance(exc, OperationalError)
     return lost or (dbapi is not None and isinstance(exc, dbapi.OperationalError))
+
+
+def log_round_failed(
+    log: logging.Logger, engine: Engine, exc: BaseException, message: str, *args: Any
+) -> None:
+    """A background round (a claim, a tick) failed and the next one tries again: with the database
+    away (restarting, a connection cut) one warning line saying so, as that clears by itself;
+    anything else with its traceback."""
+    if database_unavailable(engine, exc):
+        cause = (str(exc).splitlines() or [type(exc).__name__])[0]
+        log.warning(message + " (the database is away: %s)", *args, cause)
+    else:
+        log.error(message, *args, exc_info=exc)
 
 
 class few_rows(FunctionElement):  # noqa: N801 (used as a function in statements)

@@ -1,0 +1,91 @@
+"""What an admin reads in the log when the database goes away for a moment: one warning line for each
+thing it interrupted, not a traceback; anything else keeps its traceback."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from connector.logs import LostConnectionReset, TextFormatter
+from connector.store.db import log_round_failed, make_engine
+
+
+def _capture(name: str) -> tuple[logging.Logger, io.StringIO, logging.Handler]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(LostConnectionReset())
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    return logger, out, handler
+
+
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+def test_a_pool_reset_that_met_a_lost_connection_is_one_warning_line():
+    logger, out, handler = _capture("sqlalchemy.pool.impl.QueuePool")
+    try:
+        lost = _raised(OperationalError("ROLLBACK", None, Exception("the connection is lost")))
+        logger.error("Exception during reset or similar", exc_info=lost)
+        other = _raised(ValueError("a bug"))
+        logger.error("Exception during reset or similar", exc_info=other)
+    finally:
+        logger.removeHandler(handler)
+    first, *rest = out.getvalue().splitlines()
+    assert " WARNING " in first and "a pooled database connection was lost" in first
+    assert "the connection is lost" in first
+    assert rest[0].split(" ", 3)[2] == "ERROR" and "Traceback (most recent call last):" in rest
+    assert rest[-1] == "ValueError: a bug"
+
+
+def test_a_round_that_failed_for_want_of_the_database_says_so_in_one_line_else_shows_its_traceback():
+    logger, out, handler = _capture("escalator.test-round")
+    engine = make_engine("sqlite://")
+    try:
+        away = _raised(OperationalError("SELECT 1", None, Exception("server closed the connection\nmore")))
+        log_round_failed(logger, engine, away, "claiming work failed; retrying in %.1fs", 1.0)
+        bug = _raised(KeyError("ticket"))
+        log_round_failed(logger, engine, bug, "SLA tick failed; trying again next tick")
+    finally:
+        logger.removeHandler(handler)
+        engine.dispose()
+    lines = out.getvalue().splitlines()
+    assert " WARNING " in lines[0]
+    assert "claiming work failed; retrying in 1.0s (the database is away: " in lines[0]
+    assert "server closed the connection" in lines[0] and "more" not in lines[0]
+    assert " ERROR " in lines[1] and "SLA tick failed" in lines[1]
+    assert "Traceback (most recent call last):" in lines and lines[-1] == "KeyError: 'ticket'"
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_cut_is_given_back_with_a_warning_line(migrated_postgres_url):
+    """The real pool, the real server: a connection whose backend was terminated mid-transaction is
+    given back; its reset fails, and the log says so in one line."""
+    _, out, handler = _capture("sqlalchemy.pool")
+    engine, other = make_engine(migrated_postgres_url), make_engine(migrated_postgres_url)
+    try:
+        raw = engine.raw_connection()  # as the store's hot paths hold one
+        cursor = raw.cursor()
+        cursor.execute("SELECT pg_backend_pid()")  # a transaction open: giving it back rolls it back
+        (pid,) = cursor.fetchone()
+        with other.connect() as admin:
+            assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        raw.close()  # back to the pool, whose reset meets the lost connection
+        with engine.connect() as again:  # a new connection serves
+            assert again.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        logging.getLogger("sqlalchemy.pool").removeHandler(handler)
+        engine.dispose()
+        other.dispose()
+    text_out = out.getvalue()
+    assert "a pooled database connection was lost" in text_out, text_out
+    assert "Traceback" not in text_out
