@@ -198,6 +198,7 @@ def scratch_database(kind: str, workdir: Path, postgres: str | None):
     try:
         yield f"{postgres.rsplit('/', 1)[0]}/{name}"
     finally:
+        admin.dispose()  # a new connection: the server may have restarted meanwhile (an outside test)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
