@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from connector.errors import first_line
 from connector.runtime import Runtime
 from connector.store import leases, liveness
 
@@ -142,7 +143,7 @@ class LeaseKeeper(_EveryFewSeconds):
             if not self._failing:
                 log.warning("could not renew this worker's leases (%s): trying again in %.0f s; what it "
                             "holds is taken by another worker if that fails until they run out",
-                            str(exc).splitlines()[0], self.interval)  # fmt: skip
+                            first_line(exc), self.interval)  # fmt: skip
             self._failing = True
             return False
         self.deliveries.renewed(deliveries, deliveries_until)
@@ -203,7 +204,7 @@ class DeadOwners(_EveryFewSeconds):
         except Exception as exc:  # the database away (the driver's own errors too): the next look tries again
             if not self._failing:
                 log.warning("could not look for workers that are gone (%s): trying again in %.0f s",
-                            str(exc).splitlines()[0], self.interval)  # fmt: skip
+                            first_line(exc), self.interval)  # fmt: skip
             self._failing = True
             self._free_since.clear()
             return []

@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.errors import first_line
+
 _process = "cli"
 _json = False
 
@@ -69,7 +71,7 @@ class LostConnectionReset(logging.Filter):
             if any(kind.__name__ == "OperationalError" for kind in type(exc).__mro__):
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
                 record.msg = "a pooled database connection was lost (%s); it is dropped and a new one made"
-                record.args = ((str(exc).splitlines() or [type(exc).__name__])[0],)
+                record.args = (first_line(exc),)
                 record.exc_info = record.exc_text = None
         return True
 

@@ -32,7 +32,7 @@ from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
 from connector.retry import Stranded, backoff_seconds
 from connector.runtime import Runtime
 from connector.store import outbox as store
-from connector.store.db import database_unavailable, pipelined_writing, reading
+from connector.store.db import database_unavailable, log_round_failed, pipelined_writing, reading
 from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
 
 log = logging.getLogger("escalator.outbox")
@@ -148,11 +148,7 @@ class OutboxSender:
             try:
                 handled = self.send_due()
             except Exception as exc:  # the database may be briefly unavailable; never let the thread die
-                if database_unavailable(self.rt.engine, exc):
-                    log.warning("outbox round failed, the database is away (%s); retrying in %.1fs",
-                                str(exc).splitlines()[0], poll)  # fmt: skip
-                else:
-                    log.exception("outbox round failed; retrying in %.1fs", poll)
+                log_round_failed(log, self.rt.engine, exc, "outbox round failed; retrying in %.1fs", poll)
                 handled = 0
             if not handled:
                 self._wake.wait(poll)

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connector import cpu, wakeup
+from connector.errors import first_line
 from connector.lease_keeper import Held
 from connector.pipeline import process
 from connector.retry import Stranded
@@ -67,7 +68,7 @@ def _failed_under(rt: Runtime, item: InboxItem, exc: Exception) -> None:
     again when the database answers), anything else a traceback."""
     if database_unavailable(rt.engine, exc):
         log.warning("the database failed under %s delivery %s (%s); it is taken again once it answers",
-                    item.platform, item.delivery_id, str(exc).splitlines()[0])  # fmt: skip
+                    item.platform, item.delivery_id, first_line(exc))  # fmt: skip
     else:
         log.exception("processing %s delivery %s failed", item.platform, item.delivery_id)
 

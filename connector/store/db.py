@@ -23,7 +23,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
-from connector.errors import StartupError
+from connector.errors import StartupError, first_line
 from connector.store.pgpipeline import PIPELINE, Pipeline
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -422,8 +422,7 @@ def log_round_failed(
     away (restarting, a connection cut) one warning line saying so, as that clears by itself;
     anything else with its traceback."""
     if database_unavailable(engine, exc):
-        cause = (str(exc).splitlines() or [type(exc).__name__])[0]
-        log.warning(message + " (the database is away: %s)", *args, cause)
+        log.warning(message + " (the database is away: %s)", *args, first_line(exc))
     else:
         log.error(message, *args, exc_info=exc)
 

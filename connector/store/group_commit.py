@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
+from connector.errors import first_line
 from connector.store.db import one_statement, pipelined_writing
 from connector.store.leading import LeaderQueue, Queued
 
@@ -103,9 +104,8 @@ class GroupCommit:
                 self._transaction([p.write for p in batch])
                 return
             except Exception as exc:  # (a database gone fails each alone at once, as it failed here)
-                first = (str(exc).splitlines() or [""])[0][:200]
                 log.info("%d decision records could not be committed together (%s: %s); each is written "
-                         "alone", len(batch), type(exc).__name__, first)  # fmt: skip
+                         "alone", len(batch), type(exc).__name__, first_line(exc)[:200])  # fmt: skip
                 self.written_again += len(batch)
         for p in batch:
             try:

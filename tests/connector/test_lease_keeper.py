@@ -95,3 +95,25 @@ def test_a_refusing_database_is_said_once_and_renewal_goes_on_when_it_answers(
         assert any("renewed again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
     finally:
         esc.rt.close()
+
+
+def test_an_error_that_says_nothing_is_logged_by_its_name_not_raised_again(sqlite_url, monkeypatch, caplog):
+    """A connection's OSError() or TimeoutError() carries no message: the keeper names it and goes on
+    (reading its message's first line would itself fail inside the handler)."""
+    esc = _leases(sqlite_url)
+
+    def renew(*args, **kwargs):
+        raise TimeoutError()
+
+    monkeypatch.setattr(lease_keeper.leases, "renew", renew)
+    try:
+        deliveries = Held()
+        (item,) = _claim(esc, "A")
+        deliveries.add([item.id], esc.clock() + LEASE)
+        keeper = LeaseKeeper(esc.rt, deliveries, Held())
+        with caplog.at_level(logging.INFO, logger="escalator"):
+            assert keeper.renew() is False
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "could not renew this worker's leases (TimeoutError)" in warning
+    finally:
+        esc.rt.close()

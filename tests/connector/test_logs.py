@@ -89,3 +89,32 @@ def test_a_pooled_connection_the_server_cut_is_given_back_with_a_warning_line(mi
     text_out = out.getvalue()
     assert "a pooled database connection was lost" in text_out, text_out
     assert "Traceback" not in text_out
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (OperationalError("SELECT 1", None, Exception("server closed\nthe connection")), None),
+        (TimeoutError(), "TimeoutError"),  # says nothing: its type's name, not an IndexError in a handler
+        (OSError("  \n"), "OSError"),
+        (ValueError("one line"), "one line"),
+    ],
+)
+def test_an_error_on_one_line_says_what_it_says_or_what_it_is(exc, line):
+    from connector.errors import first_line
+
+    found = first_line(exc)
+    assert "\n" not in found and found
+    assert found == line if line is not None else found.endswith("server closed")
+
+
+def test_a_round_that_failed_with_a_silent_error_still_logs_one_line():
+    logger, out, handler = _capture("escalator.test-silent")
+    engine = make_engine("sqlite://")
+    try:
+        log_round_failed(logger, engine, _raised(OperationalError("", None, Exception())), "SLA tick failed")
+    finally:
+        logger.removeHandler(handler)
+        engine.dispose()
+    (line,) = out.getvalue().splitlines()
+    assert " WARNING " in line and "SLA tick failed (the database is away: " in line
