@@ -27,6 +27,15 @@ def _leases(sqlite_url, worker: float = 90.0, notifications: float = 30.0):
     return start(config)
 
 
+def _keeper_of_one_delivery(esc, monkeypatch, renew) -> LeaseKeeper:
+    """A keeper of one claimed delivery whose renewals go through `renew` (leases.renew's stand-in)."""
+    monkeypatch.setattr(lease_keeper.leases, "renew", renew)
+    deliveries = Held()
+    (item,) = _claim(esc, "A")
+    deliveries.add([item.id], esc.clock() + LEASE)
+    return LeaseKeeper(esc.rt, deliveries, Held())
+
+
 def _claim(esc, *tickets: str) -> list[inbox.InboxItem]:
     for ticket in tickets:
         row = inbox.new_row("jira", f"d-{ticket}", "jira:issue_updated", ticket, False, b"{}", esc.clock())
@@ -81,12 +90,8 @@ def test_a_refusing_database_is_said_once_and_renewal_goes_on_when_it_answers(
             raise answers.pop()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lease_keeper.leases, "renew", renew)
     try:
-        deliveries = Held()
-        (item,) = _claim(esc, "A")
-        deliveries.add([item.id], esc.clock() + LEASE)
-        keeper = LeaseKeeper(esc.rt, deliveries, Held())
+        keeper = _keeper_of_one_delivery(esc, monkeypatch, renew)
         with caplog.at_level(logging.INFO, logger="escalator"):
             assert [keeper.renew(), keeper.renew(), keeper.renew()] == [False, False, True]
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -105,12 +110,8 @@ def test_an_error_that_says_nothing_is_logged_by_its_name_not_raised_again(sqlit
     def renew(*args, **kwargs):
         raise TimeoutError()
 
-    monkeypatch.setattr(lease_keeper.leases, "renew", renew)
     try:
-        deliveries = Held()
-        (item,) = _claim(esc, "A")
-        deliveries.add([item.id], esc.clock() + LEASE)
-        keeper = LeaseKeeper(esc.rt, deliveries, Held())
+        keeper = _keeper_of_one_delivery(esc, monkeypatch, renew)
         with caplog.at_level(logging.INFO, logger="escalator"):
             assert keeper.renew() is False
         (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
