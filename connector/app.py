@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import console
 from connector.runtime import Runtime
@@ -20,6 +21,11 @@ def create_app(rt: Runtime) -> Flask:
     app.extensions["escalator"] = rt
     mount_webhooks(app, rt)
     console.register(app, rt)
+    if proxies := rt.config.server.trusted_proxies:
+        # Outermost, so that every part of the app sees the client's address and scheme. Each trusted
+        # proxy appends the address it saw to X-Forwarded-For: the `proxies`-th from the end is the
+        # client's as the outermost one saw it; whatever comes before it the client may have written.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     @app.get("/healthz")
     def healthz():

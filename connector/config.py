@@ -44,6 +44,12 @@ class ServerConfig(_Strict):
         None, description="where the platforms reach Escalator, e.g. https://escalator.example.com "
         "(`escalator install` registers <public_url>/webhooks/<platform>)",
     )  # fmt: skip
+    trusted_proxies: int = Field(
+        0, ge=0, le=5,
+        description="reverse proxies in front of Escalator (nginx: 1) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed, so that the console's log-in limit and its audit records see "
+        "the client's address, not the proxy's. 0: those headers are ignored (any client can write them)",
+    )  # fmt: skip
 
 
 class WorkerConfig(_Strict):

@@ -36,11 +36,12 @@ SECRETS = {
 HASHES = {name: generate_password_hash(pw, method="pbkdf2:sha256:1000") for name, pw in PASSWORDS.items()}
 
 
-def console_config(db_url: str, **console: Any) -> Config:
+def console_config(db_url: str, *, server: dict[str, Any] | None = None, **console: Any) -> Config:
     return Config.model_validate(
         {
             "database": db_url,
             "dry_run": True,
+            "server": server or {},
             "platforms": {
                 "jira": {
                     "url": seed.JIRA, "email": "bot@acme.test", "api_token": SECRETS["jira_api_token"],
@@ -108,9 +109,9 @@ def bearer(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[name]}"}
 
 
-def make_console(db_url: str, **console: Any) -> Console:
+def make_console(db_url: str, *, server: dict[str, Any] | None = None, **console: Any) -> Console:
     clock = FakeClock(seed.NOW)
-    rt = build_runtime(console_config(db_url, **console), clock=clock)
+    rt = build_runtime(console_config(db_url, server=server, **console), clock=clock)
     seed.seed(rt.engine, sha=rt.policy.current.sha256, version=rt.policy.current.version)
     return Console(rt, create_app(rt), clock)
 

@@ -11,7 +11,16 @@ from sqlalchemy import select
 from connector.store.tables import console_decisions, console_index_state, console_login_failures, inbox
 from console import facts
 from tests.console import seed
-from tests.console.conftest import HASHES, PASSWORDS, SECRETS, TOKENS, bearer, csrf_of, make_console_for
+from tests.console.conftest import (
+    HASHES,
+    PASSWORDS,
+    SECRETS,
+    TOKENS,
+    bearer,
+    csrf_of,
+    make_console,
+    make_console_for,
+)
 
 PAGES = [
     "/console/",
@@ -153,6 +162,45 @@ def test_the_login_limit_is_shared_by_every_process_on_one_store(console):  # SQ
             assert conn.execute(select(console_login_failures)).all() == []
     finally:
         other.rt.close()
+
+
+def _login_as_vera(client, token: str, password: str, forwarded_for: str) -> int:
+    """One log-in attempt through a proxy that says the client is at `forwarded_for`: its status."""
+    data = {"name": "vera", "password": password, "csrf_token": token}
+    headers = {"X-Forwarded-For": forwarded_for, "X-Forwarded-Proto": "https"}
+    return client.post("/console/login", data=data, headers=headers).status_code
+
+
+def _addresses_counted(console) -> set[str]:
+    with console.rt.engine.connect() as conn:
+        return set(conn.execute(select(console_login_failures.c.address)).scalars())
+
+
+def test_a_forwarded_address_is_not_believed_unless_a_proxy_is_trusted(sqlite_console):
+    # Without `server.trusted_proxies` X-Forwarded-For is whatever the client wrote: a guesser who
+    # writes a new address for every try still gets five, all counted where it really is.
+    client = sqlite_console.client()
+    token = csrf_of(client.get("/console/login").text)
+    assert [_login_as_vera(client, token, "guess", f"203.0.113.{n}") for n in range(5)] == [401] * 5
+    assert _login_as_vera(client, token, PASSWORDS["vera"], "203.0.113.99") == 429
+    assert _addresses_counted(sqlite_console) == {"127.0.0.1"}
+
+
+def test_behind_a_trusted_proxy_each_client_is_limited_by_its_own_address(sqlite_url):
+    # Behind nginx every request comes from 127.0.0.1: counted by that address, one guesser would lock
+    # a user out for everyone. With the proxy trusted, the address it forwards is the one counted.
+    console = make_console(sqlite_url, server={"trusted_proxies": 1})
+    try:
+        guesser, vera = console.client(), console.client()
+        tokens = [csrf_of(c.get("/console/login").text) for c in (guesser, vera)]
+        # The proxy appends the address it saw: what the guesser wrote before it is not believed.
+        spoofed = "198.51.100.1, 203.0.113.7"
+        assert [_login_as_vera(guesser, tokens[0], "guess", spoofed) for _ in range(5)] == [401] * 5
+        assert _login_as_vera(guesser, tokens[0], PASSWORDS["vera"], "203.0.113.7") == 429
+        assert _login_as_vera(vera, tokens[1], PASSWORDS["vera"], "192.0.2.44") == 302
+        assert _addresses_counted(console) == {"203.0.113.7"}
+    finally:
+        console.rt.close()
 
 
 def test_logins_are_audited(sqlite_console):
