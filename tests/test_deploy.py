@@ -65,3 +65,9 @@ def test_the_sample_config_loads_and_matches_the_proxy(monkeypatch):
     assert f"proxy_pass http://{config.server.host}:{config.server.port};" in nginx
     limit = int(re.search(r"client_max_body_size (\d+)m;", nginx).group(1)) * 1024 * 1024
     assert limit > config.server.max_body_bytes  # Escalator answers 413 itself, with its reason
+    # One proxy in front, which forwards the client's address wherever it passes a request on: the
+    # console's log-in limit counts each client by it.
+    assert config.server.trusted_proxies == 1
+    for location in re.findall(r"location [^{]+\{[^}]*proxy_pass[^}]*\}", nginx):
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in location, location
+    assert re.search(r"location ~ \^/\(console\|api/v1\)", nginx)  # the console is reachable through it
