@@ -18,6 +18,7 @@ from connector.config import Config
 from connector.doctor_site import site_findings
 from connector.runtime import Installation
 from connector.store.db import MIGRATIONS, make_engine
+from connector.store.schema import SchemaState
 from platforms.errors import PlatformError, RejectedByPlatform, TransientPlatformError
 from policies import Policy, PolicyError, load_policy
 
@@ -89,8 +90,11 @@ def _database(url: str, findings: list[Finding]) -> None:
         return
     finally:
         engine.dispose()
-    if current == head:
+    schema = SchemaState(current, head)
+    if schema.up_to_date:
         findings.append(Finding(OK, "database", f"{shown}, schema at {head}"))
+    elif not schema.known:  # serve would refuse it: this code cannot use the database
+        findings.append(Finding(FAIL, "database", f"{shown}, {schema}"))
     else:
         behind = f"{shown}, schema at {current or 'none'}: `escalator serve` migrates it to {head}"
         findings.append(Finding(WARN, "database", behind))

@@ -489,10 +489,18 @@ def row_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> RowI
 MIGRATION_LOCK = 0x657363616C617400
 
 
+class NewerSchema(DatabaseUnavailable):
+    """The database was migrated by a newer Escalator than this one: this code cannot use it."""
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+    """Bring the schema to the newest Alembic revision (idempotent). NewerSchema when a newer Escalator
+    migrated the database past what this code knows (started again after a downgrade, say)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    from connector.store.schema import SchemaState, head
 
     check_reachable(engine)
     cfg = Config()
@@ -502,5 +510,8 @@ def migrate(engine: Engine) -> None:
             # Replicas (or serve and `escalator work`) started at once each migrate: one at a time, the
             # others then find the schema at its head. (SQLite: writing() holds the writer lock.)
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        schema = SchemaState(MigrationContext.configure(conn).get_current_revision(), head())
+        if not schema.known:  # (Alembic would fail on it with "Can't locate revision", a traceback)
+            raise NewerSchema(f"database: {redact(str(engine.url))}, {schema}")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -63,6 +63,14 @@ def test_a_migrated_database_is_ok(db_url, engine):  # SQLite and the real Postg
     assert level == OK and message.endswith(f"schema at {_head()}")
 
 
+def test_a_database_a_newer_escalator_migrated_fails(db_url, engine):  # SQLite and the real PostgreSQL
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9001'")
+    found = diagnose(Config.model_validate({"database": db_url}), online=False)
+    ((level, message),) = findings_of(found, "database")
+    assert level == FAIL and "schema at 9001, which this Escalator does not know" in message
+
+
 def _head() -> str:
     """The newest migration: helpers add revisions, so the test names none."""
     from alembic.script import ScriptDirectory

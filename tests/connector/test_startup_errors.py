@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
 from connector.cli import main
 from connector.config import load_config
-from connector.store.db import DatabaseUnavailable, driver_url, make_engine, migrate
+from connector.store.db import DatabaseUnavailable, NewerSchema, driver_url, make_engine, migrate
 from tests.support.entry import escalator
 
 
@@ -54,6 +55,31 @@ def test_a_database_down_through_the_installed_command(tmp_path):
     config.write_text("database: postgresql://escalator:pw@127.0.0.1:1/escalator\n")
     err = _one_line_error(escalator("audit", "verify", "--config", str(config)), "does not answer")
     assert "pw" not in err  # the password never shows
+
+
+def _migrated_by_a_newer_escalator(tmp_path) -> Path:
+    """A config whose database a newer Escalator migrated (to a revision this code does not have)."""
+    url = f"sqlite:///{tmp_path / 'escalator.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9001'")
+    engine.dispose()
+    config = tmp_path / "escalator.yaml"
+    config.write_text(f"database: {url}\nworker: {{threads: 0}}\n")
+    return config
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["work"], ["events", "list"]])
+def test_a_database_a_newer_escalator_migrated_is_refused_with_what_to_do(tmp_path, command):
+    # Run after a downgrade, this code would have handed Alembic a revision it does not have, and
+    # Alembic's "Can't locate revision" came out as a traceback (and a restart loop under systemd).
+    config = _migrated_by_a_newer_escalator(tmp_path)
+    done = escalator(*command, "--config", str(config), cwd=tmp_path)
+    _one_line_error(done, "schema at 9001, which this Escalator does not know", "upgrade Escalator")
+    with pytest.raises(NewerSchema) as refused:
+        migrate(make_engine(f"sqlite:///{tmp_path / 'escalator.db'}"))
+    assert not refused.value.may_answer_later  # serve does not wait for it: it exits
 
 
 def test_a_missing_policy_file_names_the_file_not_line_0(tmp_path):
