@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # How an instant is written in a message (`Message.at`, the webhook body's timestamp): UTC, seconds.
@@ -51,7 +51,10 @@ class Message:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Message:
-        return cls(**{**data, "facts": tuple((str(k), str(v)) for k, v in data.get("facts") or ())})
+        """The message as queued. Keys this version does not know are left out: during a rolling upgrade
+        a replica still on it sends what a newer one queued (which failed its outbox round forever)."""
+        known = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        return cls(**{**known, "facts": tuple((str(k), str(v)) for k, v in data.get("facts") or ())})
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ evaluates them against the ticket as Escalator last saw it, so that view is kept
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from connector.model import Plan, Requester, Status, Ticket, TicketRef
 
@@ -41,19 +42,28 @@ def ticket_from_json(data: dict[str, Any]) -> Ticket:
     """The inverse of `ticket_to_json`."""
     requester = data.get("requester")
     return Ticket(
-        ref=TicketRef(**data["ref"]),
+        ref=_known(TicketRef, data["ref"]),
         title=data.get("title", ""),
         status=Status(data.get("status", Status.OPEN.value)),
         platform_priority=data.get("platform_priority"),
         labels=frozenset(data.get("labels", ())),
         assignee=data.get("assignee"),
         group=data.get("group"),
-        requester=Requester(**requester) if requester else None,
+        requester=_known(Requester, requester) if requester else None,
         fields=dict(data.get("fields") or {}),
         created_at=_parse(data.get("created_at")),
         updated_at=_parse(data.get("updated_at")),
         version=data.get("version"),
     )
+
+
+_T = TypeVar("_T")
+
+
+def _known(cls: type[_T], data: dict[str, Any]) -> _T:
+    """`cls(**data)` with the fields this version knows: a snapshot a newer replica wrote (a rolling
+    upgrade) may carry more, and reading it must not fail the delivery."""
+    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 def after_plan(ticket: Ticket, plan: Plan, *, labels: bool) -> Ticket:

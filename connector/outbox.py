@@ -27,6 +27,7 @@ from channels.errors import ChannelError
 from channels.message import INSTANT_FORMAT
 from channels.registry import CHANNEL_TYPES, TICKET_NOTE, Channel, make_channel
 from connector import audit
+from connector.errors import first_line
 from connector.lease_keeper import Held
 from connector.model import Decision, Note, Plan, TicketEvent, TicketRef
 from connector.retry import Stranded, backoff_seconds
@@ -250,12 +251,13 @@ class OutboxSender:
     def _deliver(self, queued: store.QueuedMessage) -> _Answered:
         """Send one message (or decide it is not sent: dry run, a channel gone) and say what to record."""
         rt = self.rt
-        message = Message.from_json(dict(queued.message))
+        message: Message | None = None
         attempts = queued.attempts + 1
         thread: str | None = None
         receipt: Receipt | None = None
         retry_at = None
         try:
+            message = Message.from_json(dict(queued.message))
             if queued.kind == "report":
                 message = _with_report(rt, message, queued.decision_id)
             if queued.channel == TICKET_NOTE:
@@ -277,25 +279,39 @@ class OutboxSender:
             status, outcome, answer = store.DRY_RUN, "dry_run", str(exc)
         except TransientChannelError as exc:
             answer = exc.answer or str(exc)
-            cfg = rt.config.notifications
-            give_up = queued.created_at + timedelta(hours=cfg.give_up_after_hours)
-            wait = backoff_seconds(
-                attempts,
-                exc.retry_after,
-                initial=cfg.backoff_initial_seconds,
-                maximum=cfg.backoff_max_seconds,
-            )
-            retry_at = rt.clock() + timedelta(seconds=wait)
+            give_up = queued.created_at + timedelta(hours=rt.config.notifications.give_up_after_hours)
+            retry_at = self._retry_at(attempts, exc.retry_after)
             if retry_at > give_up:
                 status, outcome, answer, retry_at = store.FAILED, "failed", f"gave up: {answer}", None
             else:
                 status, outcome = store.PENDING, "retrying"
         except ChannelError as exc:
             status, outcome, answer = store.FAILED, "failed", exc.answer or str(exc)
+        except Exception as exc:  # a bug, or a message this version cannot read: it alone retries, then fails
+            if database_unavailable(rt.engine, exc):
+                raise  # the database, not this message: due again once it answers
+            log.exception("sending outbox message %s to %s failed unexpectedly", queued.id, queued.channel)
+            answer = f"internal error: {type(exc).__name__}: {first_line(exc)}"
+            if attempts >= rt.config.worker.max_attempts_after_internal_error:
+                status, outcome = store.FAILED, "failed"
+                answer = f"{answer} (gave up after {attempts} attempts)"
+            else:
+                status, outcome, retry_at = store.PENDING, "retrying", self._retry_at(attempts, None)
+        if message is None:  # unreadable: the record names it by what the queue row says
+            ticket = queued.ticket_id
+            message = Message(f"outbox:{queued.id}", queued.platform, ticket, ticket, title="", text="")
         record = _send_record(rt, queued, message, outcome, answer, attempts, thread, receipt, retry_at)
         return _Answered(
             queued, record, status, outcome, answer, attempts, retry_at, thread, receipt, at=rt.clock()
         )
+
+    def _retry_at(self, attempts: int, retry_after: float | None) -> datetime:
+        """When a message tried `attempts` times goes again: the channel's Retry-After, else the backoff."""
+        cfg = self.rt.config.notifications
+        wait = backoff_seconds(
+            attempts, retry_after, initial=cfg.backoff_initial_seconds, maximum=cfg.backoff_max_seconds
+        )
+        return self.rt.clock() + timedelta(seconds=wait)
 
     def _record(self, answered: list[_Answered]) -> None:
         """Each send's audit record and its message's new status (and a thread the channel started),

@@ -250,6 +250,51 @@ def test_a_message_a_bug_failed_waits_for_its_lease_not_sent_again_each_round(sq
     esc.rt.close()
 
 
+def _rewrite_queued(esc: Escalator, channel: str, change) -> None:
+    """The message queued for `channel` as `change(message)` returns it (what another version queued)."""
+    from connector.store.tables import outbox
+
+    (row,) = [r for r in store.for_ticket(esc.rt.engine, "jira", "10001") if r["channel"] == channel]
+    with esc.rt.engine.begin() as conn:
+        conn.execute(
+            update(outbox).where(outbox.c.id == row["id"]).values(message=change(dict(row["message"])))
+        )
+
+
+def test_a_message_a_newer_version_queued_with_more_fields_is_sent(sqlite_url, smtp, api):
+    # A rolling upgrade: a replica still on this version sends what a newer one queued. An older
+    # release failed its whole outbox round on the unknown field, every round.
+    esc, story = _paged(sqlite_url, smtp, api)
+    story.open_p1()
+    _rewrite_queued(esc, "oncall", lambda message: {**message, "thread_hint": "from a newer Escalator"})
+    story.send()
+    assert [r["outcome"] for r in sends(esc, "oncall")] == ["applied"]
+    (hook,) = [c.request for c in api.calls if c.request.url == HOOK_URL]
+    assert "thread_hint" not in hook.body.decode()
+    esc.rt.close()
+
+
+def test_a_message_that_cannot_be_sent_for_a_bug_retries_then_fails_alone(sqlite_url, smtp, api):
+    # Unreadable here (its text is missing): it used to raise out of the round and keep its lease, to
+    # be taken and fail again at every lease's end for ever, holding its ticket's thread behind it.
+    esc, story = _paged(sqlite_url, smtp, api)
+    story.open_p1()
+    _rewrite_queued(esc, "oncall", lambda message: {k: v for k, v in message.items() if k != "text"})
+    for _ in range(8):
+        story.send()
+        esc.clock.advance(61)
+    records = sends(esc, "oncall")
+    most = esc.rt.config.worker.max_attempts_after_internal_error
+    assert [r["outcome"] for r in records] == ["retrying"] * (most - 1) + ["failed"]
+    assert records[0]["notification"]["answer"].startswith("internal error: TypeError: ")
+    assert records[-1]["notification"]["answer"].endswith(f"(gave up after {most} attempts)")
+    assert not [c for c in api.calls if c.request.url == HOOK_URL]  # never sent
+    assert [r["outcome"] for r in sends(esc, "managers")] == ["applied"]  # the other channel was not held up
+    (row,) = [r for r in store.for_ticket(esc.rt.engine, "jira", "10001") if r["channel"] == "oncall"]
+    assert row["status"] == "failed" and row["attempts"] == most
+    esc.rt.close()
+
+
 def test_a_sender_whose_lease_another_took_records_nothing_over_the_new_owner(sqlite_url, smtp, api):
     """A sender cut off from the database past its lease while it sends: another worker takes the
     messages and sends and records them; the late sender's sends are not recorded on top."""
