@@ -415,14 +415,33 @@ def database_unavailable(engine: Engine, exc: BaseException) -> bool:
     return lost or (dbapi is not None and isinstance(exc, dbapi.OperationalError))
 
 
+_SQLITE_FULL = 13  # sqlite3's error code for "database or disk is full"
+_PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
+
+
+def disk_full(exc: BaseException) -> bool:
+    """The database could not write for want of space: its disk (or SQLite's max_page_count) is full."""
+    cause = getattr(exc, "orig", None) or exc
+    sqlite_full = getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL
+    return sqlite_full or getattr(cause, "sqlstate", None) == _PG_DISK_FULL
+
+
+def unavailable_because(exc: BaseException) -> str:
+    """Why the database did not do what was asked, for a log line: away, or out of space (which only an
+    admin freeing some clears)."""
+    if disk_full(exc):
+        return f"the database's disk is full, free space there: {first_line(exc)}"
+    return f"the database is away: {first_line(exc)}"
+
+
 def log_round_failed(
     log: logging.Logger, engine: Engine, exc: BaseException, message: str, *args: Any
 ) -> None:
-    """A background round (a claim, a tick) failed and the next one tries again: with the database
-    away (restarting, a connection cut) one warning line saying so, as that clears by itself;
+    """A background round (a claim, a tick, a batch of webhooks) failed and the next one tries again:
+    with the database away (restarting, a connection cut) or out of space, one warning line saying so;
     anything else with its traceback."""
     if database_unavailable(engine, exc):
-        log.warning(message + " (the database is away: %s)", *args, first_line(exc))
+        log.warning(message + " (%s)", *args, unavailable_because(exc))
     else:
         log.error(message, *args, exc_info=exc)
 

@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from connector import wakeup
-from connector.store.db import piped, write_lock
+from connector.store.db import log_round_failed, piped, write_lock
 from connector.store.inbox import store_rows
 from connector.store.leading import LeaderQueue, Queued
 
@@ -128,7 +128,7 @@ class Intake:
 
     def _fail(self, batch: list[_Pending], exc: Exception) -> None:
         """Every waiter of the batch learns it failed (told when the leader finishes the batch)."""
-        log.error("could not store %d webhook deliveries", len(batch), exc_info=exc)
+        log_round_failed(log, self.engine, exc, "could not store %d webhook deliveries", len(batch))
         self._discard_connection()
         for p in batch:
             p.error = exc

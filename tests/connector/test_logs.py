@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from connector.logs import LostConnectionReset, TextFormatter
-from connector.store.db import log_round_failed, make_engine
+from connector.store.db import log_round_failed, make_engine, unavailable_because
 
 
 def _capture(name: str) -> tuple[logging.Logger, io.StringIO, logging.Handler]:
@@ -64,6 +64,26 @@ def test_a_round_that_failed_for_want_of_the_database_says_so_in_one_line_else_s
     assert "server closed the connection" in lines[0] and "more" not in lines[0]
     assert " ERROR " in lines[1] and "SLA tick failed" in lines[1]
     assert "Traceback (most recent call last):" in lines and lines[-1] == "KeyError: 'ticket'"
+
+
+def test_a_full_disk_is_named_as_such_on_either_database():
+    import sqlite3
+
+    import psycopg.errors
+
+    sqlite_full = sqlite3.connect(":memory:")
+    sqlite_full.execute("CREATE TABLE t (x)")
+    sqlite_full.execute(f"PRAGMA max_page_count = {sqlite_full.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(sqlite3.OperationalError) as sqlite_error:
+        sqlite_full.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 100)
+    postgres_error = psycopg.errors.DiskFull("could not extend file: No space left on device")
+    for cause in (sqlite_error.value, postgres_error):
+        wrapped = OperationalError("INSERT", None, cause)
+        assert unavailable_because(wrapped).startswith("the database's disk is full, free space there: ")
+    gone = OperationalError("SELECT 1", None, Exception("server closed the connection"))
+    assert (
+        unavailable_because(gone) == "the database is away: (builtins.Exception) server closed the connection"
+    )
 
 
 @pytest.mark.postgres

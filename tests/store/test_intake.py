@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event
 
 import connector.store.intake as intake_module
 from connector.store import inbox
+from connector.store.db import make_engine
 from connector.store.intake import Intake, IntakeUnavailable
 from tests.support.concurrency import run_together
 
@@ -207,6 +210,33 @@ def test_a_database_unreachable_longer_than_the_hold_is_503(engine, monkeypatch)
     finally:
         intake.close()
     assert time.monotonic() - started < 2.0
+
+
+def test_a_full_disk_is_503_with_one_warning_line_that_says_so(sqlite_url, caplog):
+    # Tried from outside on a 3 MB tmpfs: every webhook refused once the disk filled logged an ERROR
+    # with a traceback. It is the database's condition, not a bug: one line, naming what to do.
+    engine = make_engine(sqlite_url)
+
+    @event.listens_for(engine, "connect")
+    def no_room_to_grow(dbapi_connection, _record) -> None:  # SQLite's SQLITE_FULL, as on a full disk
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    intake = Intake(engine)
+    try:
+        with caplog.at_level(logging.WARNING, logger="escalator.intake"):
+            with pytest.raises(IntakeUnavailable, match="database or disk is full"):
+                for n in range(1000):
+                    intake.accept(inbox.new_row("jira", f"full-{n}", "jira:issue_created", str(n), False,
+                                                b"x" * 2000, T0))  # fmt: skip
+    finally:
+        intake.close()
+        engine.dispose()
+    (line,) = [r for r in caplog.records if r.name == "escalator.intake"]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert "could not store 1 webhook deliveries (the database's disk is full, free space there: " in (
+        line.getMessage()
+    )
 
 
 def _held_first(monkeypatch) -> tuple[threading.Event, threading.Event, list[tuple[int, list[str]]]]:
