@@ -5,7 +5,9 @@ Read-only: nothing is written, the keys are only loaded.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, inspect, select, text
 
@@ -35,11 +37,30 @@ def keys(settings: AuditSettings) -> tuple[list[tuple[str, str]], AuditKeys | No
         out.append((OK, f"audit records and checkpoints are signed with key {loaded.signer.key_id}"))
         if not settings.checkpoints.to:
             missing.append("audit.checkpoints.to is not set: no checkpoint leaves the database")
+        elif (unwritable := _unwritable_directory(settings.checkpoints.to)) is not None:
+            out.append((FAIL, f"audit.checkpoints.to {settings.checkpoints.to}: {unwritable}: no checkpoint "
+                              "would leave the database"))  # fmt: skip
     if loaded.pseudonym_key is None:
         missing.append("no pseudonym key (audit.pseudonym_key): people are looked up by unkeyed SHA-256")
     if missing:
         out.append((WARN, "; ".join(missing)))
     return out, loaded
+
+
+def _unwritable_directory(destination: str) -> str | None:
+    """Why checkpoints could not be written to `destination` when it is a directory (this user's
+    rights; nothing is created); None when they could, or it is "-" or a URL (tried when sent)."""
+    if destination == "-" or destination.startswith(("http://", "https://")):
+        return None
+    path = Path(destination)
+    if path.exists() and not path.is_dir():
+        return "is not a directory"
+    existing = next(p for p in (path, *path.parents) if p.exists())  # made on the first checkpoint
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user"
+    return None
 
 
 def database(engine: Engine, settings: AuditSettings, loaded: AuditKeys | None) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -138,3 +139,21 @@ def test_doctor_warns_when_nothing_is_signed(tmp_path):
     config_file.write_text(f"database: sqlite:///{tmp_path / 'a.db'}\n")
     found = _audit_findings(config_file)
     assert any(level == "warn" and "no signing key" in m for level, m in found)
+
+
+def test_doctor_fails_a_checkpoint_directory_that_cannot_be_written(setup):
+    # Signed checkpoints are what lets compliance tell a removed tail from an intact chain; with a
+    # destination that cannot be written the worker logs an error a minute and none leaves the database.
+    tmp_path, cfg = setup
+    config_file = Path(cfg[1])
+    assert not (tmp_path / "cps").exists()  # made by the first checkpoint: that is fine
+    assert not [m for level, m in _audit_findings(config_file) if "checkpoints.to" in m]
+    (tmp_path / "a-file").write_text("")
+    text_ = config_file.read_text().replace(str(tmp_path / "cps"), str(tmp_path / "a-file" / "cps"))
+    config_file.write_text(text_)
+    (problem,) = [(level, m) for level, m in _audit_findings(config_file) if "checkpoints.to" in m]
+    assert problem == (
+        "FAIL",
+        f"audit.checkpoints.to {tmp_path / 'a-file' / 'cps'}: {tmp_path / 'a-file'} is not a directory: "
+        "no checkpoint would leave the database",
+    )
