@@ -32,12 +32,21 @@ class TeamsSettings(BaseModel):
         return bool(self.url)
 
 
+def _plain(text: str) -> str:
+    """`text` with no Markdown link in it. A TextBlock renders a subset of Markdown, and a message
+    quotes a ticket's title or a requester's reply: `[verify your account](https://evil.example)` in one
+    became a link in the on-call channel. A zero-width space between `]` and `(` leaves the text as
+    it reads (the rest of the subset only changes how text looks), as Slack's escaping does there."""
+    return text.replace("](", "]\u200b(")
+
+
 def render(message: Message) -> dict:
     """The workflow request: one message attachment holding the Adaptive Card."""
     body: list[dict] = [
-        {"type": "TextBlock", "text": message.headline, "weight": "Bolder", "size": "Medium", "wrap": True},
-        {"type": "TextBlock", "text": message.text, "wrap": True},
-    ]
+        {"type": "TextBlock", "text": _plain(message.headline), "weight": "Bolder", "size": "Medium",
+         "wrap": True},
+        {"type": "TextBlock", "text": _plain(message.text), "wrap": True},
+    ]  # fmt: skip
     if message.facts:
         body.append({"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in message.facts]})
     card: dict = {"type": "AdaptiveCard", "$schema": CARD_SCHEMA, "version": CARD_VERSION, "body": body}

@@ -35,6 +35,7 @@ from connector.runtime import Runtime
 from connector.store import outbox as store
 from connector.store.db import database_unavailable, log_round_failed, pipelined_writing, reading
 from platforms.errors import NotConfigured, PlatformError, RejectedByPlatform, TransientPlatformError
+from policies.markup import note_escape
 
 log = logging.getLogger("escalator.outbox")
 
@@ -364,9 +365,12 @@ class OutboxSender:
             )
         client = installation.client()
         ref = TicketRef(message.platform, message.ticket_id, message.ticket_key, message.ticket_url)
+        # A message is plain text (channels escape it for their own markup): literal in the note field too.
+        escape = note_escape(message.platform)
+        text = escape(message.text) if escape is not None else message.text
         status = 0
         try:
-            for request in client.render(Plan(ticket=ref, note=Note(message.text, internal=True))):
+            for request in client.render(Plan(ticket=ref, note=Note(text, internal=True))):
                 status = client.send(request).status
         except NotConfigured as exc:
             raise _DryRun(str(exc)) from exc

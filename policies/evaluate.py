@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from connector.model import (
     TicketState,
 )
 
+from .markup import note_escape
 from .policy import NEXT_TIER, Escalate, Level, NoteTemplate, NotifyTemplate, Policy
 from .templates import RENDER_ERRORS, pick_language, render_note
 from .variables import (
@@ -169,7 +170,7 @@ def evaluate(policy: Policy, event: TicketEvent, state: TicketState, now: dateti
             if notify is not None and notify not in notifications:
                 notifications.append(notify)
             continue
-        action = _action(step, rule_name, note_context, reader, reasons)
+        action = _action(step, rule_name, note_context, reader, reasons, note_escape(ticket.ref.platform))
         if action is None or action in actions:
             continue
         if isinstance(action, AddLabel) and action.label in ticket.labels:
@@ -262,8 +263,9 @@ def _escalate(tiers: tuple[str, ...], current: str, targets: list[str]) -> str:
 
 
 def _action(
-    step: Any, rule: str, note_context: Mapping[str, Any], reader: Reader, reasons: list[str]
-) -> Action | None:
+    step: Any, rule: str, note_context: Mapping[str, Any], reader: Reader, reasons: list[str],
+    escape: Callable[[str], str] | None,
+) -> Action | None:  # fmt: skip
     if not isinstance(step, NoteTemplate):
         return step  # AddLabel, RemoveLabel, AssignUser, AssignGroup: already model actions
     # A public note speaks the requester's language; an internal one the team's (the default).
@@ -272,8 +274,9 @@ def _action(
     template = step.translations.get(language, step.template)
     try:
         text = render_note(
-            template, {**note_context, "rule": {"name": rule}}, language=language, timezone=reader.timezone
-        )
+            template, {**note_context, "rule": {"name": rule}}, language=language, timezone=reader.timezone,
+            escape=escape,
+        )  # fmt: skip
     except RENDER_ERRORS as exc:
         reasons.append(f"rule '{rule}': note not written, its template failed ({type(exc).__name__}: {exc})")
         return None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,12 +30,26 @@ class _NoteEnvironment(ImmutableSandboxedEnvironment):
         return {**self.globals, **(d or {})}
 
 
-# Notes are plain text for the platform's note field (escaping is the adapter's job). Immutable: a template
-# cannot change the data the next note or rule sees.
-_ENV = _NoteEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-
 # Hidden context keys: the reader's language and the calendar's time zone, for `localtime`.
 LANGUAGE, TIMEZONE = "_language", "_timezone"
+# How the values a template writes are kept literal in the text's destination (policies/markup.py):
+# set for one render (a context variable: read per value, it costs less than a context lookup).
+_ESCAPE: ContextVar[Callable[[str], str] | None] = ContextVar("note_escape", default=None)
+
+
+def _literal(value: Any) -> Any:
+    """Each `{{ … }}` a template writes, escaped for the note's platform when it has markup: a value
+    comes from the ticket (its title, a reply), the template's own text from the policy's author."""
+    escape = _ESCAPE.get()
+    return escape(value) if escape is not None and isinstance(value, str) else value
+
+
+# Notes and messages are plain text, but for the markup of a platform's note field (escaped in the
+# values, above); a channel escapes a message's whole text for its own. Immutable: a template cannot
+# change the data the next note or rule sees.
+_ENV = _NoteEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=_literal
+)
 
 
 @pass_context
@@ -136,7 +151,13 @@ def template_reads(template: Template, root: str) -> bool:
 
 
 def render_note(template: Template, context: Mapping[str, Any], *, language: str = "en",
-                timezone: str = "UTC") -> str:  # fmt: skip
-    """The note text in `language` (dates in `timezone`); raises one of RENDER_ERRORS when the data
-    does not fit the template."""
-    return template.render({**context, LANGUAGE: language, TIMEZONE: timezone})
+                timezone: str = "UTC", escape: Callable[[str], str] | None = None) -> str:  # fmt: skip
+    """The note text in `language` (dates in `timezone`), each value it writes through `escape` (the
+    note's platform's, policies/markup.py); raises one of RENDER_ERRORS when the data does not fit."""
+    if escape is None:
+        return template.render({**context, LANGUAGE: language, TIMEZONE: timezone})
+    token = _ESCAPE.set(escape)
+    try:
+        return template.render({**context, LANGUAGE: language, TIMEZONE: timezone})
+    finally:
+        _ESCAPE.reset(token)
