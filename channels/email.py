@@ -62,11 +62,17 @@ def message_id(settings: EmailSettings, message: Message) -> str:
     return f"<msg.{message.id}@{settings.domain}>"
 
 
+def _one_line(value: str) -> str:
+    """A header's value from a ticket's text: a title may hold a line break (set through a platform's
+    API), which the e-mail package refuses in a header, failing the mail; runs of white space become one."""
+    return " ".join(value.split())
+
+
 def render(settings: EmailSettings, message: Message, thread: str | None) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = settings.sender
     mail["To"] = ", ".join(settings.to)
-    mail["Subject"] = ("Re: " if thread else "") + message.headline
+    mail["Subject"] = ("Re: " if thread else "") + _one_line(message.headline)
     mail["Date"] = formatdate(localtime=False)
     if thread:
         mail["Message-ID"] = message_id(settings, message)
@@ -75,7 +81,7 @@ def render(settings: EmailSettings, message: Message, thread: str | None) -> Ema
     else:
         mail["Message-ID"] = thread_id(settings, message)
     mail["Content-Language"] = message.language
-    mail["X-Escalator-Ticket"] = f"{message.platform}:{message.ticket_key}"
+    mail["X-Escalator-Ticket"] = _one_line(f"{message.platform}:{message.ticket_key}")
     facts = "".join(f"{k}: {v}\n" for k, v in message.facts)
     link = f"\n{message.ticket_url}\n" if message.ticket_url else ""
     mail.set_content(f"{message.text}\n\n{facts}{link}")

@@ -184,3 +184,23 @@ def test_a_quoted_reply_cannot_ping_a_slack_channel():
     args = render(settings, message, None)
     assert "<!channel>" not in args["text"] and "&lt;!channel&gt; fix it &amp; &lt;@U123&gt;" in args["text"]
     assert "<!channel>" not in args["blocks"][1]["text"]["text"]
+
+
+def test_a_title_with_a_line_break_still_makes_a_mail_through_a_real_smtp_server():
+    # A title set through a platform's API may hold a line break; in the subject the e-mail package
+    # refused it (no header injection, but no mail either: the P1 notice never went out).
+    from channels import Message
+    from channels.email import EmailChannel, EmailSettings
+
+    server = start_smtp()
+    try:
+        settings = EmailSettings(type="email", host="127.0.0.1", port=server.port, security="none",
+                                 sender="escalator@shop.example", to=["m@shop.example"])  # fmt: skip
+        title = "Down\r\nBcc: victim@evil.example"
+        message = Message(id="m2", platform="zendesk", ticket_id="7", ticket_key="7", title=title, text="x")
+        assert EmailChannel(settings).send(message, None).status == 250
+        (mail,) = server.mails
+        assert mail["Subject"] == "7: Down Bcc: victim@evil.example" and mail["Bcc"] is None
+        assert server.inbox.envelopes[0][1] == ["m@shop.example"]  # nobody else got it
+    finally:
+        server.stop()
