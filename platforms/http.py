@@ -327,6 +327,20 @@ def answer_error(
     )
 
 
+def api_answer(platform: str, response: requests.Response, what: str, hint: str) -> requests.Response:
+    """`response`, a success, when it is what the platform's API answers: JSON, or no body. A login page
+    of single sign-on or a proxy in front of the site, or a URL that is not the API, answers 200 with
+    HTML: nothing was written, so it must not count as done. TransientPlatformError (`hint` says
+    what to look at): tried again later, as for a platform briefly away."""
+    if response.content and "json" not in response.headers.get("Content-Type", "").lower():
+        raise TransientPlatformError(
+            f"{platform} answered {what} with {response.status_code} but "
+            f"{response.headers.get('Content-Type') or 'no content type'}, not JSON ({hint})",
+            status=response.status_code,
+        )
+    return response
+
+
 def json_object(response: requests.Response) -> dict[str, Any] | None:
     """The answer's body as a JSON object; None when it is not one (an HTML error page, say)."""
     try:

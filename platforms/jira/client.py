@@ -30,6 +30,7 @@ from platforms.errors import (
 )
 from platforms.http import (
     answer_error,
+    api_answer,
     body_text,
     environment_read_once,
     json_object,
@@ -216,7 +217,8 @@ class JiraClient:
             response = send(session, method, url, data=data, timeout=session.timeout)
         if response.ok:
             _warn_on_failed_login(response)
-            return response
+            return api_answer("Jira", response, what, "a login page or a proxy in front of it, or a url that "
+                              "is not the site's?")  # fmt: skip
         try:  # the library's error for it, kept as the cause as when its session raised it
             raise_on_error(response, data=data, headers=session.headers.copy(), verify=session.verify)
         except JIRAError as exc:

@@ -35,6 +35,7 @@ from platforms.errors import (
 )
 from platforms.http import (
     answer_error,
+    api_answer,
     body_text,
     environment_read_once,
     json_object,
@@ -208,16 +209,8 @@ class ServiceNowClient:
             )
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, what)
-        if response.content and "json" not in response.headers.get("Content-Type", "").lower():
-            # A hibernating developer instance, or an SSO login page in front of the instance,
-            # answers 200 with HTML: nothing was written, so this must not count as success.
-            raise TransientPlatformError(
-                f"ServiceNow answered {what} with {response.status_code} but "
-                f"{response.headers.get('Content-Type') or 'no content type'}, not JSON "
-                "(is the instance hibernating or behind a login page?)",
-                status=response.status_code,
-            )
-        return response
+        # A hibernating developer instance answers 200 with HTML too.
+        return api_answer("ServiceNow", response, what, "is the instance hibernating or behind a login page?")
 
     def _table_url(self, table: str) -> str:
         return f"{self.settings.base_url}/api/now/table/{table}"

@@ -29,6 +29,7 @@ from platforms.errors import (
 )
 from platforms.http import (
     answer_error,
+    api_answer,
     body_text,
     environment_read_once,
     json_object,
@@ -185,7 +186,8 @@ class ZendeskClient:
             response = send(session, method, url, json=body, timeout=self.settings.timeout)
         if not 200 <= response.status_code < 300:
             raise error_from_response(response, what)
-        return response
+        return api_answer("Zendesk", response, what, "a login page or a proxy in front of it, or a url that "
+                          "is not the account's (https://<subdomain>.zendesk.com)?")  # fmt: skip
 
     def _session(self) -> requests.Session:
         """A plain session that zenpy authenticates, built on first use (building it makes no request)."""

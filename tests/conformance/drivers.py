@@ -103,6 +103,10 @@ class Driver:
 
     # the write side -----------------------------------------------------------
     def register_write(self, mock: responses.RequestsMock, status: int = 200, **answer: Any) -> None: ...
+    def register_no_note(self, mock: responses.RequestsMock) -> None:
+        """The ticket read for a note that may have gone out (its write's answer unknown): none there."""
+        raise NotImplementedError
+
     def error_body(self, message: str) -> dict[str, Any]:
         """The platform's error envelope around `message`."""
         raise NotImplementedError
@@ -239,6 +243,10 @@ class JiraDriver(Driver):
         return {"X-Hub-Signature": f"sha256={digest}",
                 "X-Atlassian-Webhook-Identifier": delivery_id or str(uuid.uuid4())}  # fmt: skip
 
+    def register_no_note(self, mock):
+        comments = re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+/comment\?")
+        mock.add(responses.GET, comments, json={"comments": []})
+
     def register_write(self, mock, status=204, **answer):
         mock.add(responses.PUT, re.compile(re.escape(f"{JIRA_URL}/rest/api/2/issue/") + r"[^/]+$"),
                  status=status, **answer)  # fmt: skip
@@ -329,6 +337,10 @@ class ZendeskDriver(Driver):
         return {"X-Zendesk-Webhook-Signature": base64.b64encode(digest).decode(),
                 "X-Zendesk-Webhook-Signature-Timestamp": stamp,
                 "X-Zendesk-Webhook-Invocation-Id": delivery_id or str(uuid.uuid4())}  # fmt: skip
+
+    def register_no_note(self, mock):
+        comments = re.compile(re.escape(f"{ZENDESK_URL}/api/v2/tickets/") + r"\d+/comments\.json")
+        mock.add(responses.GET, comments, json={"comments": []})
 
     def register_write(self, mock, status=200, **answer):
         if status < 300 and "json" not in answer and "body" not in answer:
@@ -430,6 +442,10 @@ class ServiceNowDriver(Driver):
     def deliver(self, body, now, delivery_id=None):
         # ServiceNow's delivery id is in the body (sys_id:sys_mod_count): a redelivery is the same body.
         return super().deliver(body, now, None)
+
+    def register_no_note(self, mock):
+        journal = re.compile(re.escape(f"{SERVICENOW_URL}/api/now/table/sys_journal_field") + r"\?")
+        mock.add(responses.GET, journal, json={"result": []})
 
     def register_write(self, mock, status=200, **answer):
         if status < 300 and "json" not in answer and "body" not in answer:

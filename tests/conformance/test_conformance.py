@@ -132,6 +132,25 @@ def test_429_then_success_waits_for_retry_after_and_sends_the_same_request_again
     assert len(writes) == 1 + driver.writes_per_decision(effect)
 
 
+def test_a_login_page_answering_200_is_not_a_write_and_the_write_goes_again(esc, driver, api):
+    # Single sign-on or a proxy in front of the site (or a url that is not its API) answers 200 with a
+    # page: Jira's and Zendesk's writes counted it as done, and the audit said "applied".
+    page = "<html><body>Sign in to continue</body></html>"
+    driver.register_write(api, status=200, body=page, content_type="text/html; charset=utf-8")
+    driver.register_write(api)
+    driver.register_no_note(api)  # a note in that write may have gone through: it is looked for first
+    post(esc, driver, driver.created(OUTAGE, esc.clock()))
+    esc.work()
+    (retrying,) = esc.audit()
+    assert retrying["outcome"] == "retrying"
+    assert "answered" in retrying["detail"] and "text/html; charset=utf-8, not JSON" in retrying["detail"]
+    esc.clock.advance(120)
+    esc.work()
+    assert [r["outcome"] for r in esc.audit()] == ["retrying", "applied"]
+    written = [w for w in driver.writes(api) if w.method != "GET"]
+    assert len(written) == 1 + driver.writes_per_decision(driver.effect(written[1:], OUTAGE))
+
+
 def test_a_4xx_is_recorded_as_failed_with_the_platforms_message(esc, driver, api):
     message = "You are not allowed to edit this ticket"
     driver.register_write(api, status=403, json=driver.error_body(message))
