@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,9 +26,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import responses
 
-from connector.config import Config
-from connector.reconcile import reconcile
-from connector.runtime import build_runtime
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # before bench/ itself, whose console.py would shadow the console package
+
+from connector.config import Config  # noqa: E402
+from connector.reconcile import reconcile  # noqa: E402
+from connector.runtime import build_runtime  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -95,8 +99,9 @@ def serve(mock: responses.RequestsMock, platform: str, rows: list[dict]) -> None
             return 200, {}, json.dumps(body)
 
         mock.add_callback(
-            responses.GET, re.compile(re.escape(f"{base}/rest/api/3/search/jql")), callback=jira
-        )
+            responses.GET, re.compile(re.escape(f"{base}/rest/api/3/search/jql")), callback=jira,
+            content_type="application/json",
+        )  # fmt: skip
     elif platform == "zendesk":
 
         def zendesk(request):
@@ -110,7 +115,11 @@ def serve(mock: responses.RequestsMock, platform: str, rows: list[dict]) -> None
             responses.GET,
             re.compile(re.escape(f"{base}/api/v2/incremental/tickets/cursor.json")),
             callback=zendesk,
+            content_type="application/json",
         )
+        # Each missed change's comment is read (one request per change): none here.
+        mock.add(responses.GET, re.compile(re.escape(f"{base}/api/v2/tickets/") + r"\d+/comments\.json"),
+                 json={"comments": []})  # fmt: skip
     else:
 
         def servicenow(request):
@@ -118,8 +127,11 @@ def serve(mock: responses.RequestsMock, platform: str, rows: list[dict]) -> None
             return 200, {}, json.dumps({"result": rows[offset : offset + 100]})
 
         mock.add_callback(
-            responses.GET, re.compile(re.escape(f"{base}/api/now/table/incident")), callback=servicenow
-        )
+            responses.GET, re.compile(re.escape(f"{base}/api/now/table/incident")), callback=servicenow,
+            content_type="application/json",
+        )  # fmt: skip
+        mock.add(responses.GET, re.compile(re.escape(f"{base}/api/now/table/sys_journal_field")),
+                 json={"result": []})  # fmt: skip
 
 
 def main() -> None:

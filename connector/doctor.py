@@ -144,8 +144,11 @@ def _platform(key: str, settings, policy: Policy | None, *, online: bool) -> lis
     except RejectedByPlatform as exc:
         say(FAIL, f"the credentials do not work: {exc}")
         return out
-    except TransientPlatformError as exc:  # 429, 5xx, a timeout: says nothing about the credentials
-        say(FAIL, f"could not ask who the credentials belong to (try again): {exc}")
+    except TransientPlatformError as exc:
+        if exc.status is not None and 200 <= exc.status < 300:  # a page, not the API: the URL, or a login
+            say(FAIL, str(exc))
+        else:  # 429, 5xx, a timeout: says nothing about the credentials
+            say(FAIL, f"could not ask who the credentials belong to (try again): {exc}")
         return out
     except PlatformError as exc:  # unreachable URL, an answer that is not the platform's API
         say(FAIL, f"{exc}: is platforms.{key}'s URL the platform's?")

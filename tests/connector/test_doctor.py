@@ -32,8 +32,13 @@ def jira(**settings) -> dict:
 
 def jira_site() -> None:
     """The site's answers to doctor's policy checks (recorded shapes), with all the example names."""
-    responses.get(f"{JIRA}/rest/api/2/priority", body=fixture_bytes("jira", "api/priority_list"))
-    responses.get(f"{JIRA}/rest/api/2/field", body=fixture_bytes("jira", "api/field_list"))
+    json_ = "application/json;charset=UTF-8"  # as Jira answers (a page in HTML is not the API)
+    responses.get(
+        f"{JIRA}/rest/api/2/priority", body=fixture_bytes("jira", "api/priority_list"), content_type=json_
+    )
+    responses.get(
+        f"{JIRA}/rest/api/2/field", body=fixture_bytes("jira", "api/field_list"), content_type=json_
+    )
     responses.get(f"{JIRA}/rest/api/2/user/bulk", json=load_fixture("jira", "api/user_bulk"))
 
 
@@ -170,8 +175,9 @@ def test_an_answer_that_is_not_the_platforms_api_points_at_the_url(tmp_path):
     # e.g. the url names the company's login page: 200 with HTML, no accountId
     responses.get(f"{JIRA}/rest/api/2/myself", body="<html>Sign in</html>", content_type="text/html")
     ((level, message),) = findings_of(diagnose(config(tmp_path, jira=jira())), "jira")
-    assert level == FAIL and "without an accountId" in message
-    assert message.endswith("is platforms.jira's URL the platform's?")
+    assert level == FAIL and "answered GET https://acme.atlassian.net/rest/api/2/myself with 200" in message
+    assert message.endswith("text/html, not JSON (a login page or a proxy in front of it, or a url that is "
+                            "not the site's?)")  # fmt: skip
 
 
 def test_what_refuses_deliveries_or_fails_events_is_a_problem(tmp_path):

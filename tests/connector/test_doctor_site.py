@@ -41,7 +41,8 @@ def test_jira_names_a_missing_priority_a_tier_account_that_does_not_exist_and_a_
     responses.get(f"{JIRA}/rest/api/2/myself", json=me)
     # Server's default scheme: none of Highest / High / Medium / Low exist
     responses.get(
-        f"{JIRA}/rest/api/2/priority", body=fixture_bytes("jira", "api/priority_list__server_default")
+        f"{JIRA}/rest/api/2/priority",
+        json=json.loads(fixture_bytes("jira", "api/priority_list__server_default")),
     )
     fields = json.loads(fixture_bytes("jira", "api/field_list"))
     responses.get(f"{JIRA}/rest/api/2/field", json=without(fields, "id", "customfield_10050"))
@@ -137,7 +138,7 @@ def test_a_site_that_refuses_a_lookup_is_a_warning_not_a_verdict(tmp_path):
     responses.get(
         f"{JIRA}/rest/api/2/priority", status=403, json={"errorMessages": ["You are not an administrator"]}
     )
-    responses.get(f"{JIRA}/rest/api/2/field", body=fixture_bytes("jira", "api/field_list"))
+    responses.get(f"{JIRA}/rest/api/2/field", json=json.loads(fixture_bytes("jira", "api/field_list")))
     responses.get(f"{JIRA}/rest/api/2/user/bulk", json=load_fixture("jira", "api/user_bulk"))
     jira = {
         "url": JIRA,
