@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import responses
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # before bench/ itself, whose console.py would shadow the console package
+sys.path.insert(0, str(ROOT))  # the project, as the checkout has it
 
 from connector.config import Config  # noqa: E402
 from connector.reconcile import reconcile  # noqa: E402

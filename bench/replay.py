@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # before bench/ itself, whose console.py would shadow the console package
+sys.path.insert(0, str(ROOT))  # the project, as the checkout has it
 
 from connector.config import EXAMPLE_POLICY, Config  # noqa: E402
 from connector.replay import ReplayReport, replay  # noqa: E402

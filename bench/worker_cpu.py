@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # before bench/ itself, whose console.py would shadow the console package
+sys.path.insert(0, str(ROOT))  # the project, as the checkout has it
 
 from sqlalchemy import func, select  # noqa: E402
 

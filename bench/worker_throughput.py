@@ -39,7 +39,7 @@ from worker_support import (
     write_config,
 )
 
-sys.path.insert(0, str(ROOT))  # before bench/: bench/console.py is not the console package
+sys.path.insert(0, str(ROOT))  # the project, as the checkout has it
 
 from connector.store.db import make_engine  # noqa: E402
 from connector.store.tables import inbox  # noqa: E402

@@ -1,6 +1,6 @@
 """Console benchmark: a million audit records, then the decisions page and each report, timed.
 
-    .venv/bin/python bench/console.py [--records 1000000] [--database sqlite|postgresql://…] [--runs 20]
+    .venv/bin/python bench/console_pages.py [--records 1000000] [--database sqlite|postgresql://…] [--runs 20]
 
 Seeds the audit log directly (a valid hash chain, records shaped as the worker writes them, three
 platforms, ~6 % escalations, SLA breaches, ~30 records per ticket, one tickets row with SLA clocks per
