@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import TIMESTAMP, Engine, and_, case, cast, desc, func, literal_column, or_, select, union_all
 from sqlalchemy.sql import Select
 
+from connector.spreadsheet import cell
 from connector.store.tables import (
     console_decisions,
     console_escalation_labels,
@@ -50,7 +51,7 @@ class Report:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(self.columns)
-        writer.writerows(self.rows)
+        writer.writerows([cell(v) for v in row] for row in self.rows)
         return out.getvalue()
 
     def as_json(self) -> dict[str, Any]:

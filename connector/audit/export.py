@@ -11,6 +11,7 @@ from typing import IO, Any
 from sqlalchemy import Engine, and_, or_, select
 
 from connector.audit.chain import canonical_json
+from connector.spreadsheet import cell
 from connector.store.tables import audit_log
 
 CSV_COLUMNS = (
@@ -91,7 +92,7 @@ def write_csv(items: Iterator[dict[str, Any]], out: IO[str]) -> int:
     writer.writeheader()
     count = 0
     for item in items:
-        writer.writerow(_flatten(item))
+        writer.writerow({k: cell(v) for k, v in _flatten(item).items()})
         count += 1
     return count
 
