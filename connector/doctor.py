@@ -51,6 +51,8 @@ def diagnose(config: Config, *, online: bool = True) -> list[Finding]:
     policy = _policy(config, findings)
     _database(config.database, findings)
     _audit(config, findings)
+    if (why := config.console.sessions_per_process) is not None:
+        findings.append(Finding(WARN, "console", why))
     if not config.configured_platforms:
         hint = "add platforms.jira (or zendesk, servicenow) with its url and webhook_secret"
         findings.append(Finding(WARN, "config", f"no platform is configured: {hint}"))

@@ -51,3 +51,15 @@ class ConsoleConfig(_Strict):
     )
     users: dict[str, ConsoleUser] = {}
     tokens: dict[str, ApiToken] = {}
+
+    @property
+    def sessions_per_process(self) -> str | None:
+        """Why log-ins would not hold, when they would not: users who log in, and no secret_key shared by
+        every process (each then signs with its own random key); None when they hold."""
+        if not self.enabled or not self.users or self.secret_key:
+            return None
+        return (
+            "console.secret_key is not set: each process signs sessions with its own random key, so a "
+            "log-in holds only on the process that made it (gunicorn's workers, other replicas) and "
+            "not across a restart; set it from the environment, e.g. ${ESCALATOR_CONSOLE_SECRET}"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import timedelta
 
@@ -11,12 +12,16 @@ from werkzeug.exceptions import HTTPException
 from connector.runtime import Runtime
 from console import auth
 
+log = logging.getLogger("escalator.console")
+
 
 def mount(app: Flask, rt: Runtime) -> None:
     settings = rt.config.console
     if not settings.enabled:
         return
     app.secret_key = settings.secret_key or secrets.token_hex(32)
+    if (why := settings.sessions_per_process) is not None:
+        log.warning("%s", why)
     app.config.update(
         SESSION_COOKIE_NAME="escalator_console",
         SESSION_COOKIE_HTTPONLY=True,

@@ -239,3 +239,14 @@ def test_an_example_or_short_webhook_secret_fails(tmp_path, secret, why):
     assert done.returncode == 1
     assert f"FAIL  jira: platforms.jira.webhook_secret {why}: anyone could sign deliveries" in done.stdout
     assert secret not in done.stdout  # the finding names the problem, never the secret
+
+
+def test_console_users_without_a_shared_secret_key_are_a_warning(tmp_path):
+    # The shipped gunicorn unit runs 4 workers: with a random key each, a log-in held on one of them only.
+    users = {"vera": {"role": "viewer", "password_hash": "pbkdf2:sha256:1000$salt$hash"}}
+    cfg = Config.model_validate({"database": f"sqlite:///{tmp_path / 'x.db'}", "console": {"users": users}})
+    ((level, message),) = findings_of(diagnose(cfg, online=False), "console")
+    assert level == WARN and message.startswith("console.secret_key is not set: each process signs")
+    keyed = {"users": users, "secret_key": "k" * 32}
+    cfg = Config.model_validate({"database": f"sqlite:///{tmp_path / 'x.db'}", "console": keyed})
+    assert findings_of(diagnose(cfg, online=False), "console") == []
