@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -36,16 +37,18 @@ class SchemaState:
         return f"schema at {self.current}, behind {self.head}: `escalator db upgrade` (serve does it too)"
 
 
+@functools.cache  # the migrations this code ships: read once
 def head() -> str:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
-def _revisions() -> set[str]:
+@functools.cache
+def _revisions() -> frozenset[str]:
     from alembic.script import ScriptDirectory
 
-    return {rev.revision for rev in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    return frozenset(rev.revision for rev in ScriptDirectory(str(MIGRATIONS)).walk_revisions())
 
 
 def state(engine: Engine) -> SchemaState:
