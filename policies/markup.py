@@ -6,9 +6,9 @@ Jira). The values it writes are not: a ticket's title, a requester's reply, a la
 raised the ticket. Written into a Jira comment (REST API v2: wiki markup) a title such as
 `[verify your account|https://evil.example]` became a link in a note the bot signed, and
 `!https://evil.example/p.png!` an image every agent's browser fetched; in a ServiceNow journal field
-`[code]…[/code]` is HTML. Each value a note template writes is escaped for its ticket's platform
-(policies/templates.py applies it); the template's own text is left as written. Zendesk reads a
-comment's `body` as plain text: nothing to escape there.
+`[code]…[/code]` is HTML; Zendesk reads a comment's `body` as Markdown, where `[text](url)` is a link
+and `![](url)` an image. Each value a note template writes is escaped for its ticket's platform
+(policies/templates.py applies it); the template's own text is left as written.
 """
 
 from __future__ import annotations
@@ -29,12 +29,27 @@ def jira_wiki(value: str) -> str:
     return value if _JIRA_SPECIAL.isdisjoint(value) else value.translate(_JIRA_ESCAPED)
 
 
+# Markdown's links and images: [text](url), ![alt](url), [text][ref] and a [ref]: url definition.
+_MARKDOWN_LINKS = re.compile(r"\](?=[(\[:])")
+
+
+def markdown_text(value: str) -> str:
+    """`value` with no Markdown link or image in it: a zero-width space after each `]` that would open
+    one. The text reads as it did (backslash escapes would show wherever a renderer ignores them), and
+    emphasis, which only changes how a value looks, is left alone."""
+    return _MARKDOWN_LINKS.sub("]\u200b", value) if "]" in value else value
+
+
 def servicenow_journal(value: str) -> str:
     """`value` with its [code] tags broken by a zero-width space, so they stay text."""
     return _SERVICENOW_CODE_TAG.sub("[\u200b\\1]", value) if "[" in value else value
 
 
-NOTE_MARKUP: dict[str, Callable[[str], str]] = {"jira": jira_wiki, "servicenow": servicenow_journal}
+NOTE_MARKUP: dict[str, Callable[[str], str]] = {
+    "jira": jira_wiki,
+    "servicenow": servicenow_journal,
+    "zendesk": markdown_text,
+}
 
 
 def note_escape(platform: str) -> Callable[[str], str] | None:

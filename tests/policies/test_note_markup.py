@@ -14,7 +14,7 @@ from channels.message import Message
 from channels.teams import render as teams_card
 from connector.model import AddNote, EventKind, Notify, TicketState
 from policies import evaluate, load_policy
-from policies.markup import jira_wiki, servicenow_journal
+from policies.markup import jira_wiki, markdown_text, servicenow_journal
 from tests.policies.policy_helpers import NOW, event, policy_source, write_policy
 
 EVIL = "Refund [verify your account|https://evil.example] !https://evil.example/p.png! {color:red}x{color}"
@@ -51,9 +51,15 @@ def test_on_servicenow_a_code_tag_in_a_title_stays_text(tmp_path):
     assert note.startswith("Reported: Help [\u200bcode]<img src=x onerror=alert(1)>[\u200b/CODE] please")
 
 
-def test_on_zendesk_a_note_is_plain_text_and_left_as_written(tmp_path):
-    note, _ = _decided(tmp_path, "zendesk", EVIL)
-    assert note == f"Reported: {EVIL} [~accountid:557058:0f1e-2d3c]"
+def test_on_zendesk_a_markdown_link_or_image_in_a_title_stays_text(tmp_path):
+    # Zendesk reads a comment's body as Markdown: [text](url) is a link there, ![](url) an image.
+    title = "Refund [verify your account](https://evil.example) ![](https://evil.example/p.png) [x][1]"
+    note, _ = _decided(tmp_path, "zendesk", title)
+    assert "](" not in note and "][" not in note
+    assert note.replace("\u200b", "") == f"Reported: {title} [~accountid:557058:0f1e-2d3c]"
+    assert _decided(tmp_path, "zendesk", "Checkout (EU) is down [urgent]")[0].startswith(
+        "Reported: Checkout (EU) is down [urgent]"
+    )  # text with brackets and parentheses that opens no link is left as it is
 
 
 @pytest.mark.parametrize(
@@ -76,8 +82,17 @@ def test_servicenow_journal_breaks_every_spelling_of_the_code_tag():
 
 
 def test_a_teams_card_shows_a_markdown_link_in_a_title_as_text():
-    message = Message("m-1", "zendesk", "7", "7", "[verify](https://evil.example)", "see [here](https://e.x)")
+    text = "see [here](https://e.x) or [there][1]\n\n[1]: https://evil.example"
+    message = Message("m-1", "zendesk", "7", "7", "[verify](https://evil.example)", text)
     card = teams_card(message)["attachments"][0]["content"]
     texts = [block["text"] for block in card["body"]]
-    assert all("](" not in text for text in texts)
-    assert texts[1].replace("\u200b", "") == "see [here](https://e.x)"
+    assert all("](" not in t and "][" not in t and "]:" not in t for t in texts)
+    assert texts[1].replace("\u200b", "") == text
+
+
+def test_markdown_text_breaks_links_images_and_references_only():
+    assert (
+        markdown_text("[a](b) ![c](d) [e][f] [g]: h").replace("\u200b", "|")
+        == "[a]|(b) ![c]|(d) [e]|[f] [g]|: h"
+    )
+    assert markdown_text("plain (text) [tag] *bold*") == "plain (text) [tag] *bold*"
