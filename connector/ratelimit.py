@@ -313,7 +313,9 @@ class Limiter:
 
         # Better-ranked deliveries due within two windows stand in line; one in a long backoff does not.
         horizon = 2 * max(w.seconds for w in limits.account)
-        waiting = ratewindows.waiting(self.engine, ask.platform, ask, now, horizon)
+        # Nothing not judged yet can be better than the best rank: its line is read without them.
+        best = ask.rank <= BEST_RANK
+        waiting = ratewindows.waiting(self.engine, ask.platform, ask, now, horizon, unjudged=not best)
         leases = _leases_of(self.engine)
         lease = leases.reserve(ask.platform, account, ask.cost, now)
         if lease is not None:

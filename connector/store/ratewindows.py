@@ -8,7 +8,20 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, Integer, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector import wakeup
@@ -59,6 +72,16 @@ _WAITING = Prepared(
     select(
         _RANKED.scalar_subquery().label("ranked"),
         (_UNJUDGED_DUE.scalar_subquery() + _UNJUDGED_TAKEN.scalar_subquery()).label("unjudged"),
+        exists().where(_ASLEEP).label("asleep"),
+    )
+)
+# The line before a write of the best rank: no delivery not judged yet can stand before it, so they are
+# not counted. That count reads every unjudged row of the platform (1.2 µs each on SQLite: 6 ms a write
+# with 5,000 queued), and in an outage most writes are P1s, each once per ask.
+_WAITING_BEST = Prepared(
+    select(
+        _RANKED.scalar_subquery().label("ranked"),
+        literal(0).label("unjudged"),
         exists().where(_ASLEEP).label("asleep"),
     )
 )
@@ -124,17 +147,20 @@ def _line(ask: Ask) -> dict:
     }
 
 
-def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: float) -> Waiting:
+def waiting(engine: Engine, platform: str, ask: Ask, now: datetime, horizon: float, *,
+            unjudged: bool = True) -> Waiting:  # fmt: skip
     """Deliveries of the platform in line before `ask`: better-ranked ones waiting (due within `horizon`
-    seconds: those in a long backoff hold no one up), and unjudged ones claimable now or being judged.
+    seconds: those in a long backoff hold no one up), and unjudged ones claimable now or being judged
+    (not counted, 0, when `unjudged` is False: nothing not judged yet can be better than the ask).
 
     Read before the windows are locked (one statement): the lock guards the counts, which never exceed
     a limit; the line it reads may be a moment old, which only matters between concurrent asks."""
     from connector.ratelimit import Waiting
 
     until = now + timedelta(seconds=horizon)
+    statement = _WAITING if unjudged else _WAITING_BEST
     with reading(engine) as conn:
-        row = _WAITING.first(conn, {**_line(ask), "b_platform": platform, "b_now": now, "b_until": until})
+        row = statement.first(conn, {**_line(ask), "b_platform": platform, "b_now": now, "b_until": until})
     return Waiting(row[0], row[1], bool(row[2]))
 
 

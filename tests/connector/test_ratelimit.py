@@ -217,6 +217,23 @@ def test_the_line_a_write_reads_does_not_grow_with_the_inbox_history(sqlite_url,
     assert 0 < few and many <= few + 20, (few, many)
 
 
+def test_a_best_ranked_write_reads_its_line_without_counting_the_deliveries_not_judged_yet(sqlite_url):
+    # Nothing not judged yet can stand before a P1 escalation, and in an outage most writes are those:
+    # the count of the unjudged read every one of them (6 ms a write with 5,000 queued).
+    engine = make_engine(sqlite_url)
+    rows = [inbox_store.new_row("zendesk", f"q-{n}", "updated", str(n), False, b"{}", T0) for n in range(900)]
+    with engine.begin() as conn:
+        conn.execute(inbox.insert(), rows)
+    line = {"engine": engine, "platform": "zendesk", "now": T0, "horizon": 120}
+    with counting_steps(engine) as p4_steps:
+        p4 = ratewindows.waiting(ask=ask(40, ticket="1"), **line)
+    with counting_steps(engine) as p1_steps:
+        p1 = ratewindows.waiting(ask=ask(10, ticket="1"), unjudged=False, **line)
+    engine.dispose()
+    assert (p4.unjudged, p1.unjudged) == (900, 0) and p4.ranked == p1.ranked == 0
+    assert p1_steps[0] * 5 < p4_steps[0], (p1_steps, p4_steps)
+
+
 # --- leases, and windows no one locks for nothing -------------------------------------------------
 
 
