@@ -434,16 +434,48 @@ def unavailable_because(exc: BaseException) -> str:
     return f"the database is away: {first_line(exc)}"
 
 
+class _Repeats:
+    """Of the same round failing for the same reason on one engine, one warning line a `window`: a
+    worker's claim tries again every second, so a disk full for an hour was 3,600 lines. The lines
+    left out are counted, and the next one says how many."""
+
+    def __init__(self, window: float):
+        self.window = window
+        self._lock = threading.Lock()
+        self._seen: weakref.WeakKeyDictionary[Engine, dict[tuple[str, ...], list[float]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def admit(self, engine: Engine, key: tuple[str, ...]) -> int | None:
+        """None: leave this one out (counted); else how many were left out since the last one."""
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(engine, {})
+            last = seen.get(key)
+            if last is not None and now - last[0] < self.window:
+                last[1] += 1
+                return None
+            seen[key] = [now, 0]
+            return int(last[1]) if last is not None else 0
+
+
+_REPEATS = _Repeats(window=60.0)
+
+
 def log_round_failed(
     log: logging.Logger, engine: Engine, exc: BaseException, message: str, *args: Any
 ) -> None:
     """A background round (a claim, a tick, a batch of webhooks) failed and the next one tries again:
-    with the database away (restarting, a connection cut) or out of space, one warning line saying so;
-    anything else with its traceback."""
-    if database_unavailable(engine, exc):
-        log.warning(message + " (%s)", *args, unavailable_because(exc))
-    else:
+    with the database away (restarting, a connection cut) or out of space, one warning line saying so,
+    once a minute for the same round and reason; anything else with its traceback, every time."""
+    if not database_unavailable(engine, exc):
         log.error(message, *args, exc_info=exc)
+        return
+    left_out = _REPEATS.admit(engine, (log.name, message, "disk" if disk_full(exc) else "away"))
+    if left_out is None:
+        return
+    more = f"; {left_out} more like it since the last such line" if left_out else ""
+    log.warning(message + " (%s)%s", *args, unavailable_because(exc), more)
 
 
 class few_rows(FunctionElement):  # noqa: N801 (used as a function in statements)

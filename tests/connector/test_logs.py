@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 import pytest
 from sqlalchemy import text
@@ -64,6 +65,32 @@ def test_a_round_that_failed_for_want_of_the_database_says_so_in_one_line_else_s
     assert "server closed the connection" in lines[0] and "more" not in lines[0]
     assert " ERROR " in lines[1] and "SLA tick failed" in lines[1]
     assert "Traceback (most recent call last):" in lines and lines[-1] == "KeyError: 'ticket'"
+
+
+def test_the_same_round_failing_again_and_again_is_one_line_a_minute_that_counts_the_rest(monkeypatch):
+    # A worker's claim tries again every second: a disk full for an hour was 3,600 warning lines.
+    from connector.store import db
+
+    monkeypatch.setattr(db, "_REPEATS", db._Repeats(window=0.2))
+    logger, out, handler = _capture("escalator.test-repeats")
+    engine, other = make_engine("sqlite://"), make_engine("sqlite://")
+    try:
+        away = _raised(OperationalError("SELECT 1", None, Exception("server closed the connection")))
+        for _ in range(5):
+            log_round_failed(logger, engine, away, "claiming work failed; retrying in %.1fs", 1.0)
+        log_round_failed(logger, other, away, "claiming work failed; retrying in %.1fs", 1.0)  # its own
+        log_round_failed(logger, engine, away, "SLA tick failed; trying again next tick")  # another round
+        time.sleep(0.25)
+        log_round_failed(logger, engine, away, "claiming work failed; retrying in %.1fs", 1.0)
+    finally:
+        logger.removeHandler(handler)
+        engine.dispose()
+        other.dispose()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and all(" WARNING " in line for line in lines)
+    assert "claiming work failed" in lines[0] and "more like it" not in lines[0]
+    assert "SLA tick failed" in lines[2]
+    assert lines[3].endswith("; 4 more like it since the last such line")
 
 
 def test_a_full_disk_is_named_as_such_on_either_database():
