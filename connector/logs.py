@@ -52,11 +52,22 @@ class TextFormatter(logging.Formatter):
             text += " " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items())
         return text
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        """One event, one line: a line break in a message (a platform's error text, a ticket's key, a
+        multi-line policy error) is written as \\n, so no value can start a line that reads as another
+        event. A traceback, added after, keeps its lines."""
+        record.message = _one_line(record.message)
+        return super().formatMessage(record)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n") if "\n" in text or "\r" in text else text
+
 
 def _plain(value: Any) -> str:
     if isinstance(value, list | tuple):
-        return ",".join(map(str, value)) or "-"
-    return "-" if value is None else str(value)
+        return _one_line(",".join(map(str, value))) or "-"
+    return "-" if value is None else _one_line(str(value))
 
 
 class LostConnectionReset(logging.Filter):

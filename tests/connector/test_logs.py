@@ -165,3 +165,20 @@ def test_a_round_that_failed_with_a_silent_error_still_logs_one_line():
         engine.dispose()
     (line,) = out.getvalue().splitlines()
     assert " WARNING " in line and "SLA tick failed (the database is away: " in line
+
+
+def test_a_line_break_in_a_logged_value_cannot_start_a_line_of_its_own():
+    # A platform's error text, a ticket key or a multi-line policy error: one event stays one line, so
+    # nothing a value carries reads as another event in the log. A traceback keeps its lines.
+    logger, out, handler = _capture("escalator.test-one-line")
+    try:
+        forged = "Jira answered 400\n2026-12-02 09:00:00,000 INFO [web] escalator: all is well"
+        logger.warning("rejected: %s", forged)
+        logger.error("with a traceback", exc_info=_raised(ValueError("a bug")))
+    finally:
+        logger.removeHandler(handler)
+    first, *rest = out.getvalue().splitlines()
+    assert first.endswith(
+        "rejected: Jira answered 400\\n2026-12-02 09:00:00,000 INFO [web] escalator: all is well"
+    )
+    assert "Traceback (most recent call last):" in rest and rest[-1] == "ValueError: a bug"
