@@ -104,7 +104,7 @@ def login() -> Any:
     auth.check_csrf()
     name = (request.form.get("name") or "").strip()[:128]
     password = request.form.get("password") or ""
-    address = request.remote_addr or "?"
+    address = auth.client_address()
     throttle: auth.LoginThrottle = current_app.extensions["console.throttle"]
     wait = throttle.blocked_for(name, address)
     if wait:

@@ -203,6 +203,21 @@ def test_behind_a_trusted_proxy_each_client_is_limited_by_its_own_address(sqlite
         console.rt.close()
 
 
+def test_a_forwarded_address_that_is_no_address_is_not_counted_as_one(db_url):  # SQLite and PostgreSQL
+    # Behind a proxy that passes the client's header on as the last entry (or one proxy too many
+    # trusted), X-Forwarded-For is whatever the client wrote: 200 characters failed the log-in with a
+    # 500 on PostgreSQL (the address column holds 64); the proxy's own address is counted instead.
+    console = make_console(db_url, server={"trusted_proxies": 1})
+    try:
+        client = console.client()
+        token = csrf_of(client.get("/console/login").text)
+        assert _login_as_vera(client, token, "guess", "x" * 200) == 401
+        assert _login_as_vera(client, token, "guess", "not-an-address") == 401
+        assert _addresses_counted(console) == {"127.0.0.1"}
+    finally:
+        console.rt.close()
+
+
 def test_logins_are_audited(sqlite_console):
     client = sqlite_console.client()
     token = csrf_of(client.get("/console/login").text)
