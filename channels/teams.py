@@ -8,10 +8,11 @@ carries the ticket key in its title and the same facts, and the ticket's message
 from __future__ import annotations
 
 import json
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from policies.markup import markdown_text
 
 from . import http
 from .message import Message, Receipt
@@ -33,15 +34,12 @@ class TeamsSettings(BaseModel):
         return bool(self.url)
 
 
-_LINK = re.compile(r"\](?=[(\[:])")  # where [text](url), [text][ref] or a [ref]: url definition opens
-
-
 def _plain(text: str) -> str:
     """`text` with no Markdown link in it. A TextBlock renders a subset of Markdown, and a message
     quotes a ticket's title or a requester's reply: `[verify your account](https://evil.example)` in one
-    became a link in the on-call channel. A zero-width space after the `]` leaves the text as it reads
-    (the rest of the subset only changes how text looks), as Slack's escaping does there."""
-    return _LINK.sub("]\u200b", text)
+    became a link in the on-call channel. What a Zendesk note does with a value (policies/markup.py),
+    a card does with the whole text, as Slack's escaping does there."""
+    return markdown_text(text)
 
 
 def render(message: Message) -> dict:

@@ -17,8 +17,9 @@ from sqlalchemy.engine import make_url
 from connector.config import Config
 from connector.doctor_site import site_findings
 from connector.runtime import Installation
-from connector.store.db import MIGRATIONS, make_engine
+from connector.store.db import make_engine
 from connector.store.schema import SchemaState
+from connector.store.schema import head as schema_head
 from platforms.errors import PlatformError, RejectedByPlatform, TransientPlatformError
 from policies import Policy, PolicyError, load_policy
 
@@ -73,7 +74,6 @@ def _policy(config: Config, findings: list[Finding]) -> Policy | None:
 
 def _database(url: str, findings: list[Finding]) -> None:
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     shown = make_url(url).render_as_string(hide_password=True)
     database = make_url(url).database if url.startswith("sqlite") else None
@@ -82,7 +82,7 @@ def _database(url: str, findings: list[Finding]) -> None:
         missing = f"{shown} does not exist yet: `escalator serve` creates it"
         findings.append(Finding(WARN, "database", missing))
         return
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    head = schema_head()
     engine = make_engine(url)
     try:
         with engine.connect() as conn:

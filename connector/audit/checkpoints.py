@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,18 @@ class DirectorySink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def unwritable(self) -> str | None:
+        """Why `write` would fail for want of a directory this user may write in (nothing is created:
+        the first checkpoint makes the missing folders); None when it would not."""
+        if self.path.exists() and not self.path.is_dir():
+            return "is not a directory"
+        existing = next(p for p in (self.path, *self.path.parents) if p.exists())
+        if not existing.is_dir():
+            return f"{existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{existing} is not writable by this user"
+        return None
 
     def write(self, checkpoint: Checkpoint) -> str:
         try:

@@ -5,9 +5,7 @@ Read-only: nothing is written, the keys are only loaded.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, inspect, select, text
 
@@ -49,18 +47,9 @@ def keys(settings: AuditSettings) -> tuple[list[tuple[str, str]], AuditKeys | No
 
 def _unwritable_directory(destination: str) -> str | None:
     """Why checkpoints could not be written to `destination` when it is a directory (this user's
-    rights; nothing is created); None when they could, or it is "-" or a URL (tried when sent)."""
-    if destination == "-" or destination.startswith(("http://", "https://")):
-        return None
-    path = Path(destination)
-    if path.exists() and not path.is_dir():
-        return "is not a directory"
-    existing = next(p for p in (path, *path.parents) if p.exists())  # made on the first checkpoint
-    if not existing.is_dir():
-        return f"{existing} is not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable by this user"
-    return None
+    rights); None when they could, or it is "-" or a URL (tried when sent)."""
+    sink = cps.sink_for(destination)
+    return sink.unwritable() if isinstance(sink, cps.DirectorySink) else None
 
 
 def database(engine: Engine, settings: AuditSettings, loaded: AuditKeys | None) -> list[tuple[str, str]]:

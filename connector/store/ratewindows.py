@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -68,23 +68,24 @@ _ASLEEP = and_(
     _c.platform == bindparam("b_platform"), _c.status == PENDING, _c.rank.is_not(None),
     _c.id != bindparam("b_item"), _c.next_attempt_at > bindparam("b_now"),
 )  # fmt: skip
-_WAITING = Prepared(
-    select(
-        _RANKED.scalar_subquery().label("ranked"),
-        (_UNJUDGED_DUE.scalar_subquery() + _UNJUDGED_TAKEN.scalar_subquery()).label("unjudged"),
-        exists().where(_ASLEEP).label("asleep"),
+
+
+def _line_read(unjudged: Any) -> Prepared:
+    """The one statement that reads the line before a write, with `unjudged` as its second count."""
+    return Prepared(
+        select(
+            _RANKED.scalar_subquery().label("ranked"),
+            unjudged.label("unjudged"),
+            exists().where(_ASLEEP).label("asleep"),
+        )
     )
-)
+
+
+_WAITING = _line_read(_UNJUDGED_DUE.scalar_subquery() + _UNJUDGED_TAKEN.scalar_subquery())
 # The line before a write of the best rank: no delivery not judged yet can stand before it, so they are
 # not counted. That count reads every unjudged row of the platform (1.2 µs each on SQLite: 6 ms a write
 # with 5,000 queued), and in an outage most writes are P1s, each once per ask.
-_WAITING_BEST = Prepared(
-    select(
-        _RANKED.scalar_subquery().label("ranked"),
-        literal(0).label("unjudged"),
-        exists().where(_ASLEEP).label("asleep"),
-    )
-)
+_WAITING_BEST = _line_read(literal(0))
 _BEST = (
     select(_c.id)
     .where(_c.platform == bindparam("b_platform"), _c.status == PENDING, _BETTER)
