@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import Alias
 from sqlalchemy.types import NullType
 
 from connector.errors import StartupError, first_line
@@ -488,6 +489,35 @@ class few_rows(FunctionElement):  # noqa: N801 (used as a function in statements
     type = NullType()
     inherit_cache = True
     name = "few_rows"
+
+
+class _IndexedBy(Alias):
+    """An alias of a table that SQLite reads through a named index (`indexed_by`)."""
+
+    inherit_cache = False  # the index is not part of the cache key: statements using it are Prepared
+    index = ""
+
+
+def indexed_by(table: Table, name: str, index: str) -> Alias:
+    """`table AS name`, which SQLite reads through `index` (`INDEXED BY`; other databases choose).
+
+    For statements whose good plan SQLite cannot see without statistics, or sees wrongly with them:
+    a partial index walked in order until a batch is full looks, to its planner, no better than a
+    status index and a sort of every row. If `index` is gone, the statement fails to prepare."""
+    alias = _IndexedBy._construct(table, name=name)
+    alias.index = index
+    return alias
+
+
+@compiles(_IndexedBy)
+def _indexed_by(element: _IndexedBy, compiler: Any, **kw: Any) -> str:
+    return compiler.visit_alias(element, **kw)
+
+
+@compiles(_IndexedBy, "sqlite")
+def _indexed_by_sqlite(element: _IndexedBy, compiler: Any, **kw: Any) -> str:
+    text = compiler.visit_alias(element, **kw)
+    return f"{text} INDEXED BY {element.index}" if kw.get("asfrom") else text
 
 
 @compiles(few_rows)

@@ -21,7 +21,6 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    literal,
     or_,
     select,
     update,
@@ -29,10 +28,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from connector.store.db import few_rows, one_statement, read_before_commit, reading, row_insert, writing
+from connector.store.db import (
+    few_rows,
+    indexed_by,
+    one_statement,
+    read_before_commit,
+    reading,
+    row_insert,
+    writing,
+)
 from connector.store.group_commit import GroupCommit, Write
 from connector.store.prepared import Prepared
-from connector.store.tables import inbox, tickets
+from connector.store.tables import inbox, line_order, pending, tickets, unfinished
 from connector.store.tickets import MEMORY
 
 PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
@@ -121,16 +128,19 @@ def accept(engine: Engine, row: dict[str, Any]) -> bool:
 # literal, then computing the cache key over them) cost more than running them. Parameters named
 # b_* select rows; the values written are passed under their column names.
 
-# The oldest unfinished row of each ticket; only unfinished rows are read, so the cost follows
-# the backlog, never the history (a NOT EXISTS over older rows was O(history²)). The rate limiter
-# counts the unjudged ones among them as waiting in line.
-_UNFINISHED = [literal(PENDING), literal(PROCESSING)]
-HEADS = (
-    select(func.min(inbox.c.id))
-    # Two plain parameters, not an expanding list (the Core default): the claim runs prepared.
-    .where(few_rows(inbox.c.status.in_(_UNFINISHED)), inbox.c.ticket_id.is_not(None))
-    .group_by(inbox.c.platform, inbox.c.ticket_id)
-)
+
+def is_head(row: Any) -> Any:
+    """`row` (the inbox's columns, or an alias's) names no ticket, or is the oldest unfinished row of its
+    ticket: one probe of ix_inbox_open, which holds unfinished rows only, so the cost follows the
+    ticket's backlog, never its history."""
+    older = indexed_by(inbox, "older", "ix_inbox_open")
+    return or_(
+        row.ticket_id.is_(None),
+        ~exists().where(
+            older.c.platform == row.platform, older.c.ticket_id == row.ticket_id, older.c.id < row.id,
+            unfinished(older),
+        ),
+    )  # fmt: skip
 
 
 def _behind(row: Any) -> Any:
@@ -142,15 +152,14 @@ def _behind(row: Any) -> Any:
     )  # fmt: skip
 
 
+# Walked in the line's order (ix_inbox_line) until the batch is full: unjudged first (judging is
+# cheap, and a rank is what the line needs), then by rank, oldest first. SQLite is told which index:
+# with no statistics it would start from ix_inbox_due and sort every due row to keep `b_limit`.
+_LINE = indexed_by(inbox, "inbox", "ix_inbox_line")
 _CANDIDATES = (
-    select(inbox.c.id, inbox.c.platform, inbox.c.ticket_id, _behind(inbox.c).label("behind"))
-    .where(
-        inbox.c.status == PENDING,
-        inbox.c.next_attempt_at <= bindparam("b_now"),
-        or_(inbox.c.ticket_id.is_(None), inbox.c.id.in_(HEADS)),
-    )
-    # Unjudged first (judging is cheap, and a rank is what the line needs), then by rank, oldest first.
-    .order_by(func.coalesce(inbox.c.rank, -1), inbox.c.received_at, inbox.c.id)
+    select(_LINE.c.id, _LINE.c.platform, _LINE.c.ticket_id, _behind(_LINE.c).label("behind"))
+    .where(pending(_LINE), _LINE.c.next_attempt_at <= bindparam("b_now"), is_head(_LINE.c))
+    .order_by(*line_order(_LINE))
     .limit(bindparam("b_limit", type_=Integer))
 )
 # Taking the row and reading it back is one statement.

@@ -25,8 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector import wakeup
-from connector.store.db import reading, writing
-from connector.store.inbox import HEADS, PENDING, PROCESSING
+from connector.store.db import indexed_by, reading, writing
+from connector.store.inbox import PENDING, PROCESSING, is_head
 from connector.store.prepared import Prepared
 from connector.store.tables import inbox, rate_windows
 
@@ -50,18 +50,19 @@ _RANKED = select(func.count()).where(
     _BETTER,
 )  # fmt: skip
 # Not judged yet (due, or being judged), each the oldest unfinished row of its ticket. Counted apart
-# by status so that each count starts from ix_inbox_due, the rows due or in flight: one status test
-# OR-ed with the other sent SQLite through all of the platform's rows (ix_inbox_ticket), which the
-# inbox keeps for `retention` days: 16 ms a write with 50,000 of them, growing with the history.
+# by status, each count read from ix_inbox_due, the rows due or in flight: one status test OR-ed with
+# the other sent SQLite through all of the platform's rows (ix_inbox_ticket), which the inbox keeps
+# for `retention` days (16 ms a write with 50,000 of them, growing with the history), and so did its
+# planner's own choice, with statistics or without, once the head test became a probe.
+_d = indexed_by(inbox, "inbox", "ix_inbox_due").c
 _UNJUDGED_OF = (
-    _c.platform == bindparam("b_platform"), _c.rank.is_(None), _c.id != bindparam("b_item"),
-    or_(_c.ticket_id.is_(None), _c.id.in_(HEADS)),
+    _d.platform == bindparam("b_platform"), _d.rank.is_(None), _d.id != bindparam("b_item"), is_head(_d),
 )  # fmt: skip
 _UNJUDGED_DUE = select(func.count()).where(
-    _c.status == PENDING, _c.next_attempt_at <= bindparam("b_now"), *_UNJUDGED_OF
+    _d.status == PENDING, _d.next_attempt_at <= bindparam("b_now"), *_UNJUDGED_OF
 )
 _UNJUDGED_TAKEN = select(func.count()).where(
-    _c.status == PROCESSING, _c.lease_until > bindparam("b_now"), *_UNJUDGED_OF
+    _d.status == PROCESSING, _d.lease_until > bindparam("b_now"), *_UNJUDGED_OF
 )
 # Ranked deliveries asleep on an estimate (due later): the room a grant leaves may serve them now.
 _ASLEEP = and_(

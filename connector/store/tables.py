@@ -6,6 +6,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -138,6 +141,34 @@ inbox = Table(
 )
 Index("ix_inbox_due", inbox.c.status, inbox.c.next_attempt_at)
 Index("ix_inbox_ticket", inbox.c.platform, inbox.c.ticket_id, inbox.c.id)
+
+
+# The claim reads the inbox through two partial indexes (migration 0013). A database uses a partial
+# index only for a statement whose condition names the index's own values, so these are SQL literals,
+# not parameters, here and in the statements (connector/store/inbox.py).
+def pending(table: Any) -> Any:
+    """`table` is the inbox or an alias of it: its row waits to be claimed."""
+    return table.c.status == literal_column("'pending'")
+
+
+def unfinished(table: Any) -> Any:
+    """Its row waits or is being handled."""
+    return table.c.status.in_([literal_column("'pending'"), literal_column("'processing'")])
+
+
+def line_order(table: Any) -> tuple[Any, ...]:
+    """The claim's order: not judged yet first, then by rank in the rate limiter's line, oldest first."""
+    return func.coalesce(table.c.rank, literal_column("-1")), table.c.received_at, table.c.id
+
+
+# The pending rows in the claim's order (with when each is due, read without the row): a claim reads
+# its batch's worth, not every row waiting (2,000 waiting: 5 ms a claim before, 0.2 ms with it).
+Index("ix_inbox_line", *line_order(inbox), inbox.c.next_attempt_at,
+      sqlite_where=pending(inbox), postgresql_where=pending(inbox))  # fmt: skip
+# Each ticket's unfinished rows: whether a row is the oldest of its ticket is one probe, however long
+# the ticket's history.
+Index("ix_inbox_open", inbox.c.platform, inbox.c.ticket_id, inbox.c.id,
+      sqlite_where=unfinished(inbox), postgresql_where=unfinished(inbox))  # fmt: skip
 
 # What Escalator remembers per ticket, plus the per-ticket lease that keeps events in order.
 tickets = Table(

@@ -231,7 +231,8 @@ def test_a_best_ranked_write_reads_its_line_without_counting_the_deliveries_not_
         p1 = ratewindows.waiting(ask=ask(10, ticket="1"), unjudged=False, **line)
     engine.dispose()
     assert (p4.unjudged, p1.unjudged) == (900, 0) and p4.ranked == p1.ranked == 0
-    assert p1_steps[0] * 5 < p4_steps[0], (p1_steps, p4_steps)
+    # Both walk the 900 due rows for the ranked count; only the P4's probes each for its ticket's head.
+    assert p1_steps[0] * 3 < p4_steps[0], (p1_steps, p4_steps)
 
 
 # --- leases, and windows no one locks for nothing -------------------------------------------------
