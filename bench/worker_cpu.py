@@ -3,7 +3,7 @@
     .venv/bin/python bench/worker_cpu.py [--deliveries 2000] [--database sqlite|postgres|URL]
                                          [--profile] [--shape mixed|outage] [--limiter]
                                          [--pool [--threads 8] [--concurrency 64]]
-                                         [--history 50000] [--old-code COMMIT [--rounds 5]]
+                                         [--history 50000] [--old-code COMMIT [--rounds 5] [--together]]
 
 Fills the inbox with recorded webhook bodies of all three platforms (tests/fixtures; per ticket a
 creation and three updates, as bench/replay.py does), then drains it with the real worker path
@@ -268,26 +268,40 @@ def alternate(args: argparse.Namespace) -> None:
     """`--old-code`: this benchmark run as separate processes, the code at the commit and this code in
     turn, `--rounds` times each, and the end-to-end figures side by side. This machine's speed drifts
     by 10-30 % from one minute to the next: only rounds run alternately compare, and the median and
-    the best of each are printed with their ratio."""
-    own = _without(sys.argv[1:], ("--old-code", "--rounds"))
+    the best of each are printed with their ratio. `--together` runs each round's two at the same
+    time instead, one a core, so that whatever slows the machine (another tenant's use of the shared
+    caches, which a plain Python loop does not feel) slows both alike; their ratio per round is
+    printed too."""
+    own = _without(sys.argv[1:], ("--old-code", "--rounds", "--together"))
     figures: dict[str, list[float]] = {"old": [], "new": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"old": old_tree(args.old_code, Path(tmp)), "new": ROOT}
         for n in range(args.rounds):
-            for which, tree in trees.items():
-                done = subprocess.run([sys.executable, "bench/worker_cpu.py", *own], cwd=tree, check=True,
-                                      capture_output=True, text=True)  # fmt: skip
-                found = re.search(r"end to end: ([0-9.]+) ms", done.stdout)
-                if found is None:
-                    raise SystemExit(f"no figure from the {which} code:\n{done.stdout}{done.stderr}")
-                figures[which].append(float(found[1]))
-                print(f"round {n + 1}: {which} code {figures[which][-1]:.2f} ms", flush=True)
+            groups = [list(trees.items())] if args.together else [[item] for item in trees.items()]
+            for group in groups:
+                running = {
+                    which: subprocess.Popen([sys.executable, "bench/worker_cpu.py", *own], cwd=tree,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for which, tree in group
+                }  # fmt: skip
+                for which, process in running.items():
+                    out, err = process.communicate()
+                    found = re.search(r"end to end: ([0-9.]+) ms", out)
+                    if process.returncode or found is None:
+                        raise SystemExit(f"no figure from the {which} code:\n{out}{err}")
+                    figures[which].append(float(found[1]))
+                    print(f"round {n + 1}: {which} code {figures[which][-1]:.2f} ms", flush=True)
     old, new = figures["old"], figures["new"]
-    print(f"worker CPU per decision, {args.rounds} alternating rounds ({' '.join(own)}); {machine_speed()}:")
+    how = "rounds side by side" if args.together else "alternating rounds"
+    print(f"worker CPU per decision, {args.rounds} {how} ({' '.join(own)}); {machine_speed()}:")
     for label, seen in ((f"code at {args.old_code[:10]}", old), ("this code", new)):
         print(f"  {label + ':':<20} median {statistics.median(seen):.2f} ms, best {min(seen):.2f}")
     print(f"  ratio: {statistics.median(new) / statistics.median(old):.2f} (median), "
           f"{min(new) / min(old):.2f} (best)")  # fmt: skip
+    if args.together:
+        ratios = [b / a for a, b in zip(old, new, strict=True)]
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"  ratio per round: {each}; median {statistics.median(ratios):.2f}")
 
 
 def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
@@ -324,6 +338,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help="with --pool: worker.concurrency (the config's)")
     parser.add_argument("--old-code", metavar="COMMIT", help="alternate with the code at COMMIT")
     parser.add_argument("--rounds", type=int, default=5, help="with --old-code: alternating rounds of each")
+    parser.add_argument(
+        "--together", action="store_true", help="with --old-code: each round's two runs at the same time"
+    )
     args = parser.parse_args()
     if args.old_code:
         alternate(args)
