@@ -272,7 +272,7 @@ def alternate(args: argparse.Namespace) -> None:
     time instead, one a core, so that whatever slows the machine (another tenant's use of the shared
     caches, which a plain Python loop does not feel) slows both alike; their ratio per round is
     printed too."""
-    own = _without(sys.argv[1:], ("--old-code", "--rounds", "--together"))
+    own = [arg for arg in _without(sys.argv[1:], ("--old-code", "--rounds")) if arg != "--together"]
     figures: dict[str, list[float]] = {"old": [], "new": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"old": old_tree(args.old_code, Path(tmp)), "new": ROOT}
