@@ -283,7 +283,9 @@ def writing(engine: Engine) -> Iterator[Connection]:
     transactions and used only under the writer lock, so by one thread at a time: checking a
     connection out of the pool and back in (with its reset) cost ~40 µs of a transaction's ~60, and
     a decision takes one or two. A transaction that fails gives its connection back (a fresh one is
-    taken next), and `engine.dispose()` lets it go."""
+    taken next), and `engine.dispose()` lets it go. Until then the held connection keeps the engine
+    (and its file) open, as any connection checked out of SQLAlchemy's pool does: an engine that
+    writes is disposed when done with (Runtime.close, the commands that open one)."""
     lock = _writer_lock(engine)
     if lock is None:
         with engine.begin() as conn:

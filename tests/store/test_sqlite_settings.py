@@ -59,7 +59,7 @@ def test_writes_go_through_one_held_connection_and_a_failed_one_lets_it_go(sqlit
         engine.dispose()
 
 
-def test_disposing_the_engine_closes_its_held_connection(tmp_path, sqlite_url):
+def test_disposing_the_engine_closes_its_held_connection(sqlite_url):
     path = sqlite_url.removeprefix("sqlite:///")
     engine = make_engine(sqlite_url)
     with writing(engine) as conn:
